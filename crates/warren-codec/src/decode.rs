@@ -1,0 +1,174 @@
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::{
+    error::CodecError, properties::PropertiesView, AMQPClass, FRAME_BODY, FRAME_END, FRAME_HEADER,
+    FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
+};
+
+/// One frame from a peer. Bodies and raw properties are slices of the read buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Method {
+        channel: u16,
+        method: Box<AMQPClass>,
+    },
+    /// A content header. `properties` is the raw property-flags-and-values block, validated
+    /// by a scan but kept as received so it can be forwarded unchanged.
+    Header {
+        channel: u16,
+        class_id: u16,
+        body_size: u64,
+        properties: Bytes,
+    },
+    Body {
+        channel: u16,
+        payload: Bytes,
+    },
+    Heartbeat {
+        channel: u16,
+    },
+}
+
+impl Frame {
+    pub fn channel(&self) -> u16 {
+        match self {
+            Frame::Method { channel, .. }
+            | Frame::Header { channel, .. }
+            | Frame::Body { channel, .. }
+            | Frame::Heartbeat { channel } => *channel,
+        }
+    }
+}
+
+/// Outcome of looking at the first bytes a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolHeaderCheck {
+    /// Fewer than 8 bytes so far.
+    Incomplete,
+    /// `AMQP 0-9-1`.
+    Accepted,
+    /// Anything else: answer with [`PROTOCOL_HEADER`] and close.
+    Refused,
+}
+
+pub fn check_protocol_header(buf: &[u8]) -> ProtocolHeaderCheck {
+    match buf.get(..PROTOCOL_HEADER.len()) {
+        None => ProtocolHeaderCheck::Incomplete,
+        Some(h) if h == PROTOCOL_HEADER => ProtocolHeaderCheck::Accepted,
+        Some(_) => ProtocolHeaderCheck::Refused,
+    }
+}
+
+/// Splits one frame off the front of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed (nothing is consumed). `frame_max` is the
+/// negotiated maximum frame size including the 8 bytes of header and end marker; 0 means
+/// unlimited. The size check runs before the payload arrives, so a hostile size never
+/// makes the server buffer it.
+pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, CodecError> {
+    let Some(head) = buf.get(..7) else {
+        return Ok(None);
+    };
+    let frame_type = head[0];
+    let channel = u16::from_be_bytes([head[1], head[2]]);
+    let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
+    if !matches!(
+        frame_type,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
+        return Err(CodecError::UnknownFrameType(frame_type));
+    }
+    if frame_max != 0 && u64::from(size) + 8 > u64::from(frame_max) {
+        return Err(CodecError::FrameTooLarge {
+            size: size.saturating_add(8),
+            max: frame_max,
+        });
+    }
+    let total = 7 + size as usize + 1;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    let end = buf[total - 1];
+    if end != FRAME_END {
+        return Err(CodecError::BadFrameEnd(end));
+    }
+    let mut frame = buf.split_to(total).freeze();
+    frame.advance(7);
+    frame.truncate(size as usize);
+    let payload = frame;
+    let frame = match frame_type {
+        FRAME_METHOD => Frame::Method {
+            channel,
+            method: Box::new(parse_method(&payload)?),
+        },
+        FRAME_HEADER => parse_header(channel, payload)?,
+        FRAME_BODY => Frame::Body { channel, payload },
+        _ => Frame::Heartbeat { channel },
+    };
+    Ok(Some(frame))
+}
+
+fn parse_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
+    let (class_id, method_id) = match payload.get(..4) {
+        Some(ids) => (
+            u16::from_be_bytes([ids[0], ids[1]]),
+            u16::from_be_bytes([ids[2], ids[3]]),
+        ),
+        None => {
+            return Err(CodecError::MalformedMethod {
+                class_id: 0,
+                method_id: 0,
+            })
+        }
+    };
+    if !is_known_method(class_id, method_id) {
+        return Err(CodecError::UnknownMethod {
+            class_id,
+            method_id,
+        });
+    }
+    match amq_protocol::protocol::parse_class(payload) {
+        Ok((_, method)) => Ok(method),
+        Err(_) => Err(CodecError::MalformedMethod {
+            class_id,
+            method_id,
+        }),
+    }
+}
+
+fn parse_header(channel: u16, payload: Bytes) -> Result<Frame, CodecError> {
+    if payload.len() < 14 {
+        return Err(CodecError::MalformedHeader);
+    }
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&payload[4..12]);
+    let body_size = u64::from_be_bytes(size);
+    let properties = payload.slice(12..);
+    PropertiesView::scan(&properties)?;
+    Ok(Frame::Header {
+        channel,
+        class_id,
+        body_size,
+        properties,
+    })
+}
+
+/// Method ids defined by AMQP 0-9-1 (with RabbitMQ's extensions), by class.
+pub(crate) fn is_known_method(class_id: u16, method_id: u16) -> bool {
+    let methods: &[u16] = match class_id {
+        10 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 61, 70, 71],
+        20 => &[10, 11, 20, 21, 40, 41],
+        30 => &[10, 11],
+        40 => &[10, 11, 20, 21, 30, 31, 40, 51],
+        50 => &[10, 11, 20, 21, 30, 31, 40, 41, 50, 51],
+        60 => &[
+            10, 11, 20, 21, 30, 31, 40, 50, 60, 70, 71, 72, 80, 90, 100, 110, 111, 120,
+        ],
+        85 => &[10, 11],
+        90 => &[10, 11, 20, 21, 30, 31],
+        _ => &[],
+    };
+    methods.contains(&method_id)
+}

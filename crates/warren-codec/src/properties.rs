@@ -1,0 +1,150 @@
+use std::ops::Range;
+
+use amq_protocol::protocol::basic;
+
+use crate::error::CodecError;
+
+/// Parsed basic properties, for the rare paths that need to change them.
+pub type BasicProperties = basic::AMQPProperties;
+
+// Property flag bits of class basic, most significant first (AMQP 0-9-1 section 4.2.6.1).
+const CONTENT_TYPE: u16 = 1 << 15;
+const CONTENT_ENCODING: u16 = 1 << 14;
+const HEADERS: u16 = 1 << 13;
+const DELIVERY_MODE: u16 = 1 << 12;
+const PRIORITY: u16 = 1 << 11;
+const CORRELATION_ID: u16 = 1 << 10;
+const REPLY_TO: u16 = 1 << 9;
+const EXPIRATION: u16 = 1 << 8;
+const MESSAGE_ID: u16 = 1 << 7;
+const TIMESTAMP: u16 = 1 << 6;
+const TYPE: u16 = 1 << 5;
+const USER_ID: u16 = 1 << 4;
+const APP_ID: u16 = 1 << 3;
+const CLUSTER_ID: u16 = 1 << 2;
+
+/// Where the properties the broker looks at sit inside a raw property block.
+///
+/// Produced by one forward scan, without allocating; the raw block itself is forwarded
+/// unchanged to consumers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertiesView {
+    pub flags: u16,
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    pub headers: Option<Range<usize>>,
+    pub reply_to: Option<Range<usize>>,
+    pub expiration: Option<Range<usize>>,
+    pub user_id: Option<Range<usize>>,
+}
+
+struct Cursor<'a> {
+    raw: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<Range<usize>, CodecError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.raw.len())
+            .ok_or(CodecError::MalformedProperties)?;
+        let range = self.pos..end;
+        self.pos = end;
+        Ok(range)
+    }
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        let r = self.take(1)?;
+        Ok(self.raw[r.start])
+    }
+    fn short_str(&mut self) -> Result<Range<usize>, CodecError> {
+        let len = self.u8()? as usize;
+        self.take(len)
+    }
+    fn table(&mut self) -> Result<Range<usize>, CodecError> {
+        let r = self.take(4)?;
+        let b = &self.raw[r];
+        let len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let start = self.pos - 4;
+        self.take(len)?;
+        Ok(start..self.pos)
+    }
+}
+
+impl PropertiesView {
+    /// Scans a raw property block (flags then values), checking that every present
+    /// property fits. Field-table contents are not validated here; see [`parse_properties`].
+    pub fn scan(raw: &[u8]) -> Result<PropertiesView, CodecError> {
+        let mut cur = Cursor { raw, pos: 0 };
+        let f = cur.take(2)?;
+        let flags = u16::from_be_bytes([raw[f.start], raw[f.start + 1]]);
+        // A set continuation bit would announce more flag words; class basic has none.
+        if flags & 1 != 0 {
+            return Err(CodecError::MalformedProperties);
+        }
+        let mut view = PropertiesView {
+            flags,
+            ..Default::default()
+        };
+        if flags & CONTENT_TYPE != 0 {
+            cur.short_str()?;
+        }
+        if flags & CONTENT_ENCODING != 0 {
+            cur.short_str()?;
+        }
+        if flags & HEADERS != 0 {
+            view.headers = Some(cur.table()?);
+        }
+        if flags & DELIVERY_MODE != 0 {
+            view.delivery_mode = Some(cur.u8()?);
+        }
+        if flags & PRIORITY != 0 {
+            view.priority = Some(cur.u8()?);
+        }
+        if flags & CORRELATION_ID != 0 {
+            cur.short_str()?;
+        }
+        if flags & REPLY_TO != 0 {
+            view.reply_to = Some(cur.short_str()?);
+        }
+        if flags & EXPIRATION != 0 {
+            view.expiration = Some(cur.short_str()?);
+        }
+        if flags & MESSAGE_ID != 0 {
+            cur.short_str()?;
+        }
+        if flags & TIMESTAMP != 0 {
+            cur.take(8)?;
+        }
+        if flags & TYPE != 0 {
+            cur.short_str()?;
+        }
+        if flags & USER_ID != 0 {
+            view.user_id = Some(cur.short_str()?);
+        }
+        if flags & APP_ID != 0 {
+            cur.short_str()?;
+        }
+        if flags & CLUSTER_ID != 0 {
+            cur.short_str()?;
+        }
+        if cur.pos != raw.len() {
+            return Err(CodecError::MalformedProperties);
+        }
+        Ok(view)
+    }
+
+    /// delivery_mode 2 means persistent.
+    pub fn persistent(&self) -> bool {
+        self.delivery_mode == Some(2)
+    }
+}
+
+/// Fully parses a raw property block with amq-protocol's parser.
+pub fn parse_properties(raw: &[u8]) -> Result<BasicProperties, CodecError> {
+    match basic::parse_properties(raw) {
+        Ok((rest, props)) if rest.is_empty() => Ok(props),
+        _ => Err(CodecError::MalformedProperties),
+    }
+}

@@ -1,0 +1,1620 @@
+//! One AMQP channel: content assembly, the exchange/queue/basic/confirm/tx methods, and
+//! the bookkeeping of unacknowledged deliveries.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{atomic::Ordering, Arc},
+};
+
+use amq_protocol::{
+    protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use bytes::{Bytes, BytesMut};
+use warren_codec::{encode_content, encode_deliver, PropertiesView};
+use warren_router::{Destination, ExchangeKind};
+use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
+
+use crate::{
+    broker::ReplyTarget,
+    connection::ConnCtx,
+    error::{AmqpError, AmqpResult},
+    names,
+    queue::{ChannelShared, ConsumerHandle, Delivery, Queue},
+    vhost::{DeletedQueue, ExchangeMeta, VHost, DEFAULT_EXCHANGE},
+};
+
+pub(crate) const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
+const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// A publish whose content is still arriving.
+struct PendingContent {
+    publish: basic::Publish,
+    header: Option<(u64, Bytes)>,
+    body: BytesMut,
+    /// The whole body when it came in one frame: kept as a slice of the read buffer.
+    single: Option<Bytes>,
+}
+
+/// A delivery awaiting ack/nack/reject.
+struct Unacked {
+    queue: Option<Arc<Queue>>,
+    consumer_id: Option<ConsumerId>,
+    entry: Entry,
+}
+
+struct ChannelConsumer {
+    id: ConsumerId,
+    queue: Option<Arc<Queue>>,
+    no_ack: bool,
+}
+
+/// Publisher-confirm sequence numbers: `next` is the next publish's number; every
+/// number up to `pending` is confirmed but the ack not yet written.
+struct Confirms {
+    next: u64,
+    pending: u64,
+    written: u64,
+}
+
+/// What a transaction has buffered until tx.commit.
+enum TxOp {
+    Publish(Publish),
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Reject {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
+}
+
+/// A complete publish: method plus content.
+struct Publish {
+    exchange: String,
+    routing_key: String,
+    mandatory: bool,
+    properties: Bytes,
+    body: Bytes,
+}
+
+pub(crate) struct Channel {
+    pub id: u16,
+    /// We sent channel.close and wait for close-ok; everything else is dropped.
+    pub closing: bool,
+    pub shared: Arc<ChannelShared>,
+    content: Option<PendingContent>,
+    next_delivery_tag: u64,
+    unacked: BTreeMap<u64, Unacked>,
+    consumers: HashMap<Arc<str>, ChannelConsumer>,
+    /// basic.qos global=false: prefetch of consumers created from now on.
+    consumer_prefetch: u16,
+    confirms: Option<Confirms>,
+    tx: Option<Vec<TxOp>>,
+    /// Most recently declared queue, for the empty-name shortcuts.
+    last_queue: Option<Arc<str>>,
+    /// Token of this channel's direct reply-to consumer.
+    reply_token: Option<String>,
+}
+
+fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
+    ctx.send_method(channel, &method);
+}
+
+fn table_string(args: &FieldTable, key: &str) -> Option<String> {
+    match args.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// RabbitMQ's name for a field type, as it appears in inequivalent-arg errors.
+fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+fn value_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::Boolean(b) => b.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Float(n) => n.to_string(),
+        AMQPValue::Double(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        AMQPValue::ShortString(s) => s.as_str().to_string(),
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Numeric equality across integer widths, as Erlang term comparison does.
+fn same_value(a: &AMQPValue, b: &AMQPValue) -> bool {
+    fn int(v: &AMQPValue) -> Option<i128> {
+        Some(match v {
+            AMQPValue::ShortShortInt(n) => i128::from(*n),
+            AMQPValue::ShortShortUInt(n) => i128::from(*n),
+            AMQPValue::ShortInt(n) => i128::from(*n),
+            AMQPValue::ShortUInt(n) => i128::from(*n),
+            AMQPValue::LongInt(n) => i128::from(*n),
+            AMQPValue::LongUInt(n) => i128::from(*n),
+            AMQPValue::LongLongInt(n) => i128::from(*n),
+            AMQPValue::Timestamp(n) => i128::from(*n),
+            _ => return None,
+        })
+    }
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a, b) {
+            (AMQPValue::LongString(x), AMQPValue::ShortString(y))
+            | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => {
+                x.as_bytes() == y.as_str().as_bytes()
+            }
+            _ => a == b,
+        },
+    }
+}
+
+/// Queue arguments RabbitMQ checks on redeclaration.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-queue-master-locator",
+    "x-quorum-initial-group-size",
+];
+
+fn check_args_equivalent(
+    current: &FieldTable,
+    received: &FieldTable,
+    what: &str,
+    vhost: &str,
+    keys: &[&str],
+) -> AmqpResult<()> {
+    for key in keys {
+        let (cur, rec) = (current.inner().get(*key), received.inner().get(*key));
+        let differs = match (cur, rec) {
+            (None, None) => false,
+            (Some(c), Some(r)) => !same_value(c, r),
+            _ => true,
+        };
+        if !differs {
+            continue;
+        }
+        let detail = match (rec, cur) {
+            (Some(r), Some(c)) if type_name(r) == type_name(c) => {
+                format!(
+                    "received '{}' but current is '{}'",
+                    value_text(r),
+                    value_text(c)
+                )
+            }
+            (Some(r), Some(c)) => format!(
+                "received the value '{}' of type '{}' but current is the value '{}' of type '{}'",
+                value_text(r),
+                type_name(r),
+                value_text(c),
+                type_name(c)
+            ),
+            (None, Some(c)) => format!(
+                "received none but current is the value '{}' of type '{}'",
+                value_text(c),
+                type_name(c)
+            ),
+            (Some(r), None) => format!(
+                "received the value '{}' of type '{}' but current is none",
+                value_text(r),
+                type_name(r)
+            ),
+            (None, None) => continue,
+        };
+        return Err(AmqpError::precondition(format_args!(
+            "inequivalent arg '{key}' for {what} in vhost '{vhost}': {detail}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_flag(
+    name: &str,
+    received: bool,
+    current: bool,
+    what: &str,
+    vhost: &str,
+) -> AmqpResult<()> {
+    if received == current {
+        return Ok(());
+    }
+    Err(AmqpError::precondition(format_args!(
+        "inequivalent arg '{name}' for {what} in vhost '{vhost}': received '{received}' but current is '{current}'"
+    )))
+}
+
+fn locked(name: &str, vhost: &str) -> AmqpError {
+    AmqpError::resource_locked(format_args!(
+        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+    ))
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Self {
+        Channel {
+            id,
+            closing: false,
+            shared: Arc::new(ChannelShared::new()),
+            content: None,
+            next_delivery_tag: 1,
+            unacked: BTreeMap::new(),
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            confirms: None,
+            tx: None,
+            last_queue: None,
+            reply_token: None,
+        }
+    }
+
+    pub fn expecting_content(&self) -> bool {
+        self.content.is_some()
+    }
+
+    // ---- content assembly -------------------------------------------------------
+
+    pub fn on_header(
+        &mut self,
+        ctx: &mut ConnCtx,
+        class_id: u16,
+        body_size: u64,
+        properties: Bytes,
+    ) -> AmqpResult<()> {
+        let Some(content) = self.content.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if content.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            ));
+        }
+        if class_id != warren_codec::CLASS_BASIC {
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "expected content header for class 60, got one for class {class_id} instead"
+            )));
+        }
+        if body_size > ctx.broker.config.max_message_size {
+            return Err(AmqpError::precondition(format_args!(
+                "message size {body_size} is larger than configured max size {}",
+                ctx.broker.config.max_message_size
+            ))
+            .with_method(60, 40));
+        }
+        content.header = Some((body_size, properties));
+        if body_size == 0 {
+            return self.finish_content(ctx);
+        }
+        Ok(())
+    }
+
+    pub fn on_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
+        let Some(content) = self.content.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        let Some((size, _)) = content.header.as_ref() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        };
+        let size = *size;
+        let have = content.single.as_ref().map_or(0, |b| b.len()) + content.body.len();
+        if (have + payload.len()) as u64 > size {
+            return Err(AmqpError::frame_error(format_args!(
+                "content body exceeds the declared body size {size}"
+            )));
+        }
+        if have == 0 && payload.len() as u64 == size {
+            content.single = Some(payload);
+        } else {
+            if let Some(first) = content.single.take() {
+                content.body.reserve(size as usize);
+                content.body.extend_from_slice(&first);
+            }
+            if content.body.is_empty() {
+                content.body.reserve(size as usize);
+            }
+            content.body.extend_from_slice(&payload);
+        }
+        let have = content.single.as_ref().map_or(0, |b| b.len()) + content.body.len();
+        if have as u64 == size {
+            return self.finish_content(ctx);
+        }
+        Ok(())
+    }
+
+    fn finish_content(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(content) = self.content.take() else {
+            return Ok(());
+        };
+        let (_, properties) = content.header.unwrap_or_default();
+        let body = match content.single {
+            Some(b) => b,
+            None => content.body.freeze(),
+        };
+        let publish = Publish {
+            exchange: content.publish.exchange.to_string(),
+            routing_key: content.publish.routing_key.to_string(),
+            mandatory: content.publish.mandatory,
+            properties,
+            body,
+        };
+        self.publish(ctx, publish)
+            .map_err(|e| e.with_method(60, 40))
+    }
+
+    // ---- publishing -------------------------------------------------------------
+
+    fn publish(&mut self, ctx: &mut ConnCtx, publish: Publish) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let mut view = PropertiesView::scan(&publish.properties)
+            .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+        // Validate the exchange before anything else, as RabbitMQ does.
+        if publish.exchange != DEFAULT_EXCHANGE && vhost.exchange_meta(&publish.exchange).is_none()
+        {
+            return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
+        }
+        if let Some(range) = view.user_id.clone() {
+            let user_id = &publish.properties[range.start + 1..range.end];
+            if user_id != ctx.user.as_bytes() {
+                return Err(AmqpError::precondition(format_args!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    String::from_utf8_lossy(user_id),
+                    ctx.user
+                )));
+            }
+        }
+        let mut properties = publish.properties.clone();
+        // Direct reply-to: the publisher asks for replies on its own channel.
+        if let Some(range) = view.reply_to.clone() {
+            if &publish.properties[range.start + 1..range.end] == REPLY_TO_QUEUE.as_bytes() {
+                let Some(token) = self.reply_token.as_ref() else {
+                    return Err(AmqpError::precondition(
+                        "fast reply consumer does not exist",
+                    ));
+                };
+                let mut props = warren_codec::parse_properties(&properties)
+                    .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+                props = props.with_reply_to(ShortString::from(format!("{REPLY_TO_PREFIX}{token}")));
+                properties = Bytes::from(
+                    warren_codec::encode_properties(&props).map_err(AmqpError::internal)?,
+                );
+                view = PropertiesView::scan(&properties)
+                    .map_err(|_| AmqpError::internal("re-encoded properties do not scan"))?;
+            }
+        }
+        let publish = Publish {
+            properties,
+            ..publish
+        };
+        if let Some(ops) = self.tx.as_mut() {
+            ops.push(TxOp::Publish(publish));
+            return Ok(());
+        }
+        let seq = self.confirms.as_mut().map(|c| {
+            let s = c.next;
+            c.next += 1;
+            s
+        });
+        self.route_and_deliver(ctx, &vhost, publish, &view)?;
+        if let (Some(c), Some(s)) = (self.confirms.as_mut(), seq) {
+            c.pending = s;
+        }
+        Ok(())
+    }
+
+    /// Routes a complete publish and enqueues it; sends basic.return when mandatory and
+    /// unroutable.
+    fn route_and_deliver(
+        &mut self,
+        ctx: &mut ConnCtx,
+        vhost: &Arc<VHost>,
+        publish: Publish,
+        view: &PropertiesView,
+    ) -> AmqpResult<()> {
+        let headers = match &view.headers {
+            Some(range) => Some(
+                amq_protocol::types::parsing::parse_field_table(&publish.properties[range.clone()])
+                    .map(|(_, t)| t)
+                    .map_err(|_| AmqpError::frame_error("invalid headers table"))?,
+            ),
+            None => None,
+        };
+        let mut keys: Vec<String> = vec![publish.routing_key.clone()];
+        let mut properties = publish.properties.clone();
+        if let Some(h) = &headers {
+            for sender_key in ["CC", "BCC"] {
+                if let Some(AMQPValue::FieldArray(arr)) = h.inner().get(sender_key) {
+                    for v in arr.as_slice() {
+                        match v {
+                            AMQPValue::LongString(s) => {
+                                keys.push(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                            }
+                            AMQPValue::ShortString(s) => keys.push(s.as_str().to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if h.contains_key("BCC") {
+                // BCC must not reach consumers.
+                let mut props = warren_codec::parse_properties(&properties)
+                    .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+                let mut stripped = h.clone();
+                let mut inner = stripped.inner().clone();
+                inner.remove("BCC");
+                stripped = FieldTable::from(inner);
+                props = props.with_headers(stripped);
+                properties = Bytes::from(
+                    warren_codec::encode_properties(&props).map_err(AmqpError::internal)?,
+                );
+            }
+        }
+        let message = Arc::new(Message {
+            exchange: publish.exchange.clone(),
+            routing_key: publish.routing_key.clone(),
+            properties,
+            body: publish.body.clone(),
+            persistent: view.persistent(),
+        });
+
+        // Replies to a direct reply-to requester go straight to its channel.
+        if publish.exchange == DEFAULT_EXCHANGE {
+            if let Some(token) = publish.routing_key.strip_prefix(REPLY_TO_PREFIX) {
+                let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
+                match target {
+                    Some(target) => {
+                        deliver_reply(target, message);
+                    }
+                    None if publish.mandatory => self.send_return(ctx, &publish),
+                    None => {}
+                }
+                return Ok(());
+            }
+        }
+
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut queues = std::mem::take(&mut ctx.route_buf);
+        queues.clear();
+        vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        if queues.is_empty() {
+            if publish.mandatory {
+                self.send_return(ctx, &publish);
+            }
+        } else {
+            for q in queues.drain(..) {
+                q.publish(message.clone());
+            }
+        }
+        ctx.route_buf = queues;
+        Ok(())
+    }
+
+    fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Publish) {
+        ctx.send_method(
+            self.id,
+            &AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: 312,
+                reply_text: "NO_ROUTE".into(),
+                exchange: publish.exchange.as_str().into(),
+                routing_key: publish.routing_key.as_str().into(),
+            })),
+        );
+        let frame_max = ctx.frame_max;
+        encode_content(
+            &mut ctx.out,
+            self.id,
+            &publish.properties,
+            &publish.body,
+            frame_max,
+        );
+    }
+
+    /// Writes pending publisher confirms, one `multiple` ack for a run of them.
+    pub fn flush_confirms(&mut self, out: &mut BytesMut) {
+        if let Some(c) = self.confirms.as_mut() {
+            if c.pending > c.written {
+                warren_codec::encode_ack(out, self.id, c.pending, c.pending - c.written > 1);
+                c.written = c.pending;
+            }
+        }
+    }
+
+    // ---- deliveries ---------------------------------------------------------------
+
+    /// Writes a delivery from a queue (or direct reply-to) to the client and records it.
+    /// Returns the delivery back when this channel cannot take it anymore.
+    pub fn deliver(&mut self, ctx: &mut ConnCtx, d: Delivery) -> Result<(), Delivery> {
+        let live = !self.closing
+            && self
+                .consumers
+                .get(&d.consumer_tag)
+                .is_some_and(|c| c.id == d.consumer_id);
+        if !live {
+            return Err(d);
+        }
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        let m = &d.entry.message;
+        encode_deliver(
+            &mut ctx.out,
+            self.id,
+            &d.consumer_tag,
+            tag,
+            d.entry.redelivered,
+            &m.exchange,
+            &m.routing_key,
+        );
+        encode_content(&mut ctx.out, self.id, &m.properties, &m.body, ctx.frame_max);
+        if !d.no_ack {
+            self.unacked.insert(
+                tag,
+                Unacked {
+                    queue: d.queue,
+                    consumer_id: Some(d.consumer_id),
+                    entry: d.entry,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes the deliveries an ack/nack/reject names; 406 for unknown tags.
+    fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if multiple {
+            let keep = self.unacked.split_off(&(tag.saturating_add(1)));
+            let taken = std::mem::replace(&mut self.unacked, keep);
+            if taken.is_empty() && tag != 0 {
+                return Err(AmqpError::precondition(format_args!(
+                    "unknown delivery tag {tag}"
+                )));
+            }
+            return Ok(taken.into_values().collect());
+        }
+        match self.unacked.remove(&tag) {
+            Some(u) => Ok(vec![u]),
+            None => Err(AmqpError::precondition(format_args!(
+                "unknown delivery tag {tag}"
+            ))),
+        }
+    }
+
+    fn settle(&mut self, entries: Vec<Unacked>, requeue: bool) {
+        // Group consecutive deliveries of the same queue and consumer: one lock per run.
+        let mut run: Option<(Arc<Queue>, Option<ConsumerId>, Vec<Entry>)> = None;
+        let mut released = 0u32;
+        let finish = |run: Option<(Arc<Queue>, Option<ConsumerId>, Vec<Entry>)>| {
+            if let Some((q, c, entries)) = run {
+                if requeue {
+                    q.requeue(c, entries);
+                } else {
+                    q.settle(c, entries.len() as u32);
+                }
+            }
+        };
+        for u in entries {
+            if u.consumer_id.is_some() {
+                released += 1;
+            }
+            let Some(q) = u.queue else { continue };
+            match run.as_mut() {
+                Some((rq, rc, list)) if Arc::ptr_eq(rq, &q) && *rc == u.consumer_id => {
+                    list.push(u.entry)
+                }
+                _ => {
+                    finish(run.take());
+                    run = Some((q, u.consumer_id, vec![u.entry]));
+                }
+            }
+        }
+        finish(run);
+        // Deliveries from basic.get do not count against the channel's prefetch.
+        self.shared.release(released);
+    }
+
+    fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+        let entries = self.take_unacked(tag, multiple)?;
+        self.settle(entries, false);
+        Ok(())
+    }
+
+    fn reject(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+        let entries = self.take_unacked(tag, multiple)?;
+        self.settle(entries, requeue);
+        Ok(())
+    }
+
+    /// Channel closed or connection gone: unacked deliveries go back to their queues,
+    /// consumers are removed (auto-delete queues may go with them).
+    pub fn teardown(&mut self, ctx: &mut ConnCtx) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.content = None;
+        let unacked = std::mem::take(&mut self.unacked);
+        self.settle(unacked.into_values().collect(), true);
+        let tags: Vec<Arc<str>> = self.consumers.keys().cloned().collect();
+        for tag in tags {
+            self.remove_consumer(ctx, &tag);
+        }
+        if let Some(token) = self.reply_token.take() {
+            ctx.broker.reply_to.remove(&token);
+        }
+    }
+
+    fn remove_consumer(&mut self, ctx: &mut ConnCtx, tag: &str) -> bool {
+        let Some(c) = self.consumers.remove(tag) else {
+            return false;
+        };
+        if let Some(q) = c.queue {
+            let now_empty = {
+                let mut st = q.state.lock();
+                st.remove_consumer(c.id);
+                st.consumer_count() == 0
+            };
+            // Other consumers may now get what this one could not take.
+            q.dispatch();
+            if now_empty && q.auto_delete && q.had_consumer.load(Ordering::Acquire) {
+                if let Ok(vhost) = ctx.vhost() {
+                    delete_queue(ctx, &vhost, &q.name);
+                }
+            }
+        } else if self.reply_token.is_some() && tag_is_reply(&self.consumers, tag) {
+            // unreachable: reply consumers have no queue and are handled below
+        }
+        true
+    }
+
+    /// A queue this channel consumed from was deleted: forget the consumer and tell the
+    /// client if it understands basic.cancel.
+    pub fn on_consumer_cancelled(&mut self, ctx: &mut ConnCtx, tag: &Arc<str>) {
+        if self.consumers.remove(tag).is_some() && ctx.cancel_notify && !self.closing {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: tag.as_ref().into(),
+                    nowait: true,
+                })),
+            );
+        }
+    }
+
+    // ---- method dispatch ------------------------------------------------------------
+
+    pub fn handle_method(&mut self, ctx: &mut ConnCtx, method: AMQPClass) -> AmqpResult<()> {
+        let ids = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        self.dispatch(ctx, method)
+            .map_err(|e| e.with_method(ids.0, ids.1))
+    }
+
+    fn dispatch(&mut self, ctx: &mut ConnCtx, method: AMQPClass) -> AmqpResult<()> {
+        let id = self.id;
+        match method {
+            AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
+                self.shared.flow_active.store(f.active, Ordering::Release);
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: f.active,
+                    })),
+                );
+                if f.active {
+                    self.redispatch_consumers();
+                }
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
+            AMQPClass::Access(amq_protocol::protocol::access::AMQPMethod::Request(_)) => {
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Access(amq_protocol::protocol::access::AMQPMethod::RequestOk(
+                        amq_protocol::protocol::access::RequestOk {},
+                    )),
+                );
+                Ok(())
+            }
+            AMQPClass::Exchange(exchange::AMQPMethod::Declare(m)) => self.exchange_declare(ctx, m),
+            AMQPClass::Exchange(exchange::AMQPMethod::Delete(m)) => self.exchange_delete(ctx, m),
+            AMQPClass::Exchange(exchange::AMQPMethod::Bind(m)) => {
+                self.exchange_bind(
+                    ctx,
+                    &m.source,
+                    &m.destination,
+                    &m.routing_key,
+                    &m.arguments,
+                    true,
+                )?;
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Exchange(exchange::AMQPMethod::Unbind(m)) => {
+                self.exchange_bind(
+                    ctx,
+                    &m.source,
+                    &m.destination,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                )?;
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Queue(queue::AMQPMethod::Declare(m)) => self.queue_declare(ctx, m),
+            AMQPClass::Queue(queue::AMQPMethod::Bind(m)) => {
+                self.queue_bind(
+                    ctx,
+                    &m.queue,
+                    &m.exchange,
+                    &m.routing_key,
+                    &m.arguments,
+                    true,
+                )?;
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Queue(queue::AMQPMethod::Unbind(m)) => {
+                self.queue_bind(
+                    ctx,
+                    &m.queue,
+                    &m.exchange,
+                    &m.routing_key,
+                    &m.arguments,
+                    false,
+                )?;
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Queue(queue::AMQPMethod::Purge(m)) => {
+                let vhost = ctx.vhost()?;
+                let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+                let n = q.state.lock().purge();
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                            message_count: n as u32,
+                        })),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Queue(queue::AMQPMethod::Delete(m)) => self.queue_delete(ctx, m),
+            AMQPClass::Basic(basic::AMQPMethod::Qos(m)) => {
+                if m.global {
+                    self.shared
+                        .global_prefetch
+                        .store(u32::from(m.prefetch_count), Ordering::Release);
+                    self.redispatch_consumers();
+                } else {
+                    self.consumer_prefetch = m.prefetch_count;
+                }
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Consume(m)) => self.basic_consume(ctx, m),
+            AMQPClass::Basic(basic::AMQPMethod::Cancel(m)) => {
+                let tag = m.consumer_tag.as_str();
+                if self.reply_token.is_some()
+                    && self.consumers.get(tag).is_some_and(|c| c.queue.is_none())
+                {
+                    self.consumers.remove(tag);
+                    if let Some(token) = self.reply_token.take() {
+                        ctx.broker.reply_to.remove(&token);
+                    }
+                } else {
+                    self.remove_consumer(ctx, tag);
+                }
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                            consumer_tag: m.consumer_tag,
+                        })),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Publish(m)) => {
+                if m.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.content = Some(PendingContent {
+                    publish: m,
+                    header: None,
+                    body: BytesMut::new(),
+                    single: None,
+                });
+                Ok(())
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Get(m)) => self.basic_get(ctx, m),
+            AMQPClass::Basic(basic::AMQPMethod::Ack(m)) => {
+                if self.tx.is_some() && !self.tag_known(m.delivery_tag, m.multiple) {
+                    // Validate now (RabbitMQ reports unknown tags at once), apply at commit.
+                    return Err(AmqpError::precondition(format_args!(
+                        "unknown delivery tag {}",
+                        m.delivery_tag
+                    )));
+                }
+                if let Some(ops) = self.tx.as_mut() {
+                    ops.push(TxOp::Ack {
+                        tag: m.delivery_tag,
+                        multiple: m.multiple,
+                    });
+                    return Ok(());
+                }
+                self.ack(m.delivery_tag, m.multiple)
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Reject(m)) => {
+                if let Some(ops) = self.tx.as_mut() {
+                    ops.push(TxOp::Reject {
+                        tag: m.delivery_tag,
+                        multiple: false,
+                        requeue: m.requeue,
+                    });
+                    return Ok(());
+                }
+                self.reject(m.delivery_tag, false, m.requeue)
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Nack(m)) => {
+                if let Some(ops) = self.tx.as_mut() {
+                    ops.push(TxOp::Reject {
+                        tag: m.delivery_tag,
+                        multiple: m.multiple,
+                        requeue: m.requeue,
+                    });
+                    return Ok(());
+                }
+                self.reject(m.delivery_tag, m.multiple, m.requeue)
+            }
+            AMQPClass::Basic(basic::AMQPMethod::Recover(m)) => {
+                self.recover(m.requeue)?;
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Basic(basic::AMQPMethod::RecoverAsync(m)) => self.recover(m.requeue),
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(m)) => {
+                if self.tx.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                if self.confirms.is_none() {
+                    self.confirms = Some(Confirms {
+                        next: 1,
+                        pending: 0,
+                        written: 0,
+                    });
+                }
+                if !m.nowait {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Tx(tx::AMQPMethod::Select(_)) => {
+                if self.confirms.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                if self.tx.is_none() {
+                    self.tx = Some(Vec::new());
+                }
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => {
+                let Some(ops) = self.tx.replace(Vec::new()) else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                self.commit(ctx, ops)?;
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => {
+                if self.tx.replace(Vec::new()).is_none() {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                }
+                ok(
+                    ctx,
+                    id,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format_args!(
+                "unexpected method in channel: {}.{}",
+                other.get_amqp_class_id(),
+                other.get_amqp_method_id()
+            ))),
+        }
+    }
+
+    fn tag_known(&self, tag: u64, multiple: bool) -> bool {
+        if multiple {
+            tag == 0 || self.unacked.range(..=tag).next().is_some()
+        } else {
+            self.unacked.contains_key(&tag)
+        }
+    }
+
+    fn commit(&mut self, ctx: &mut ConnCtx, ops: Vec<TxOp>) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        for op in ops {
+            match op {
+                TxOp::Publish(p) => {
+                    let view = PropertiesView::scan(&p.properties)
+                        .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+                    self.route_and_deliver(ctx, &vhost, p, &view)?;
+                }
+                TxOp::Ack { tag, multiple } => self.ack(tag, multiple)?,
+                TxOp::Reject {
+                    tag,
+                    multiple,
+                    requeue,
+                } => self.reject(tag, multiple, requeue)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let unacked = std::mem::take(&mut self.unacked);
+        self.settle(unacked.into_values().collect(), true);
+        Ok(())
+    }
+
+    fn redispatch_consumers(&self) {
+        for c in self.consumers.values() {
+            if let Some(q) = &c.queue {
+                q.dispatch();
+            }
+        }
+    }
+
+    // ---- exchanges --------------------------------------------------------------------
+
+    fn exchange_declare(&mut self, ctx: &mut ConnCtx, m: exchange::Declare) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let name = m.exchange.as_str();
+        if m.passive {
+            if name != DEFAULT_EXCHANGE && vhost.exchange_meta(name).is_none() {
+                return Err(AmqpError::no_exchange(name, &vhost.name));
+            }
+        } else {
+            let Some(kind) = ExchangeKind::parse(m.kind.as_str()) else {
+                return Err(AmqpError::command_invalid(format_args!(
+                    "unknown exchange type '{}'",
+                    m.kind
+                )));
+            };
+            if name == DEFAULT_EXCHANGE {
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
+            }
+            let what = format!("exchange '{name}'");
+            let mut topo = vhost.topology.write();
+            match topo.exchanges.get(name) {
+                Some(existing) => {
+                    let cur = &existing.meta;
+                    if cur.kind != kind {
+                        return Err(AmqpError::precondition(format_args!(
+                            "inequivalent arg 'type' for {what} in vhost '{}': received '{}' but current is '{}'",
+                            vhost.name,
+                            kind.as_str(),
+                            cur.kind.as_str()
+                        )));
+                    }
+                    check_flag("durable", m.durable, cur.durable, &what, &vhost.name)?;
+                    check_flag(
+                        "auto_delete",
+                        m.auto_delete,
+                        cur.auto_delete,
+                        &what,
+                        &vhost.name,
+                    )?;
+                    check_flag("internal", m.internal, cur.internal, &what, &vhost.name)?;
+                    check_args_equivalent(
+                        &cur.arguments,
+                        &m.arguments,
+                        &what,
+                        &vhost.name,
+                        &["alternate-exchange"],
+                    )?;
+                }
+                None => {
+                    if name.starts_with("amq.") {
+                        return Err(AmqpError::access_refused(format_args!(
+                            "exchange name '{name}' contains reserved prefix 'amq.*'"
+                        )));
+                    }
+                    topo.insert_exchange(
+                        name,
+                        ExchangeMeta {
+                            kind,
+                            durable: m.durable,
+                            auto_delete: m.auto_delete,
+                            internal: m.internal,
+                            arguments: m.arguments.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if !m.nowait {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    fn exchange_delete(&mut self, ctx: &mut ConnCtx, m: exchange::Delete) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let name = m.exchange.as_str();
+        if name == DEFAULT_EXCHANGE {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format_args!(
+                "exchange name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        {
+            let mut topo = vhost.topology.write();
+            if topo.exchanges.contains_key(name) {
+                if m.if_unused && topo.exchange_in_use(name) {
+                    return Err(AmqpError::precondition(format_args!(
+                        "exchange '{name}' in vhost '{}' in use",
+                        vhost.name
+                    )));
+                }
+                topo.remove_exchange(name);
+            }
+        }
+        if !m.nowait {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    fn exchange_bind(
+        &mut self,
+        ctx: &mut ConnCtx,
+        source: &ShortString,
+        destination: &ShortString,
+        key: &ShortString,
+        args: &FieldTable,
+        bind: bool,
+    ) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let (src, dst) = (source.as_str(), destination.as_str());
+        if src == DEFAULT_EXCHANGE || dst == DEFAULT_EXCHANGE {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let mut topo = vhost.topology.write();
+        if !topo.exchanges.contains_key(dst) {
+            return Err(AmqpError::no_exchange(dst, &vhost.name));
+        }
+        let Some(entry) = topo.exchanges.get_mut(src) else {
+            return Err(AmqpError::no_exchange(src, &vhost.name));
+        };
+        let dest = Destination::Exchange(Arc::from(dst));
+        if bind {
+            if entry.meta.kind == ExchangeKind::Headers {
+                warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
+            }
+            entry.router.table.bind(dest, key.as_str(), args);
+        } else {
+            entry.router.table.unbind(&dest, key.as_str(), args);
+            topo.maybe_auto_delete(src);
+        }
+        Ok(())
+    }
+
+    // ---- queues -----------------------------------------------------------------------
+
+    /// Looks a queue up for an operation on it: 404 if missing, 405 if another
+    /// connection owns it exclusively. The empty name means the last declared queue.
+    fn find_queue(&self, ctx: &ConnCtx, vhost: &VHost, name: &str) -> AmqpResult<Arc<Queue>> {
+        let name = self.expand_queue_name(name)?;
+        let Some(q) = vhost.queue(&name) else {
+            return Err(AmqpError::no_queue(&name, &vhost.name));
+        };
+        if q.exclusive_owner
+            .is_some_and(|owner| owner != ctx.handle.id)
+        {
+            return Err(locked(&name, &vhost.name));
+        }
+        Ok(q)
+    }
+
+    fn expand_queue_name(&self, name: &str) -> AmqpResult<String> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        match &self.last_queue {
+            Some(q) => Ok(q.to_string()),
+            None => Err(AmqpError::not_found("no previously declared queue")),
+        }
+    }
+
+    fn queue_declare(&mut self, ctx: &mut ConnCtx, m: queue::Declare) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let requested = m.queue.as_str();
+        let (queue, message_count, consumer_count) = if m.passive {
+            let q = self.find_queue(ctx, &vhost, requested)?;
+            let (messages, consumers) = q.counts();
+            (q.name.clone(), messages, consumers)
+        } else {
+            if requested.starts_with("amq.") {
+                return Err(AmqpError::access_refused(format_args!(
+                    "queue name '{requested}' contains reserved prefix 'amq.*'"
+                )));
+            }
+            let name: Arc<str> = if requested.is_empty() {
+                Arc::from(names::queue_name())
+            } else {
+                Arc::from(requested)
+            };
+            let what = format!("queue '{name}'");
+            let mut topo = vhost.topology.write();
+            if let Some(q) = topo.queues.get(&name).cloned() {
+                drop(topo);
+                if q.exclusive_owner
+                    .is_some_and(|owner| owner != ctx.handle.id)
+                    || (q.exclusive_owner.is_some() != m.exclusive)
+                {
+                    return Err(locked(&name, &vhost.name));
+                }
+                check_flag("durable", m.durable, q.durable, &what, &vhost.name)?;
+                check_flag(
+                    "auto_delete",
+                    m.auto_delete,
+                    q.auto_delete,
+                    &what,
+                    &vhost.name,
+                )?;
+                check_args_equivalent(
+                    &q.arguments,
+                    &m.arguments,
+                    &what,
+                    &vhost.name,
+                    EQUIVALENCE_ARGS,
+                )?;
+                let (messages, consumers) = q.counts();
+                (name, messages, consumers)
+            } else {
+                let owner = m.exclusive.then_some(ctx.handle.id);
+                let q = Arc::new(Queue::new(
+                    name.clone(),
+                    vhost.name.clone(),
+                    m.durable,
+                    m.auto_delete,
+                    owner,
+                    m.arguments.clone(),
+                ));
+                topo.queues.insert(name.clone(), q);
+                drop(topo);
+                if m.exclusive {
+                    ctx.exclusive_queues.push(name.clone());
+                }
+                (name, 0, 0)
+            }
+        };
+        self.last_queue = Some(queue.clone());
+        if !m.nowait {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                    queue: queue.as_ref().into(),
+                    message_count,
+                    consumer_count,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    fn queue_bind(
+        &mut self,
+        ctx: &mut ConnCtx,
+        queue: &ShortString,
+        exchange: &ShortString,
+        key: &ShortString,
+        args: &FieldTable,
+        bind: bool,
+    ) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let qname = self.expand_queue_name(queue.as_str())?;
+        // An empty key with the empty queue shortcut means "the queue's name".
+        let key = if key.as_str().is_empty() && queue.as_str().is_empty() {
+            qname.clone()
+        } else {
+            key.as_str().to_string()
+        };
+        let xname = exchange.as_str();
+        if xname == DEFAULT_EXCHANGE {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let q = self.find_queue(ctx, &vhost, &qname)?;
+        let mut topo = vhost.topology.write();
+        let Some(entry) = topo.exchanges.get_mut(xname) else {
+            return Err(AmqpError::no_exchange(xname, &vhost.name));
+        };
+        let dest = Destination::Queue(q.name.clone());
+        if bind {
+            if entry.meta.kind == ExchangeKind::Headers {
+                warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
+            }
+            entry.router.table.bind(dest, &key, args);
+        } else {
+            entry.router.table.unbind(&dest, &key, args);
+            topo.maybe_auto_delete(xname);
+        }
+        Ok(())
+    }
+
+    fn queue_delete(&mut self, ctx: &mut ConnCtx, m: queue::Delete) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let name = self.expand_queue_name(m.queue.as_str())?;
+        let message_count = match vhost.queue(&name) {
+            None => 0,
+            Some(q) => {
+                if q.exclusive_owner
+                    .is_some_and(|owner| owner != ctx.handle.id)
+                {
+                    return Err(locked(&name, &vhost.name));
+                }
+                {
+                    let st = q.state.lock();
+                    if m.if_unused && st.consumer_count() > 0 {
+                        return Err(AmqpError::precondition(format_args!(
+                            "queue '{name}' in vhost '{}' in use",
+                            vhost.name
+                        )));
+                    }
+                    if m.if_empty && st.ready_len() > 0 {
+                        return Err(AmqpError::precondition(format_args!(
+                            "queue '{name}' in vhost '{}' is not empty",
+                            vhost.name
+                        )));
+                    }
+                }
+                delete_queue(ctx, &vhost, &name).map_or(0, |d| d.message_count)
+            }
+        };
+        if !m.nowait {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                    message_count,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    // ---- consumers ----------------------------------------------------------------------
+
+    fn basic_consume(&mut self, ctx: &mut ConnCtx, m: basic::Consume) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let tag: Arc<str> = if m.consumer_tag.as_str().is_empty() {
+            Arc::from(names::consumer_tag())
+        } else {
+            Arc::from(m.consumer_tag.as_str())
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format_args!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        let consumer_id = ctx.broker.next_id();
+        if m.queue.as_str() == REPLY_TO_QUEUE {
+            if !m.no_ack {
+                return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+            }
+            let token = self
+                .reply_token
+                .get_or_insert_with(names::random_suffix)
+                .clone();
+            ctx.broker.reply_to.insert(
+                token,
+                ReplyTarget {
+                    conn: ctx.handle.clone(),
+                    channel: self.id,
+                    consumer_tag: tag.clone(),
+                    shared: self.shared.clone(),
+                },
+            );
+            self.consumers.insert(
+                tag.clone(),
+                ChannelConsumer {
+                    id: 0,
+                    queue: None,
+                    no_ack: true,
+                },
+            );
+            if !m.nowait {
+                ok(
+                    ctx,
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.as_ref().into(),
+                    })),
+                );
+            }
+            return Ok(());
+        }
+        let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+        {
+            let mut st = q.state.lock();
+            if st.has_exclusive_consumer() || (m.exclusive && st.consumer_count() > 0) {
+                return Err(AmqpError::access_refused(format_args!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    q.name, vhost.name
+                )));
+            }
+            // consume-ok must precede the first delivery: write it before the consumer
+            // becomes visible to dispatch (deliveries go through our inbox, after this).
+            if !m.nowait {
+                ok(
+                    ctx,
+                    self.id,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.as_ref().into(),
+                    })),
+                );
+            }
+            st.add_consumer(ConsumerSlot {
+                id: consumer_id,
+                tag: tag.clone(),
+                prefetch: u32::from(self.consumer_prefetch),
+                unacked: 0,
+                no_ack: m.no_ack,
+                exclusive: m.exclusive,
+                handle: ConsumerHandle {
+                    conn: ctx.handle.clone(),
+                    channel: self.id,
+                    shared: self.shared.clone(),
+                    no_ack: m.no_ack,
+                },
+            });
+        }
+        q.had_consumer.store(true, Ordering::Release);
+        self.consumers.insert(
+            tag,
+            ChannelConsumer {
+                id: consumer_id,
+                queue: Some(q.clone()),
+                no_ack: m.no_ack,
+            },
+        );
+        q.dispatch();
+        Ok(())
+    }
+
+    fn basic_get(&mut self, ctx: &mut ConnCtx, m: basic::Get) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+        let got = {
+            let mut st = q.state.lock();
+            st.pop_for_get(!m.no_ack)
+                .map(|e| (e, st.ready_len() as u32))
+        };
+        let Some((entry, remaining)) = got else {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
+            return Ok(());
+        };
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        let msg = &entry.message;
+        ctx.send_method(
+            self.id,
+            &AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                delivery_tag: tag,
+                redelivered: entry.redelivered,
+                exchange: msg.exchange.as_str().into(),
+                routing_key: msg.routing_key.as_str().into(),
+                message_count: remaining,
+            })),
+        );
+        let frame_max = ctx.frame_max;
+        encode_content(&mut ctx.out, self.id, &msg.properties, &msg.body, frame_max);
+        if !m.no_ack {
+            self.unacked.insert(
+                tag,
+                Unacked {
+                    queue: Some(q),
+                    consumer_id: None,
+                    entry,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends channel.close for `err` and drops everything until close-ok.
+    pub fn start_close(&mut self, ctx: &mut ConnCtx, err: &AmqpError) {
+        ctx.send_method(
+            self.id,
+            &AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: err.code.code(),
+                reply_text: err.text.as_str().into(),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            })),
+        );
+        self.closing = true;
+        self.teardown(ctx);
+    }
+}
+
+fn tag_is_reply(_consumers: &HashMap<Arc<str>, ChannelConsumer>, _tag: &str) -> bool {
+    false
+}
+
+fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
+    let _ = target
+        .conn
+        .inbox
+        .send(crate::queue::ConnEvent::Deliver(Delivery {
+            channel: target.channel,
+            queue: None,
+            consumer_id: 0,
+            consumer_tag: target.consumer_tag,
+            no_ack: true,
+            entry: Entry {
+                message,
+                seq: 0,
+                redelivered: false,
+            },
+        }));
+}
+
+/// Deletes a queue: bindings go, consumers are told, messages are dropped.
+pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<DeletedQueue> {
+    let queue = vhost.topology.write().remove_queue(name)?;
+    queue.deleted.store(true, Ordering::Release);
+    let (consumers, message_count) = {
+        let mut st = queue.state.lock();
+        let n = st.purge();
+        (st.drain_consumers(), n as u32)
+    };
+    for c in consumers {
+        if c.handle.conn.id == ctx.handle.id {
+            ctx.cancelled_here.push((c.handle.channel, c.tag));
+        } else {
+            let _ = c
+                .handle
+                .conn
+                .inbox
+                .send(crate::queue::ConnEvent::Cancelled {
+                    channel: c.handle.channel,
+                    consumer_tag: c.tag,
+                });
+        }
+    }
+    ctx.exclusive_queues.retain(|q| q.as_ref() != name);
+    Some(DeletedQueue {
+        queue,
+        message_count,
+    })
+}
+
+#[allow(dead_code)]
+fn long_string(s: &str) -> LongString {
+    LongString::from(s.as_bytes().to_vec())
+}

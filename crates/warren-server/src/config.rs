@@ -1,0 +1,48 @@
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the AMQP server. Defaults match RabbitMQ's out-of-the-box behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The RabbitMQ release whose behaviour warren matches, reported as `version` in
+    /// connection.start (Spring Boot's health check reads it).
+    pub rabbitmq_version: String,
+    pub cluster_name: String,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    /// Heartbeat interval proposed in connection.tune, in seconds.
+    pub heartbeat: u16,
+    /// Largest message body accepted (RabbitMQ 3.10's max_message_size).
+    pub max_message_size: u64,
+    /// Seconds a client has to complete the handshake.
+    pub handshake_timeout_secs: u64,
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Users that may only connect from loopback addresses (RabbitMQ's loopback_users).
+    pub loopback_users: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            data_dir: PathBuf::from("warren-data"),
+            rabbitmq_version: "3.10.7".into(),
+            cluster_name: "warren".into(),
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            handshake_timeout_secs: 10,
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            loopback_users: vec!["guest".into()],
+        }
+    }
+}

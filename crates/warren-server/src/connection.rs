@@ -1,0 +1,904 @@
+//! One client connection: handshake, frame loop, heartbeats, channel table, close.
+//!
+//! The connection task owns its channels outright (no locks): frames from the socket and
+//! deliveries from queues (through the inbox) are both handled here, and all output of
+//! one round is written with one send to the writer task.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use amq_protocol::{
+    protocol::{channel, connection, AMQPClass},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpStream},
+    sync::mpsc,
+};
+use tracing::{debug, info, warn};
+use warren_codec::{
+    check_protocol_header, decode_frame, encode_heartbeat, CodecError, Frame, ProtocolHeaderCheck,
+    PROTOCOL_HEADER,
+};
+
+use crate::{
+    broker::{AuthError, Broker},
+    channel::Channel,
+    error::{AmqpError, AmqpResult, ReplyCode, Scope},
+    queue::{ConnEvent, ConnHandle, Delivery, Queue},
+    vhost::VHost,
+};
+
+/// Connection-wide state that channel handlers need.
+pub(crate) struct ConnCtx {
+    pub broker: Arc<Broker>,
+    pub handle: Arc<ConnHandle>,
+    pub vhost: Option<Arc<VHost>>,
+    pub user: String,
+    /// Output of the current round, flushed to the writer task at its end.
+    pub out: BytesMut,
+    pub frame_max: u32,
+    /// The client handles server-sent basic.cancel.
+    pub cancel_notify: bool,
+    pub exclusive_queues: Vec<Arc<str>>,
+    /// Reused routing result buffer (one allocation per connection, not per publish).
+    pub route_buf: Vec<Arc<Queue>>,
+    /// Consumers of this connection whose queue this connection just deleted.
+    pub cancelled_here: Vec<(u16, Arc<str>)>,
+}
+
+impl ConnCtx {
+    pub fn vhost(&self) -> AmqpResult<Arc<VHost>> {
+        self.vhost
+            .clone()
+            .ok_or_else(|| AmqpError::internal("connection is not open"))
+    }
+
+    pub fn send_method(&mut self, channel: u16, method: &AMQPClass) {
+        if let Err(e) = warren_codec::encode_method(&mut self.out, channel, method) {
+            warn!(error = %e, "failed to encode a method frame");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitStartOk,
+    AwaitTuneOk,
+    AwaitOpen,
+    Open,
+    /// We sent connection.close; waiting for close-ok.
+    Closing,
+    Done,
+}
+
+struct Connection {
+    ctx: ConnCtx,
+    channels: HashMap<u16, Channel>,
+    phase: Phase,
+    peer: SocketAddr,
+    name: String,
+    channel_max: u16,
+    heartbeat: u16,
+    auth_failure_close: bool,
+    started: Instant,
+    last_recv: Instant,
+    last_send: Instant,
+    closing_since: Option<Instant>,
+    writer: mpsc::UnboundedSender<Bytes>,
+}
+
+pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let id = broker.next_id();
+    let (rd, wr) = stream.into_split();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let handle = Arc::new(ConnHandle {
+        id,
+        inbox: inbox_tx,
+    });
+    let frame_max = broker.config.frame_max;
+    let now = Instant::now();
+    let mut conn = Connection {
+        ctx: ConnCtx {
+            broker: broker.clone(),
+            handle,
+            vhost: None,
+            user: String::new(),
+            out: BytesMut::with_capacity(4096),
+            frame_max,
+            cancel_notify: false,
+            exclusive_queues: Vec::new(),
+            route_buf: Vec::new(),
+            cancelled_here: Vec::new(),
+        },
+        channels: HashMap::new(),
+        phase: Phase::AwaitStartOk,
+        peer,
+        name: peer.to_string(),
+        channel_max: broker.config.channel_max,
+        heartbeat: 0,
+        auth_failure_close: false,
+        started: now,
+        last_recv: now,
+        last_send: now,
+        closing_since: None,
+        writer: out_tx,
+    };
+    debug!(%peer, "accepting AMQP connection");
+    conn.serve(rd, inbox_rx).await;
+    conn.cleanup();
+    broker.connections.remove(&id);
+    drop(conn);
+    let _ = writer.await;
+}
+
+/// Writes whatever the connection task hands over, coalescing queued buffers into one
+/// write when the socket is slower than the producer.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = BytesMut::new();
+    while let Some(first) = rx.recv().await {
+        let result = match rx.try_recv() {
+            Err(_) => wr.write_all(&first).await,
+            Ok(second) => {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                batch.extend_from_slice(&second);
+                while batch.len() < 1 << 20 {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                wr.write_all(&batch).await
+            }
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn table_bool(table: &FieldTable, key: &str) -> bool {
+    matches!(table.inner().get(key), Some(AMQPValue::Boolean(true)))
+}
+
+fn table_str(table: &FieldTable, key: &str) -> Option<String> {
+    match table.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+fn long_str(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// Decodes a SASL response: PLAIN is `authzid\0user\0password`, AMQPLAIN a field table
+/// without its length prefix.
+fn sasl_credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+    match mechanism {
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next()?;
+            let user = parts.next()?;
+            let pass = parts.next()?;
+            if parts.next().is_some() {
+                return None;
+            }
+            Some((
+                String::from_utf8(user.to_vec()).ok()?,
+                String::from_utf8(pass.to_vec()).ok()?,
+            ))
+        }
+        "AMQPLAIN" => {
+            let mut framed = Vec::with_capacity(response.len() + 4);
+            framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+            framed.extend_from_slice(response);
+            let (_, table) = amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
+            Some((table_str(&table, "LOGIN")?, table_str(&table, "PASSWORD")?))
+        }
+        _ => None,
+    }
+}
+
+impl Connection {
+    fn server_properties(&self) -> FieldTable {
+        let cfg = &self.ctx.broker.config;
+        let mut caps = FieldTable::default();
+        for cap in [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "authentication_failure_close",
+            "per_consumer_qos",
+            "direct_reply_to",
+        ] {
+            caps.insert(cap.into(), AMQPValue::Boolean(true));
+        }
+        let mut props = FieldTable::default();
+        props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+        props.insert("cluster_name".into(), long_str(&cfg.cluster_name));
+        props.insert(
+            "copyright".into(),
+            long_str("Copyright (c) the warren authors"),
+        );
+        props.insert(
+            "information".into(),
+            long_str("warren: an AMQP 0-9-1 broker compatible with RabbitMQ clients"),
+        );
+        props.insert(
+            "platform".into(),
+            long_str(&format!("Rust / tokio ({})", std::env::consts::OS)),
+        );
+        props.insert("product".into(), long_str("warren"));
+        props.insert("version".into(), long_str(&cfg.rabbitmq_version));
+        props.insert("warren_version".into(), long_str(env!("CARGO_PKG_VERSION")));
+        props
+    }
+
+    async fn serve(
+        &mut self,
+        mut rd: OwnedReadHalf,
+        mut inbox: mpsc::UnboundedReceiver<ConnEvent>,
+    ) {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let handshake = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
+        // Protocol header.
+        loop {
+            match check_protocol_header(&buf) {
+                ProtocolHeaderCheck::Accepted => break,
+                ProtocolHeaderCheck::Refused => {
+                    debug!(peer = %self.peer, "refusing unsupported protocol header");
+                    self.ctx.out.extend_from_slice(PROTOCOL_HEADER);
+                    self.flush();
+                    return;
+                }
+                ProtocolHeaderCheck::Incomplete => {
+                    match tokio::time::timeout(handshake, rd.read_buf(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return,
+                    }
+                }
+            }
+        }
+        let _ = buf.split_to(PROTOCOL_HEADER.len());
+        let start = connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: self.server_properties(),
+            mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+            locales: LongString::from(b"en_US".to_vec()),
+        };
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Start(start)),
+        );
+        self.flush();
+
+        loop {
+            // Process everything already buffered before waiting again.
+            self.process_buffer(&mut buf);
+            self.drain_inbox(&mut inbox);
+            self.flush();
+            if self.phase == Phase::Done {
+                return;
+            }
+            let tick = self.next_tick();
+            tokio::select! {
+                read = rd.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        debug!(peer = %self.peer, name = %self.name, "client closed the socket");
+                        return;
+                    }
+                    Ok(_) => self.last_recv = Instant::now(),
+                },
+                event = inbox.recv() => match event {
+                    Some(ev) => self.on_event(ev),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(tick.into()) => {
+                    if self.on_tick() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_tick(&self) -> Instant {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Open if self.heartbeat > 0 => {
+                now + Duration::from_millis(u64::from(self.heartbeat) * 500)
+            }
+            Phase::Closing => now + Duration::from_millis(200),
+            Phase::Open => now + Duration::from_secs(3600),
+            _ => now + Duration::from_millis(500),
+        }
+    }
+
+    /// Timers: handshake timeout, heartbeats, close-ok wait. True means drop the socket.
+    fn on_tick(&mut self) -> bool {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Open if self.heartbeat > 0 => {
+                let interval = Duration::from_secs(u64::from(self.heartbeat));
+                if now.duration_since(self.last_recv) > interval * 2 {
+                    warn!(peer = %self.peer, name = %self.name, "missed heartbeats from client, timeout: {}s", self.heartbeat);
+                    return true;
+                }
+                if now.duration_since(self.last_send) >= interval / 2 {
+                    encode_heartbeat(&mut self.ctx.out);
+                }
+                false
+            }
+            Phase::Open => false,
+            Phase::Closing => self
+                .closing_since
+                .is_some_and(|t| now.duration_since(t) > Duration::from_secs(3)),
+            _ => {
+                let limit = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
+                if now.duration_since(self.started) > limit {
+                    warn!(peer = %self.peer, "closing connection: handshake timeout");
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.ctx.out.is_empty() {
+            return;
+        }
+        let chunk = self.ctx.out.split().freeze();
+        self.last_send = Instant::now();
+        let _ = self.writer.send(chunk);
+    }
+
+    fn drain_inbox(&mut self, inbox: &mut mpsc::UnboundedReceiver<ConnEvent>) {
+        // Bounded so a flood of deliveries cannot starve reads (acks) forever.
+        for _ in 0..1024 {
+            match inbox.try_recv() {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+            if self.ctx.out.len() > 1 << 20 {
+                self.flush();
+            }
+        }
+        self.process_local_cancels();
+    }
+
+    fn on_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Deliver(d) => self.on_delivery(d),
+            ConnEvent::Cancelled {
+                channel,
+                consumer_tag,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.on_consumer_cancelled(&mut self.ctx, &consumer_tag);
+                }
+            }
+            ConnEvent::ForceClose { code, text } => {
+                if matches!(
+                    self.phase,
+                    Phase::Open | Phase::AwaitOpen | Phase::AwaitTuneOk
+                ) {
+                    let code = match code {
+                        320 => ReplyCode::ConnectionForced,
+                        _ => ReplyCode::InternalError,
+                    };
+                    let err = AmqpError {
+                        code,
+                        text,
+                        class_id: 0,
+                        method_id: 0,
+                        scope: Scope::Connection,
+                    };
+                    self.close_with(&err);
+                } else {
+                    self.phase = Phase::Done;
+                }
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, d: Delivery) {
+        let result = match self.channels.get_mut(&d.channel) {
+            Some(ch) => ch.deliver(&mut self.ctx, d),
+            None => Err(d),
+        };
+        if let Err(d) = result {
+            return_delivery(d);
+        }
+    }
+
+    fn process_local_cancels(&mut self) {
+        for (channel, tag) in std::mem::take(&mut self.ctx.cancelled_here) {
+            if let Some(ch) = self.channels.get_mut(&channel) {
+                ch.on_consumer_cancelled(&mut self.ctx, &tag);
+            }
+        }
+    }
+
+    fn process_buffer(&mut self, buf: &mut BytesMut) {
+        loop {
+            if self.phase == Phase::Done {
+                return;
+            }
+            let frame_max = if matches!(self.phase, Phase::Open) {
+                self.ctx.frame_max
+            } else {
+                self.ctx.broker.config.frame_max
+            };
+            match decode_frame(buf, frame_max) {
+                Ok(Some(frame)) => {
+                    if self.phase == Phase::Closing {
+                        self.on_frame_while_closing(frame);
+                        continue;
+                    }
+                    if let Err(err) = self.on_frame(frame) {
+                        self.close_with(&err);
+                    }
+                    if self.ctx.out.len() > 1 << 20 {
+                        self.flush();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if self.phase == Phase::Closing {
+                        // Out of sync with a peer we are closing on: stop reading.
+                        self.phase = Phase::Done;
+                        return;
+                    }
+                    let err = codec_error(&e);
+                    self.close_with(&err);
+                    // The stream cannot be resynchronised; discard what is buffered.
+                    buf.clear();
+                    return;
+                }
+            }
+        }
+        self.process_local_cancels();
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.ctx.out);
+        }
+    }
+
+    fn on_frame_while_closing(&mut self, frame: Frame) {
+        if let Frame::Method { channel: 0, method } = frame {
+            match *method {
+                AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                    self.phase = Phase::Done
+                }
+                AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                    self.send_close_ok();
+                    self.phase = Phase::Done;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send_close_ok(&mut self) {
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+        );
+    }
+
+    /// Sends connection.close for a connection-level error (or refuses a channel-level
+    /// one on its channel).
+    fn close_with(&mut self, err: &AmqpError) {
+        if err.code == ReplyCode::AccessRefused
+            && self.phase == Phase::AwaitStartOk
+            && !self.auth_failure_close
+        {
+            // Clients without authentication_failure_close just see the socket close.
+            self.phase = Phase::Done;
+            return;
+        }
+        info!(peer = %self.peer, name = %self.name, code = err.code.code(), text = %err.text, "closing AMQP connection");
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: err.code.code(),
+                reply_text: err.text.as_str().into(),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            })),
+        );
+        let open = self.phase == Phase::Open;
+        self.phase = Phase::Closing;
+        self.closing_since = Some(Instant::now());
+        if open {
+            // Stop deliveries at once; unacked messages go back to their queues.
+            let mut channels = std::mem::take(&mut self.channels);
+            for ch in channels.values_mut() {
+                ch.teardown(&mut self.ctx);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> AmqpResult<()> {
+        match frame {
+            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { .. } => Err(AmqpError::frame_error(
+                "heartbeat frame on a non-zero channel",
+            )),
+            Frame::Method { channel: 0, method } => self.on_connection_method(*method),
+            Frame::Method { channel, method } => {
+                if self.phase != Phase::Open {
+                    return Err(AmqpError::channel_error(format_args!(
+                        "unexpected method on channel {channel} before the connection is open"
+                    )));
+                }
+                self.on_channel_method(channel, *method)
+            }
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(
+                AmqpError::unexpected_frame("expected method frame, got non method frame instead"),
+            ),
+            Frame::Header {
+                channel,
+                class_id,
+                body_size,
+                properties,
+            } => self.with_channel(channel, |ch, ctx| {
+                ch.on_header(ctx, class_id, body_size, properties)
+            }),
+            Frame::Body { channel, payload } => {
+                self.with_channel(channel, |ch, ctx| ch.on_body(ctx, payload))
+            }
+        }
+    }
+
+    /// Runs a content-frame handler on an open channel, turning soft errors into a
+    /// channel close.
+    fn with_channel(
+        &mut self,
+        id: u16,
+        f: impl FnOnce(&mut Channel, &mut ConnCtx) -> AmqpResult<()>,
+    ) -> AmqpResult<()> {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(AmqpError::channel_error(format_args!(
+                "expected 'channel.open'"
+            )));
+        };
+        if ch.closing {
+            return Ok(());
+        }
+        match f(ch, &mut self.ctx) {
+            Ok(()) => Ok(()),
+            Err(e) if e.scope == Scope::Channel => {
+                ch.start_close(&mut self.ctx, &e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn on_channel_method(&mut self, id: u16, method: AMQPClass) -> AmqpResult<()> {
+        let class_id = method.get_amqp_class_id();
+        let method_id = method.get_amqp_method_id();
+        match method {
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                if self.channels.contains_key(&id) {
+                    return Err(AmqpError::channel_error("second 'channel.open' seen")
+                        .with_method(class_id, method_id));
+                }
+                let open = self.channels.len();
+                if self.channel_max != 0 && open >= usize::from(self.channel_max) {
+                    return Err(AmqpError::not_allowed(format_args!(
+                        "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                        self.channel_max
+                    )));
+                }
+                self.channels.insert(id, Channel::new(id));
+                self.ctx.send_method(
+                    id,
+                    &AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                if let Some(ch) = self.channels.get(&id) {
+                    if ch.closing {
+                        self.channels.remove(&id);
+                    }
+                }
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                if let Some(mut ch) = self.channels.remove(&id) {
+                    ch.teardown(&mut self.ctx);
+                    self.ctx.send_method(
+                        id,
+                        &AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
+                    Ok(())
+                } else {
+                    Err(AmqpError::channel_error("expected 'channel.open'")
+                        .with_method(class_id, method_id))
+                }
+            }
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(format_args!(
+                "connection method on non-zero channel {id}"
+            ))
+            .with_method(class_id, method_id)),
+            method => {
+                let Some(ch) = self.channels.get_mut(&id) else {
+                    return Err(AmqpError::channel_error("expected 'channel.open'")
+                        .with_method(class_id, method_id));
+                };
+                if ch.closing {
+                    return Ok(());
+                }
+                if ch.expecting_content() {
+                    return Err(AmqpError::unexpected_frame(
+                        "expected content header for class 60, got non content header frame instead",
+                    )
+                    .with_method(class_id, method_id));
+                }
+                match ch.handle_method(&mut self.ctx, method) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.scope == Scope::Channel => {
+                        ch.start_close(&mut self.ctx, &e);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn on_connection_method(&mut self, method: AMQPClass) -> AmqpResult<()> {
+        let ids = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        let AMQPClass::Connection(m) = method else {
+            return Err(AmqpError::command_invalid(format_args!(
+                "unexpected method on channel 0: {}.{}",
+                ids.0, ids.1
+            ))
+            .with_method(ids.0, ids.1));
+        };
+        let unexpected = || {
+            AmqpError::command_invalid(format_args!(
+                "unexpected connection method {}.{}",
+                ids.0, ids.1
+            ))
+            .with_method(ids.0, ids.1)
+        };
+        match (self.phase, m) {
+            (Phase::AwaitStartOk, connection::AMQPMethod::StartOk(ok)) => self.on_start_ok(ok),
+            (Phase::AwaitTuneOk, connection::AMQPMethod::TuneOk(ok)) => self.on_tune_ok(ok),
+            (Phase::AwaitOpen, connection::AMQPMethod::Open(open)) => self.on_open(open),
+            (_, connection::AMQPMethod::Close(_)) => {
+                debug!(peer = %self.peer, name = %self.name, "client closed the connection");
+                self.send_close_ok();
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (_, connection::AMQPMethod::CloseOk(_)) => {
+                self.phase = Phase::Done;
+                Ok(())
+            }
+            (Phase::Open, connection::AMQPMethod::UpdateSecret(_)) => {
+                self.ctx.send_method(
+                    0,
+                    &AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
+                );
+                Ok(())
+            }
+            (Phase::Open, connection::AMQPMethod::Blocked(_))
+            | (Phase::Open, connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn on_start_ok(&mut self, ok: connection::StartOk) -> AmqpResult<()> {
+        let props = &ok.client_properties;
+        if let Some(name) = table_str(props, "connection_name") {
+            self.name = format!("{} ({})", self.peer, name);
+        }
+        if let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") {
+            self.ctx.cancel_notify = table_bool(caps, "consumer_cancel_notify");
+            self.auth_failure_close = table_bool(caps, "authentication_failure_close");
+        }
+        let mechanism = ok.mechanism.as_str();
+        if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
+            return Err(AmqpError::command_invalid(format_args!(
+                "unknown authentication mechanism '{mechanism}'"
+            ))
+            .with_method(10, 11));
+        }
+        let refused = || {
+            AmqpError::access_refused(format_args!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ))
+            .on_connection()
+            .with_method(10, 11)
+        };
+        let Some((user, pass)) = sasl_credentials(mechanism, ok.response.as_bytes()) else {
+            return Err(refused());
+        };
+        match self.ctx.broker.authenticate(&user, &pass, self.peer.ip()) {
+            Ok(()) => {}
+            Err(AuthError::BadCredentials) => {
+                warn!(peer = %self.peer, user = %user, "invalid credentials");
+                return Err(refused());
+            }
+            Err(AuthError::LoopbackOnly) => {
+                warn!(peer = %self.peer, user = %user, "user can only log in via localhost");
+                return Err(refused());
+            }
+        }
+        self.ctx.user = user;
+        let cfg = &self.ctx.broker.config;
+        let tune = connection::Tune {
+            channel_max: cfg.channel_max,
+            frame_max: cfg.frame_max,
+            heartbeat: cfg.heartbeat,
+        };
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Tune(tune)),
+        );
+        self.phase = Phase::AwaitTuneOk;
+        Ok(())
+    }
+
+    fn on_tune_ok(&mut self, ok: connection::TuneOk) -> AmqpResult<()> {
+        let cfg = &self.ctx.broker.config;
+        negotiate(
+            "frame_max",
+            ok.frame_max,
+            warren_codec::FRAME_MIN_SIZE,
+            cfg.frame_max,
+        )?;
+        negotiate(
+            "channel_max",
+            u32::from(ok.channel_max),
+            1,
+            u32::from(cfg.channel_max),
+        )?;
+        self.ctx.frame_max = if ok.frame_max == 0 {
+            cfg.frame_max
+        } else {
+            ok.frame_max
+        };
+        self.channel_max = if ok.channel_max == 0 {
+            cfg.channel_max
+        } else {
+            ok.channel_max
+        };
+        self.heartbeat = ok.heartbeat;
+        self.phase = Phase::AwaitOpen;
+        Ok(())
+    }
+
+    fn on_open(&mut self, open: connection::Open) -> AmqpResult<()> {
+        let vhost_name = open.virtual_host.as_str();
+        let Some(vhost) = self.ctx.broker.vhost(vhost_name) else {
+            return Err(
+                AmqpError::not_allowed(format_args!("vhost {vhost_name} not found"))
+                    .with_method(10, 40),
+            );
+        };
+        if !self.ctx.broker.has_vhost_access(&self.ctx.user, vhost_name) {
+            return Err(AmqpError::access_refused(format_args!(
+                "access to vhost '{vhost_name}' refused for user '{}'",
+                self.ctx.user
+            ))
+            .on_connection()
+            .with_method(10, 40));
+        }
+        self.ctx.vhost = Some(vhost);
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+        );
+        self.phase = Phase::Open;
+        self.ctx
+            .broker
+            .connections
+            .insert(self.ctx.handle.id, self.ctx.handle.clone());
+        info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
+        Ok(())
+    }
+
+    /// Connection gone: channels torn down (unacked messages requeued), exclusive queues
+    /// deleted.
+    fn cleanup(&mut self) {
+        let mut channels = std::mem::take(&mut self.channels);
+        for ch in channels.values_mut() {
+            ch.teardown(&mut self.ctx);
+        }
+        if let Some(vhost) = self.ctx.vhost.clone() {
+            for name in std::mem::take(&mut self.ctx.exclusive_queues) {
+                crate::channel::delete_queue(&mut self.ctx, &vhost, &name);
+            }
+        }
+    }
+}
+
+/// Puts a delivery that could not be handed to its channel back into its queue.
+fn return_delivery(d: Delivery) {
+    let Some(queue) = d.queue else { return };
+    if d.no_ack {
+        queue.state.lock().reinsert(vec![d.entry]);
+        queue.dispatch();
+    } else {
+        queue.requeue(Some(d.consumer_id), vec![d.entry]);
+    }
+}
+
+/// RabbitMQ's tune validation (rabbit_reader:validate_negotiated_integer_value).
+fn negotiate(field: &str, client: u32, min: u32, server: u32) -> AmqpResult<()> {
+    let detail = if field == "channel_max" && client == 0 {
+        " (no limit)"
+    } else {
+        ""
+    };
+    if client != 0 && client < min {
+        return Err(AmqpError::not_allowed(format_args!(
+            "negotiated {field} = {client}{detail} is lower than the minimum allowed value ({min})"
+        ))
+        .with_method(10, 31));
+    }
+    if server != 0 && (client == 0 || client > server) {
+        return Err(AmqpError::not_allowed(format_args!(
+            "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+        ))
+        .with_method(10, 31));
+    }
+    Ok(())
+}
+
+fn codec_error(e: &CodecError) -> AmqpError {
+    match e {
+        CodecError::FrameTooLarge { size, max } => AmqpError::frame_error(format_args!(
+            "frame size {size} exceeds negotiated frame_max {max}"
+        )),
+        CodecError::BadFrameEnd(b) => {
+            AmqpError::frame_error(format_args!("invalid frame end marker {b:#04x}"))
+        }
+        CodecError::UnknownFrameType(t) => {
+            AmqpError::frame_error(format_args!("unknown frame type {t}"))
+        }
+        CodecError::UnknownMethod {
+            class_id,
+            method_id,
+        } => AmqpError::command_invalid(format_args!("unknown method {class_id}.{method_id}"))
+            .with_method(*class_id, *method_id),
+        CodecError::MalformedMethod {
+            class_id,
+            method_id,
+        } => AmqpError::syntax_error(format_args!(
+            "malformed arguments for method {class_id}.{method_id}"
+        ))
+        .with_method(*class_id, *method_id),
+        CodecError::MalformedHeader | CodecError::MalformedProperties => {
+            AmqpError::frame_error("malformed content header")
+        }
+        CodecError::Encode(s) => AmqpError::internal(s),
+    }
+}
+
+#[allow(dead_code)]
+fn short(s: &str) -> ShortString {
+    ShortString::from(s)
+}

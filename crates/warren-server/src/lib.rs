@@ -1,0 +1,22 @@
+//! warren's AMQP 0-9-1 server: the broker model (vhosts, users, exchanges, queues), the
+//! per-connection state machine with its channels, and the accept loop.
+//!
+//! Data flows one way: socket → codec → channel handler → router → queue → consumer's
+//! connection task → codec → socket. Queue and channel rules live in pure crates
+//! (warren-router, warren-store); this crate owns tasks, locks and sockets.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+mod channel;
+pub mod config;
+mod connection;
+pub mod error;
+mod names;
+pub mod queue;
+mod server;
+pub mod vhost;
+
+pub use broker::Broker;
+pub use config::ServerConfig;
+pub use error::{AmqpError, ReplyCode, Scope};
+pub use server::{serve, Shutdown};

@@ -1,0 +1,209 @@
+//! A queue as the server holds it: its declaration, and its [`QueueState`] behind a mutex.
+//!
+//! The mutex is a plain synchronous one: no `.await` happens while it is held and every
+//! critical section is a handful of pointer moves, so an async lock would only add cost.
+//! Publishers push and dispatch from their own connection task; deliveries travel to the
+//! consumer's connection task through its inbox, where delivery tags are assigned.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU32, Ordering},
+    Arc,
+};
+
+use amq_protocol::types::FieldTable;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use warren_store::{ConsumerId, Entry, Message, QueueState};
+
+/// What other tasks send to a connection task.
+#[derive(Debug)]
+pub enum ConnEvent {
+    Deliver(Delivery),
+    /// The queue behind this consumer went away (basic.cancel to the client).
+    Cancelled {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
+    /// Close the connection with this reply (broker shutdown, management).
+    ForceClose {
+        code: u16,
+        text: String,
+    },
+}
+
+/// One message on its way to a consumer.
+#[derive(Debug)]
+pub struct Delivery {
+    pub channel: u16,
+    /// `None` for direct reply-to, which bypasses queues.
+    pub queue: Option<Arc<Queue>>,
+    pub consumer_id: ConsumerId,
+    pub consumer_tag: Arc<str>,
+    pub no_ack: bool,
+    pub entry: Entry,
+}
+
+/// How other tasks reach one connection.
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub inbox: mpsc::UnboundedSender<ConnEvent>,
+}
+
+/// Channel state that queues read while dispatching (on other tasks).
+#[derive(Debug, Default)]
+pub struct ChannelShared {
+    /// channel.flow: false stops deliveries.
+    pub flow_active: AtomicBool,
+    pub closed: AtomicBool,
+    /// basic.qos global=true: limit of unacked deliveries over all consumers of the channel.
+    pub global_prefetch: AtomicU32,
+    pub global_unacked: AtomicU32,
+}
+
+impl ChannelShared {
+    pub fn new() -> Self {
+        ChannelShared {
+            flow_active: AtomicBool::new(true),
+            ..Default::default()
+        }
+    }
+
+    /// Reserves room for one delivery under the channel-wide limit; true if granted.
+    fn try_reserve(&self, no_ack: bool) -> bool {
+        if self.closed.load(Ordering::Acquire) || !self.flow_active.load(Ordering::Acquire) {
+            return false;
+        }
+        if no_ack {
+            return true;
+        }
+        let limit = self.global_prefetch.load(Ordering::Acquire);
+        if limit == 0 {
+            self.global_unacked.fetch_add(1, Ordering::AcqRel);
+            return true;
+        }
+        self.global_unacked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release(&self, count: u32) {
+        let _ = self
+            .global_unacked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(count))
+            });
+    }
+}
+
+/// The queue's view of a consumer: where to send deliveries.
+#[derive(Debug, Clone)]
+pub struct ConsumerHandle {
+    pub conn: Arc<ConnHandle>,
+    pub channel: u16,
+    pub shared: Arc<ChannelShared>,
+    pub no_ack: bool,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    pub name: Arc<str>,
+    pub vhost: Arc<str>,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// Connection id of the owner of an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    pub state: Mutex<QueueState<ConsumerHandle>>,
+    pub deleted: AtomicBool,
+    /// Auto-delete applies only once the queue has had a consumer.
+    pub had_consumer: AtomicBool,
+}
+
+impl Queue {
+    pub fn new(
+        name: Arc<str>,
+        vhost: Arc<str>,
+        durable: bool,
+        auto_delete: bool,
+        exclusive_owner: Option<u64>,
+        arguments: FieldTable,
+    ) -> Self {
+        Queue {
+            name,
+            vhost,
+            durable,
+            auto_delete,
+            exclusive_owner,
+            arguments,
+            state: Mutex::new(QueueState::new()),
+            deleted: AtomicBool::new(false),
+            had_consumer: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Enqueues a message and hands out whatever can be delivered now.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) {
+        let mut state = self.state.lock();
+        state.push(message);
+        self.dispatch_locked(&mut state);
+    }
+
+    /// Hands ready messages to consumers with credit.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        self.dispatch_locked(&mut state);
+    }
+
+    fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState<ConsumerHandle>) {
+        while let Some(d) = state.dispatch(|h| h.shared.try_reserve(h.no_ack)) {
+            let conn = d.consumer.handle.conn.clone();
+            let delivery = Delivery {
+                channel: d.consumer.handle.channel,
+                queue: Some(self.clone()),
+                consumer_id: d.consumer.id,
+                consumer_tag: d.consumer.tag.clone(),
+                no_ack: d.consumer.no_ack,
+                entry: d.entry,
+            };
+            if let Err(mpsc::error::SendError(ConnEvent::Deliver(back))) =
+                conn.inbox.send(ConnEvent::Deliver(delivery))
+            {
+                // The consumer's connection is gone; its cleanup removes the consumer.
+                // Put the message back and stop handing messages to that consumer now.
+                let id = back.consumer_id;
+                if back.no_ack {
+                    state.reinsert(vec![back.entry]);
+                } else {
+                    state.requeue(Some(id), vec![back.entry]);
+                }
+                state.remove_consumer(id);
+            }
+        }
+    }
+
+    /// Settles `count` deliveries and lets more flow.
+    pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
+        let mut state = self.state.lock();
+        state.settle(consumer, count);
+        self.dispatch_locked(&mut state);
+    }
+
+    /// Returns deliveries to the queue (marked redelivered) and lets them flow again.
+    pub fn requeue(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        let mut state = self.state.lock();
+        state.requeue(consumer, entries);
+        self.dispatch_locked(&mut state);
+    }
+
+    pub fn counts(&self) -> (u32, u32) {
+        let state = self.state.lock();
+        (state.ready_len() as u32, state.consumer_count() as u32)
+    }
+}

@@ -1,0 +1,76 @@
+//! The accept loop and graceful shutdown.
+
+use std::sync::Arc;
+
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{info, warn};
+
+use crate::{broker::Broker, connection};
+
+/// Tells every task to stop. Dropping or signalling it starts a graceful shutdown.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(false);
+        Shutdown { tx: Arc::new(tx) }
+    }
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+/// Accepts AMQP connections until `shutdown` fires, then closes every client connection
+/// with 320 CONNECTION_FORCED and waits (briefly) for them to finish.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdown) {
+    let mut stop = shutdown.subscribe();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tasks.spawn(connection::run(stream, peer, broker.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    info!(
+        connections = broker.connections.len(),
+        "closing client connections"
+    );
+    for conn in broker.connections.iter() {
+        let _ = conn.inbox.send(crate::queue::ConnEvent::ForceClose {
+            code: 320,
+            text: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+                .into(),
+        });
+    }
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => { tasks.abort_all(); break }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! A virtual host: its exchanges, queues and bindings, and publish routing.
+//!
+//! The topology sits behind one `RwLock`: publishes take the read side for the time of a
+//! route (a few hash lookups), declarations and bindings the write side. Declarations are
+//! rare next to publishes, so readers almost never wait.
+
+use std::{collections::HashMap, sync::Arc};
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+use parking_lot::RwLock;
+use warren_router::{Destination, Exchange, ExchangeKind, RoutingTable};
+
+use crate::{
+    error::{AmqpError, AmqpResult},
+    queue::Queue,
+};
+
+pub const DEFAULT_EXCHANGE: &str = "";
+
+/// Declared properties of an exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeMeta {
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+pub struct ExchangeEntry {
+    pub meta: ExchangeMeta,
+    pub router: Exchange,
+}
+
+#[derive(Default)]
+pub struct Topology {
+    pub exchanges: HashMap<Arc<str>, ExchangeEntry>,
+    pub queues: HashMap<Arc<str>, Arc<Queue>>,
+}
+
+/// What deleting a queue removed, for the caller to tell consumers about.
+pub struct DeletedQueue {
+    pub queue: Arc<Queue>,
+    pub message_count: u32,
+}
+
+pub struct VHost {
+    pub name: Arc<str>,
+    pub topology: RwLock<Topology>,
+}
+
+fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
+    match args.inner().get("alternate-exchange") {
+        Some(AMQPValue::LongString(s)) => Some(Arc::from(String::from_utf8_lossy(s.as_bytes()))),
+        Some(AMQPValue::ShortString(s)) => Some(Arc::from(s.as_str())),
+        _ => None,
+    }
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Self {
+        let vhost = VHost {
+            name: Arc::from(name),
+            topology: RwLock::new(Topology::default()),
+        };
+        {
+            let mut topo = vhost.topology.write();
+            for (name, kind) in [
+                ("amq.direct", ExchangeKind::Direct),
+                ("amq.fanout", ExchangeKind::Fanout),
+                ("amq.topic", ExchangeKind::Topic),
+                ("amq.headers", ExchangeKind::Headers),
+                ("amq.match", ExchangeKind::Headers),
+            ] {
+                let meta = ExchangeMeta {
+                    kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: false,
+                    arguments: FieldTable::default(),
+                };
+                topo.insert_exchange(name, meta);
+            }
+        }
+        vhost
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.topology.read().queues.get(name).cloned()
+    }
+
+    pub fn exchange_meta(&self, name: &str) -> Option<ExchangeMeta> {
+        self.topology
+            .read()
+            .exchanges
+            .get(name)
+            .map(|e| e.meta.clone())
+    }
+
+    /// Routes a publish to its queues. `keys` is the routing key followed by CC/BCC keys.
+    pub fn route(
+        &self,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> AmqpResult<()> {
+        let topo = self.topology.read();
+        if exchange == DEFAULT_EXCHANGE {
+            for key in keys {
+                if let Some(q) = topo.queues.get(*key) {
+                    if !out.iter().any(|o| Arc::ptr_eq(o, q)) {
+                        out.push(q.clone());
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some(start) = topo.exchanges.get(exchange) else {
+            return Err(AmqpError::no_exchange(exchange, &self.name));
+        };
+        if start.meta.internal {
+            return Err(AmqpError::access_refused(format_args!(
+                "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+                self.name
+            )));
+        }
+        let names = warren_router::route(&start.router, keys, headers, |n| {
+            topo.exchanges.get(n).map(|e| &e.router)
+        });
+        out.extend(names.iter().filter_map(|n| topo.queues.get(n).cloned()));
+        Ok(())
+    }
+}
+
+impl Topology {
+    pub fn insert_exchange(&mut self, name: &str, meta: ExchangeMeta) {
+        let name: Arc<str> = Arc::from(name);
+        let router = Exchange {
+            name: name.clone(),
+            table: RoutingTable::new(meta.kind),
+            alternate_exchange: alternate_exchange(&meta.arguments),
+            internal: meta.internal,
+        };
+        self.exchanges.insert(name, ExchangeEntry { meta, router });
+    }
+
+    /// Removes an exchange and every binding that leads to it; auto-delete exchanges left
+    /// without bindings go too.
+    pub fn remove_exchange(&mut self, name: &str) {
+        if self.exchanges.remove(name).is_some() {
+            self.remove_destination(&Destination::Exchange(Arc::from(name)));
+        }
+    }
+
+    /// Removes every binding to `dest` and then deletes auto-delete exchanges that lost
+    /// their last binding, cascading as RabbitMQ does.
+    pub fn remove_destination(&mut self, dest: &Destination) {
+        let mut emptied = Vec::new();
+        for (name, entry) in self.exchanges.iter_mut() {
+            if entry.router.table.remove_destination(dest) > 0
+                && entry.meta.auto_delete
+                && entry.router.table.is_empty()
+            {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.remove_exchange(&name);
+        }
+    }
+
+    /// After an unbind: an auto-delete source exchange without bindings is deleted.
+    pub fn maybe_auto_delete(&mut self, source: &str) {
+        let empty_auto = self
+            .exchanges
+            .get(source)
+            .is_some_and(|e| e.meta.auto_delete && e.router.table.is_empty());
+        if empty_auto {
+            self.remove_exchange(source);
+        }
+    }
+
+    /// Does anything (a binding where it is the destination, or as source) use it?
+    pub fn exchange_in_use(&self, name: &str) -> bool {
+        self.exchanges
+            .get(name)
+            .is_some_and(|e| !e.router.table.is_empty())
+    }
+
+    pub fn remove_queue(&mut self, name: &str) -> Option<Arc<Queue>> {
+        let queue = self.queues.remove(name)?;
+        self.remove_destination(&Destination::Queue(queue.name.clone()));
+        Some(queue)
+    }
+}

@@ -1,0 +1,20 @@
+use bytes::Bytes;
+
+/// A published message as it sits in queues. Shared (`Arc`) between every queue it was
+/// routed to; the body and the raw property block are never copied per queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    /// The raw content-header property block, forwarded to consumers as received.
+    pub properties: Bytes,
+    pub body: Bytes,
+    /// delivery_mode == 2.
+    pub persistent: bool,
+}
+
+impl Message {
+    pub fn body_size(&self) -> usize {
+        self.body.len()
+    }
+}

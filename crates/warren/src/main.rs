@@ -1,0 +1,175 @@
+//! The `warren` binary: runs the broker with configuration from flags, environment
+//! variables and an optional TOML file (in that order of precedence).
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use serde::Deserialize;
+use tracing::{error, info};
+use warren_server::{Broker, ServerConfig, Shutdown};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "A fast AMQP 0-9-1 broker for RabbitMQ clients"
+)]
+struct Cli {
+    /// AMQP listen address.
+    #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Directory for persistent data.
+    #[arg(long, env = "WARREN_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`.
+    #[arg(long, env = "WARREN_LOG", default_value = "info")]
+    log: String,
+}
+
+/// The TOML file: every key optional; see docs/configuration.md.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    rabbitmq_version: Option<String>,
+    cluster_name: Option<String>,
+    channel_max: Option<u16>,
+    frame_max: Option<u32>,
+    heartbeat: Option<u16>,
+    max_message_size: Option<u64>,
+    default_user: Option<String>,
+    default_pass: Option<String>,
+    default_vhost: Option<String>,
+    loopback_users: Option<Vec<String>>,
+}
+
+fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
+    let file: FileConfig = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut cfg = ServerConfig::default();
+    macro_rules! take {
+        ($($field:ident),*) => { $( if let Some(v) = file.$field { cfg.$field = v; } )* };
+    }
+    take!(
+        listen,
+        data_dir,
+        rabbitmq_version,
+        cluster_name,
+        channel_max,
+        frame_max,
+        heartbeat,
+        max_message_size,
+        default_user,
+        default_pass,
+        default_vhost,
+        loopback_users
+    );
+    if let Some(listen) = cli.listen {
+        cfg.listen = listen;
+    }
+    if let Some(dir) = &cli.data_dir {
+        cfg.data_dir = dir.clone();
+    }
+    if cfg.frame_max != 0 && cfg.frame_max < 4096 {
+        return Err(format!(
+            "frame_max {} is below the AMQP minimum 4096",
+            cfg.frame_max
+        ));
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let cfg = match load_config(&cli) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cfg))
+}
+
+async fn run(cfg: ServerConfig) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        error!(
+            "cannot create data directory {}: {e}",
+            cfg.data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", cfg.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = listener.local_addr().map_or(cfg.listen, |a| a);
+    let broker = Broker::new(cfg);
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(warren_server::serve(listener, broker, shutdown.clone()));
+    info!(
+        "warren {} (RabbitMQ {} compatible) listening for AMQP on {local}",
+        env!("CARGO_PKG_VERSION"),
+        warren_server::ServerConfig::default().rabbitmq_version
+    );
+    // Testcontainers' RabbitMQ modules wait for exactly this text.
+    info!("Server startup complete; 0 plugins started.");
+    wait_for_signal().await;
+    info!("stopping: closing connections");
+    shutdown.trigger();
+    let _ = server.await;
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
