@@ -72,16 +72,13 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let frame_type = head[0];
     let channel = u16::from_be_bytes([head[1], head[2]]);
     let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]);
-    if !matches!(
-        frame_type,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(CodecError::UnknownFrameType(frame_type));
-    }
-    if frame_max != 0 && u64::from(size) + 8 > u64::from(frame_max) {
+    // RabbitMQ tolerates payloads up to frame_max itself (an 8 byte allowance over
+    // frame_max - 8) and reports the limit as frame_max - 8.
+    if frame_max != 0 && size > frame_max {
         return Err(CodecError::FrameTooLarge {
-            size: size.saturating_add(8),
-            max: frame_max,
+            frame_type,
+            size,
+            frame_max: frame_max.saturating_sub(8),
         });
     }
     let total = 7 + size as usize + 1;
@@ -90,49 +87,56 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
         return Ok(None);
     }
     let end = buf[total - 1];
-    if end != FRAME_END {
-        return Err(CodecError::BadFrameEnd(end));
-    }
     let mut frame = buf.split_to(total).freeze();
     frame.advance(7);
     frame.truncate(size as usize);
     let payload = frame;
+    if end != FRAME_END {
+        return Err(CodecError::BadFrameEnd {
+            frame_type,
+            payload,
+            end,
+        });
+    }
     let frame = match frame_type {
-        FRAME_METHOD => Frame::Method {
+        FRAME_METHOD if payload.len() >= 4 => Frame::Method {
             channel,
             method: Box::new(parse_method(&payload)?),
         },
         FRAME_HEADER => parse_header(channel, payload)?,
         FRAME_BODY => Frame::Body { channel, payload },
-        _ => Frame::Heartbeat { channel },
+        FRAME_HEARTBEAT if payload.is_empty() => Frame::Heartbeat { channel },
+        _ => {
+            return Err(CodecError::UnknownFrame {
+                frame_type,
+                payload,
+            })
+        }
     };
     Ok(Some(frame))
 }
 
-fn parse_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
-    let (class_id, method_id) = match payload.get(..4) {
-        Some(ids) => (
-            u16::from_be_bytes([ids[0], ids[1]]),
-            u16::from_be_bytes([ids[2], ids[3]]),
-        ),
-        None => {
-            return Err(CodecError::MalformedMethod {
-                class_id: 0,
-                method_id: 0,
-            })
-        }
-    };
+fn parse_method(payload: &Bytes) -> Result<AMQPClass, CodecError> {
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let method_id = u16::from_be_bytes([payload[2], payload[3]]);
     if !is_known_method(class_id, method_id) {
         return Err(CodecError::UnknownMethod {
             class_id,
             method_id,
         });
     }
-    match amq_protocol::protocol::parse_class(payload) {
-        Ok((_, method)) => Ok(method),
-        Err(_) => Err(CodecError::MalformedMethod {
+    if (class_id, method_id) == (60, 10) && payload.len() >= 8 {
+        let size = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        if size != 0 {
+            return Err(CodecError::PrefetchSize(size));
+        }
+    }
+    match amq_protocol::protocol::parse_class(&payload[..]) {
+        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        _ => Err(CodecError::MalformedMethod {
             class_id,
             method_id,
+            arguments: payload.slice(4..),
         }),
     }
 }

@@ -311,12 +311,14 @@ impl Channel {
         if content.header.is_some() {
             return Err(AmqpError::unexpected_frame(
                 "expected content body, got non content body frame instead",
-            ));
+            )
+            .with_method(60, 40));
         }
         if class_id != warren_codec::CLASS_BASIC {
             return Err(AmqpError::unexpected_frame(format_args!(
                 "expected content header for class 60, got one for class {class_id} instead"
-            )));
+            ))
+            .with_method(60, 40));
         }
         if body_size > ctx.broker.config.max_message_size {
             return Err(AmqpError::precondition(format_args!(
@@ -401,7 +403,7 @@ impl Channel {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
         if let Some(range) = view.user_id.clone() {
-            let user_id = &publish.properties[range.start + 1..range.end];
+            let user_id = &publish.properties[range];
             if user_id != ctx.user.as_bytes() {
                 return Err(AmqpError::precondition(format_args!(
                     "user_id property set to '{}' but authenticated user was '{}'",
@@ -410,10 +412,13 @@ impl Channel {
                 )));
             }
         }
+        if let Some(range) = view.expiration.clone() {
+            validate_expiration(&publish.properties[range])?;
+        }
         let mut properties = publish.properties.clone();
         // Direct reply-to: the publisher asks for replies on its own channel.
         if let Some(range) = view.reply_to.clone() {
-            if &publish.properties[range.start + 1..range.end] == REPLY_TO_QUEUE.as_bytes() {
+            if &publish.properties[range] == REPLY_TO_QUEUE.as_bytes() {
                 let Some(token) = self.reply_token.as_ref() else {
                     return Err(AmqpError::precondition(
                         "fast reply consumer does not exist",
@@ -607,6 +612,10 @@ impl Channel {
 
     /// Removes the deliveries an ack/nack/reject names; 406 for unknown tags.
     fn take_unacked(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if multiple && tag == 0 {
+            // Tag 0 with multiple set means everything outstanding (AMQP 0-9-1 1.8.3.13).
+            return Ok(std::mem::take(&mut self.unacked).into_values().collect());
+        }
         if multiple {
             let keep = self.unacked.split_off(&(tag.saturating_add(1)));
             let taken = std::mem::replace(&mut self.unacked, keep);
@@ -1071,13 +1080,18 @@ impl Channel {
         let vhost = ctx.vhost()?;
         let name = m.exchange.as_str();
         if m.passive {
-            if name != DEFAULT_EXCHANGE && vhost.exchange_meta(name).is_none() {
+            if name == DEFAULT_EXCHANGE {
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
+            }
+            if vhost.exchange_meta(name).is_none() {
                 return Err(AmqpError::no_exchange(name, &vhost.name));
             }
         } else {
             let Some(kind) = ExchangeKind::parse(m.kind.as_str()) else {
                 return Err(AmqpError::command_invalid(format_args!(
-                    "unknown exchange type '{}'",
+                    "invalid exchange type '{}'",
                     m.kind
                 )));
             };
@@ -1155,7 +1169,8 @@ impl Channel {
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format_args!(
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                vhost.name
             )));
         }
         {
@@ -1198,9 +1213,16 @@ impl Channel {
         }
         let mut topo = vhost.topology.write();
         if !topo.exchanges.contains_key(dst) {
+            // Unbinding something that does not exist is a no-op in RabbitMQ 3.x.
+            if !bind {
+                return Ok(());
+            }
             return Err(AmqpError::no_exchange(dst, &vhost.name));
         }
         let Some(entry) = topo.exchanges.get_mut(src) else {
+            if !bind {
+                return Ok(());
+            }
             return Err(AmqpError::no_exchange(src, &vhost.name));
         };
         let dest = Destination::Exchange(Arc::from(dst));
@@ -1344,7 +1366,17 @@ impl Channel {
                 "operation not permitted on the default exchange",
             ));
         }
-        let q = self.find_queue(ctx, &vhost, &qname)?;
+        if vhost.exchange_meta(xname).is_none() {
+            if !bind {
+                return Ok(());
+            }
+            return Err(AmqpError::no_exchange(xname, &vhost.name));
+        }
+        let q = match self.find_queue(ctx, &vhost, &qname) {
+            Ok(q) => q,
+            Err(e) if !bind && e.code == crate::error::ReplyCode::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let mut topo = vhost.topology.write();
         let Some(entry) = topo.exchanges.get_mut(xname) else {
             return Err(AmqpError::no_exchange(xname, &vhost.name));
@@ -1383,7 +1415,7 @@ impl Channel {
                     }
                     if m.if_empty && st.ready_len() > 0 {
                         return Err(AmqpError::precondition(format_args!(
-                            "queue '{name}' in vhost '{}' is not empty",
+                            "queue '{name}' in vhost '{}' not empty",
                             vhost.name
                         )));
                     }
@@ -1559,6 +1591,24 @@ impl Channel {
         );
         self.closing = true;
         self.teardown(ctx);
+    }
+}
+
+/// RabbitMQ's check of the `expiration` property: a non-negative integer in a string.
+fn validate_expiration(raw: &[u8]) -> AmqpResult<()> {
+    let text = String::from_utf8_lossy(raw);
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
+    let parsed = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse::<i128>().ok())
+        .flatten();
+    match parsed {
+        None => Err(AmqpError::precondition(format_args!(
+            "invalid expiration '{text}': no_integer"
+        ))),
+        Some(n) if n < 0 => Err(AmqpError::precondition(format_args!(
+            "invalid expiration '{text}': {{value_negative,{n}}}"
+        ))),
+        Some(_) => Ok(()),
     }
 }
 

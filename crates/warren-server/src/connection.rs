@@ -5,7 +5,7 @@
 //! one round is written with one send to the writer task.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -30,7 +30,7 @@ use warren_codec::{
 use crate::{
     broker::{AuthError, Broker},
     channel::Channel,
-    error::{AmqpError, AmqpResult, ReplyCode, Scope},
+    error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
     queue::{ConnEvent, ConnHandle, Delivery, Queue},
     vhost::VHost,
 };
@@ -81,7 +81,10 @@ enum Phase {
 struct Connection {
     ctx: ConnCtx,
     channels: HashMap<u16, Channel>,
+    /// Channels the client closed: frames still in flight for them are dropped.
+    closed_by_client: HashSet<u16>,
     phase: Phase,
+    next_tick: Instant,
     peer: SocketAddr,
     name: String,
     channel_max: u16,
@@ -120,7 +123,9 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             cancelled_here: Vec::new(),
         },
         channels: HashMap::new(),
+        closed_by_client: HashSet::new(),
         phase: Phase::AwaitStartOk,
+        next_tick: now + Duration::from_millis(500),
         peer,
         name: peer.to_string(),
         channel_max: broker.config.channel_max,
@@ -294,7 +299,7 @@ impl Connection {
             if self.phase == Phase::Done {
                 return;
             }
-            let tick = self.next_tick();
+            let tick = self.next_tick;
             tokio::select! {
                 read = rd.read_buf(&mut buf) => match read {
                     Ok(0) | Err(_) => {
@@ -311,12 +316,13 @@ impl Connection {
                     if self.on_tick() {
                         return;
                     }
+                    self.next_tick = self.tick_after();
                 }
             }
         }
     }
 
-    fn next_tick(&self) -> Instant {
+    fn tick_after(&self) -> Instant {
         let now = Instant::now();
         match self.phase {
             Phase::Open if self.heartbeat > 0 => {
@@ -464,8 +470,13 @@ impl Connection {
                         self.phase = Phase::Done;
                         return;
                     }
-                    let err = codec_error(&e);
-                    self.close_with(&err);
+                    match codec_error(&e) {
+                        CodecVerdict::Close(err) => self.close_with(&err),
+                        CodecVerdict::Drop => {
+                            debug!(peer = %self.peer, error = %e, "dropping connection");
+                            self.phase = Phase::Done;
+                        }
+                    }
                     // The stream cannot be resynchronised; discard what is buffered.
                     buf.clear();
                     return;
@@ -503,11 +514,14 @@ impl Connection {
     /// Sends connection.close for a connection-level error (or refuses a channel-level
     /// one on its channel).
     fn close_with(&mut self, err: &AmqpError) {
-        if err.code == ReplyCode::AccessRefused
-            && self.phase == Phase::AwaitStartOk
-            && !self.auth_failure_close
-        {
-            // Clients without authentication_failure_close just see the socket close.
+        let handshake = matches!(self.phase, Phase::AwaitStartOk | Phase::AwaitTuneOk);
+        let refused_login =
+            err.code == ReplyCode::AccessRefused && self.phase == Phase::AwaitStartOk;
+        if handshake && !(refused_login && self.auth_failure_close) {
+            // Before tune-ok RabbitMQ answers errors by closing the socket; a refused
+            // login gets connection.close only if the client asked for it
+            // (authentication_failure_close).
+            info!(peer = %self.peer, text = %err.text, "closing connection during handshake");
             self.phase = Phase::Done;
             return;
         }
@@ -524,6 +538,7 @@ impl Connection {
         let open = self.phase == Phase::Open;
         self.phase = Phase::Closing;
         self.closing_since = Some(Instant::now());
+        self.next_tick = self.tick_after();
         if open {
             // Stop deliveries at once; unacked messages go back to their queues.
             let mut channels = std::mem::take(&mut self.channels);
@@ -536,9 +551,9 @@ impl Connection {
     fn on_frame(&mut self, frame: Frame) -> AmqpResult<()> {
         match frame {
             Frame::Heartbeat { channel: 0 } => Ok(()),
-            Frame::Heartbeat { .. } => Err(AmqpError::frame_error(
-                "heartbeat frame on a non-zero channel",
-            )),
+            Frame::Heartbeat { .. } => {
+                Err(AmqpError::unexpected_frame("type 8, all octets = <<>>"))
+            }
             Frame::Method { channel: 0, method } => self.on_connection_method(*method),
             Frame::Method { channel, method } => {
                 if self.phase != Phase::Open {
@@ -548,9 +563,29 @@ impl Connection {
                 }
                 self.on_channel_method(channel, *method)
             }
-            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(
-                AmqpError::unexpected_frame("expected method frame, got non method frame instead"),
-            ),
+            Frame::Header {
+                channel: 0,
+                class_id,
+                body_size,
+                properties,
+            } => {
+                let mut payload = Vec::with_capacity(12 + properties.len());
+                payload.extend_from_slice(&class_id.to_be_bytes());
+                payload.extend_from_slice(&[0, 0]);
+                payload.extend_from_slice(&body_size.to_be_bytes());
+                payload.extend_from_slice(&properties);
+                Err(AmqpError::unexpected_frame(format_args!(
+                    "type 2, all octets = {}",
+                    erlang_binary(&payload)
+                )))
+            }
+            Frame::Body {
+                channel: 0,
+                payload,
+            } => Err(AmqpError::unexpected_frame(format_args!(
+                "type 3, all octets = {}",
+                erlang_binary(&payload)
+            ))),
             Frame::Header {
                 channel,
                 class_id,
@@ -572,10 +607,11 @@ impl Connection {
         id: u16,
         f: impl FnOnce(&mut Channel, &mut ConnCtx) -> AmqpResult<()>,
     ) -> AmqpResult<()> {
+        if self.closed_by_client.contains(&id) {
+            return Ok(());
+        }
         let Some(ch) = self.channels.get_mut(&id) else {
-            return Err(AmqpError::channel_error(format_args!(
-                "expected 'channel.open'"
-            )));
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
         };
         if ch.closing {
             return Ok(());
@@ -606,6 +642,7 @@ impl Connection {
                         self.channel_max
                     )));
                 }
+                self.closed_by_client.remove(&id);
                 self.channels.insert(id, Channel::new(id));
                 self.ctx.send_method(
                     id,
@@ -613,17 +650,21 @@ impl Connection {
                 );
                 Ok(())
             }
-            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                if let Some(ch) = self.channels.get(&id) {
-                    if ch.closing {
-                        self.channels.remove(&id);
-                    }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => match self.channels.get(&id) {
+                Some(ch) if ch.closing => {
+                    self.channels.remove(&id);
+                    Ok(())
                 }
-                Ok(())
-            }
+                Some(_) => Err(AmqpError::command_invalid("unimplemented method")
+                    .with_method(class_id, method_id)),
+                None if self.closed_by_client.contains(&id) => Ok(()),
+                None => Err(AmqpError::channel_error("expected 'channel.open'")
+                    .with_method(class_id, method_id)),
+            },
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 if let Some(mut ch) = self.channels.remove(&id) {
                     ch.teardown(&mut self.ctx);
+                    self.closed_by_client.insert(id);
                     self.ctx.send_method(
                         id,
                         &AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
@@ -639,6 +680,10 @@ impl Connection {
             ))
             .with_method(class_id, method_id)),
             method => {
+                if self.closed_by_client.contains(&id) {
+                    // Frames racing the client's own channel.close are dropped.
+                    return Ok(());
+                }
                 let Some(ch) = self.channels.get_mut(&id) else {
                     return Err(AmqpError::channel_error("expected 'channel.open'")
                         .with_method(class_id, method_id));
@@ -650,7 +695,7 @@ impl Connection {
                     return Err(AmqpError::unexpected_frame(
                         "expected content header for class 60, got non content header frame instead",
                     )
-                    .with_method(class_id, method_id));
+                    .with_method(60, 40));
                 }
                 match ch.handle_method(&mut self.ctx, method) {
                     Ok(()) => Ok(()),
@@ -666,19 +711,12 @@ impl Connection {
 
     fn on_connection_method(&mut self, method: AMQPClass) -> AmqpResult<()> {
         let ids = (method.get_amqp_class_id(), method.get_amqp_method_id());
-        let AMQPClass::Connection(m) = method else {
-            return Err(AmqpError::command_invalid(format_args!(
-                "unexpected method on channel 0: {}.{}",
-                ids.0, ids.1
-            ))
-            .with_method(ids.0, ids.1));
-        };
         let unexpected = || {
-            AmqpError::command_invalid(format_args!(
-                "unexpected connection method {}.{}",
-                ids.0, ids.1
-            ))
-            .with_method(ids.0, ids.1)
+            AmqpError::channel_error("unexpected method in connection state running")
+                .with_method(ids.0, ids.1)
+        };
+        let AMQPClass::Connection(m) = method else {
+            return Err(unexpected());
         };
         match (self.phase, m) {
             (Phase::AwaitStartOk, connection::AMQPMethod::StartOk(ok)) => self.on_start_ok(ok),
@@ -730,7 +768,6 @@ impl Connection {
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ))
             .on_connection()
-            .with_method(10, 11)
         };
         let Some((user, pass)) = sasl_credentials(mechanism, ok.response.as_bytes()) else {
             return Err(refused());
@@ -787,6 +824,7 @@ impl Connection {
         };
         self.heartbeat = ok.heartbeat;
         self.phase = Phase::AwaitOpen;
+        self.next_tick = self.tick_after();
         Ok(())
     }
 
@@ -812,6 +850,7 @@ impl Connection {
             &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
         );
         self.phase = Phase::Open;
+        self.next_tick = self.tick_after();
         self.ctx
             .broker
             .connections
@@ -868,34 +907,54 @@ fn negotiate(field: &str, client: u32, min: u32, server: u32) -> AmqpResult<()> 
     Ok(())
 }
 
-fn codec_error(e: &CodecError) -> AmqpError {
-    match e {
-        CodecError::FrameTooLarge { size, max } => AmqpError::frame_error(format_args!(
-            "frame size {size} exceeds negotiated frame_max {max}"
+/// What a codec error does to the connection.
+enum CodecVerdict {
+    /// Send connection.close with this error.
+    Close(AmqpError),
+    /// Drop the socket without a word (RabbitMQ 3.10's reader crashes on these).
+    Drop,
+}
+
+fn codec_error(e: &CodecError) -> CodecVerdict {
+    CodecVerdict::Close(match e {
+        CodecError::FrameTooLarge {
+            frame_type,
+            size,
+            frame_max,
+        } => AmqpError::frame_error(format_args!(
+            "type {frame_type}, all octets = <<>>: {{frame_too_large,{size},{frame_max}}}"
         )),
-        CodecError::BadFrameEnd(b) => {
-            AmqpError::frame_error(format_args!("invalid frame end marker {b:#04x}"))
-        }
-        CodecError::UnknownFrameType(t) => {
-            AmqpError::frame_error(format_args!("unknown frame type {t}"))
-        }
-        CodecError::UnknownMethod {
-            class_id,
-            method_id,
-        } => AmqpError::command_invalid(format_args!("unknown method {class_id}.{method_id}"))
-            .with_method(*class_id, *method_id),
+        CodecError::BadFrameEnd {
+            frame_type,
+            payload,
+            end,
+        } => AmqpError::frame_error(format_args!(
+            "type {frame_type}, all octets = {}: {{invalid_frame_end_marker,{end}}}",
+            erlang_binary(payload)
+        )),
+        CodecError::UnknownFrame {
+            frame_type,
+            payload,
+        } => AmqpError::frame_error(format_args!(
+            "type {frame_type}, all octets = {}: unknown_frame",
+            erlang_binary(payload)
+        )),
+        CodecError::UnknownMethod { .. } => return CodecVerdict::Drop,
         CodecError::MalformedMethod {
             class_id,
             method_id,
-        } => AmqpError::syntax_error(format_args!(
-            "malformed arguments for method {class_id}.{method_id}"
-        ))
-        .with_method(*class_id, *method_id),
+            arguments,
+        } => AmqpError::frame_error(format_args!("cannot decode {}", erlang_binary(arguments)))
+            .with_method(*class_id, *method_id),
+        CodecError::PrefetchSize(size) => {
+            AmqpError::not_implemented(format_args!("prefetch_size!=0 ({size})"))
+                .with_method(60, 10)
+        }
         CodecError::MalformedHeader | CodecError::MalformedProperties => {
             AmqpError::frame_error("malformed content header")
         }
         CodecError::Encode(s) => AmqpError::internal(s),
-    }
+    })
 }
 
 #[allow(dead_code)]

@@ -182,6 +182,28 @@ impl std::error::Error for AmqpError {}
 
 pub type AmqpResult<T> = Result<T, AmqpError>;
 
+/// Formats bytes the way Erlang's `~p` prints a binary, as RabbitMQ's error texts
+/// show frame contents: `<<"abc">>` when printable, `<<0,20,0,10>>` otherwise.
+pub fn erlang_binary(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "<<>>".into();
+    }
+    if bytes.iter().all(|b| (32..=126).contains(b)) {
+        let mut s = String::with_capacity(bytes.len() + 6);
+        s.push_str("<<\"");
+        for &b in bytes {
+            if b == b'"' || b == b'\\' {
+                s.push('\\');
+            }
+            s.push(b as char);
+        }
+        s.push_str("\">>");
+        return s;
+    }
+    let parts: Vec<String> = bytes.iter().map(u8::to_string).collect();
+    format!("<<{}>>", parts.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +218,14 @@ mod tests {
         // The first method recorded wins.
         let e = e.with_method(60, 40);
         assert_eq!((e.class_id, e.method_id), (50, 10));
+    }
+
+    #[test]
+    fn binaries_print_like_erlang() {
+        assert_eq!(erlang_binary(b""), "<<>>");
+        assert_eq!(erlang_binary(b"abc"), "<<\"abc\">>");
+        assert_eq!(erlang_binary(&[0, 20, 0, 10, 0]), "<<0,20,0,10,0>>");
+        assert_eq!(erlang_binary(b"a\"b"), "<<\"a\\\"b\">>");
     }
 
     #[test]
