@@ -1,1 +1,168 @@
-//! placeholder
+//! Harness for black-box tests: starts a real `warren` process on an ephemeral port with
+//! its own data directory, and stops it (by PID) when dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        mpsc, Mutex, OnceLock,
+    },
+    time::Duration,
+};
+
+/// A running broker process.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+    data_dir: PathBuf,
+    /// Log lines the broker printed (stdout and stderr), collected in the background.
+    log: std::sync::Arc<Mutex<Vec<String>>>,
+}
+
+static BUILD: OnceLock<PathBuf> = OnceLock::new();
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Path of the warren binary: `$WARREN_BIN`, or the workspace's debug build (built
+/// once per test process if missing or stale).
+pub fn warren_bin() -> PathBuf {
+    BUILD
+        .get_or_init(|| {
+            if let Ok(bin) = std::env::var("WARREN_BIN") {
+                return PathBuf::from(bin);
+            }
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "warren"])
+                .current_dir(&root)
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p warren failed");
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join("target"));
+            target.join("debug").join("warren")
+        })
+        .clone()
+}
+
+impl Broker {
+    /// Starts warren with default settings.
+    pub fn start() -> Broker {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts warren with extra command-line arguments and environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Broker {
+        let data_dir = std::env::temp_dir().join(format!(
+            "warren-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut cmd = Command::new(warren_bin());
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("WARREN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn warren");
+        let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel::<u16>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(port) = line
+                        .split("listening for AMQP on ")
+                        .nth(1)
+                        .and_then(|addr| addr.trim().rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                    {
+                        let _ = tx.send(port);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("warren did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        // Wait for the readiness line too.
+        for _ in 0..300 {
+            if log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("Server startup complete"))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Broker {
+            child,
+            port,
+            data_dir,
+            log,
+        }
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..1000 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}

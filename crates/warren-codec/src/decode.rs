@@ -132,7 +132,7 @@ fn parse_method(payload: &Bytes) -> Result<AMQPClass, CodecError> {
         }
     }
     match amq_protocol::protocol::parse_class(&payload[..]) {
-        Ok((rest, method)) if rest.is_empty() => Ok(method),
+        Ok((&[], method)) => Ok(method),
         _ => Err(CodecError::MalformedMethod {
             class_id,
             method_id,

@@ -144,7 +144,7 @@ impl PropertiesView {
 /// Fully parses a raw property block with amq-protocol's parser.
 pub fn parse_properties(raw: &[u8]) -> Result<BasicProperties, CodecError> {
     match basic::parse_properties(raw) {
-        Ok((rest, props)) if rest.is_empty() => Ok(props),
+        Ok((&[], props)) => Ok(props),
         _ => Err(CodecError::MalformedProperties),
     }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use amq_protocol::{
     protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass},
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::{AMQPValue, FieldTable, ShortString},
 };
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesView};
@@ -43,10 +43,10 @@ struct Unacked {
     entry: Entry,
 }
 
+/// A consumer of this channel; `queue` is `None` for the direct reply-to consumer.
 struct ChannelConsumer {
     id: ConsumerId,
     queue: Option<Arc<Queue>>,
-    no_ack: bool,
 }
 
 /// Publisher-confirm sequence numbers: `next` is the next publish's number; every
@@ -101,14 +101,6 @@ pub(crate) struct Channel {
 
 fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
     ctx.send_method(channel, &method);
-}
-
-fn table_string(args: &FieldTable, key: &str) -> Option<String> {
-    match args.inner().get(key) {
-        Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
-        _ => None,
-    }
 }
 
 /// RabbitMQ's name for a field type, as it appears in inequivalent-arg errors.
@@ -712,8 +704,6 @@ impl Channel {
                     delete_queue(ctx, &vhost, &q.name);
                 }
             }
-        } else if self.reply_token.is_some() && tag_is_reply(&self.consumers, tag) {
-            // unreachable: reply consumers have no queue and are handled below
         }
         true
     }
@@ -745,17 +735,17 @@ impl Channel {
         let id = self.id;
         match method {
             AMQPClass::Channel(channel::AMQPMethod::Flow(f)) => {
-                self.shared.flow_active.store(f.active, Ordering::Release);
+                // RabbitMQ 3.x refuses client-initiated flow control.
+                if !f.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
                 ok(
                     ctx,
                     id,
                     AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
-                        active: f.active,
+                        active: true,
                     })),
                 );
-                if f.active {
-                    self.redispatch_consumers();
-                }
                 Ok(())
             }
             AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
@@ -1268,7 +1258,10 @@ impl Channel {
     fn queue_declare(&mut self, ctx: &mut ConnCtx, m: queue::Declare) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let requested = m.queue.as_str();
-        let (queue, message_count, consumer_count) = if m.passive {
+        let (queue, message_count, consumer_count) = if m.passive && requested == REPLY_TO_QUEUE {
+            // The direct reply-to pseudo queue always "exists" with one consumer.
+            (Arc::from(REPLY_TO_QUEUE), 0, 1)
+        } else if m.passive {
             let q = self.find_queue(ctx, &vhost, requested)?;
             let (messages, consumers) = q.counts();
             (q.name.clone(), messages, consumers)
@@ -1454,6 +1447,9 @@ impl Channel {
             if !m.no_ack {
                 return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
             }
+            if self.consumers.values().any(|c| c.queue.is_none()) {
+                return Err(AmqpError::precondition("reply consumer already set"));
+            }
             let token = self
                 .reply_token
                 .get_or_insert_with(names::random_suffix)
@@ -1467,14 +1463,8 @@ impl Channel {
                     shared: self.shared.clone(),
                 },
             );
-            self.consumers.insert(
-                tag.clone(),
-                ChannelConsumer {
-                    id: 0,
-                    queue: None,
-                    no_ack: true,
-                },
-            );
+            self.consumers
+                .insert(tag.clone(), ChannelConsumer { id: 0, queue: None });
             if !m.nowait {
                 ok(
                     ctx,
@@ -1527,7 +1517,6 @@ impl Channel {
             ChannelConsumer {
                 id: consumer_id,
                 queue: Some(q.clone()),
-                no_ack: m.no_ack,
             },
         );
         q.dispatch();
@@ -1612,10 +1601,6 @@ fn validate_expiration(raw: &[u8]) -> AmqpResult<()> {
     }
 }
 
-fn tag_is_reply(_consumers: &HashMap<Arc<str>, ChannelConsumer>, _tag: &str) -> bool {
-    false
-}
-
 fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
     let _ = target
         .conn
@@ -1662,9 +1647,4 @@ pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Opti
         queue,
         message_count,
     })
-}
-
-#[allow(dead_code)]
-fn long_string(s: &str) -> LongString {
-    LongString::from(s.as_bytes().to_vec())
 }

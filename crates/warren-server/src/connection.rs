@@ -13,7 +13,7 @@ use std::{
 
 use amq_protocol::{
     protocol::{channel, connection, AMQPClass},
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::{AMQPValue, FieldTable, LongString},
 };
 use bytes::{Bytes, BytesMut};
 use tokio::{
@@ -675,10 +675,10 @@ impl Connection {
                         .with_method(class_id, method_id))
                 }
             }
-            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(format_args!(
-                "connection method on non-zero channel {id}"
-            ))
-            .with_method(class_id, method_id)),
+            AMQPClass::Connection(_) => {
+                Err(AmqpError::command_invalid("unimplemented method")
+                    .with_method(class_id, method_id))
+            }
             method => {
                 if self.closed_by_client.contains(&id) {
                     // Frames racing the client's own channel.close are dropped.
@@ -955,9 +955,4 @@ fn codec_error(e: &CodecError) -> CodecVerdict {
         }
         CodecError::Encode(s) => AmqpError::internal(s),
     })
-}
-
-#[allow(dead_code)]
-fn short(s: &str) -> ShortString {
-    ShortString::from(s)
 }

@@ -1,0 +1,29 @@
+# warren: common tasks. `make run` starts a broker, `make test` runs every test.
+CARGO ?= cargo
+
+.PHONY: run build release test test-rust lint fmt clean
+
+run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
+	$(CARGO) run --release -p warren --
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release -p warren
+
+test: ## Every test: unit, lapin integration, pika suite, Java client, seed scripts
+	scripts/test.sh
+
+test-rust:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

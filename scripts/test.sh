@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs every test of warren: unit tests, lapin integration tests, the pika suite, the
+# Java (Spring-AMQP-style) client check and the seed client scripts.
+#
+# Installs what it needs itself: the Python venv with pinned pika (tests/python/run.sh)
+# and Debian's RabbitMQ Java client (tests/java/run.sh). The seed scripts hard-code
+# localhost:5672, so the broker for the client suites runs on 127.0.0.1:5672 and the
+# run fails loudly if that port is taken.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+suites_failed=()
+suites_passed=()
+record() { # name status
+    if [ "$2" -eq 0 ]; then suites_passed+=("$1"); else suites_failed+=("$1"); fi
+}
+
+log "cargo build (workspace)"
+cargo build --workspace --all-targets
+
+log "cargo test (unit tests and lapin integration tests)"
+set +e
+cargo test --workspace
+record "cargo test" $?
+set -e
+
+port="${WARREN_TEST_PORT:-5672}"
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port on 127.0.0.1 is already in use; the client suites need it (the seed scripts hard-code localhost:5672). Stop whatever listens there." >&2
+    exit 1
+fi
+
+data_dir="$(mktemp -d)"
+broker_log="$data_dir/warren.log"
+log "starting warren on 127.0.0.1:$port (log: $broker_log)"
+NO_COLOR=1 target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" >"$broker_log" 2>&1 &
+broker_pid=$!
+cleanup() {
+    kill "$broker_pid" 2>/dev/null || true
+    wait "$broker_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+    grep -q "Server startup complete" "$broker_log" 2>/dev/null && break
+    kill -0 "$broker_pid" 2>/dev/null || { cat "$broker_log"; echo "warren exited early" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q "Server startup complete" "$broker_log" || { cat "$broker_log"; echo "warren did not start" >&2; exit 1; }
+
+export WARREN_AMQP_HOST=127.0.0.1 WARREN_AMQP_PORT="$port" WARREN_SEED_CLIENTS=1
+
+log "pika suite (tests/python)"
+set +e
+tests/python/run.sh -q
+record "pika suite" $?
+
+log "Java client, Spring AMQP style (tests/java)"
+tests/java/run.sh
+record "java client" $?
+set -e
+
+if ! kill -0 "$broker_pid" 2>/dev/null; then
+    echo "warren died during the client suites; its log:" >&2
+    tail -50 "$broker_log" >&2
+    record "broker alive" 1
+fi
+
+log "summary"
+for s in "${suites_passed[@]}"; do echo "  ok    $s"; done
+for s in "${suites_failed[@]+"${suites_failed[@]}"}"; do echo "  FAIL  $s"; done
+echo "${#suites_passed[@]} passed, ${#suites_failed[@]} failed"
+[ "${#suites_failed[@]}" -eq 0 ]
