@@ -1573,7 +1573,7 @@ impl Channel {
             self.id,
             &AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
                 reply_code: err.code.code(),
-                reply_text: err.text.as_str().into(),
+                reply_text: crate::error::short_text(&err.text),
                 class_id: err.class_id,
                 method_id: err.method_id,
             })),

@@ -530,7 +530,7 @@ impl Connection {
             0,
             &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
                 reply_code: err.code.code(),
-                reply_text: err.text.as_str().into(),
+                reply_text: crate::error::short_text(&err.text),
                 class_id: err.class_id,
                 method_id: err.method_id,
             })),

@@ -182,6 +182,16 @@ impl std::error::Error for AmqpError {}
 
 pub type AmqpResult<T> = Result<T, AmqpError>;
 
+/// A reply text as a shortstr: cut to 255 bytes (on a character boundary), since error
+/// texts quote client input and the field cannot hold more.
+pub fn short_text(text: &str) -> amq_protocol::types::ShortString {
+    let mut end = text.len().min(255);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    amq_protocol::types::ShortString::from(&text[..end])
+}
+
 /// Formats bytes the way Erlang's `~p` prints a binary, as RabbitMQ's error texts
 /// show frame contents: `<<"abc">>` when printable, `<<0,20,0,10>>` otherwise.
 pub fn erlang_binary(bytes: &[u8]) -> String {
@@ -218,6 +228,15 @@ mod tests {
         // The first method recorded wins.
         let e = e.with_method(60, 40);
         assert_eq!((e.class_id, e.method_id), (50, 10));
+    }
+
+    #[test]
+    fn long_reply_texts_are_cut_to_a_shortstr() {
+        let long = "é".repeat(200);
+        let cut = short_text(&long);
+        assert!(cut.as_str().len() <= 255);
+        assert!(long.starts_with(cut.as_str()));
+        assert_eq!(short_text("short").as_str(), "short");
     }
 
     #[test]
