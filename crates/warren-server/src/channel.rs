@@ -390,8 +390,7 @@ impl Channel {
         let mut view = PropertiesView::scan(&publish.properties)
             .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
         // Validate the exchange before anything else, as RabbitMQ does.
-        if publish.exchange != DEFAULT_EXCHANGE && vhost.exchange_meta(&publish.exchange).is_none()
-        {
+        if publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
         if let Some(range) = view.user_id.clone() {
@@ -1075,7 +1074,7 @@ impl Channel {
                     "operation not permitted on the default exchange",
                 ));
             }
-            if vhost.exchange_meta(name).is_none() {
+            if !vhost.has_exchange(name) {
                 return Err(AmqpError::no_exchange(name, &vhost.name));
             }
         } else {
@@ -1359,7 +1358,7 @@ impl Channel {
                 "operation not permitted on the default exchange",
             ));
         }
-        if vhost.exchange_meta(xname).is_none() {
+        if !vhost.has_exchange(xname) {
             if !bind {
                 return Ok(());
             }

@@ -89,6 +89,10 @@ impl VHost {
         self.topology.read().queues.get(name).cloned()
     }
 
+    pub fn has_exchange(&self, name: &str) -> bool {
+        self.topology.read().exchanges.contains_key(name)
+    }
+
     pub fn exchange_meta(&self, name: &str) -> Option<ExchangeMeta> {
         self.topology
             .read()
