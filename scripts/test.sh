@@ -24,7 +24,7 @@ cargo build --workspace --all-targets
 
 log "cargo test (unit tests and lapin integration tests)"
 set +e
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 record "cargo test" $?
 set -e
 
