@@ -75,6 +75,9 @@ enum Phase {
     Open,
     /// We sent connection.close; waiting for close-ok.
     Closing,
+    /// The client closed and we answered close-ok: like RabbitMQ, leave the socket for
+    /// the client to close (a client may read close-ok after its own close completes).
+    PeerClosing,
     Done,
 }
 
@@ -328,7 +331,7 @@ impl Connection {
             Phase::Open if self.heartbeat > 0 => {
                 now + Duration::from_millis(u64::from(self.heartbeat) * 500)
             }
-            Phase::Closing => now + Duration::from_millis(200),
+            Phase::Closing | Phase::PeerClosing => now + Duration::from_millis(200),
             Phase::Open => now + Duration::from_secs(3600),
             _ => now + Duration::from_millis(500),
         }
@@ -353,6 +356,9 @@ impl Connection {
             Phase::Closing => self
                 .closing_since
                 .is_some_and(|t| now.duration_since(t) > Duration::from_secs(3)),
+            Phase::PeerClosing => self
+                .closing_since
+                .is_some_and(|t| now.duration_since(t) > Duration::from_secs(10)),
             _ => {
                 let limit = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
                 if now.duration_since(self.started) > limit {
@@ -443,6 +449,10 @@ impl Connection {
     fn process_buffer(&mut self, buf: &mut BytesMut) {
         loop {
             if self.phase == Phase::Done {
+                return;
+            }
+            if self.phase == Phase::PeerClosing {
+                buf.clear();
                 return;
             }
             let frame_max = if matches!(self.phase, Phase::Open) {
@@ -724,8 +734,11 @@ impl Connection {
             (Phase::AwaitOpen, connection::AMQPMethod::Open(open)) => self.on_open(open),
             (_, connection::AMQPMethod::Close(_)) => {
                 debug!(peer = %self.peer, name = %self.name, "client closed the connection");
+                self.cleanup();
                 self.send_close_ok();
-                self.phase = Phase::Done;
+                self.phase = Phase::PeerClosing;
+                self.closing_since = Some(Instant::now());
+                self.next_tick = self.tick_after();
                 Ok(())
             }
             (_, connection::AMQPMethod::CloseOk(_)) => {
