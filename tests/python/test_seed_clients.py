@@ -45,9 +45,12 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("WARREN_SEED_CLIENTS") != "1",
                        reason="seed clients hard-code localhost:5672; set WARREN_SEED_CLIENTS=1 "
                               "when the broker under test listens there"),
-    pytest.mark.skipif(not os.path.isdir(SEED_DIR),
-                       reason="seed client scripts not found at %s" % SEED_DIR),
 ]
+
+
+def test_seed_scripts_are_present():
+    # Asked to run the seed clients but cannot find them: fail loudly, never skip.
+    assert os.path.isdir(SEED_DIR), "seed client scripts not found at %s" % SEED_DIR
 
 
 def script(name):
