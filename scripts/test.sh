@@ -23,6 +23,9 @@ log "cargo build (workspace)"
 cargo build --workspace --all-targets
 
 log "cargo test (unit tests and lapin integration tests)"
+# The integration harness uses this binary (built above) instead of building its own,
+# which `-p warren` alone would redo with other feature unification.
+export WARREN_BIN="$root/target/debug/warren"
 set +e
 cargo test --workspace --no-fail-fast
 record "cargo test" $?

@@ -273,7 +273,10 @@ impl Connection {
                     return;
                 }
                 ProtocolHeaderCheck::Incomplete => {
-                    match tokio::time::timeout(handshake, rd.read_buf(&mut buf)).await {
+                    // One deadline for the whole header: bytes dribbled in one at a time
+                    // must not extend it.
+                    let deadline = tokio::time::Instant::from_std(self.started + handshake);
+                    match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }

@@ -15,6 +15,8 @@ use warren_server::{Broker, ServerConfig, Shutdown};
     about = "A fast AMQP 0-9-1 broker for RabbitMQ clients"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// AMQP listen address.
     #[arg(long, env = "WARREN_LISTEN", value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
@@ -27,6 +29,14 @@ struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`.
     #[arg(long, env = "WARREN_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the broker (the default when no subcommand is given).
+    Serve,
+    /// Load-test an AMQP 0-9-1 broker (warren or RabbitMQ), like RabbitMQ's PerfTest.
+    Perf(warren_perf::PerfArgs),
 }
 
 /// The TOML file: every key optional; see docs/configuration.md.
@@ -94,6 +104,9 @@ fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Perf(args)) = cli.command {
+        return run_perf(args);
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs are usually read from files and container output.
@@ -122,6 +135,26 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cfg))
+}
+
+fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(warren_perf::run(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run(cfg: ServerConfig) -> ExitCode {

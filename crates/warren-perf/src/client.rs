@@ -1,0 +1,274 @@
+//! A minimal AMQP 0-9-1 client on top of warren-codec: just what a load generator needs.
+
+use std::{io, net::SocketAddr};
+
+use amq_protocol::{
+    protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass},
+    types::{FieldTable, LongString},
+};
+use bytes::{BufMut, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+        TcpStream,
+    },
+};
+use warren_codec::{decode_frame, encode_method, Frame, PROTOCOL_HEADER};
+
+fn proto(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// Reading side of a connection.
+pub struct Reader {
+    rd: OwnedReadHalf,
+    buf: BytesMut,
+}
+
+impl Reader {
+    pub async fn frame(&mut self) -> io::Result<Frame> {
+        loop {
+            if let Some(f) = decode_frame(&mut self.buf, 0).map_err(proto)? {
+                return Ok(f);
+            }
+            if self.rd.read_buf(&mut self.buf).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Next method frame, failing on connection.close / channel.close.
+    pub async fn method(&mut self) -> io::Result<AMQPClass> {
+        loop {
+            if let Frame::Method { method, .. } = self.frame().await? {
+                return match *method {
+                    AMQPClass::Connection(connection::AMQPMethod::Close(c)) => Err(proto(format!(
+                        "connection closed: {} {}",
+                        c.reply_code, c.reply_text
+                    ))),
+                    AMQPClass::Channel(channel::AMQPMethod::Close(c)) => Err(proto(format!(
+                        "channel closed: {} {}",
+                        c.reply_code, c.reply_text
+                    ))),
+                    m => Ok(m),
+                };
+            }
+        }
+    }
+}
+
+/// Writing side: frames are gathered in `out` and sent with one write.
+pub struct Writer {
+    wr: OwnedWriteHalf,
+    pub out: BytesMut,
+    pub frame_max: u32,
+}
+
+impl Writer {
+    pub fn method(&mut self, channel: u16, m: AMQPClass) -> io::Result<()> {
+        encode_method(&mut self.out, channel, &m).map_err(proto)
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.wr.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends basic.publish with its content.
+    pub fn publish(&mut self, exchange: &str, routing_key: &str, properties: &[u8], body: &[u8]) {
+        let size = 4 + 2 + 1 + exchange.len() + 1 + routing_key.len() + 1;
+        self.out.reserve(size + 8 + body.len() + 64);
+        self.out.put_u8(1);
+        self.out.put_u16(1);
+        self.out.put_u32(size as u32);
+        self.out.put_u16(60);
+        self.out.put_u16(40);
+        self.out.put_u16(0);
+        self.out.put_u8(exchange.len() as u8);
+        self.out.put_slice(exchange.as_bytes());
+        self.out.put_u8(routing_key.len() as u8);
+        self.out.put_slice(routing_key.as_bytes());
+        self.out.put_u8(0);
+        self.out.put_u8(0xCE);
+        warren_codec::encode_content(&mut self.out, 1, properties, body, self.frame_max);
+    }
+}
+
+/// Opens a connection and channel 1.
+pub async fn connect(
+    addr: SocketAddr,
+    user: &str,
+    pass: &str,
+    vhost: &str,
+) -> io::Result<(Reader, Writer)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (rd, wr) = stream.into_split();
+    let mut r = Reader {
+        rd,
+        buf: BytesMut::with_capacity(64 * 1024),
+    };
+    let mut w = Writer {
+        wr,
+        out: BytesMut::with_capacity(64 * 1024),
+        frame_max: 131_072,
+    };
+    w.out.extend_from_slice(PROTOCOL_HEADER);
+    w.flush().await?;
+    match r.method().await? {
+        AMQPClass::Connection(connection::AMQPMethod::Start(_)) => {}
+        other => return Err(proto(format!("expected connection.start, got {other:?}"))),
+    }
+    let mut response = vec![0u8];
+    response.extend_from_slice(user.as_bytes());
+    response.push(0);
+    response.extend_from_slice(pass.as_bytes());
+    w.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: FieldTable::default(),
+            mechanism: "PLAIN".into(),
+            response: LongString::from(response),
+            locale: "en_US".into(),
+        })),
+    )?;
+    w.flush().await?;
+    let tune = match r.method().await? {
+        AMQPClass::Connection(connection::AMQPMethod::Tune(t)) => t,
+        other => return Err(proto(format!("expected connection.tune, got {other:?}"))),
+    };
+    w.frame_max = if tune.frame_max == 0 {
+        131_072
+    } else {
+        tune.frame_max
+    };
+    w.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max: tune.channel_max,
+            frame_max: w.frame_max,
+            heartbeat: 0,
+        })),
+    )?;
+    w.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+            virtual_host: vhost.into(),
+        })),
+    )?;
+    w.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )?;
+    w.flush().await?;
+    expect(&mut r, "connection.open-ok", |m| {
+        matches!(m, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
+    })
+    .await?;
+    expect(&mut r, "channel.open-ok", |m| {
+        matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
+    })
+    .await?;
+    Ok((r, w))
+}
+
+pub async fn expect(
+    r: &mut Reader,
+    what: &str,
+    ok: impl Fn(&AMQPClass) -> bool,
+) -> io::Result<AMQPClass> {
+    let m = r.method().await?;
+    if ok(&m) {
+        Ok(m)
+    } else {
+        Err(proto(format!("expected {what}, got {m:?}")))
+    }
+}
+
+/// Sends a synchronous method on channel 1 and waits for its reply.
+pub async fn rpc(r: &mut Reader, w: &mut Writer, m: AMQPClass) -> io::Result<AMQPClass> {
+    w.method(1, m)?;
+    w.flush().await?;
+    r.method().await
+}
+
+pub fn declare_queue(name: &str, durable: bool) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: false,
+        durable,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
+}
+
+pub fn delete_queue(name: &str) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+        queue: name.into(),
+        if_unused: false,
+        if_empty: false,
+        nowait: false,
+    }))
+}
+
+pub fn declare_exchange(name: &str, kind: &str, durable: bool) -> AMQPClass {
+    AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+        exchange: name.into(),
+        kind: kind.into(),
+        passive: false,
+        durable,
+        auto_delete: false,
+        internal: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
+}
+
+pub fn delete_exchange(name: &str) -> AMQPClass {
+    AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+        exchange: name.into(),
+        if_unused: false,
+        nowait: false,
+    }))
+}
+
+pub fn bind(queue: &str, exchange: &str, key: &str, nowait: bool) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+        queue: queue.into(),
+        exchange: exchange.into(),
+        routing_key: key.into(),
+        nowait,
+        arguments: FieldTable::default(),
+    }))
+}
+
+pub fn confirm_select() -> AMQPClass {
+    AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+        nowait: false,
+    }))
+}
+
+pub fn qos(prefetch: u16) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+        prefetch_count: prefetch,
+        global: false,
+    }))
+}
+
+pub fn consume(queue: &str, no_ack: bool) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.into(),
+        consumer_tag: "".into(),
+        no_local: false,
+        no_ack,
+        exclusive: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
+}

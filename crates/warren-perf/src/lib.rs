@@ -1,0 +1,558 @@
+//! `warren perf`: a load generator for any AMQP 0-9-1 broker, in the spirit of RabbitMQ's
+//! PerfTest. Producers stamp every body with (producer, sequence, send time); consumers
+//! check each (queue, producer, sequence) arrives exactly once and record end-to-end
+//! latency. A live line each second, a summary at the end, `--json` for scripts.
+#![forbid(unsafe_code)]
+
+mod client;
+mod stats;
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use bytes::BufMut;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tokio::sync::Notify;
+use warren_codec::Frame;
+
+use crate::stats::{Stats, Tracker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExchangeType {
+    /// Default exchange, routing key = queue name.
+    Default,
+    Direct,
+    Fanout,
+    Topic,
+}
+
+/// Load generator options.
+#[derive(Debug, Clone, Args)]
+pub struct PerfArgs {
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:5672")]
+    pub uri: String,
+    #[arg(long, default_value = "guest")]
+    pub user: String,
+    #[arg(long, default_value = "guest")]
+    pub password: String,
+    #[arg(long, default_value = "/")]
+    pub vhost: String,
+    #[arg(long, short = 'x', default_value_t = 1)]
+    pub producers: u32,
+    #[arg(long, short = 'y', default_value_t = 1)]
+    pub consumers: u32,
+    /// Number of queues (perf-q-0 ...); producer i publishes to queue i mod N, consumer j
+    /// reads queue j mod N. With a fanout exchange every queue gets every message.
+    #[arg(long, short = 'q', default_value_t = 1)]
+    pub queues: u32,
+    /// Message body size in bytes (at least 16: producer, sequence and timestamp).
+    #[arg(long, short = 's', default_value_t = 16)]
+    pub size: usize,
+    /// Total publish rate limit in messages per second (0 = unlimited).
+    #[arg(long, short = 'r', default_value_t = 0)]
+    pub rate: u64,
+    /// Publisher confirms with at most this many outstanding per producer (0 = off).
+    #[arg(long, short = 'c', default_value_t = 0)]
+    pub confirm: u32,
+    /// delivery_mode 2 and durable queues.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Consume with no-ack.
+    #[arg(long)]
+    pub auto_ack: bool,
+    /// Manual acks with `multiple` every N deliveries.
+    #[arg(long, default_value_t = 1)]
+    pub multi_ack: u32,
+    /// basic.qos prefetch per consumer (0 = unlimited).
+    #[arg(long, default_value_t = 1000)]
+    pub prefetch: u16,
+    #[arg(long, value_enum, default_value_t = ExchangeType::Default)]
+    pub exchange_type: ExchangeType,
+    /// For the topic exchange: bindings per queue (only one of them matches).
+    #[arg(long, default_value_t = 1)]
+    pub topic_bindings: u32,
+    /// Seconds to publish.
+    #[arg(long, short = 'z', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No live line each second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub duration_s: f64,
+    pub sent: u64,
+    pub confirmed: u64,
+    pub nacked: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub sent_rate: f64,
+    pub received_rate: f64,
+    pub latency_us_p50: u64,
+    pub latency_us_p95: u64,
+    pub latency_us_p99: u64,
+    pub latency_us_max: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerfError {
+    #[error("cannot resolve broker address {0}")]
+    Address(String),
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn queue_name(i: u32) -> String {
+    format!("perf-q-{i}")
+}
+
+const EXCHANGE: &str = "perf-x";
+
+struct Plan {
+    addr: SocketAddr,
+    args: PerfArgs,
+    /// Deliveries each publish produces.
+    fanout: u64,
+}
+
+impl Plan {
+    fn target(&self, producer: u32) -> (String, String) {
+        let q = producer % self.args.queues;
+        match self.args.exchange_type {
+            ExchangeType::Default => (String::new(), queue_name(q)),
+            ExchangeType::Direct => (EXCHANGE.into(), queue_name(q)),
+            ExchangeType::Fanout => (EXCHANGE.into(), String::new()),
+            ExchangeType::Topic => (EXCHANGE.into(), format!("perf.{q}.0.key")),
+        }
+    }
+}
+
+async fn setup(plan: &Plan) -> std::io::Result<()> {
+    let a = &plan.args;
+    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    if a.exchange_type != ExchangeType::Default {
+        let kind = match a.exchange_type {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            _ => "topic",
+        };
+        let _ = client::rpc(&mut r, &mut w, client::delete_exchange(EXCHANGE)).await?;
+        client::rpc(
+            &mut r,
+            &mut w,
+            client::declare_exchange(EXCHANGE, kind, a.persistent),
+        )
+        .await?;
+    }
+    for q in 0..a.queues {
+        let name = queue_name(q);
+        client::rpc(&mut r, &mut w, client::delete_queue(&name)).await?;
+        client::rpc(&mut r, &mut w, client::declare_queue(&name, a.persistent)).await?;
+        match a.exchange_type {
+            ExchangeType::Default => {}
+            ExchangeType::Direct => {
+                client::rpc(&mut r, &mut w, client::bind(&name, EXCHANGE, &name, false)).await?;
+            }
+            ExchangeType::Fanout => {
+                client::rpc(&mut r, &mut w, client::bind(&name, EXCHANGE, "", false)).await?;
+            }
+            ExchangeType::Topic => {
+                // Many bindings per queue; only `perf.{q}.0.*` matches what is published.
+                for b in 0..a.topic_bindings {
+                    w.method(
+                        1,
+                        client::bind(&name, EXCHANGE, &format!("perf.{q}.{b}.*"), true),
+                    )?;
+                }
+                client::rpc(
+                    &mut r,
+                    &mut w,
+                    client::bind(&name, EXCHANGE, &format!("perf.{q}.0.*"), false),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn teardown(plan: &Plan) -> std::io::Result<()> {
+    let a = &plan.args;
+    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    for q in 0..a.queues {
+        client::rpc(&mut r, &mut w, client::delete_queue(&queue_name(q))).await?;
+    }
+    if a.exchange_type != ExchangeType::Default {
+        client::rpc(&mut r, &mut w, client::delete_exchange(EXCHANGE)).await?;
+    }
+    Ok(())
+}
+
+async fn producer(
+    plan: Arc<Plan>,
+    id: u32,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let a = &plan.args;
+    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    let confirms = a.confirm > 0;
+    if confirms {
+        client::rpc(&mut r, &mut w, client::confirm_select()).await?;
+    }
+    let (exchange, key) = plan.target(id);
+    let props: &[u8] = if a.persistent {
+        &[0x10, 0x00, 0x02]
+    } else {
+        &[0x00, 0x00]
+    };
+    let outstanding = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
+    let wake = Arc::new(Notify::new());
+    // Confirms are read by their own task so publishing never waits on a read.
+    let reader = confirms.then(|| {
+        let (outstanding, wake, stats, published) = (
+            outstanding.clone(),
+            wake.clone(),
+            stats.clone(),
+            published.clone(),
+        );
+        tokio::spawn(async move {
+            let mut acked_upto = 0u64;
+            loop {
+                let frame = match r.frame().await {
+                    Ok(f) => f,
+                    Err(_) => break,
+                };
+                if let Frame::Method { method, .. } = frame {
+                    let (tag, multiple, ack) = match *method {
+                        AMQPClass::Basic(basic::AMQPMethod::Ack(m)) => {
+                            (m.delivery_tag, m.multiple, true)
+                        }
+                        AMQPClass::Basic(basic::AMQPMethod::Nack(m)) => {
+                            (m.delivery_tag, m.multiple, false)
+                        }
+                        _ => continue,
+                    };
+                    let n = if multiple {
+                        tag.saturating_sub(acked_upto)
+                    } else {
+                        1
+                    };
+                    acked_upto = acked_upto.max(tag);
+                    if ack {
+                        stats.confirmed.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        stats.nacked.fetch_add(n, Ordering::Relaxed);
+                    }
+                    outstanding.fetch_sub(
+                        n.min(outstanding.load(Ordering::Relaxed)),
+                        Ordering::Relaxed,
+                    );
+                    wake.notify_one();
+                    if stats.done_publishing.load(Ordering::Relaxed)
+                        && acked_upto >= published.load(Ordering::Relaxed)
+                    {
+                        break;
+                    }
+                }
+            }
+        })
+    });
+    let per_producer_rate = if a.rate == 0 {
+        0.0
+    } else {
+        a.rate as f64 / f64::from(a.producers)
+    };
+    let started = Instant::now();
+    let mut seq: u64 = 0;
+    let mut body = vec![0u8; a.size.max(16)];
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = 256u64;
+        if per_producer_rate > 0.0 {
+            let due = (started.elapsed().as_secs_f64() * per_producer_rate) as u64;
+            batch = batch.min(due.saturating_sub(seq));
+            if batch == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+        }
+        if confirms {
+            let room = u64::from(a.confirm).saturating_sub(outstanding.load(Ordering::Relaxed));
+            if room == 0 {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            batch = batch.min(room);
+        }
+        for _ in 0..batch {
+            seq += 1;
+            let mut head = &mut body[..16];
+            head.put_u64((u64::from(id) << 48) | seq);
+            head.put_u64(now_nanos());
+            w.publish(&exchange, &key, props, &body);
+        }
+        if confirms {
+            outstanding.fetch_add(batch, Ordering::Relaxed);
+        }
+        w.flush().await?;
+        published.store(seq, Ordering::Relaxed);
+        stats.sent.fetch_add(batch, Ordering::Relaxed);
+    }
+    if let Some(reader) = reader {
+        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    }
+    Ok(())
+}
+
+async fn consumer(
+    plan: Arc<Plan>,
+    id: u32,
+    stats: Arc<Stats>,
+    tracker: Arc<Tracker>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let a = &plan.args;
+    let queue = id % a.queues;
+    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    if !a.auto_ack {
+        client::rpc(&mut r, &mut w, client::qos(a.prefetch)).await?;
+    }
+    client::rpc(
+        &mut r,
+        &mut w,
+        client::consume(&queue_name(queue), a.auto_ack),
+    )
+    .await?;
+    let mut unacked = 0u32;
+    let mut last_tag = 0u64;
+    let mut latencies = Vec::with_capacity(1024);
+    // Only the first body frame of a message carries the stamp.
+    let mut expect_stamp = false;
+    loop {
+        let frame = tokio::select! {
+            f = r.frame() => f?,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if stop.load(Ordering::Relaxed) { break; }
+                continue;
+            }
+        };
+        match frame {
+            Frame::Method { method, .. } => {
+                if let AMQPClass::Basic(basic::AMQPMethod::Deliver(d)) = *method {
+                    last_tag = d.delivery_tag;
+                    expect_stamp = true;
+                }
+            }
+            Frame::Body { payload, .. } if expect_stamp => {
+                expect_stamp = false;
+                if payload.len() >= 16 {
+                    let word = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
+                    let sent = u64::from_be_bytes(payload[8..16].try_into().unwrap_or([0; 8]));
+                    let producer = (word >> 48) as u32;
+                    let seq = word & ((1 << 48) - 1);
+                    tracker.record(queue, producer, seq);
+                    latencies.push(now_nanos().saturating_sub(sent) / 1000);
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    if !a.auto_ack {
+                        unacked += 1;
+                        if unacked >= a.multi_ack.max(1) {
+                            w.out.clear();
+                            w.method(
+                                1,
+                                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                                    delivery_tag: last_tag,
+                                    multiple: true,
+                                })),
+                            )?;
+                            w.flush().await?;
+                            unacked = 0;
+                        }
+                    }
+                    if latencies.len() >= 256 {
+                        stats.record_latencies(&latencies);
+                        latencies.clear();
+                    }
+                }
+            }
+            _ => {}
+        }
+        if stop.load(Ordering::Relaxed) && stats.drained(plan.fanout) {
+            break;
+        }
+    }
+    stats.record_latencies(&latencies);
+    if !a.auto_ack && unacked > 0 {
+        w.method(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                delivery_tag: last_tag,
+                multiple: true,
+            })),
+        )?;
+        w.flush().await?;
+    }
+    Ok(())
+}
+
+/// Runs a load test and returns its summary (also printed unless `--json`).
+pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
+    if args.queues == 0 || args.producers == 0 {
+        return Err(PerfError::Options(
+            "--queues and --producers must be at least 1".into(),
+        ));
+    }
+    let addr = args
+        .uri
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| PerfError::Address(args.uri.clone()))?;
+    let fanout = if args.exchange_type == ExchangeType::Fanout {
+        u64::from(args.queues)
+    } else {
+        1
+    };
+    let plan = Arc::new(Plan {
+        addr,
+        args: args.clone(),
+        fanout,
+    });
+    setup(&plan).await?;
+    let stats = Arc::new(Stats::new());
+    let tracker = Arc::new(Tracker::new(args.queues, args.producers));
+    let stop_publishing = Arc::new(AtomicBool::new(false));
+    let stop_consuming = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for id in 0..args.consumers {
+        consumers.push(tokio::spawn(consumer(
+            plan.clone(),
+            id,
+            stats.clone(),
+            tracker.clone(),
+            stop_consuming.clone(),
+        )));
+    }
+    // Let consumers attach before the clock starts.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut producers = Vec::new();
+    for id in 0..args.producers {
+        producers.push(tokio::spawn(producer(
+            plan.clone(),
+            id,
+            stats.clone(),
+            stop_publishing.clone(),
+        )));
+    }
+    let started = Instant::now();
+    let run_for = Duration::from_secs_f64(args.duration.max(0.1));
+    let mut last = stats.snapshot();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while started.elapsed() < run_for {
+        let left = run_for.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = stats.snapshot();
+                if !args.quiet && !args.json {
+                    println!("{}", stats.live_line(started.elapsed(), &last, &now));
+                }
+                last = now;
+            }
+            _ = tokio::time::sleep(left) => {}
+        }
+    }
+    stop_publishing.store(true, Ordering::Relaxed);
+    stats.done_publishing.store(true, Ordering::Relaxed);
+    let publish_time = started.elapsed().as_secs_f64();
+    for p in producers {
+        match p.await {
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(PerfError::Io(std::io::Error::other(e.to_string()))),
+            Ok(Ok(())) => {}
+        }
+    }
+    // Wait for consumers to drain what was published (or go quiet).
+    let expected = if args.confirm > 0 {
+        stats.confirmed.load(Ordering::Relaxed)
+    } else {
+        stats.sent.load(Ordering::Relaxed)
+    } * fanout;
+    stats.expected.store(expected, Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    let mut seen = stats.received.load(Ordering::Relaxed);
+    while args.consumers > 0
+        && stats.received.load(Ordering::Relaxed) < expected
+        && quiet_since.elapsed() < Duration::from_secs(3)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = stats.received.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+    stop_consuming.store(true, Ordering::Relaxed);
+    for c in consumers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    let total_time = started.elapsed().as_secs_f64();
+    let _ = teardown(&plan).await;
+    let (unique, duplicated) = tracker.totals();
+    let lat = stats.latency();
+    let summary = Summary {
+        duration_s: publish_time,
+        sent: stats.sent.load(Ordering::Relaxed),
+        confirmed: stats.confirmed.load(Ordering::Relaxed),
+        nacked: stats.nacked.load(Ordering::Relaxed),
+        received: stats.received.load(Ordering::Relaxed),
+        lost: if args.consumers > 0 {
+            expected.saturating_sub(unique)
+        } else {
+            0
+        },
+        duplicated,
+        sent_rate: stats.sent.load(Ordering::Relaxed) as f64 / publish_time,
+        received_rate: stats.received.load(Ordering::Relaxed) as f64 / total_time.max(publish_time),
+        latency_us_p50: lat.0,
+        latency_us_p95: lat.1,
+        latency_us_p99: lat.2,
+        latency_us_max: lat.3,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    } else {
+        println!(
+            "summary: {:.1}s sent {} ({:.0}/s) confirmed {} nacked {} received {} ({:.0}/s) lost {} duplicated {} latency us p50 {} p95 {} p99 {} max {}",
+            summary.duration_s, summary.sent, summary.sent_rate, summary.confirmed, summary.nacked, summary.received,
+            summary.received_rate, summary.lost, summary.duplicated, summary.latency_us_p50, summary.latency_us_p95,
+            summary.latency_us_p99, summary.latency_us_max
+        );
+    }
+    Ok(summary)
+}
