@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-rust lint fmt clean
+.PHONY: run build release test test-rust bench lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -14,6 +14,9 @@ release:
 
 test: ## Every test: unit, lapin integration, pika suite, Java client, seed scripts
 	scripts/test.sh
+
+bench: ## Side-by-side benchmarks against RabbitMQ and garagemq; writes docs/benchmarks.md
+	scripts/bench.sh
 
 test-rust:
 	$(CARGO) test --workspace

@@ -160,15 +160,17 @@ pub async fn connect(
             virtual_host: vhost.into(),
         })),
     )?;
-    w.method(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-    )?;
     w.flush().await?;
     expect(&mut r, "connection.open-ok", |m| {
         matches!(m, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)))
     })
     .await?;
+    // Not pipelined: some brokers (garagemq) refuse channel.open before open-ok.
+    w.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )?;
+    w.flush().await?;
     expect(&mut r, "channel.open-ok", |m| {
         matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
     })
@@ -213,6 +215,13 @@ pub fn delete_queue(name: &str) -> AMQPClass {
         queue: name.into(),
         if_unused: false,
         if_empty: false,
+        nowait: false,
+    }))
+}
+
+pub fn purge_queue(name: &str) -> AMQPClass {
+    AMQPClass::Queue(queue::AMQPMethod::Purge(queue::Purge {
+        queue: name.into(),
         nowait: false,
     }))
 }

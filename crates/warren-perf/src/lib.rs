@@ -158,7 +158,6 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
             ExchangeType::Fanout => "fanout",
             _ => "topic",
         };
-        let _ = client::rpc(&mut r, &mut w, client::delete_exchange(EXCHANGE)).await?;
         client::rpc(
             &mut r,
             &mut w,
@@ -168,8 +167,9 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
     }
     for q in 0..a.queues {
         let name = queue_name(q);
-        client::rpc(&mut r, &mut w, client::delete_queue(&name)).await?;
+        // Declare then purge: deleting a missing queue is an error on some brokers.
         client::rpc(&mut r, &mut w, client::declare_queue(&name, a.persistent)).await?;
+        client::rpc(&mut r, &mut w, client::purge_queue(&name)).await?;
         match a.exchange_type {
             ExchangeType::Default => {}
             ExchangeType::Direct => {
@@ -508,7 +508,7 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     let mut seen = stats.received.load(Ordering::Relaxed);
     while args.consumers > 0
         && stats.received.load(Ordering::Relaxed) < expected
-        && quiet_since.elapsed() < Duration::from_secs(3)
+        && quiet_since.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = stats.received.load(Ordering::Relaxed);
