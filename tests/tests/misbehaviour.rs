@@ -1249,3 +1249,56 @@ async fn publisher_floods_while_consumer_is_slow() {
     let ok = passive_queue(&pch, "flood").await.expect("passive");
     assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
 }
+
+/// A no-ack consumer that stops reading its socket must not make the broker buffer every
+/// message for it: deliveries stop once the connection's write backlog is full, the rest
+/// stays in the queue, and everything arrives once the consumer reads again.
+#[tokio::test]
+async fn stalled_no_ack_consumer_gets_back_pressure() {
+    let broker = Broker::start();
+    let mut stalled = raw_open(broker.port).await;
+    raw_queue_declare(&mut stalled, "stalled", false).await;
+    let mut args = 0u16.to_be_bytes().to_vec();
+    args.extend(shortstr("stalled"));
+    args.extend(shortstr("slow"));
+    args.push(0b10); // no-ack
+    args.extend_from_slice(&0u32.to_be_bytes());
+    write_method(&mut stalled, 1, 60, 20, &args).await;
+    assert!(matches!(
+        read_method(&mut stalled).await,
+        (
+            1,
+            AMQPClass::Basic(protocol::basic::AMQPMethod::ConsumeOk(_))
+        )
+    ));
+    // Publish 64 MiB while the consumer reads nothing.
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    let body = vec![7u8; 16 * 1024];
+    let total = 4096usize;
+    for _ in 0..total {
+        publish(&ch, "", "stalled", &body).await;
+    }
+    let waiting = passive_queue(&ch, "stalled")
+        .await
+        .expect("passive declare");
+    let in_queue = waiting.message_count() as usize;
+    // At most the 8 MiB backlog plus socket buffers went out; most of it must still be queued.
+    assert!(
+        in_queue > total / 2,
+        "only {in_queue} of {total} messages left in the queue: the broker kept pushing"
+    );
+    // Now read everything: every message arrives.
+    let mut received = 0usize;
+    while received < total {
+        let frame = read_frame(&mut stalled).await;
+        if frame.kind == FRAME_METHOD && frame.payload[..4] == [0, 60, 0, 60] {
+            received += 1;
+        }
+    }
+    assert_eq!(received, total);
+    let after = passive_queue(&ch, "stalled")
+        .await
+        .expect("passive declare");
+    assert_eq!(after.message_count(), 0);
+}

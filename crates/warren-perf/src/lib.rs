@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::protocol::{basic, connection, AMQPClass};
 use bytes::BufMut;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -229,16 +229,11 @@ async fn producer(
         &[0x00, 0x00]
     };
     let outstanding = Arc::new(AtomicU64::new(0));
-    let published = Arc::new(AtomicU64::new(0));
     let wake = Arc::new(Notify::new());
-    // Confirms are read by their own task so publishing never waits on a read.
-    let reader = confirms.then(|| {
-        let (outstanding, wake, stats, published) = (
-            outstanding.clone(),
-            wake.clone(),
-            stats.clone(),
-            published.clone(),
-        );
+    // Confirms (and the final close-ok) are read by their own task so publishing never
+    // waits on a read.
+    let reader = {
+        let (outstanding, wake, stats) = (outstanding.clone(), wake.clone(), stats.clone());
         tokio::spawn(async move {
             let mut acked_upto = 0u64;
             loop {
@@ -254,6 +249,7 @@ async fn producer(
                         AMQPClass::Basic(basic::AMQPMethod::Nack(m)) => {
                             (m.delivery_tag, m.multiple, false)
                         }
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => break,
                         _ => continue,
                     };
                     let n = if multiple {
@@ -272,15 +268,10 @@ async fn producer(
                         Ordering::Relaxed,
                     );
                     wake.notify_one();
-                    if stats.done_publishing.load(Ordering::Relaxed)
-                        && acked_upto >= published.load(Ordering::Relaxed)
-                    {
-                        break;
-                    }
                 }
             }
         })
-    });
+    };
     let per_producer_rate = if a.rate == 0 {
         0.0
     } else {
@@ -321,12 +312,21 @@ async fn producer(
             outstanding.fetch_add(batch, Ordering::Relaxed);
         }
         w.flush().await?;
-        published.store(seq, Ordering::Relaxed);
         stats.sent.fetch_add(batch, Ordering::Relaxed);
     }
-    if let Some(reader) = reader {
-        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
-    }
+    // A graceful close: the broker answers close-ok only after every publish before it
+    // was handled (and confirmed), so the counts are exact.
+    w.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "done".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )?;
+    w.flush().await?;
+    let _ = tokio::time::timeout(Duration::from_secs(60), reader).await;
     Ok(())
 }
 

@@ -1055,7 +1055,7 @@ impl Channel {
         Ok(())
     }
 
-    fn redispatch_consumers(&self) {
+    pub fn redispatch_consumers(&self) {
         for c in self.consumers.values() {
             if let Some(q) = &c.queue {
                 q.dispatch();

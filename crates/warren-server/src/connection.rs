@@ -104,12 +104,9 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     let id = broker.next_id();
     let (rd, wr) = stream.into_split();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, out_rx));
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
-    let handle = Arc::new(ConnHandle {
-        id,
-        inbox: inbox_tx,
-    });
+    let handle = Arc::new(ConnHandle::new(id, inbox_tx));
+    let writer = tokio::spawn(write_loop(wr, out_rx, handle.clone()));
     let frame_max = broker.config.frame_max;
     let now = Instant::now();
     let mut conn = Connection {
@@ -150,11 +147,15 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
 
 /// Writes whatever the connection task hands over, coalescing queued buffers into one
 /// write when the socket is slower than the producer.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    handle: Arc<ConnHandle>,
+) {
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
-        let result = match rx.try_recv() {
-            Err(_) => wr.write_all(&first).await,
+        let (result, written) = match rx.try_recv() {
+            Err(_) => (wr.write_all(&first).await, first.len()),
             Ok(second) => {
                 batch.clear();
                 batch.extend_from_slice(&first);
@@ -165,11 +166,14 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Byte
                         Err(_) => break,
                     }
                 }
-                wr.write_all(&batch).await
+                (wr.write_all(&batch).await, batch.len())
             }
         };
         if result.is_err() {
             break;
+        }
+        if handle.written(written) {
+            let _ = handle.inbox.send(ConnEvent::Writable);
         }
     }
     let _ = wr.shutdown().await;
@@ -379,6 +383,7 @@ impl Connection {
         }
         let chunk = self.ctx.out.split().freeze();
         self.last_send = Instant::now();
+        self.ctx.handle.queued(chunk.len());
         let _ = self.writer.send(chunk);
     }
 
@@ -405,6 +410,11 @@ impl Connection {
             } => {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.on_consumer_cancelled(&mut self.ctx, &consumer_tag);
+                }
+            }
+            ConnEvent::Writable => {
+                for ch in self.channels.values() {
+                    ch.redispatch_consumers();
                 }
             }
             ConnEvent::ForceClose { code, text } => {
@@ -971,4 +981,83 @@ fn codec_error(e: &CodecError) -> CodecVerdict {
         }
         CodecError::Encode(s) => AmqpError::internal(s),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_plain_and_amqplain() {
+        assert_eq!(
+            sasl_credentials("PLAIN", b"\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        // authzid is ignored; a missing separator or an extra part is refused.
+        assert_eq!(
+            sasl_credentials("PLAIN", b"admin\0bob\0pw"),
+            Some(("bob".into(), "pw".into()))
+        );
+        assert_eq!(sasl_credentials("PLAIN", b"\0guest"), None);
+        assert_eq!(sasl_credentials("PLAIN", b"\0a\0b\0c"), None);
+        // AMQPLAIN: a field table without its length prefix, as RabbitMQ's clients send it.
+        let mut table = FieldTable::default();
+        table.insert("LOGIN".into(), long_str("guest"));
+        table.insert("PASSWORD".into(), long_str("secret"));
+        let encoded = cookie_factory::gen_simple(
+            amq_protocol::types::generation::gen_field_table(&table),
+            Vec::new(),
+        )
+        .expect("encode table");
+        assert_eq!(
+            sasl_credentials("AMQPLAIN", &encoded[4..]),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(sasl_credentials("AMQPLAIN", b"\x05LOGIN"), None);
+        assert_eq!(sasl_credentials("EXTERNAL", b""), None);
+    }
+
+    #[test]
+    fn tune_validation_follows_rabbitmq() {
+        assert!(negotiate("frame_max", 131_072, 4096, 131_072).is_ok());
+        assert!(negotiate("frame_max", 4096, 4096, 131_072).is_ok());
+        let e = negotiate("frame_max", 4095, 4096, 131_072).expect_err("below min");
+        assert_eq!(
+            e.text,
+            "NOT_ALLOWED - negotiated frame_max = 4095 is lower than the minimum allowed value (4096)"
+        );
+        let e = negotiate("frame_max", 0, 4096, 131_072).expect_err("0 is unlimited");
+        assert_eq!(
+            e.text,
+            "NOT_ALLOWED - negotiated frame_max = 0 is higher than the maximum allowed value (131072)"
+        );
+        let e = negotiate("channel_max", 0, 1, 2047).expect_err("0 is unlimited");
+        assert_eq!(
+            e.text,
+            "NOT_ALLOWED - negotiated channel_max = 0 (no limit) is higher than the maximum allowed value (2047)"
+        );
+        assert!(negotiate("channel_max", 10, 1, 2047).is_ok());
+    }
+
+    #[test]
+    fn codec_errors_map_to_rabbitmq_texts() {
+        let CodecVerdict::Close(e) = codec_error(&CodecError::FrameTooLarge {
+            frame_type: 3,
+            size: 5000,
+            frame_max: 4088,
+        }) else {
+            panic!("frame too large must close with an error");
+        };
+        assert_eq!(
+            e.text,
+            "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,5000,4088}"
+        );
+        assert!(matches!(
+            codec_error(&CodecError::UnknownMethod {
+                class_id: 99,
+                method_id: 1
+            }),
+            CodecVerdict::Drop
+        ));
+    }
 }

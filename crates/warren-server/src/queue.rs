@@ -6,7 +6,7 @@
 //! consumer's connection task through its inbox, where delivery tags are assigned.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU32, Ordering},
+    atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
     Arc,
 };
 
@@ -29,6 +29,8 @@ pub enum ConnEvent {
         code: u16,
         text: String,
     },
+    /// The socket caught up with the write backlog: deliveries may flow again.
+    Writable,
 }
 
 /// One message on its way to a consumer.
@@ -48,6 +50,45 @@ pub struct Delivery {
 pub struct ConnHandle {
     pub id: u64,
     pub inbox: mpsc::UnboundedSender<ConnEvent>,
+    /// Bytes handed to the writer task and not yet written to the socket.
+    pub write_backlog: AtomicUsize,
+    /// Set while the backlog is above the high-water mark: queues stop handing this
+    /// connection deliveries, so a slow reader cannot make the broker buffer without bound.
+    pub write_blocked: AtomicBool,
+}
+
+/// Backlog above which a connection gets no more deliveries...
+pub const WRITE_HIGH_WATER: usize = 8 << 20;
+/// ...until the writer has brought it back under this.
+pub const WRITE_LOW_WATER: usize = 1 << 20;
+
+impl ConnHandle {
+    pub fn new(id: u64, inbox: mpsc::UnboundedSender<ConnEvent>) -> Self {
+        ConnHandle {
+            id,
+            inbox,
+            write_backlog: AtomicUsize::new(0),
+            write_blocked: AtomicBool::new(false),
+        }
+    }
+
+    /// Accounts bytes queued for writing; blocks deliveries past the high-water mark.
+    pub fn queued(&self, bytes: usize) {
+        let total = self.write_backlog.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if total > WRITE_HIGH_WATER {
+            self.write_blocked.store(true, Ordering::Release);
+        }
+    }
+
+    /// Accounts bytes written; true when this unblocked deliveries (the connection must
+    /// then ask its queues to dispatch again).
+    pub fn written(&self, bytes: usize) -> bool {
+        let left = self
+            .write_backlog
+            .fetch_sub(bytes, Ordering::AcqRel)
+            .saturating_sub(bytes);
+        left < WRITE_LOW_WATER && self.write_blocked.swap(false, Ordering::AcqRel)
+    }
 }
 
 /// Channel state that queues read while dispatching (on other tasks).
@@ -162,7 +203,9 @@ impl Queue {
     }
 
     fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState<ConsumerHandle>) {
-        while let Some(d) = state.dispatch(|h| h.shared.try_reserve(h.no_ack)) {
+        while let Some(d) = state.dispatch(|h| {
+            !h.conn.write_blocked.load(Ordering::Acquire) && h.shared.try_reserve(h.no_ack)
+        }) {
             let conn = d.consumer.handle.conn.clone();
             let delivery = Delivery {
                 channel: d.consumer.handle.channel,
@@ -205,5 +248,42 @@ impl Queue {
     pub fn counts(&self) -> (u32, u32) {
         let state = self.state.lock();
         (state.ready_len() as u32, state.consumer_count() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_backlog_blocks_above_high_water_and_unblocks_below_low_water() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let h = ConnHandle::new(1, tx);
+        h.queued(WRITE_HIGH_WATER);
+        assert!(!h.write_blocked.load(Ordering::Acquire));
+        h.queued(1);
+        assert!(h.write_blocked.load(Ordering::Acquire));
+        // Written down to just above the low-water mark: still blocked.
+        assert!(!h.written(WRITE_HIGH_WATER + 1 - WRITE_LOW_WATER));
+        assert!(h.write_blocked.load(Ordering::Acquire));
+        // Below it: unblocked once, and only once.
+        assert!(h.written(1));
+        assert!(!h.write_blocked.load(Ordering::Acquire));
+        assert!(!h.written(0));
+    }
+
+    #[test]
+    fn channel_prefetch_is_a_shared_limit() {
+        let shared = ChannelShared::new();
+        shared.global_prefetch.store(2, Ordering::Release);
+        assert!(shared.try_reserve(false));
+        assert!(shared.try_reserve(false));
+        assert!(!shared.try_reserve(false));
+        // no-ack deliveries do not count.
+        assert!(shared.try_reserve(true));
+        shared.release(1);
+        assert!(shared.try_reserve(false));
+        shared.closed.store(true, Ordering::Release);
+        assert!(!shared.try_reserve(true));
     }
 }
