@@ -201,7 +201,10 @@ connection:
 def perf(broker, args):
     cmd = [WARREN, "perf", "--uri", "127.0.0.1:%d" % broker.port, "--json", "--duration", str(DURATION)] + args
     cpu0 = broker.cpu()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION * 4 + 60)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=DURATION + 90)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
     cpu1 = broker.cpu()
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if out.returncode != 0 or not line.startswith("{"):
@@ -251,7 +254,8 @@ def connections_scenario(broker):
     t0 = time.monotonic()
     loop = asyncio.new_event_loop()
     try:
-        conns = loop.run_until_complete(open_connections(broker.port, CONNECTIONS))
+        # A broker that stops completing handshakes must not hang the whole run.
+        conns = loop.run_until_complete(asyncio.wait_for(open_connections(broker.port, CONNECTIONS), 180))
         elapsed = time.monotonic() - t0
         time.sleep(2)
         per_conn = (broker.rss() - base) / CONNECTIONS

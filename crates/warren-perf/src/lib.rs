@@ -506,9 +506,12 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     stats.expected.store(expected, Ordering::Relaxed);
     let mut quiet_since = Instant::now();
     let mut seen = stats.received.load(Ordering::Relaxed);
+    let drain_started = Instant::now();
+    // Drain until everything arrived, the broker goes quiet, or a minute has passed.
     while args.consumers > 0
         && stats.received.load(Ordering::Relaxed) < expected
         && quiet_since.elapsed() < Duration::from_secs(10)
+        && drain_started.elapsed() < Duration::from_secs(60)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = stats.received.load(Ordering::Relaxed);

@@ -131,8 +131,8 @@ fn term(v: &AMQPValue) -> Term<'_> {
     }
 }
 
-/// The type atom RabbitMQ's parser tags a field value with.
-fn type_atom(v: &AMQPValue) -> &'static str {
+/// The type atom RabbitMQ's parser tags a field value with (as its error texts name it).
+pub fn type_atom(v: &AMQPValue) -> &'static str {
     match v {
         AMQPValue::Boolean(_) => "bool",
         AMQPValue::ShortShortInt(_) => "byte",
@@ -162,7 +162,7 @@ fn int_float_eq(i: i128, f: f64) -> bool {
 }
 
 /// Erlang `==` on the terms of two values (type tags ignored).
-pub(crate) fn loose_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
+pub fn loose_eq(a: &AMQPValue, b: &AMQPValue) -> bool {
     match (term(a), term(b)) {
         (Term::Int(x), Term::Int(y)) => x == y,
         (Term::Float(x), Term::Float(y)) => x == y,
@@ -283,7 +283,7 @@ fn push_escaped(out: &mut String, c: char) {
 
 /// Erlang `~tp` of a binary with the default latin1 printable range:
 /// `<<"foo">>`, `<<"é"/utf8>>`, or `<<1,2>>`.
-fn erl_binary(b: &[u8]) -> String {
+pub fn erl_binary(b: &[u8]) -> String {
     if b.is_empty() {
         return "<<>>".to_owned();
     }

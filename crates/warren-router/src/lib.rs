@@ -17,7 +17,10 @@ use std::sync::Arc;
 
 pub use amq_protocol::types::FieldTable;
 pub use graph::{route, Exchange};
-pub use headers::validate_headers_binding;
+pub use headers::{
+    erl_binary as erlang_binary, loose_eq as values_equal, type_atom as field_type_name,
+    validate_headers_binding,
+};
 pub use table::RoutingTable;
 
 /// The four exchange types of AMQP 0-9-1 that RabbitMQ ships.

@@ -12,7 +12,7 @@ use amq_protocol::{
 };
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesView};
-use warren_router::{Destination, ExchangeKind};
+use warren_router::{field_type_name, values_equal, Destination, ExchangeKind};
 use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
 
 use crate::{
@@ -103,29 +103,6 @@ fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
     ctx.send_method(channel, &method);
 }
 
-/// RabbitMQ's name for a field type, as it appears in inequivalent-arg errors.
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
 fn value_text(v: &AMQPValue) -> String {
     match v {
         AMQPValue::Boolean(b) => b.to_string(),
@@ -142,33 +119,6 @@ fn value_text(v: &AMQPValue) -> String {
         AMQPValue::ShortString(s) => s.as_str().to_string(),
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         other => format!("{other:?}"),
-    }
-}
-
-/// Numeric equality across integer widths, as Erlang term comparison does.
-fn same_value(a: &AMQPValue, b: &AMQPValue) -> bool {
-    fn int(v: &AMQPValue) -> Option<i128> {
-        Some(match v {
-            AMQPValue::ShortShortInt(n) => i128::from(*n),
-            AMQPValue::ShortShortUInt(n) => i128::from(*n),
-            AMQPValue::ShortInt(n) => i128::from(*n),
-            AMQPValue::ShortUInt(n) => i128::from(*n),
-            AMQPValue::LongInt(n) => i128::from(*n),
-            AMQPValue::LongUInt(n) => i128::from(*n),
-            AMQPValue::LongLongInt(n) => i128::from(*n),
-            AMQPValue::Timestamp(n) => i128::from(*n),
-            _ => return None,
-        })
-    }
-    match (int(a), int(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => match (a, b) {
-            (AMQPValue::LongString(x), AMQPValue::ShortString(y))
-            | (AMQPValue::ShortString(y), AMQPValue::LongString(x)) => {
-                x.as_bytes() == y.as_str().as_bytes()
-            }
-            _ => a == b,
-        },
     }
 }
 
@@ -203,14 +153,14 @@ fn check_args_equivalent(
         let (cur, rec) = (current.inner().get(*key), received.inner().get(*key));
         let differs = match (cur, rec) {
             (None, None) => false,
-            (Some(c), Some(r)) => !same_value(c, r),
+            (Some(c), Some(r)) => !values_equal(c, r),
             _ => true,
         };
         if !differs {
             continue;
         }
         let detail = match (rec, cur) {
-            (Some(r), Some(c)) if type_name(r) == type_name(c) => {
+            (Some(r), Some(c)) if field_type_name(r) == field_type_name(c) => {
                 format!(
                     "received '{}' but current is '{}'",
                     value_text(r),
@@ -220,19 +170,19 @@ fn check_args_equivalent(
             (Some(r), Some(c)) => format!(
                 "received the value '{}' of type '{}' but current is the value '{}' of type '{}'",
                 value_text(r),
-                type_name(r),
+                field_type_name(r),
                 value_text(c),
-                type_name(c)
+                field_type_name(c)
             ),
             (None, Some(c)) => format!(
                 "received none but current is the value '{}' of type '{}'",
                 value_text(c),
-                type_name(c)
+                field_type_name(c)
             ),
             (Some(r), None) => format!(
                 "received the value '{}' of type '{}' but current is none",
                 value_text(r),
-                type_name(r)
+                field_type_name(r)
             ),
             (None, None) => continue,
         };

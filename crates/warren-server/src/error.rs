@@ -192,27 +192,9 @@ pub fn short_text(text: &str) -> amq_protocol::types::ShortString {
     amq_protocol::types::ShortString::from(&text[..end])
 }
 
-/// Formats bytes the way Erlang's `~p` prints a binary, as RabbitMQ's error texts
-/// show frame contents: `<<"abc">>` when printable, `<<0,20,0,10>>` otherwise.
-pub fn erlang_binary(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return "<<>>".into();
-    }
-    if bytes.iter().all(|b| (32..=126).contains(b)) {
-        let mut s = String::with_capacity(bytes.len() + 6);
-        s.push_str("<<\"");
-        for &b in bytes {
-            if b == b'"' || b == b'\\' {
-                s.push('\\');
-            }
-            s.push(b as char);
-        }
-        s.push_str("\">>");
-        return s;
-    }
-    let parts: Vec<String> = bytes.iter().map(u8::to_string).collect();
-    format!("<<{}>>", parts.join(","))
-}
+/// Formats bytes the way RabbitMQ's error texts print a binary: `<<"abc">>` when
+/// printable, `<<0,20,0,10>>` otherwise.
+pub use warren_router::erlang_binary;
 
 #[cfg(test)]
 mod tests {

@@ -91,11 +91,10 @@ impl ConnHandle {
     }
 }
 
-/// Channel state that queues read while dispatching (on other tasks).
+/// Channel state that queues read while dispatching (on other tasks). There is no
+/// channel.flow state: like RabbitMQ 3.x, warren refuses client-initiated flow control.
 #[derive(Debug, Default)]
 pub struct ChannelShared {
-    /// channel.flow: false stops deliveries.
-    pub flow_active: AtomicBool,
     pub closed: AtomicBool,
     /// basic.qos global=true: limit of unacked deliveries over all consumers of the channel.
     pub global_prefetch: AtomicU32,
@@ -104,15 +103,12 @@ pub struct ChannelShared {
 
 impl ChannelShared {
     pub fn new() -> Self {
-        ChannelShared {
-            flow_active: AtomicBool::new(true),
-            ..Default::default()
-        }
+        Self::default()
     }
 
     /// Reserves room for one delivery under the channel-wide limit; true if granted.
     fn try_reserve(&self, no_ack: bool) -> bool {
-        if self.closed.load(Ordering::Acquire) || !self.flow_active.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
             return false;
         }
         if no_ack {
