@@ -21,7 +21,7 @@ use crate::{
     error::{AmqpError, AmqpResult},
     names,
     queue::{ChannelShared, ConsumerHandle, Delivery, Queue},
-    vhost::{DeletedQueue, ExchangeMeta, VHost, DEFAULT_EXCHANGE},
+    vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
 };
 
 pub(crate) const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -1362,7 +1362,7 @@ impl Channel {
                         )));
                     }
                 }
-                delete_queue(ctx, &vhost, &name).map_or(0, |d| d.message_count)
+                delete_queue(ctx, &vhost, &name).unwrap_or(0)
             }
         };
         if !m.nowait {
@@ -1568,8 +1568,9 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
         }));
 }
 
-/// Deletes a queue: bindings go, consumers are told, messages are dropped.
-pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<DeletedQueue> {
+/// Deletes a queue: bindings go, consumers are told, messages are dropped. Returns how
+/// many ready messages it held, or `None` if there was no such queue.
+pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<u32> {
     let queue = vhost.topology.write().remove_queue(name)?;
     queue.deleted.store(true, Ordering::Release);
     let (consumers, message_count) = {
@@ -1592,8 +1593,5 @@ pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Opti
         }
     }
     ctx.exclusive_queues.retain(|q| q.as_ref() != name);
-    Some(DeletedQueue {
-        queue,
-        message_count,
-    })
+    Some(message_count)
 }

@@ -38,12 +38,6 @@ pub struct Topology {
     pub queues: HashMap<Arc<str>, Arc<Queue>>,
 }
 
-/// What deleting a queue removed, for the caller to tell consumers about.
-pub struct DeletedQueue {
-    pub queue: Arc<Queue>,
-    pub message_count: u32,
-}
-
 pub struct VHost {
     pub name: Arc<str>,
     pub topology: RwLock<Topology>,
