@@ -1,6 +1,13 @@
 //! Harness for black-box tests: starts a real `warren` process on an ephemeral port with
-//! its own data directory, and stops it (by PID) when dropped.
+//! its own data directory, and stops it (by PID) when dropped. [`client`] and [`raw`] hold
+//! the helpers the test files share (lapin steps, and hand-written AMQP frames).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod client;
+pub mod raw;
+
+pub use client::*;
+pub use raw::*;
 
 use std::{
     io::{BufRead, BufReader},

@@ -3,87 +3,17 @@
 //! connections. The expected texts are RabbitMQ 3.10's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::{
     options::*,
     protocol::{self, AMQPClass},
     types::{AMQPValue, FieldTable},
-    BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, Event,
+    Channel, Connection, ConnectionProperties, Event,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
-use warren_integration::Broker;
-
-/// Longest a single step may wait on the broker.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Awaits `fut`, failing the test instead of hanging if the broker does not answer.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Reply code and text of an AMQP protocol error (channel.close or connection.close).
-fn amqp_error(err: &lapin::Error) -> (u16, String) {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => (e.get_id(), e.get_message().to_string()),
-        other => panic!("expected an AMQP protocol error, got {other:?} ({err})"),
-    }
-}
-
-async fn connect(url: &str) -> Connection {
-    within(
-        "connection",
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect")
-}
-
-async fn channel(conn: &Connection) -> Channel {
-    within("channel.open", conn.create_channel())
-        .await
-        .expect("channel.open")
-}
-
-/// Declares a server-named exclusive queue and returns its name.
-async fn exclusive_queue(ch: &Channel) -> String {
-    within(
-        "queue.declare",
-        ch.queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("queue.declare")
-    .name()
-    .to_string()
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
-    within(
-        "basic.publish",
-        ch.basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default(),
-        ),
-    )
-    .await
-    .expect("basic.publish");
-}
+use tokio::io::AsyncReadExt;
+use warren_integration::{client::*, raw::*, Broker};
 
 async fn get_body(ch: &Channel, queue: &str) -> Option<Vec<u8>> {
     within(
@@ -102,61 +32,10 @@ async fn assert_channel_works(ch: &Channel) {
     assert_eq!(get_body(ch, &q).await.as_deref(), Some(&b"ping"[..]));
 }
 
-/// Reads one method frame on channel 0 from a raw socket and decodes it.
-async fn read_method(sock: &mut TcpStream) -> AMQPClass {
-    let mut header = [0u8; 7];
-    within("frame header", sock.read_exact(&mut header))
-        .await
-        .expect("read frame header");
-    assert_eq!(header[0], 1, "expected a method frame");
-    assert_eq!(
-        u16::from_be_bytes([header[1], header[2]]),
-        0,
-        "on channel 0"
-    );
-    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
-    let mut payload = vec![0u8; size + 1];
-    within("frame payload", sock.read_exact(&mut payload))
-        .await
-        .expect("read frame payload");
-    assert_eq!(payload[size], 0xCE, "frame-end octet");
-    payload.truncate(size);
-    let (rest, class) = protocol::parse_class(&payload[..]).expect("parse method");
-    assert!(rest.is_empty(), "method frame has trailing bytes");
-    class
-}
-
-/// Writes one method frame on channel 0: class id, method id and the encoded arguments.
-async fn write_method(sock: &mut TcpStream, class_id: u16, method_id: u16, args: &[u8]) {
-    let mut payload = Vec::with_capacity(4 + args.len());
-    payload.extend_from_slice(&class_id.to_be_bytes());
-    payload.extend_from_slice(&method_id.to_be_bytes());
-    payload.extend_from_slice(args);
-    let mut frame = vec![1u8, 0, 0];
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
-    frame.push(0xCE);
-    sock.write_all(&frame).await.expect("write frame");
-}
-
-fn shortstr(s: &str) -> Vec<u8> {
-    let mut v = vec![u8::try_from(s.len()).unwrap()];
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-async fn raw_connect(port: u16) -> TcpStream {
-    let mut sock = within("tcp connect", TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .expect("tcp connect");
-    sock.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
-    sock
-}
-
 /// Reads the broker's connection.start after sending the protocol header.
 async fn read_connection_start(port: u16) -> protocol::connection::Start {
     let mut sock = raw_connect(port).await;
-    match read_method(&mut sock).await {
+    match read_channel0_method(&mut sock).await {
         AMQPClass::Connection(protocol::connection::AMQPMethod::Start(start)) => start,
         other => panic!("expected connection.start, got {other:?}"),
     }
@@ -221,7 +100,7 @@ async fn broker_leaves_socket_for_client_to_close_after_close_ok() {
     let broker = Broker::start();
     let mut sock = raw_connect(broker.port).await;
     assert!(matches!(
-        read_method(&mut sock).await,
+        read_channel0_method(&mut sock).await,
         AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
     ));
     // connection.start-ok: no client properties, PLAIN guest/guest, en_US.
@@ -231,8 +110,8 @@ async fn broker_leaves_socket_for_client_to_close_after_close_ok() {
     args.extend_from_slice(&(response.len() as u32).to_be_bytes());
     args.extend_from_slice(response);
     args.extend(shortstr("en_US"));
-    write_method(&mut sock, 10, 11, &args).await;
-    let tune = match read_method(&mut sock).await {
+    write_method(&mut sock, 0, 10, 11, &args).await;
+    let tune = match read_channel0_method(&mut sock).await {
         AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t)) => t,
         other => panic!("expected connection.tune, got {other:?}"),
     };
@@ -240,23 +119,23 @@ async fn broker_leaves_socket_for_client_to_close_after_close_ok() {
     let mut args = tune.channel_max.to_be_bytes().to_vec();
     args.extend_from_slice(&tune.frame_max.to_be_bytes());
     args.extend_from_slice(&0u16.to_be_bytes());
-    write_method(&mut sock, 10, 31, &args).await;
+    write_method(&mut sock, 0, 10, 31, &args).await;
     // connection.open "/".
     let mut args = shortstr("/");
     args.extend(shortstr(""));
     args.push(0);
-    write_method(&mut sock, 10, 40, &args).await;
+    write_method(&mut sock, 0, 10, 40, &args).await;
     assert!(matches!(
-        read_method(&mut sock).await,
+        read_channel0_method(&mut sock).await,
         AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
     ));
     // connection.close 200 "bye".
     let mut args = 200u16.to_be_bytes().to_vec();
     args.extend(shortstr("bye"));
     args.extend_from_slice(&[0, 0, 0, 0]);
-    write_method(&mut sock, 10, 50, &args).await;
+    write_method(&mut sock, 0, 10, 50, &args).await;
     assert!(matches!(
-        read_method(&mut sock).await,
+        read_channel0_method(&mut sock).await,
         AMQPClass::Connection(protocol::connection::AMQPMethod::CloseOk(_))
     ));
     let mut byte = [0u8; 1];

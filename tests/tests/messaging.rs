@@ -3,93 +3,15 @@
 //! properties and bodies, direct reply-to and CC/BCC. The expected texts are RabbitMQ 3.10's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use futures_lite::StreamExt;
 use lapin::{
-    message::{BasicGetMessage, Delivery},
     options::*,
     types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString},
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
-    Event, ExchangeKind,
+    BasicProperties, Channel, Confirmation, ExchangeKind,
 };
-use warren_integration::Broker;
-
-/// Longest a single step may wait on the broker.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long to watch for something that must not arrive.
-const QUIET: Duration = Duration::from_millis(300);
-
-/// Awaits `fut`, failing the test instead of hanging if the broker does not answer.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Reply code and text of an AMQP protocol error (channel.close or connection.close).
-fn amqp_error(err: &lapin::Error) -> (u16, String) {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => (e.get_id(), e.get_message().to_string()),
-        other => panic!("expected an AMQP protocol error, got {other:?} ({err})"),
-    }
-}
-
-fn expected(code: u16, text: &str) -> (u16, String) {
-    (code, text.to_string())
-}
-
-async fn connect(broker: &Broker) -> Connection {
-    within(
-        "connection",
-        Connection::connect(&broker.amqp_url(), ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect")
-}
-
-async fn channel(conn: &Connection) -> Channel {
-    within("channel.open", conn.create_channel())
-        .await
-        .expect("channel.open")
-}
-
-/// A channel in publisher-confirm mode, so that `publish` returns only once the broker has
-/// routed (and enqueued) the message.
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    within(
-        "confirm.select",
-        ch.confirm_select(ConfirmSelectOptions::default()),
-    )
-    .await
-    .expect("confirm.select");
-    ch
-}
-
-async fn declare_queue(ch: &Channel, name: &str, options: QueueDeclareOptions) -> lapin::Queue {
-    within(
-        "queue.declare",
-        ch.queue_declare(name.into(), options, FieldTable::default()),
-    )
-    .await
-    .expect("queue.declare")
-}
-
-/// Declares a server-named exclusive queue and returns its name.
-async fn exclusive_queue(ch: &Channel) -> String {
-    declare_queue(
-        ch,
-        "",
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .name()
-    .to_string()
-}
+use warren_integration::{client::*, Broker};
 
 async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
     declare_exchange_with(
@@ -151,152 +73,11 @@ async fn exchange_bind(ch: &Channel, destination: &str, source: &str, key: &str)
     .expect("exchange.bind");
 }
 
-/// Publishes and, on a confirm channel, waits for the broker's confirmation.
-async fn publish_with(
-    ch: &Channel,
-    exchange: &str,
-    key: &str,
-    options: BasicPublishOptions,
-    body: &[u8],
-    props: BasicProperties,
-) -> Confirmation {
-    let confirm = within(
-        "basic.publish",
-        ch.basic_publish(exchange.into(), key.into(), options, body, props),
-    )
-    .await
-    .expect("basic.publish");
-    within("publisher confirm", confirm)
-        .await
-        .expect("publisher confirm")
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
-    let confirmation = publish_with(
-        ch,
-        exchange,
-        key,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await;
-    assert!(
-        matches!(
-            confirmation,
-            Confirmation::Ack(None) | Confirmation::NotRequested
-        ),
-        "unexpected confirmation {confirmation:?}"
-    );
-}
-
 /// Publishes `m0`..`m{n-1}` to `queue` through the default exchange.
 async fn fill(ch: &Channel, queue: &str, n: usize) {
     for i in 0..n {
         publish(ch, "", queue, format!("m{i}").as_bytes()).await;
     }
-}
-
-async fn get(ch: &Channel, queue: &str, no_ack: bool) -> Option<BasicGetMessage> {
-    within(
-        "basic.get",
-        ch.basic_get(queue.into(), BasicGetOptions { no_ack }),
-    )
-    .await
-    .expect("basic.get")
-}
-
-/// basic.get (auto-ack) until get-empty; returns the bodies as strings.
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = get(ch, queue, true).await {
-        out.push(String::from_utf8(m.delivery.data).unwrap());
-        assert!(out.len() <= 100_000, "queue {queue} never empties");
-    }
-    out
-}
-
-/// A synchronous round trip on `ch`: every command sent before it has been processed.
-async fn sync(ch: &Channel) -> lapin::Result<()> {
-    within(
-        "exchange.declare passive",
-        ch.exchange_declare(
-            "amq.direct".into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Consumer {
-    within(
-        "basic.consume",
-        ch.basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions {
-                no_ack,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("basic.consume")
-}
-
-async fn next_delivery(consumer: &mut Consumer) -> Delivery {
-    within("delivery", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery")
-}
-
-/// Asserts that nothing arrives on `consumer` for a short while.
-async fn assert_no_delivery(consumer: &mut Consumer) {
-    if let Ok(item) = tokio::time::timeout(QUIET, consumer.next()).await {
-        panic!("unexpected delivery: {item:?}");
-    }
-}
-
-fn body_str(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
-}
-
-/// The error of the next channel or connection error event.
-async fn next_error_event(
-    events: &mut (impl futures_lite::Stream<Item = Event> + Unpin),
-) -> lapin::Error {
-    within("error event", async {
-        loop {
-            match events.next().await {
-                Some(Event::Error(err)) => break err,
-                Some(_) => continue,
-                None => panic!("event stream ended"),
-            }
-        }
-    })
-    .await
-}
-
-async fn passive_queue(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
-    within(
-        "passive queue.declare",
-        ch.queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
 }
 
 async fn passive_exchange(ch: &Channel, name: &str) -> lapin::Result<()> {
@@ -334,7 +115,7 @@ fn long_str(s: &str) -> AMQPValue {
 #[tokio::test]
 async fn default_exchange_routes_by_queue_name() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q1 = exclusive_queue(&ch).await;
     let q2 = exclusive_queue(&ch).await;
@@ -353,7 +134,7 @@ async fn default_exchange_routes_by_queue_name() {
 #[tokio::test]
 async fn direct_exchange_routes_by_exact_key() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "direct-x", ExchangeKind::Direct).await;
     let (q1, q2, q3) = (
@@ -383,7 +164,7 @@ async fn direct_exchange_routes_by_exact_key() {
 #[tokio::test]
 async fn fanout_exchange_routes_to_all_bound_queues() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "fan", ExchangeKind::Fanout).await;
     let (q1, q2, unbound) = (
@@ -403,7 +184,7 @@ async fn fanout_exchange_routes_to_all_bound_queues() {
 #[tokio::test]
 async fn topic_exchange_wildcards() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "topics", ExchangeKind::Topic).await;
     let patterns = ["*", "a.*", "a.#", "a.#.#.b", "#", "a.b.c"];
@@ -445,7 +226,7 @@ async fn topic_exchange_wildcards() {
 #[tokio::test]
 async fn headers_exchange_all_and_any() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "hdrs", ExchangeKind::Headers).await;
     let (q_all, q_any, q_default) = (
@@ -528,7 +309,7 @@ async fn headers_exchange_all_and_any() {
 #[tokio::test]
 async fn exchange_to_exchange_bindings() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "e2e-src", ExchangeKind::Direct).await;
     declare_exchange(&ch, "e2e-dst", ExchangeKind::Fanout).await;
@@ -563,7 +344,7 @@ async fn exchange_to_exchange_bindings() {
 #[tokio::test]
 async fn exchange_binding_cycle_delivers_once() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "cycle-a", ExchangeKind::Fanout).await;
     declare_exchange(&ch, "cycle-b", ExchangeKind::Fanout).await;
@@ -582,7 +363,7 @@ async fn exchange_binding_cycle_delivers_once() {
 #[tokio::test]
 async fn alternate_exchange_receives_unroutable_messages() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "ae", ExchangeKind::Fanout).await;
     declare_exchange_with(
@@ -624,7 +405,7 @@ async fn alternate_exchange_receives_unroutable_messages() {
 #[tokio::test]
 async fn auto_delete_exchange_removed_after_last_unbind() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     declare_exchange_with(
         &ch,
@@ -675,7 +456,7 @@ async fn auto_delete_exchange_removed_after_last_unbind() {
 #[tokio::test]
 async fn exchange_redeclare_with_other_type_is_406() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     declare_exchange(&ch, "x", ExchangeKind::Direct).await;
     // An equivalent redeclare is fine.
@@ -708,7 +489,7 @@ async fn exchange_redeclare_with_other_type_is_406() {
 #[tokio::test]
 async fn exchange_amq_prefix_is_reserved_403() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     let err = within(
         "exchange.declare",
@@ -738,7 +519,7 @@ async fn exchange_amq_prefix_is_reserved_403() {
 #[tokio::test]
 async fn server_named_queue_and_declare_ok_counts() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = declare_queue(
         &ch,
@@ -787,7 +568,7 @@ async fn server_named_queue_and_declare_ok_counts() {
 #[tokio::test]
 async fn exclusive_queue_is_locked_to_its_connection() {
     let broker = Broker::start();
-    let owner = connect(&broker).await;
+    let owner = connect(&broker.amqp_url()).await;
     let owner_ch = channel(&owner).await;
     declare_queue(
         &owner_ch,
@@ -805,7 +586,7 @@ async fn exclusive_queue_is_locked_to_its_connection() {
          does not match that of the original declaration.",
     );
 
-    let other = connect(&broker).await;
+    let other = connect(&broker.amqp_url()).await;
     let ch = channel(&other).await;
     let err = within(
         "queue.declare",
@@ -832,7 +613,7 @@ async fn exclusive_queue_is_locked_to_its_connection() {
 #[tokio::test]
 async fn exclusive_queue_deleted_when_connection_closes() {
     let broker = Broker::start();
-    let owner = connect(&broker).await;
+    let owner = connect(&broker.amqp_url()).await;
     let owner_ch = channel(&owner).await;
     declare_queue(
         &owner_ch,
@@ -843,7 +624,7 @@ async fn exclusive_queue_deleted_when_connection_closes() {
         },
     )
     .await;
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     within("connection.close", owner.close(200, "bye".into()))
         .await
@@ -860,7 +641,7 @@ async fn exclusive_queue_deleted_when_connection_closes() {
 #[tokio::test]
 async fn auto_delete_queue_deleted_after_last_consumer_cancels() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     declare_queue(
         &ch,
@@ -899,7 +680,7 @@ async fn auto_delete_queue_deleted_after_last_consumer_cancels() {
 #[tokio::test]
 async fn purge_returns_message_count() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     fill(&ch, &q, 5).await;
@@ -923,7 +704,7 @@ async fn purge_returns_message_count() {
 #[tokio::test]
 async fn delete_if_unused_and_if_empty() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     let _consumer = consume(&ch, &q, "busy", false).await;
@@ -995,7 +776,7 @@ async fn delete_if_unused_and_if_empty() {
 #[tokio::test]
 async fn mandatory_unroutable_publish_is_returned() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let props = BasicProperties::default().with_message_id("ret-1".into());
     let c = publish_with(
@@ -1067,7 +848,7 @@ async fn mandatory_unroutable_publish_is_returned() {
 #[tokio::test]
 async fn ten_thousand_publisher_confirms_all_acked() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     let mut confirms = Vec::with_capacity(10_000);
@@ -1105,7 +886,7 @@ async fn ten_thousand_publisher_confirms_all_acked() {
 #[tokio::test]
 async fn tx_commit_delivers_and_rollback_discards() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let observer = channel(&conn).await;
     let q = exclusive_queue(&observer).await;
     let tx = channel(&conn).await;
@@ -1164,7 +945,7 @@ async fn tx_commit_delivers_and_rollback_discards() {
 #[tokio::test]
 async fn prefetch_limits_unacked_deliveries() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let publisher = confirm_channel(&conn).await;
     let q = exclusive_queue(&publisher).await;
     fill(&publisher, &q, 25).await;
@@ -1206,7 +987,7 @@ async fn prefetch_limits_unacked_deliveries() {
 #[tokio::test]
 async fn round_robin_between_two_consumers() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch1 = confirm_channel(&conn).await;
     let ch2 = channel(&conn).await;
     let q = exclusive_queue(&ch1).await;
@@ -1235,7 +1016,7 @@ async fn round_robin_between_two_consumers() {
 #[tokio::test]
 async fn ack_multiple() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     fill(&ch, &q, 4).await;
@@ -1267,7 +1048,7 @@ async fn ack_multiple() {
 #[tokio::test]
 async fn nack_with_requeue_redelivers_in_original_order() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     fill(&ch, &q, 4).await;
@@ -1320,7 +1101,7 @@ async fn nack_with_requeue_redelivers_in_original_order() {
 #[tokio::test]
 async fn reject_without_requeue_drops() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     fill(&ch, &q, 3).await;
@@ -1365,7 +1146,7 @@ async fn reject_without_requeue_drops() {
 #[tokio::test]
 async fn basic_get_and_get_empty() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     assert!(get(&ch, &q, false).await.is_none(), "get-empty");
@@ -1393,7 +1174,7 @@ async fn basic_get_and_get_empty() {
 #[tokio::test]
 async fn unacked_messages_requeued_when_channel_closes() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let publisher = confirm_channel(&conn).await;
     let q = exclusive_queue(&publisher).await;
     fill(&publisher, &q, 3).await;
@@ -1419,7 +1200,7 @@ async fn unacked_messages_requeued_when_channel_closes() {
 #[tokio::test]
 async fn unknown_delivery_tag_is_406() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let mut events = conn.events_listener();
     let ch = channel(&conn).await;
     within("basic.ack", ch.basic_ack(42, BasicAckOptions::default()))
@@ -1441,12 +1222,12 @@ async fn unknown_delivery_tag_is_406() {
 #[tokio::test]
 async fn server_cancels_consumer_when_queue_deleted() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
     declare_queue(&ch, "doomed", QueueDeclareOptions::default()).await;
     let mut consumer = consume(&ch, "doomed", "watcher", false).await;
 
-    let other = connect(&broker).await;
+    let other = connect(&broker.amqp_url()).await;
     let other_ch = channel(&other).await;
     within(
         "queue.delete",
@@ -1469,7 +1250,7 @@ async fn server_cancels_consumer_when_queue_deleted() {
 #[tokio::test]
 async fn all_basic_properties_round_trip() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     let q = exclusive_queue(&ch).await;
     let nested = table(&[("inner", long_str("value")), ("n", AMQPValue::LongInt(7))]);
@@ -1563,7 +1344,7 @@ async fn all_basic_properties_round_trip() {
 #[tokio::test]
 async fn bodies_of_many_sizes_round_trip() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let frame_max = conn.configuration().frame_max() as usize;
     assert_eq!(frame_max, 131_072);
     let ch = confirm_channel(&conn).await;
@@ -1603,12 +1384,12 @@ async fn bodies_of_many_sizes_round_trip() {
 async fn direct_reply_to_round_trip() {
     let broker = Broker::start();
     // The responder owns the request queue.
-    let server_conn = connect(&broker).await;
+    let server_conn = connect(&broker.amqp_url()).await;
     let server = confirm_channel(&server_conn).await;
     let rpc_q = exclusive_queue(&server).await;
     let mut requests = consume(&server, &rpc_q, "rpc-server", false).await;
 
-    let client_conn = connect(&broker).await;
+    let client_conn = connect(&broker.amqp_url()).await;
     let client = channel(&client_conn).await;
     let mut replies = consume(&client, "amq.rabbitmq.reply-to", "replies", true).await;
     publish_with(
@@ -1673,7 +1454,7 @@ async fn direct_reply_to_round_trip() {
 #[tokio::test]
 async fn cc_and_bcc_route_to_extra_queues_and_bcc_is_hidden() {
     let broker = Broker::start();
-    let conn = connect(&broker).await;
+    let conn = connect(&broker.amqp_url()).await;
     let ch = confirm_channel(&conn).await;
     declare_exchange(&ch, "ccx", ExchangeKind::Direct).await;
     let mut qs = Vec::new();

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    future::Future,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -18,184 +17,17 @@ use lapin::{
     message::Delivery,
     options::*,
     protocol::{self, AMQPClass},
-    types::FieldTable,
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
-    Event, ExchangeKind,
+    BasicProperties, Channel, Confirmation,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use warren_integration::Broker;
-
-/// Longest a single step may wait on the broker.
-const WAIT: Duration = Duration::from_secs(10);
-/// How long to watch for something that must not arrive.
-const QUIET: Duration = Duration::from_millis(300);
-const PROTOCOL_HEADER: &[u8] = b"AMQP\x00\x00\x09\x01";
+use warren_integration::{client::*, raw::*, Broker};
 
 // ---------------------------------------------------------------------------------------
-// helpers: lapin
+// helpers: lapin (the shared ones live in warren_integration::client)
 // ---------------------------------------------------------------------------------------
-
-/// Awaits `fut`, failing the test instead of hanging if the broker does not answer.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Reply code and text of an AMQP protocol error (channel.close or connection.close).
-fn amqp_error(err: &lapin::Error) -> (u16, String) {
-    match err.kind() {
-        ErrorKind::ProtocolError(e) => (e.get_id(), e.get_message().to_string()),
-        other => panic!("expected an AMQP protocol error, got {other:?} ({err})"),
-    }
-}
-
-fn expected(code: u16, text: &str) -> (u16, String) {
-    (code, text.to_string())
-}
-
-async fn connect(url: &str) -> Connection {
-    within(
-        "connection",
-        Connection::connect(url, ConnectionProperties::default()),
-    )
-    .await
-    .expect("connect")
-}
-
-async fn channel(conn: &Connection) -> Channel {
-    within("channel.open", conn.create_channel())
-        .await
-        .expect("channel.open")
-}
-
-/// A channel in publisher-confirm mode.
-async fn confirm_channel(conn: &Connection) -> Channel {
-    let ch = channel(conn).await;
-    within(
-        "confirm.select",
-        ch.confirm_select(ConfirmSelectOptions::default()),
-    )
-    .await
-    .expect("confirm.select");
-    ch
-}
-
-async fn declare_queue(ch: &Channel, name: &str, options: QueueDeclareOptions) -> lapin::Queue {
-    within(
-        "queue.declare",
-        ch.queue_declare(name.into(), options, FieldTable::default()),
-    )
-    .await
-    .expect("queue.declare")
-}
-
-/// Declares a server-named exclusive queue and returns its name.
-async fn exclusive_queue(ch: &Channel) -> String {
-    declare_queue(
-        ch,
-        "",
-        QueueDeclareOptions {
-            exclusive: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .name()
-    .to_string()
-}
-
-async fn passive_queue(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
-    within(
-        "passive queue.declare",
-        ch.queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-}
-
-/// Publishes and, on a confirm channel, waits for the broker's confirmation.
-async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
-    let confirm = within(
-        "basic.publish",
-        ch.basic_publish(
-            exchange.into(),
-            key.into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default(),
-        ),
-    )
-    .await
-    .expect("basic.publish");
-    let confirmation = within("publisher confirm", confirm)
-        .await
-        .expect("publisher confirm");
-    assert!(
-        matches!(
-            confirmation,
-            Confirmation::Ack(None) | Confirmation::NotRequested
-        ),
-        "unexpected confirmation {confirmation:?}"
-    );
-}
-
-/// A synchronous round trip on `ch`: every command sent before it has been processed.
-async fn sync(ch: &Channel) -> lapin::Result<()> {
-    within(
-        "exchange.declare passive",
-        ch.exchange_declare(
-            "amq.direct".into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str, no_ack: bool) -> Consumer {
-    within(
-        "basic.consume",
-        ch.basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions {
-                no_ack,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("basic.consume")
-}
-
-async fn next_delivery(consumer: &mut Consumer) -> Delivery {
-    within("delivery", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery")
-}
-
-/// Asserts that nothing arrives on `consumer` for a short while.
-async fn assert_no_delivery(consumer: &mut Consumer) {
-    if let Ok(item) = tokio::time::timeout(QUIET, consumer.next()).await {
-        panic!("unexpected delivery: {item:?}");
-    }
-}
 
 async fn ack(d: &Delivery, multiple: bool) {
     within("basic.ack", d.ack(BasicAckOptions { multiple }))
@@ -203,47 +35,11 @@ async fn ack(d: &Delivery, multiple: bool) {
         .expect("basic.ack");
 }
 
-fn body_str(d: &Delivery) -> String {
-    String::from_utf8(d.data.clone()).unwrap()
-}
-
-/// basic.get (auto-ack) until get-empty; returns the bodies as strings.
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(m) = within(
-        "basic.get",
-        ch.basic_get(queue.into(), BasicGetOptions { no_ack: true }),
-    )
-    .await
-    .expect("basic.get")
-    {
-        out.push(String::from_utf8(m.delivery.data).unwrap());
-        assert!(out.len() <= 100_000, "queue {queue} never empties");
-    }
-    out
-}
-
 /// A full publish / basic.get round trip proving the channel (and its connection) works.
 async fn assert_channel_works(ch: &Channel) {
     let q = exclusive_queue(ch).await;
     publish(ch, "", &q, b"ping").await;
     assert_eq!(drain(ch, &q).await, vec!["ping".to_string()]);
-}
-
-/// The error of the next channel or connection error event.
-async fn next_error_event(
-    events: &mut (impl futures_lite::Stream<Item = Event> + Unpin),
-) -> lapin::Error {
-    within("error event", async {
-        loop {
-            match events.next().await {
-                Some(Event::Error(err)) => break err,
-                Some(_) => continue,
-                None => panic!("event stream ended"),
-            }
-        }
-    })
-    .await
 }
 
 /// Starts a broker whose handshake timeout is `secs` seconds (via the TOML config file).
@@ -259,99 +55,8 @@ fn broker_with_handshake_timeout(test: &str, secs: u64) -> Broker {
 }
 
 // ---------------------------------------------------------------------------------------
-// helpers: raw AMQP frames
+// helpers: raw AMQP frames (the frame codec lives in warren_integration::raw)
 // ---------------------------------------------------------------------------------------
-
-const FRAME_METHOD: u8 = 1;
-const FRAME_HEADER: u8 = 2;
-const FRAME_BODY: u8 = 3;
-const FRAME_HEARTBEAT: u8 = 8;
-
-struct RawFrame {
-    kind: u8,
-    channel: u16,
-    payload: Vec<u8>,
-}
-
-async fn read_frame(sock: &mut TcpStream) -> RawFrame {
-    let mut header = [0u8; 7];
-    within("frame header", sock.read_exact(&mut header))
-        .await
-        .expect("read frame header");
-    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
-    let mut payload = vec![0u8; size + 1];
-    within("frame payload", sock.read_exact(&mut payload))
-        .await
-        .expect("read frame payload");
-    assert_eq!(payload[size], 0xCE, "frame-end octet");
-    payload.truncate(size);
-    RawFrame {
-        kind: header[0],
-        channel: u16::from_be_bytes([header[1], header[2]]),
-        payload,
-    }
-}
-
-fn decode_method(payload: &[u8]) -> AMQPClass {
-    let (rest, class) = protocol::parse_class(payload).expect("parse method");
-    assert!(rest.is_empty(), "method frame has trailing bytes");
-    class
-}
-
-/// Reads the next method frame (skipping heartbeats) and returns its channel and method.
-async fn read_method(sock: &mut TcpStream) -> (u16, AMQPClass) {
-    loop {
-        let frame = read_frame(sock).await;
-        match frame.kind {
-            FRAME_HEARTBEAT => continue,
-            FRAME_METHOD => return (frame.channel, decode_method(&frame.payload)),
-            other => panic!("expected a method frame, got frame type {other}"),
-        }
-    }
-}
-
-fn frame_bytes(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut frame = vec![kind];
-    frame.extend_from_slice(&channel.to_be_bytes());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame.push(0xCE);
-    frame
-}
-
-fn method_frame(channel: u16, class_id: u16, method_id: u16, args: &[u8]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(4 + args.len());
-    payload.extend_from_slice(&class_id.to_be_bytes());
-    payload.extend_from_slice(&method_id.to_be_bytes());
-    payload.extend_from_slice(args);
-    frame_bytes(FRAME_METHOD, channel, &payload)
-}
-
-async fn write_method(sock: &mut TcpStream, channel: u16, class_id: u16, method_id: u16, a: &[u8]) {
-    within(
-        "write frame",
-        sock.write_all(&method_frame(channel, class_id, method_id, a)),
-    )
-    .await
-    .expect("write frame");
-}
-
-fn shortstr(s: &str) -> Vec<u8> {
-    let mut v = vec![u8::try_from(s.len()).unwrap()];
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-/// TCP connection plus the AMQP 0-9-1 protocol header.
-async fn raw_connect(port: u16) -> TcpStream {
-    let mut sock = within("tcp connect", TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .expect("tcp connect");
-    within("protocol header", sock.write_all(PROTOCOL_HEADER))
-        .await
-        .unwrap();
-    sock
-}
 
 /// A raw connection through the whole handshake (guest/guest, vhost "/", no heartbeats)
 /// with channel 1 open.

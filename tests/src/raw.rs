@@ -1,0 +1,119 @@
+//! Raw-socket AMQP 0-9-1 frame helpers, for tests that speak the wire protocol by hand.
+
+use lapin::protocol::{self, AMQPClass};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::client::within;
+
+/// The AMQP 0-9-1 protocol header a client sends first.
+pub const PROTOCOL_HEADER: &[u8] = b"AMQP\x00\x00\x09\x01";
+
+pub const FRAME_METHOD: u8 = 1;
+pub const FRAME_HEADER: u8 = 2;
+pub const FRAME_BODY: u8 = 3;
+pub const FRAME_HEARTBEAT: u8 = 8;
+
+/// One frame as read off the wire (frame-end octet checked and removed).
+pub struct RawFrame {
+    pub kind: u8,
+    pub channel: u16,
+    pub payload: Vec<u8>,
+}
+
+pub async fn read_frame(sock: &mut TcpStream) -> RawFrame {
+    let mut header = [0u8; 7];
+    within("frame header", sock.read_exact(&mut header))
+        .await
+        .expect("read frame header");
+    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+    let mut payload = vec![0u8; size + 1];
+    within("frame payload", sock.read_exact(&mut payload))
+        .await
+        .expect("read frame payload");
+    assert_eq!(payload[size], 0xCE, "frame-end octet");
+    payload.truncate(size);
+    RawFrame {
+        kind: header[0],
+        channel: u16::from_be_bytes([header[1], header[2]]),
+        payload,
+    }
+}
+
+pub fn decode_method(payload: &[u8]) -> AMQPClass {
+    let (rest, class) = protocol::parse_class(payload).expect("parse method");
+    assert!(rest.is_empty(), "method frame has trailing bytes");
+    class
+}
+
+/// Reads the next method frame (skipping heartbeats) and returns its channel and method.
+pub async fn read_method(sock: &mut TcpStream) -> (u16, AMQPClass) {
+    loop {
+        let frame = read_frame(sock).await;
+        match frame.kind {
+            FRAME_HEARTBEAT => continue,
+            FRAME_METHOD => return (frame.channel, decode_method(&frame.payload)),
+            other => panic!("expected a method frame, got frame type {other}"),
+        }
+    }
+}
+
+pub fn frame_bytes(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![kind];
+    frame.extend_from_slice(&channel.to_be_bytes());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame.push(0xCE);
+    frame
+}
+
+pub fn method_frame(channel: u16, class_id: u16, method_id: u16, args: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(4 + args.len());
+    payload.extend_from_slice(&class_id.to_be_bytes());
+    payload.extend_from_slice(&method_id.to_be_bytes());
+    payload.extend_from_slice(args);
+    frame_bytes(FRAME_METHOD, channel, &payload)
+}
+
+pub async fn write_method(
+    sock: &mut TcpStream,
+    channel: u16,
+    class_id: u16,
+    method_id: u16,
+    a: &[u8],
+) {
+    within(
+        "write frame",
+        sock.write_all(&method_frame(channel, class_id, method_id, a)),
+    )
+    .await
+    .expect("write frame");
+}
+
+pub fn shortstr(s: &str) -> Vec<u8> {
+    let mut v = vec![u8::try_from(s.len()).unwrap()];
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+/// TCP connection plus the AMQP 0-9-1 protocol header.
+pub async fn raw_connect(port: u16) -> TcpStream {
+    let mut sock = within("tcp connect", TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .expect("tcp connect");
+    within("protocol header", sock.write_all(PROTOCOL_HEADER))
+        .await
+        .unwrap();
+    sock
+}
+
+/// Reads one frame that must be a method frame on channel 0 (no heartbeats skipped) and
+/// decodes it.
+pub async fn read_channel0_method(sock: &mut TcpStream) -> AMQPClass {
+    let frame = read_frame(sock).await;
+    assert_eq!(frame.kind, FRAME_METHOD, "expected a method frame");
+    assert_eq!(frame.channel, 0, "on channel 0");
+    decode_method(&frame.payload)
+}
