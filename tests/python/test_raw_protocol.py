@@ -583,3 +583,41 @@ def test_heartbeat_zero_means_no_heartbeats(raw):
     with pytest.raises(socket.timeout):
         c.read_frame(timeout=1.5)
     assert c.open_channel(1).channel == 1
+
+
+# ---------------------------------------------------------------------------
+# AMQPLAIN (pika and the Java client use PLAIN, so it is checked raw)
+# ---------------------------------------------------------------------------
+
+def _amqplain_start_ok(c, user, password):
+    from amqp_raw import CONNECTION_START_OK, longstr
+    # AMQPLAIN's response is a field table without its length prefix.
+    response = table({"LOGIN": user, "PASSWORD": password})[4:]
+    props = {"capabilities": {"authentication_failure_close": True}}
+    c.send_method(0, CONNECTION_START_OK,
+                  table(props) + shortstr("AMQPLAIN") + longstr(response) + shortstr("en_US"))
+
+
+def test_amqplain_login(raw):
+    from amqp_raw import CONNECTION_OPEN_OK
+    c = raw()
+    c.send_protocol_header()
+    start = c.read_start()
+    assert b"AMQPLAIN" in start["mechanisms"].split(b" ")
+    _amqplain_start_ok(c, "guest", "guest")
+    assert c.read_tune()["channel_max"] == 2047
+    c.send_tune_ok()
+    c.send_open("/")
+    c.expect(CONNECTION_OPEN_OK)
+    assert c.open_channel(1).channel == 1
+
+
+def test_amqplain_bad_password(raw):
+    c = raw()
+    c.send_protocol_header()
+    c.read_start()
+    _amqplain_start_ok(c, "guest", "wrong")
+    expect_connection_close(
+        c, 403,
+        "ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN. "
+        "For details see the broker logfile.", 0, 0)
