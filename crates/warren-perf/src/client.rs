@@ -270,6 +270,14 @@ pub fn qos(prefetch: u16) -> AMQPClass {
     }))
 }
 
+/// basic.ack of every delivery up to `tag`.
+pub fn ack_upto(tag: u64) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+        delivery_tag: tag,
+        multiple: true,
+    }))
+}
+
 pub fn consume(queue: &str, no_ack: bool) -> AMQPClass {
     AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
         queue: queue.into(),

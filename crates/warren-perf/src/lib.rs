@@ -133,8 +133,6 @@ const EXCHANGE: &str = "perf-x";
 struct Plan {
     addr: SocketAddr,
     args: PerfArgs,
-    /// Deliveries each publish produces.
-    fanout: u64,
 }
 
 impl Plan {
@@ -382,14 +380,7 @@ async fn consumer(
                     if !a.auto_ack {
                         unacked += 1;
                         if unacked >= a.multi_ack.max(1) {
-                            w.out.clear();
-                            w.method(
-                                1,
-                                AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                                    delivery_tag: last_tag,
-                                    multiple: true,
-                                })),
-                            )?;
+                            w.method(1, client::ack_upto(last_tag))?;
                             w.flush().await?;
                             unacked = 0;
                         }
@@ -402,19 +393,13 @@ async fn consumer(
             }
             _ => {}
         }
-        if stop.load(Ordering::Relaxed) && stats.drained(plan.fanout) {
+        if stop.load(Ordering::Relaxed) && stats.drained() {
             break;
         }
     }
     stats.record_latencies(&latencies);
     if !a.auto_ack && unacked > 0 {
-        w.method(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                delivery_tag: last_tag,
-                multiple: true,
-            })),
-        )?;
+        w.method(1, client::ack_upto(last_tag))?;
         w.flush().await?;
     }
     Ok(())
@@ -441,7 +426,6 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     let plan = Arc::new(Plan {
         addr,
         args: args.clone(),
-        fanout,
     });
     setup(&plan).await?;
     let stats = Arc::new(Stats::new());
@@ -488,7 +472,6 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
         }
     }
     stop_publishing.store(true, Ordering::Relaxed);
-    stats.done_publishing.store(true, Ordering::Relaxed);
     let publish_time = started.elapsed().as_secs_f64();
     for p in producers {
         match p.await {

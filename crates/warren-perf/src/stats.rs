@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Mutex,
     },
     time::Duration,
@@ -16,7 +16,6 @@ pub struct Stats {
     pub nacked: AtomicU64,
     pub received: AtomicU64,
     pub expected: AtomicU64,
-    pub done_publishing: AtomicBool,
     latency: Mutex<Option<Histogram<u64>>>,
     window: Mutex<Option<Histogram<u64>>>,
 }
@@ -36,7 +35,6 @@ impl Stats {
             nacked: AtomicU64::new(0),
             received: AtomicU64::new(0),
             expected: AtomicU64::new(u64::MAX),
-            done_publishing: AtomicBool::new(false),
             latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()),
             window: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).ok()),
         }
@@ -55,7 +53,7 @@ impl Stats {
     }
 
     /// True once every expected delivery has arrived.
-    pub fn drained(&self, _fanout: u64) -> bool {
+    pub fn drained(&self) -> bool {
         self.received.load(Ordering::Relaxed) >= self.expected.load(Ordering::Relaxed)
     }
 
