@@ -101,6 +101,19 @@ pub fn encode_ack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
     out.put_u8(FRAME_END);
 }
 
+/// Appends a basic.nack (publisher confirms: the broker could not take the message).
+pub fn encode_nack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool) {
+    out.reserve(21);
+    out.put_u8(FRAME_METHOD);
+    out.put_u16(channel);
+    out.put_u32(13);
+    out.put_u16(CLASS_BASIC);
+    out.put_u16(120);
+    out.put_u64(delivery_tag);
+    out.put_u8(u8::from(multiple));
+    out.put_u8(FRAME_END);
+}
+
 /// Appends a content header and the body split into frames of at most `frame_max` bytes
 /// (0 = unlimited). `properties` is a raw property block as received from the publisher.
 pub fn encode_content(

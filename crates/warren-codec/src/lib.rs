@@ -12,16 +12,20 @@ mod decode;
 mod encode;
 mod error;
 mod properties;
+mod table;
 
 pub use amq_protocol::protocol::{self as methods, AMQPClass};
 pub use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 pub use decode::{check_protocol_header, decode_frame, Frame, ProtocolHeaderCheck};
 pub use encode::{
     encode_ack, encode_content, encode_deliver, encode_heartbeat, encode_method,
-    encode_method_to_vec, encode_properties,
+    encode_method_to_vec, encode_nack, encode_properties,
 };
 pub use error::CodecError;
-pub use properties::{parse_properties, BasicProperties, PropertiesView};
+pub use properties::{
+    parse_properties, rewrite_properties, BasicProperties, PropertiesEdit, PropertiesView,
+};
+pub use table::{Table, Value};
 
 /// The only protocol header warren speaks (and sends back to peers that offer another).
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";

@@ -1,6 +1,7 @@
 use std::ops::Range;
 
 use amq_protocol::protocol::basic;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::CodecError;
 
@@ -146,5 +147,151 @@ pub fn parse_properties(raw: &[u8]) -> Result<BasicProperties, CodecError> {
     match basic::parse_properties(raw) {
         Ok((&[], props)) => Ok(props),
         _ => Err(CodecError::MalformedProperties),
+    }
+}
+
+/// A change to a raw property block; everything not named is copied byte for byte.
+#[derive(Debug, Clone, Default)]
+pub struct PropertiesEdit {
+    /// `Some(Some(table))` sets the headers (a table with its length prefix),
+    /// `Some(None)` removes them, `None` keeps them.
+    pub headers: Option<Option<Bytes>>,
+    pub remove_expiration: bool,
+}
+
+/// Applies `edit` to a raw property block.
+pub fn rewrite_properties(raw: &[u8], edit: &PropertiesEdit) -> Result<Bytes, CodecError> {
+    // Ranges of every present field, in flag order, so untouched ones are copied as is.
+    let mut cur = Cursor { raw, pos: 0 };
+    let f = cur.take(2)?;
+    let flags = u16::from_be_bytes([raw[f.start], raw[f.start + 1]]);
+    if flags & 1 != 0 {
+        return Err(CodecError::MalformedProperties);
+    }
+    let mut fields: Vec<(u16, Range<usize>)> = Vec::with_capacity(14);
+    for bit in (2..16).rev() {
+        let flag = 1u16 << bit;
+        if flags & flag == 0 {
+            continue;
+        }
+        let start = cur.pos;
+        match flag {
+            HEADERS => {
+                cur.table()?;
+            }
+            DELIVERY_MODE | PRIORITY => {
+                cur.u8()?;
+            }
+            TIMESTAMP => {
+                cur.take(8)?;
+            }
+            _ => {
+                cur.short_str()?;
+            }
+        }
+        fields.push((flag, start..cur.pos));
+    }
+    if cur.pos != raw.len() {
+        return Err(CodecError::MalformedProperties);
+    }
+    let mut new_flags = flags;
+    let mut out = BytesMut::with_capacity(raw.len() + 64);
+    out.put_u16(0);
+    let mut headers_written = false;
+    for bit in (2..16).rev() {
+        let flag = 1u16 << bit;
+        if flag == HEADERS {
+            headers_written = true;
+            match &edit.headers {
+                Some(Some(table)) => {
+                    new_flags |= HEADERS;
+                    out.put_slice(table);
+                    continue;
+                }
+                Some(None) => {
+                    new_flags &= !HEADERS;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        if flag == EXPIRATION && edit.remove_expiration {
+            new_flags &= !EXPIRATION;
+            continue;
+        }
+        if let Some((_, range)) = fields.iter().find(|(f, _)| *f == flag) {
+            out.put_slice(&raw[range.clone()]);
+        }
+    }
+    debug_assert!(headers_written);
+    out[0..2].copy_from_slice(&new_flags.to_be_bytes());
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+    use crate::table::{Table, Value};
+    use amq_protocol::types::{FieldTable, ShortString};
+
+    fn encode(p: &BasicProperties) -> Vec<u8> {
+        crate::encode_properties(p).expect("encodes")
+    }
+
+    #[test]
+    fn sets_headers_and_drops_expiration_keeping_the_rest() {
+        let props = BasicProperties::default()
+            .with_content_type(ShortString::from("text/plain"))
+            .with_delivery_mode(2)
+            .with_expiration(ShortString::from("1000"))
+            .with_correlation_id(ShortString::from("c1"))
+            .with_app_id(ShortString::from("app"));
+        let raw = encode(&props);
+        let mut t = Table::new();
+        t.set("x-death", Value::long_str("v"));
+        let edit = PropertiesEdit {
+            headers: Some(Some(t.to_bytes())),
+            remove_expiration: true,
+        };
+        let out = rewrite_properties(&raw, &edit).expect("rewrites");
+        let back = parse_properties(&out).expect("parses");
+        assert_eq!(back.expiration(), &None);
+        assert_eq!(back.delivery_mode(), &Some(2));
+        assert_eq!(
+            back.correlation_id().as_ref().map(|s| s.as_str()),
+            Some("c1")
+        );
+        assert_eq!(back.app_id().as_ref().map(|s| s.as_str()), Some("app"));
+        assert_eq!(
+            back.content_type().as_ref().map(|s| s.as_str()),
+            Some("text/plain")
+        );
+        assert!(back
+            .headers()
+            .as_ref()
+            .is_some_and(|h: &FieldTable| h.contains_key("x-death")));
+    }
+
+    #[test]
+    fn no_edit_is_identity_and_headers_can_be_removed() {
+        let mut h = FieldTable::default();
+        h.insert("a".into(), amq_protocol::types::AMQPValue::LongLongInt(1));
+        let props = BasicProperties::default()
+            .with_headers(h)
+            .with_priority(3)
+            .with_timestamp(77);
+        let raw = encode(&props);
+        let same = rewrite_properties(&raw, &PropertiesEdit::default()).expect("rewrites");
+        assert_eq!(same.as_ref(), raw.as_slice());
+        let edit = PropertiesEdit {
+            headers: Some(None),
+            remove_expiration: false,
+        };
+        let out = rewrite_properties(&raw, &edit).expect("rewrites");
+        let back = parse_properties(&out).expect("parses");
+        assert!(back.headers().is_none());
+        assert_eq!(back.priority(), &Some(3));
+        assert_eq!(back.timestamp(), &Some(77));
+        assert!(rewrite_properties(&raw[..raw.len() - 1], &edit).is_err());
     }
 }

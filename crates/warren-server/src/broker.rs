@@ -16,6 +16,7 @@ use parking_lot::RwLock;
 use crate::{
     config::ServerConfig,
     queue::{ChannelShared, ConnHandle},
+    timers::Timers,
     vhost::VHost,
 };
 
@@ -59,6 +60,8 @@ pub struct Broker {
     permissions: RwLock<HashMap<(String, String), Permission>>,
     pub connections: DashMap<u64, Arc<ConnHandle>>,
     pub reply_to: DashMap<String, ReplyTarget>,
+    /// Queue TTL and `x-expires` deadlines; its task runs inside [`crate::serve`].
+    pub timers: Arc<Timers>,
     next_id: AtomicU64,
 }
 
@@ -70,6 +73,7 @@ impl Broker {
             permissions: RwLock::new(HashMap::new()),
             connections: DashMap::new(),
             reply_to: DashMap::new(),
+            timers: Timers::new(),
             next_id: AtomicU64::new(1),
             config,
         };
@@ -102,7 +106,7 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name)))
+            .or_insert_with(|| Arc::new(VHost::new(name, self.timers.clone())))
             .clone()
     }
 

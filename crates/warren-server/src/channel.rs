@@ -13,14 +13,15 @@ use amq_protocol::{
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesView};
 use warren_router::{field_type_name, values_equal, Destination, ExchangeKind};
-use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
+use warren_store::{ConsumerId, ConsumerSlot, Entry, Message, PushOutcome};
 
 use crate::{
+    args,
     broker::ReplyTarget,
     connection::ConnCtx,
     error::{AmqpError, AmqpResult},
     names,
-    queue::{ChannelShared, ConsumerHandle, Delivery, Queue},
+    queue::{ChannelShared, ConsumerHandle, Delivery, Queue, QueueDecl},
     vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
 };
 
@@ -41,6 +42,15 @@ struct Unacked {
     queue: Option<Arc<Queue>>,
     consumer_id: Option<ConsumerId>,
     entry: Entry,
+}
+
+/// What an ack, nack or reject does with the deliveries it names.
+#[derive(Clone, Copy)]
+enum Settle {
+    Ack,
+    Requeue,
+    /// Without requeue: dead-lettered where the queue has a dead-letter exchange.
+    Reject,
 }
 
 /// A consumer of this channel; `queue` is `None` for the direct reply-to consumer.
@@ -206,6 +216,29 @@ fn check_flag(
     Err(AmqpError::precondition(format_args!(
         "inequivalent arg '{name}' for {what} in vhost '{vhost}': received '{received}' but current is '{current}'"
     )))
+}
+
+/// What RabbitMQ 3.10's `rabbit_quorum_queue:declare` refuses.
+fn check_quorum_declare(m: &queue::Declare, what: &str) -> AmqpResult<()> {
+    for key in ["x-max-priority", "x-queue-mode"] {
+        if m.arguments.contains_key(key) {
+            return Err(AmqpError::precondition(format_args!(
+                "invalid arg '{key}' for {what}"
+            )));
+        }
+    }
+    for (refused, property) in [
+        (m.auto_delete, "auto-delete"),
+        (m.exclusive, "exclusive-owner"),
+        (!m.durable, "non-durable"),
+    ] {
+        if refused {
+            return Err(AmqpError::precondition(format_args!(
+                "invalid property '{property}' for {what}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn locked(name: &str, vhost: &str) -> AmqpError {
@@ -388,22 +421,28 @@ impl Channel {
             c.next += 1;
             s
         });
-        self.route_and_deliver(ctx, &vhost, publish, &view)?;
-        if let (Some(c), Some(s)) = (self.confirms.as_mut(), seq) {
-            c.pending = s;
+        let accepted = self.route_and_deliver(ctx, &vhost, publish, &view)?;
+        if let Some(s) = seq {
+            if accepted {
+                if let Some(c) = self.confirms.as_mut() {
+                    c.pending = s;
+                }
+            } else {
+                self.nack_publish(ctx, s);
+            }
         }
         Ok(())
     }
 
     /// Routes a complete publish and enqueues it; sends basic.return when mandatory and
-    /// unroutable.
+    /// unroutable. Returns false when a queue refused it (`x-overflow` reject-publish).
     fn route_and_deliver(
         &mut self,
         ctx: &mut ConnCtx,
         vhost: &Arc<VHost>,
         publish: Publish,
         view: &PropertiesView,
-    ) -> AmqpResult<()> {
+    ) -> AmqpResult<bool> {
         let headers = match &view.headers {
             Some(range) => Some(
                 amq_protocol::types::parsing::parse_field_table(&publish.properties[range.clone()])
@@ -442,12 +481,38 @@ impl Channel {
                 );
             }
         }
+        let bcc = match headers.as_ref().and_then(|h| h.inner().get("BCC")) {
+            Some(AMQPValue::FieldArray(arr)) => {
+                let keys: Vec<String> = arr
+                    .as_slice()
+                    .iter()
+                    .filter_map(|v| match v {
+                        AMQPValue::LongString(s) => {
+                            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                        }
+                        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                (!keys.is_empty()).then(|| Arc::from(keys))
+            }
+            _ => None,
+        };
+        let expiration = view.expiration.clone().and_then(|r| {
+            std::str::from_utf8(&publish.properties[r])
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        });
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
             properties,
             body: publish.body.clone(),
             persistent: view.persistent(),
+            priority: view.priority.unwrap_or(0),
+            expiration,
+            bcc,
         });
 
         // Replies to a direct reply-to requester go straight to its channel.
@@ -461,7 +526,7 @@ impl Channel {
                     None if publish.mandatory => self.send_return(ctx, &publish),
                     None => {}
                 }
-                return Ok(());
+                return Ok(true);
             }
         }
 
@@ -469,17 +534,20 @@ impl Channel {
         let mut queues = std::mem::take(&mut ctx.route_buf);
         queues.clear();
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        let mut accepted = true;
         if queues.is_empty() {
             if publish.mandatory {
                 self.send_return(ctx, &publish);
             }
         } else {
             for q in queues.drain(..) {
-                q.publish(message.clone());
+                if q.publish(message.clone()) == PushOutcome::Rejected {
+                    accepted = false;
+                }
             }
         }
         ctx.route_buf = queues;
-        Ok(())
+        Ok(accepted)
     }
 
     fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Publish) {
@@ -512,6 +580,16 @@ impl Channel {
         }
     }
 
+    /// A queue refused publish number `seq`: confirm everything before it, then nack it.
+    fn nack_publish(&mut self, ctx: &mut ConnCtx, seq: u64) {
+        self.flush_confirms(&mut ctx.out);
+        warren_codec::encode_nack(&mut ctx.out, self.id, seq, false);
+        if let Some(c) = self.confirms.as_mut() {
+            c.pending = seq;
+            c.written = seq;
+        }
+    }
+
     // ---- deliveries ---------------------------------------------------------------
 
     /// Writes a delivery from a queue (or direct reply-to) to the client and records it.
@@ -537,7 +615,8 @@ impl Channel {
             &m.exchange,
             &m.routing_key,
         );
-        encode_content(&mut ctx.out, self.id, &m.properties, &m.body, ctx.frame_max);
+        let properties = delivery_properties(d.queue.as_deref(), &d.entry);
+        encode_content(&mut ctx.out, self.id, &properties, &m.body, ctx.frame_max);
         if !d.no_ack {
             self.unacked.insert(
                 tag,
@@ -575,16 +654,16 @@ impl Channel {
         }
     }
 
-    fn settle(&mut self, entries: Vec<Unacked>, requeue: bool) {
+    fn settle(&mut self, entries: Vec<Unacked>, how: Settle) {
         // Group consecutive deliveries of the same queue and consumer: one lock per run.
         let mut run: Option<(Arc<Queue>, Option<ConsumerId>, Vec<Entry>)> = None;
         let mut released = 0u32;
         let finish = |run: Option<(Arc<Queue>, Option<ConsumerId>, Vec<Entry>)>| {
             if let Some((q, c, entries)) = run {
-                if requeue {
-                    q.requeue(c, entries);
-                } else {
-                    q.settle(c, entries.len() as u32);
+                match how {
+                    Settle::Ack => q.settle(c, entries.len() as u32),
+                    Settle::Requeue => q.requeue(c, entries),
+                    Settle::Reject => q.reject(c, entries),
                 }
             }
         };
@@ -610,13 +689,20 @@ impl Channel {
 
     fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
-        self.settle(entries, false);
+        self.settle(entries, Settle::Ack);
         Ok(())
     }
 
     fn reject(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
-        self.settle(entries, requeue);
+        self.settle(
+            entries,
+            if requeue {
+                Settle::Requeue
+            } else {
+                Settle::Reject
+            },
+        );
         Ok(())
     }
 
@@ -626,7 +712,7 @@ impl Channel {
         self.shared.closed.store(true, Ordering::Release);
         self.content = None;
         let unacked = std::mem::take(&mut self.unacked);
-        self.settle(unacked.into_values().collect(), true);
+        self.settle(unacked.into_values().collect(), Settle::Requeue);
         let tags: Vec<Arc<str>> = self.consumers.keys().cloned().collect();
         for tag in tags {
             self.remove_consumer(ctx, &tag);
@@ -648,6 +734,10 @@ impl Channel {
             };
             // Other consumers may now get what this one could not take.
             q.dispatch();
+            if now_empty {
+                // x-expires counts from the moment the last consumer left.
+                q.touch();
+            }
             if now_empty && q.auto_delete && q.had_consumer.load(Ordering::Acquire) {
                 if let Ok(vhost) = ctx.vhost() {
                     delete_queue(ctx, &vhost, &q.name);
@@ -983,6 +1073,7 @@ impl Channel {
                 TxOp::Publish(p) => {
                     let view = PropertiesView::scan(&p.properties)
                         .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+                    // A refused publish in a transaction is simply dropped, as in RabbitMQ.
                     self.route_and_deliver(ctx, &vhost, p, &view)?;
                 }
                 TxOp::Ack { tag, multiple } => self.ack(tag, multiple)?,
@@ -1001,7 +1092,7 @@ impl Channel {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         let unacked = std::mem::take(&mut self.unacked);
-        self.settle(unacked.into_values().collect(), true);
+        self.settle(unacked.into_values().collect(), Settle::Requeue);
         Ok(())
     }
 
@@ -1250,18 +1341,32 @@ impl Channel {
                     &vhost.name,
                     EQUIVALENCE_ARGS,
                 )?;
+                q.touch();
                 let (messages, consumers) = q.counts();
                 (name, messages, consumers)
             } else {
+                let what = format!("queue '{name}' in vhost '{}'", vhost.name);
+                let settings = args::queue_settings(&m.arguments, &what)?;
+                if args::is_stream(&m.arguments) {
+                    return Err(AmqpError::precondition(format_args!(
+                        "invalid arg 'x-queue-type' for {what}: stream queues are not supported by warren"
+                    )));
+                }
+                if settings.kind == args::QueueKind::Quorum {
+                    check_quorum_declare(&m, &what)?;
+                }
                 let owner = m.exclusive.then_some(ctx.handle.id);
-                let q = Arc::new(Queue::new(
-                    name.clone(),
-                    vhost.name.clone(),
-                    m.durable,
-                    m.auto_delete,
-                    owner,
-                    m.arguments.clone(),
-                ));
+                let q = Queue::new(
+                    QueueDecl {
+                        name: name.clone(),
+                        durable: m.durable,
+                        auto_delete: m.auto_delete,
+                        exclusive_owner: owner,
+                        arguments: m.arguments.clone(),
+                        settings,
+                    },
+                    &vhost,
+                );
                 topo.queues.insert(name.clone(), q);
                 drop(topo);
                 if m.exclusive {
@@ -1426,6 +1531,7 @@ impl Channel {
             return Ok(());
         }
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+        let priority = args::consumer_priority(&m.arguments)?;
         {
             let mut st = q.state.lock();
             if st.has_exclusive_consumer() || (m.exclusive && st.consumer_count() > 0) {
@@ -1452,6 +1558,7 @@ impl Channel {
                 unacked: 0,
                 no_ack: m.no_ack,
                 exclusive: m.exclusive,
+                priority,
                 handle: ConsumerHandle {
                     conn: ctx.handle.clone(),
                     channel: self.id,
@@ -1461,6 +1568,7 @@ impl Channel {
             });
         }
         q.had_consumer.store(true, Ordering::Release);
+        q.touch();
         self.consumers.insert(
             tag,
             ChannelConsumer {
@@ -1475,11 +1583,7 @@ impl Channel {
     fn basic_get(&mut self, ctx: &mut ConnCtx, m: basic::Get) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
-        let got = {
-            let mut st = q.state.lock();
-            st.pop_for_get(!m.no_ack)
-                .map(|e| (e, st.ready_len() as u32))
-        };
+        let got = q.get(!m.no_ack);
         let Some((entry, remaining)) = got else {
             ok(
                 ctx,
@@ -1502,7 +1606,8 @@ impl Channel {
             })),
         );
         let frame_max = ctx.frame_max;
-        encode_content(&mut ctx.out, self.id, &msg.properties, &msg.body, frame_max);
+        let properties = delivery_properties(Some(&q), &entry);
+        encode_content(&mut ctx.out, self.id, &properties, &msg.body, frame_max);
         if !m.no_ack {
             self.unacked.insert(
                 tag,
@@ -1550,6 +1655,30 @@ fn validate_expiration(raw: &[u8]) -> AmqpResult<()> {
     }
 }
 
+/// The property block a delivery carries: as published, plus `x-delivery-count` for a
+/// message a quorum queue delivers again.
+fn delivery_properties(queue: Option<&Queue>, entry: &Entry) -> Bytes {
+    let raw = &entry.message.properties;
+    if entry.delivery_count == 0 || !queue.is_some_and(Queue::is_quorum) {
+        return raw.clone();
+    }
+    let mut headers = PropertiesView::scan(raw)
+        .ok()
+        .and_then(|v| v.headers)
+        .and_then(|r| warren_codec::Table::parse(raw.get(r)?).ok())
+        .unwrap_or_default();
+    headers.set(
+        "x-delivery-count",
+        warren_codec::Value::I64(i64::from(entry.delivery_count)),
+    );
+    headers.sort();
+    let edit = warren_codec::PropertiesEdit {
+        headers: Some(Some(headers.to_bytes())),
+        remove_expiration: false,
+    };
+    warren_codec::rewrite_properties(raw, &edit).unwrap_or_else(|_| raw.clone())
+}
+
 fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
     let _ = target
         .conn
@@ -1564,6 +1693,8 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
                 message,
                 seq: 0,
                 redelivered: false,
+                expires_at: None,
+                delivery_count: 0,
             },
         }));
 }

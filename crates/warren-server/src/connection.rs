@@ -923,12 +923,7 @@ impl Connection {
 /// Puts a delivery that could not be handed to its channel back into its queue.
 fn return_delivery(d: Delivery) {
     let Some(queue) = d.queue else { return };
-    if d.no_ack {
-        queue.state.lock().reinsert(vec![d.entry]);
-        queue.dispatch();
-    } else {
-        queue.requeue(Some(d.consumer_id), vec![d.entry]);
-    }
+    queue.return_undelivered(d.consumer_id, d.entry, !d.no_ack);
 }
 
 /// RabbitMQ's tune validation (rabbit_reader:validate_negotiated_integer_value).

@@ -6,14 +6,18 @@
 //! (warren-router, warren-store); this crate owns tasks, locks and sockets.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod broker;
 mod channel;
+mod clock;
 pub mod config;
 mod connection;
+mod deadletter;
 pub mod error;
 mod names;
 pub mod queue;
 mod server;
+pub mod timers;
 pub mod vhost;
 
 pub use broker::Broker;

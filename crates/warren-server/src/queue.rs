@@ -6,14 +6,22 @@
 //! consumer's connection task through its inbox, where delivery tags are assigned.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
-    Arc,
+    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    Arc, Weak,
 };
 
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use warren_store::{ConsumerId, Entry, Message, QueueState};
+use warren_store::{ConsumerId, Dead, DeathReason, Entry, Message, PushOutcome, QueueState};
+
+use crate::{
+    args::{QueueKind, QueueSettings},
+    clock::now_ms,
+    deadletter::dead_letter,
+    timers::Timers,
+    vhost::VHost,
+};
 
 /// What other tasks send to a connection task.
 #[derive(Debug)]
@@ -144,7 +152,6 @@ pub struct ConsumerHandle {
     pub no_ack: bool,
 }
 
-#[derive(Debug)]
 pub struct Queue {
     pub name: Arc<str>,
     pub vhost: Arc<str>,
@@ -153,53 +160,151 @@ pub struct Queue {
     /// Connection id of the owner of an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// What the arguments mean: type, limits, TTLs, dead-lettering.
+    pub settings: QueueSettings,
     pub state: Mutex<QueueState<ConsumerHandle>>,
     pub deleted: AtomicBool,
     /// Auto-delete applies only once the queue has had a consumer.
     pub had_consumer: AtomicBool,
+    /// The vhost it lives in, for dead-lettering and `x-expires`.
+    home: Weak<VHost>,
+    timers: Arc<Timers>,
+    /// Earliest deadline registered with the timers (u64::MAX: none).
+    scheduled: AtomicU64,
+    /// Last use (consume, get, declare) in wall-clock ms, for `x-expires`.
+    last_used: AtomicU64,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name)
+            .field("vhost", &self.vhost)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a queue is declared.
+pub struct QueueDecl {
+    pub name: Arc<str>,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    pub settings: QueueSettings,
 }
 
 impl Queue {
-    pub fn new(
-        name: Arc<str>,
-        vhost: Arc<str>,
-        durable: bool,
-        auto_delete: bool,
-        exclusive_owner: Option<u64>,
-        arguments: FieldTable,
-    ) -> Self {
-        Queue {
-            name,
-            vhost,
-            durable,
-            auto_delete,
-            exclusive_owner,
-            arguments,
-            state: Mutex::new(QueueState::new()),
+    pub fn new(decl: QueueDecl, home: &Arc<VHost>) -> Arc<Self> {
+        let queue = Arc::new(Queue {
+            name: decl.name,
+            vhost: home.name.clone(),
+            durable: decl.durable,
+            auto_delete: decl.auto_delete,
+            exclusive_owner: decl.exclusive_owner,
+            arguments: decl.arguments,
+            state: Mutex::new(QueueState::with_config(decl.settings.config.clone())),
+            settings: decl.settings,
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
-        }
+            home: Arc::downgrade(home),
+            timers: home.timers.clone(),
+            scheduled: AtomicU64::new(u64::MAX),
+            last_used: AtomicU64::new(now_ms()),
+        });
+        queue.touch();
+        queue
+    }
+
+    pub fn home(&self) -> Option<Arc<VHost>> {
+        self.home.upgrade()
     }
 
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Enqueues a message and hands out whatever can be delivered now.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) {
+    pub fn is_quorum(&self) -> bool {
+        self.settings.kind == QueueKind::Quorum
+    }
+
+    /// Records a use for `x-expires` and arms its timer.
+    pub fn touch(self: &Arc<Self>) {
+        if let Some(expires) = self.settings.expires {
+            let now = now_ms();
+            self.last_used.store(now, Ordering::Release);
+            self.schedule(now.saturating_add(expires));
+        }
+    }
+
+    fn schedule(self: &Arc<Self>, at: u64) {
+        let earlier = self
+            .scheduled
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (at < cur).then_some(at)
+            })
+            .is_ok();
+        if earlier {
+            self.timers.schedule(at, self);
+        }
+    }
+
+    /// After a change: expire what is due now and arm the timer for the next deadline.
+    fn after_change(
+        self: &Arc<Self>,
+        state: &mut QueueState<ConsumerHandle>,
+        now: u64,
+        dead: &mut Vec<Dead>,
+    ) {
+        if let Some(next) = state.next_deadline() {
+            if next <= now {
+                state.expire(now, dead);
+                self.dispatch_locked(state, now, dead);
+            }
+            if let Some(next) = state.next_deadline() {
+                self.schedule(next);
+            }
+        }
+    }
+
+    /// Enqueues a message and hands out whatever can be delivered now. Messages the
+    /// queue drops on the way are dead-lettered.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> PushOutcome {
+        let (outcome, dead) = self.publish_collect(message);
+        dead_letter(self, dead);
+        outcome
+    }
+
+    /// [`Queue::publish`], returning the dropped messages instead of dead-lettering them.
+    pub fn publish_collect(self: &Arc<Self>, message: Arc<Message>) -> (PushOutcome, Vec<Dead>) {
+        let now = now_ms();
+        let mut dead = Vec::new();
         let mut state = self.state.lock();
-        state.push(message);
-        self.dispatch_locked(&mut state);
+        let outcome = state.push(message, now, &mut dead);
+        self.dispatch_locked(&mut state, now, &mut dead);
+        self.after_change(&mut state, now, &mut dead);
+        drop(state);
+        (outcome, dead)
     }
 
     /// Hands ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
-        let mut state = self.state.lock();
-        self.dispatch_locked(&mut state);
+        let now = now_ms();
+        let mut dead = Vec::new();
+        {
+            let mut state = self.state.lock();
+            self.dispatch_locked(&mut state, now, &mut dead);
+        }
+        dead_letter(self, dead);
     }
 
-    fn dispatch_locked(self: &Arc<Self>, state: &mut QueueState<ConsumerHandle>) {
-        while let Some(d) = state.dispatch(|h| {
+    fn dispatch_locked(
+        self: &Arc<Self>,
+        state: &mut QueueState<ConsumerHandle>,
+        now: u64,
+        dead: &mut Vec<Dead>,
+    ) {
+        while let Some(d) = state.dispatch(now, dead, |h| {
             !h.conn.write_blocked.load(Ordering::Acquire) && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
@@ -217,33 +322,123 @@ impl Queue {
                 // The consumer's connection is gone; its cleanup removes the consumer.
                 // Put the message back and stop handing messages to that consumer now.
                 let id = back.consumer_id;
-                if back.no_ack {
-                    state.reinsert(vec![back.entry]);
-                } else {
-                    state.requeue(Some(id), vec![back.entry]);
+                if !back.no_ack {
+                    state.settle(Some(id), 1);
                 }
+                state.reinsert(vec![back.entry]);
                 state.remove_consumer(id);
             }
         }
     }
 
+    /// basic.get: the head message, and how many remain.
+    pub fn get(self: &Arc<Self>, track: bool) -> Option<(Entry, u32)> {
+        let now = now_ms();
+        let mut dead = Vec::new();
+        let got = {
+            let mut state = self.state.lock();
+            let got = state
+                .pop_for_get(now, &mut dead, track)
+                .map(|e| (e, state.ready_len() as u32));
+            self.after_change(&mut state, now, &mut dead);
+            got
+        };
+        dead_letter(self, dead);
+        self.touch();
+        got
+    }
+
     /// Settles `count` deliveries and lets more flow.
     pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
-        let mut state = self.state.lock();
-        state.settle(consumer, count);
-        self.dispatch_locked(&mut state);
+        let now = now_ms();
+        let mut dead = Vec::new();
+        {
+            let mut state = self.state.lock();
+            state.settle(consumer, count);
+            self.dispatch_locked(&mut state, now, &mut dead);
+        }
+        dead_letter(self, dead);
+    }
+
+    /// basic.reject / basic.nack without requeue: settled, and dead-lettered when the
+    /// queue has a dead-letter exchange.
+    pub fn reject(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        let count = entries.len() as u32;
+        self.settle(consumer, count);
+        if self.settings.dead_letter_exchange.is_some() {
+            let dead = entries
+                .into_iter()
+                .map(|entry| Dead {
+                    entry,
+                    reason: DeathReason::Rejected,
+                })
+                .collect();
+            dead_letter(self, dead);
+        }
     }
 
     /// Returns deliveries to the queue (marked redelivered) and lets them flow again.
     pub fn requeue(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
-        let mut state = self.state.lock();
-        state.requeue(consumer, entries);
-        self.dispatch_locked(&mut state);
+        let now = now_ms();
+        let mut dead = Vec::new();
+        {
+            let mut state = self.state.lock();
+            state.requeue(consumer, entries, &mut dead);
+            self.dispatch_locked(&mut state, now, &mut dead);
+            self.after_change(&mut state, now, &mut dead);
+        }
+        dead_letter(self, dead);
     }
 
+    /// A delivery that never reached its channel goes back without counting as one.
+    pub fn return_undelivered(self: &Arc<Self>, consumer: ConsumerId, entry: Entry, tracked: bool) {
+        {
+            let mut state = self.state.lock();
+            if tracked {
+                state.settle(Some(consumer), 1);
+            }
+            state.reinsert(vec![entry]);
+        }
+        self.dispatch();
+    }
+
+    /// Ready messages and consumers, for queue.declare-ok.
     pub fn counts(&self) -> (u32, u32) {
         let state = self.state.lock();
         (state.ready_len() as u32, state.consumer_count() as u32)
+    }
+
+    /// The timer fired: expire messages, and delete the queue if `x-expires` says so.
+    pub fn on_timer(self: &Arc<Self>) {
+        if self.is_deleted() {
+            return;
+        }
+        self.scheduled.store(u64::MAX, Ordering::Release);
+        let now = now_ms();
+        let mut dead = Vec::new();
+        let consumers = {
+            let mut state = self.state.lock();
+            state.expire(now, &mut dead);
+            self.dispatch_locked(&mut state, now, &mut dead);
+            if let Some(next) = state.next_deadline() {
+                self.schedule(next);
+            }
+            state.consumer_count()
+        };
+        dead_letter(self, dead);
+        if let Some(expires) = self.settings.expires {
+            let unused_since = self.last_used.load(Ordering::Acquire);
+            if consumers > 0 {
+                // In use: look again one period from now.
+                self.schedule(now.saturating_add(expires));
+            } else if now >= unused_since.saturating_add(expires) {
+                if let Some(vhost) = self.home() {
+                    vhost.delete_queue_detached(&self.name);
+                }
+            } else {
+                self.schedule(unused_since.saturating_add(expires));
+            }
+        }
     }
 }
 

@@ -37,6 +37,7 @@ impl Shutdown {
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdown) {
     let mut stop = shutdown.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
+    let timers = tokio::spawn(broker.timers.clone().run());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -73,4 +74,5 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
             _ = &mut deadline => { tasks.abort_all(); break }
         }
     }
+    timers.abort();
 }

@@ -12,7 +12,8 @@ use warren_router::{Destination, Exchange, ExchangeKind, RoutingTable};
 
 use crate::{
     error::{AmqpError, AmqpResult},
-    queue::Queue,
+    queue::{ConnEvent, Queue},
+    timers::Timers,
 };
 
 pub const DEFAULT_EXCHANGE: &str = "";
@@ -41,6 +42,8 @@ pub struct Topology {
 pub struct VHost {
     pub name: Arc<str>,
     pub topology: RwLock<Topology>,
+    /// The broker's timer task, for queue TTLs and `x-expires`.
+    pub timers: Arc<Timers>,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -52,10 +55,11 @@ fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, timers: Arc<Timers>) -> Self {
         let vhost = VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
+            timers,
         };
         {
             let mut topo = vhost.topology.write();
@@ -103,6 +107,29 @@ impl VHost {
         headers: Option<&FieldTable>,
         out: &mut Vec<Arc<Queue>>,
     ) -> AmqpResult<()> {
+        self.route_from(exchange, keys, headers, out, false)
+    }
+
+    /// Routing for the broker's own publishes (dead-lettering), which may start at an
+    /// internal exchange.
+    pub fn route_internal(
+        &self,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+    ) -> AmqpResult<()> {
+        self.route_from(exchange, keys, headers, out, true)
+    }
+
+    fn route_from(
+        &self,
+        exchange: &str,
+        keys: &[&str],
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Arc<Queue>>,
+        internal_ok: bool,
+    ) -> AmqpResult<()> {
         let topo = self.topology.read();
         if exchange == DEFAULT_EXCHANGE {
             for key in keys {
@@ -117,7 +144,7 @@ impl VHost {
         let Some(start) = topo.exchanges.get(exchange) else {
             return Err(AmqpError::no_exchange(exchange, &self.name));
         };
-        if start.meta.internal {
+        if start.meta.internal && !internal_ok {
             return Err(AmqpError::access_refused(format_args!(
                 "cannot publish to internal exchange '{exchange}' in vhost '{}'",
                 self.name
@@ -128,6 +155,29 @@ impl VHost {
         });
         out.extend(names.iter().filter_map(|n| topo.queues.get(n).cloned()));
         Ok(())
+    }
+}
+
+impl VHost {
+    /// Deletes a queue on the broker's own initiative (`x-expires`): bindings go,
+    /// consumers are told through their connections, messages are dropped.
+    pub fn delete_queue_detached(&self, name: &str) -> Option<u32> {
+        let queue = self.topology.write().remove_queue(name)?;
+        queue
+            .deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+        let (consumers, count) = {
+            let mut st = queue.state.lock();
+            let n = st.purge();
+            (st.drain_consumers(), n as u32)
+        };
+        for c in consumers {
+            let _ = c.handle.conn.inbox.send(ConnEvent::Cancelled {
+                channel: c.handle.channel,
+                consumer_tag: c.tag,
+            });
+        }
+        Some(count)
     }
 }
 

@@ -1,14 +1,18 @@
 //! Queue state for warren, free of I/O.
 //!
-//! [`QueueState`] holds a queue's ready messages in publish order, the count of messages
-//! delivered but not yet settled, and its consumers with their credit. The server wraps one
-//! in a mutex per queue and asks it, after every change, which consumer gets the next
-//! message ([`QueueState::dispatch`]). Everything here is plain data so each rule is a unit
-//! test.
+//! [`QueueState`] holds a queue's ready messages (one FIFO per priority level, ordered by
+//! publish position), the count of messages delivered but not yet settled, its consumers
+//! with their credit and priority, and the queue's rules: TTL (a deadline heap, so expiry
+//! costs O(log n) per message and runs without a consumer), length limits with their
+//! overflow behaviour, and quorum-style delivery limits. Messages that must be
+//! dead-lettered come back to the caller as [`Dead`] entries; routing them is the server's
+//! job. Time is a parameter (milliseconds), so every rule is a deterministic unit test.
 #![forbid(unsafe_code)]
 
+mod config;
 mod message;
 mod queue;
 
+pub use config::{DeathReason, Overflow, QueueConfig};
 pub use message::Message;
-pub use queue::{ConsumerId, ConsumerSlot, Dispatched, Entry, QueueState};
+pub use queue::{ConsumerId, ConsumerSlot, Dead, Dispatched, Entry, PushOutcome, QueueState};

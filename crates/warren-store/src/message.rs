@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// A published message as it sits in queues. Shared (`Arc`) between every queue it was
@@ -11,6 +13,13 @@ pub struct Message {
     pub body: Bytes,
     /// delivery_mode == 2.
     pub persistent: bool,
+    /// The priority property (0 when absent).
+    pub priority: u8,
+    /// The expiration property, in milliseconds, when present and valid.
+    pub expiration: Option<u64>,
+    /// BCC routing keys, which were stripped from the headers but still route the
+    /// message when it is dead-lettered without a dead-letter routing key.
+    pub bcc: Option<Arc<[String]>>,
 }
 
 impl Message {

@@ -1,6 +1,10 @@
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
+    sync::Arc,
+};
 
-use crate::Message;
+use crate::{DeathReason, Message, Overflow, QueueConfig};
 
 /// Broker-wide unique id of one consumer (tags are only unique per channel).
 pub type ConsumerId = u64;
@@ -12,6 +16,27 @@ pub struct Entry {
     /// Publish order within the queue; a requeued message goes back to this position.
     pub seq: u64,
     pub redelivered: bool,
+    /// Deadline in milliseconds (the caller's clock) after which it expires.
+    pub expires_at: Option<u64>,
+    /// How many times it was returned to the queue (quorum `x-delivery-count`).
+    pub delivery_count: u32,
+}
+
+/// A message leaving the queue to be dead-lettered (or dropped when there is no
+/// dead-letter exchange).
+#[derive(Debug, Clone)]
+pub struct Dead {
+    pub entry: Entry,
+    pub reason: DeathReason,
+}
+
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Enqueued,
+    /// Refused by `reject-publish` / `reject-publish-dlx` (already reported as dead for
+    /// the latter).
+    Rejected,
 }
 
 /// A consumer as the queue sees it: its credit and a handle the server uses to reach it.
@@ -25,6 +50,8 @@ pub struct ConsumerSlot<C> {
     pub unacked: u32,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority` of basic.consume: higher priorities are served first.
+    pub priority: i32,
     pub handle: C,
 }
 
@@ -41,15 +68,31 @@ pub struct Dispatched<'a, C> {
     pub consumer: &'a ConsumerSlot<C>,
 }
 
+/// A position in a priority level; `entry` is `None` once it expired in place.
+#[derive(Debug)]
+struct Slot {
+    seq: u64,
+    entry: Option<Entry>,
+}
+
 /// The state of one queue.
 #[derive(Debug)]
 pub struct QueueState<C> {
-    /// Ready messages ordered by `seq` (requeues are inserted back in order).
-    ready: VecDeque<Entry>,
+    config: QueueConfig,
+    /// Ready messages, one FIFO per priority level (index = level), each ordered by
+    /// `seq`. Expired messages leave a tombstone behind so removal is O(log n).
+    levels: Vec<VecDeque<Slot>>,
+    /// Quorum queues: returned messages, delivered before anything in `levels`.
+    returns: VecDeque<Entry>,
+    ready: usize,
     ready_bytes: usize,
     next_seq: u64,
+    /// (deadline, seq, level) of ready messages that can expire; stale items (for
+    /// messages that left) are skipped when they come up.
+    deadlines: BinaryHeap<Reverse<(u64, u64, u8)>>,
     /// Deliveries awaiting settlement, consumers' and basic.get's together.
     unacked: usize,
+    /// Ordered by priority, highest first; registration order within a priority.
     consumers: Vec<ConsumerSlot<C>>,
     /// Round-robin position: the consumer index tried first by the next dispatch.
     cursor: usize,
@@ -63,31 +106,118 @@ impl<C> Default for QueueState<C> {
 
 impl<C> QueueState<C> {
     pub fn new() -> Self {
+        Self::with_config(QueueConfig::default())
+    }
+
+    pub fn with_config(config: QueueConfig) -> Self {
+        let levels = usize::from(config.max_priority.unwrap_or(0)) + 1;
         QueueState {
-            ready: VecDeque::new(),
+            config,
+            levels: (0..levels).map(|_| VecDeque::new()).collect(),
+            returns: VecDeque::new(),
+            ready: 0,
             ready_bytes: 0,
             next_seq: 0,
+            deadlines: BinaryHeap::new(),
             unacked: 0,
             consumers: Vec::new(),
             cursor: 0,
         }
     }
 
-    /// Appends a newly published message.
-    pub fn push(&mut self, message: Arc<Message>) {
-        self.ready_bytes += message.body_size();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.ready.push_back(Entry {
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    fn level_of(&self, message: &Message) -> u8 {
+        match self.config.max_priority {
+            Some(max) => message.priority.min(max),
+            None => 0,
+        }
+    }
+
+    fn over_limit(&self, extra_len: usize, extra_bytes: usize) -> bool {
+        self.config
+            .max_length
+            .is_some_and(|max| (self.ready + extra_len) as u64 > max)
+            || self
+                .config
+                .max_length_bytes
+                .is_some_and(|max| (self.ready_bytes + extra_bytes) as u64 > max)
+    }
+
+    /// Enqueues a newly published message at time `now` (ms). Messages pushed out by a
+    /// `drop-head` limit, or refused by `reject-publish-dlx`, are added to `dead`.
+    pub fn push(&mut self, message: Arc<Message>, now: u64, dead: &mut Vec<Dead>) -> PushOutcome {
+        let ttl = match (self.config.message_ttl, message.expiration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let entry = Entry {
+            seq: self.next_seq,
+            expires_at: ttl.map(|t| now.saturating_add(t)),
             message,
-            seq,
             redelivered: false,
-        });
+            delivery_count: 0,
+        };
+        if self.config.overflow != Overflow::DropHead
+            && self.over_limit(1, entry.message.body_size())
+        {
+            if self.config.overflow == Overflow::RejectPublishDlx {
+                dead.push(Dead {
+                    entry,
+                    reason: DeathReason::MaxLen,
+                });
+            }
+            return PushOutcome::Rejected;
+        }
+        self.next_seq += 1;
+        self.insert_ordered(entry);
+        if self.config.overflow == Overflow::DropHead {
+            while self.ready > 0 && self.over_limit(0, 0) {
+                match self.pop_head() {
+                    Some(entry) => dead.push(Dead {
+                        entry,
+                        reason: DeathReason::MaxLen,
+                    }),
+                    None => break,
+                }
+            }
+        }
+        PushOutcome::Enqueued
+    }
+
+    /// Puts an entry into its level at its `seq` position.
+    fn insert_ordered(&mut self, entry: Entry) {
+        let level = self.level_of(&entry.message);
+        self.ready += 1;
+        self.ready_bytes += entry.message.body_size();
+        if let Some(at) = entry.expires_at {
+            self.deadlines.push(Reverse((at, entry.seq, level)));
+        }
+        let Some(deque) = self.levels.get_mut(usize::from(level)) else {
+            return;
+        };
+        let seq = entry.seq;
+        let slot = Slot {
+            seq,
+            entry: Some(entry),
+        };
+        // New and requeued messages usually belong at one end: keep that O(1).
+        match (deque.front(), deque.back()) {
+            (_, Some(back)) if back.seq < seq => deque.push_back(slot),
+            (Some(front), _) if seq < front.seq => deque.push_front(slot),
+            (None, None) => deque.push_back(slot),
+            _ => {
+                let pos = deque.partition_point(|s| s.seq < seq);
+                deque.insert(pos, slot);
+            }
+        }
     }
 
     /// Messages ready for delivery (what queue.declare-ok reports as message_count).
     pub fn ready_len(&self) -> usize {
-        self.ready.len()
+        self.ready
     }
 
     pub fn ready_bytes(&self) -> usize {
@@ -99,7 +229,7 @@ impl<C> QueueState<C> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty()
+        self.ready == 0
     }
 
     pub fn consumer_count(&self) -> usize {
@@ -114,8 +244,24 @@ impl<C> QueueState<C> {
         self.consumers.iter().any(|c| c.exclusive)
     }
 
+    /// Registers a consumer after those of higher or equal priority.
     pub fn add_consumer(&mut self, slot: ConsumerSlot<C>) {
-        self.consumers.push(slot);
+        let pos = self
+            .consumers
+            .partition_point(|c| c.priority >= slot.priority);
+        if pos <= self.cursor && self.cursor < self.consumers.len() {
+            self.cursor += 1;
+        }
+        self.consumers.insert(pos, slot);
+    }
+
+    /// With single active consumer: the one that gets every message (the earliest
+    /// registered that is still there).
+    pub fn active_consumer(&self) -> Option<ConsumerId> {
+        if !self.config.single_active_consumer {
+            return None;
+        }
+        self.consumers.iter().map(|c| c.id).min()
     }
 
     /// Removes a consumer. Its unsettled deliveries stay counted until the channel that
@@ -142,36 +288,139 @@ impl<C> QueueState<C> {
         self.consumers.iter_mut().find(|c| c.id == id)
     }
 
+    /// Drops expired messages and tombstones from the head; true if a live message is
+    /// at the head afterwards. A message expires at its deadline: strictly after it here,
+    /// so a TTL 0 message can still go to a consumer that is ready in the same instant.
+    fn settle_head(&mut self, now: u64, dead: &mut Vec<Dead>) -> bool {
+        loop {
+            if let Some(front) = self.returns.front() {
+                if front.expires_at.is_some_and(|at| at < now) {
+                    if let Some(entry) = self.returns.pop_front() {
+                        self.ready -= 1;
+                        self.ready_bytes -= entry.message.body_size();
+                        dead.push(Dead {
+                            entry,
+                            reason: DeathReason::Expired,
+                        });
+                    }
+                    continue;
+                }
+                return true;
+            }
+            let Some(deque) = self.levels.iter_mut().rev().find(|d| !d.is_empty()) else {
+                return false;
+            };
+            let expired = match deque.front() {
+                Some(Slot { entry: None, .. }) => {
+                    deque.pop_front();
+                    continue;
+                }
+                Some(Slot {
+                    entry: Some(entry), ..
+                }) => entry.expires_at.is_some_and(|at| at < now),
+                None => return false,
+            };
+            if !expired {
+                return true;
+            }
+            if let Some(Slot {
+                entry: Some(entry), ..
+            }) = deque.pop_front()
+            {
+                self.ready -= 1;
+                self.ready_bytes -= entry.message.body_size();
+                dead.push(Dead {
+                    entry,
+                    reason: DeathReason::Expired,
+                });
+            }
+        }
+    }
+
+    /// Removes the head message without looking at its deadline.
+    fn pop_head(&mut self) -> Option<Entry> {
+        if let Some(entry) = self.returns.pop_front() {
+            self.ready -= 1;
+            self.ready_bytes -= entry.message.body_size();
+            return Some(entry);
+        }
+        for deque in self.levels.iter_mut().rev() {
+            while let Some(slot) = deque.pop_front() {
+                if let Some(entry) = slot.entry {
+                    self.ready -= 1;
+                    self.ready_bytes -= entry.message.body_size();
+                    return Some(entry);
+                }
+            }
+        }
+        None
+    }
+
     /// Takes the head message for basic.get. With `track` the delivery counts as unacked
     /// until settled.
-    pub fn pop_for_get(&mut self, track: bool) -> Option<Entry> {
-        let entry = self.pop_ready()?;
+    pub fn pop_for_get(&mut self, now: u64, dead: &mut Vec<Dead>, track: bool) -> Option<Entry> {
+        if !self.settle_head(now, dead) {
+            return None;
+        }
+        let entry = self.pop_head()?;
         if track {
             self.unacked += 1;
         }
         Some(entry)
     }
 
-    fn pop_ready(&mut self) -> Option<Entry> {
-        let entry = self.ready.pop_front()?;
-        self.ready_bytes = self.ready_bytes.saturating_sub(entry.message.body_size());
-        Some(entry)
-    }
-
-    /// Picks the next consumer, in round-robin order, that has credit and that `accept`
-    /// agrees can take a message (channel-wide limits, flow), and hands it the head
-    /// message. Returns `None` when the queue is empty or nobody can take more.
-    pub fn dispatch(&mut self, mut accept: impl FnMut(&C) -> bool) -> Option<Dispatched<'_, C>> {
-        if self.ready.is_empty() || self.consumers.is_empty() {
-            return None;
+    /// The consumer that gets the next message: the first with credit, highest priority
+    /// first, round-robin among equals, that `accept` agrees can take one.
+    fn pick(&self, accept: &mut impl FnMut(&C) -> bool) -> Option<usize> {
+        if self.config.single_active_consumer {
+            let (i, c) = self
+                .consumers
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| c.id)?;
+            return (c.has_credit() && accept(&c.handle)).then_some(i);
         }
         let n = self.consumers.len();
-        let start = self.cursor % n;
-        let chosen = (0..n)
-            .map(|i| (start + i) % n)
-            .find(|&i| self.consumers[i].has_credit() && accept(&self.consumers[i].handle))?;
-        let entry = self.pop_ready()?;
-        self.cursor = (chosen + 1) % n;
+        let mut group_start = 0;
+        while group_start < n {
+            let priority = self.consumers[group_start].priority;
+            let mut group_end = group_start;
+            while group_end < n && self.consumers[group_end].priority == priority {
+                group_end += 1;
+            }
+            let len = group_end - group_start;
+            let first = if (group_start..group_end).contains(&self.cursor) {
+                self.cursor - group_start
+            } else {
+                0
+            };
+            for k in 0..len {
+                let i = group_start + (first + k) % len;
+                let c = &self.consumers[i];
+                if c.has_credit() && accept(&c.handle) {
+                    return Some(i);
+                }
+            }
+            group_start = group_end;
+        }
+        None
+    }
+
+    /// Hands the head message to the next consumer that can take it. Returns `None`
+    /// when the queue is empty or nobody can take more. Messages found expired on the
+    /// way are added to `dead`.
+    pub fn dispatch(
+        &mut self,
+        now: u64,
+        dead: &mut Vec<Dead>,
+        mut accept: impl FnMut(&C) -> bool,
+    ) -> Option<Dispatched<'_, C>> {
+        if self.consumers.is_empty() || !self.settle_head(now, dead) {
+            return None;
+        }
+        let chosen = self.pick(&mut accept)?;
+        let entry = self.pop_head()?;
+        self.cursor = chosen + 1;
         let consumer = &mut self.consumers[chosen];
         if !consumer.no_ack {
             consumer.unacked += 1;
@@ -192,34 +441,137 @@ impl<C> QueueState<C> {
         }
     }
 
-    /// Puts unsettled deliveries back at their original positions, marked redelivered.
-    pub fn requeue(&mut self, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+    /// Puts unsettled deliveries back, marked redelivered: at their original positions,
+    /// or at the head for quorum queues. A message over the delivery limit is added to
+    /// `dead` instead.
+    pub fn requeue(
+        &mut self,
+        consumer: Option<ConsumerId>,
+        entries: Vec<Entry>,
+        dead: &mut Vec<Dead>,
+    ) {
         let count = entries.len() as u32;
         self.settle(consumer, count);
-        self.reinsert(entries);
+        for mut entry in entries {
+            entry.delivery_count = entry.delivery_count.saturating_add(1);
+            if self
+                .config
+                .delivery_limit
+                .is_some_and(|limit| u64::from(entry.delivery_count) > limit)
+            {
+                dead.push(Dead {
+                    entry,
+                    reason: DeathReason::DeliveryLimit,
+                });
+                continue;
+            }
+            self.put_back(entry);
+        }
     }
 
     /// Puts entries that were never counted as unacked (no-ack deliveries that could not
-    /// be handed over) back at their original positions, marked redelivered.
+    /// be handed over) back, marked redelivered.
     pub fn reinsert(&mut self, entries: Vec<Entry>) {
-        for mut entry in entries {
-            entry.redelivered = true;
+        for entry in entries {
+            self.put_back(entry);
+        }
+    }
+
+    fn put_back(&mut self, mut entry: Entry) {
+        entry.redelivered = true;
+        if self.config.returns_to_head {
+            self.ready += 1;
             self.ready_bytes += entry.message.body_size();
-            // Requeued messages are usually older than everything ready: check the front
-            // first so the common case costs O(1).
-            let pos = match self.ready.front() {
-                Some(front) if entry.seq < front.seq => 0,
-                None => 0,
-                _ => self.ready.partition_point(|e| e.seq < entry.seq),
+            self.returns.push_back(entry);
+        } else {
+            self.insert_ordered(entry);
+        }
+    }
+
+    /// Earliest deadline of a ready message, for the expiry timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let returns = self.returns.iter().filter_map(|e| e.expires_at).min();
+        let heap = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        match (returns, heap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Removes every ready message whose deadline is `now` or earlier, wherever it is in
+    /// the queue, adding them to `dead`. Costs O(log n) per expired message.
+    pub fn expire(&mut self, now: u64, dead: &mut Vec<Dead>) {
+        if self
+            .returns
+            .iter()
+            .any(|e| e.expires_at.is_some_and(|at| at <= now))
+        {
+            let mut kept = VecDeque::with_capacity(self.returns.len());
+            for entry in std::mem::take(&mut self.returns) {
+                if entry.expires_at.is_some_and(|at| at <= now) {
+                    self.ready -= 1;
+                    self.ready_bytes -= entry.message.body_size();
+                    dead.push(Dead {
+                        entry,
+                        reason: DeathReason::Expired,
+                    });
+                } else {
+                    kept.push_back(entry);
+                }
+            }
+            self.returns = kept;
+        }
+        while let Some(Reverse((at, seq, level))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(deque) = self.levels.get_mut(usize::from(level)) else {
+                continue;
             };
-            self.ready.insert(pos, entry);
+            let Ok(pos) = deque.binary_search_by_key(&seq, |s| s.seq) else {
+                continue;
+            };
+            let Some(slot) = deque.get_mut(pos) else {
+                continue;
+            };
+            // A stale deadline (the message left and came back with another one) must
+            // not expire it.
+            if slot.entry.as_ref().is_none_or(|e| e.expires_at != Some(at)) {
+                continue;
+            }
+            if let Some(entry) = slot.entry.take() {
+                self.ready -= 1;
+                self.ready_bytes -= entry.message.body_size();
+                dead.push(Dead {
+                    entry,
+                    reason: DeathReason::Expired,
+                });
+            }
+            if pos == 0 {
+                while deque.front().is_some_and(|s| s.entry.is_none()) {
+                    deque.pop_front();
+                }
+            }
+        }
+        if self.ready == 0 {
+            // Nothing left to expire: drop tombstones and stale deadlines at once.
+            for deque in &mut self.levels {
+                deque.clear();
+            }
+            self.deadlines.clear();
         }
     }
 
     /// Drops every ready message; returns how many.
     pub fn purge(&mut self) -> usize {
-        let n = self.ready.len();
-        self.ready.clear();
+        let n = self.ready;
+        for deque in &mut self.levels {
+            deque.clear();
+        }
+        self.returns.clear();
+        self.deadlines.clear();
+        self.ready = 0;
         self.ready_bytes = 0;
         n
     }
@@ -237,7 +589,43 @@ mod tests {
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::copy_from_slice(body.as_bytes()),
             persistent: false,
+            priority: 0,
+            expiration: None,
+            bcc: None,
         })
+    }
+
+    fn pmsg(body: &str, priority: u8, expiration: Option<u64>) -> Arc<Message> {
+        Arc::new(Message {
+            priority,
+            expiration,
+            ..(*msg(body)).clone()
+        })
+    }
+
+    /// Test shorthands at time 0 that must not produce dead letters.
+    trait At0 {
+        fn push0(&mut self, m: Arc<Message>);
+        fn get0(&mut self, track: bool) -> Option<Entry>;
+        fn requeue0(&mut self, c: Option<ConsumerId>, e: Vec<Entry>);
+    }
+    impl At0 for QueueState<ConsumerId> {
+        fn push0(&mut self, m: Arc<Message>) {
+            let mut dead = Vec::new();
+            assert_eq!(self.push(m, 0, &mut dead), PushOutcome::Enqueued);
+            assert!(dead.is_empty());
+        }
+        fn get0(&mut self, track: bool) -> Option<Entry> {
+            let mut dead = Vec::new();
+            let e = self.pop_for_get(0, &mut dead, track);
+            assert!(dead.is_empty());
+            e
+        }
+        fn requeue0(&mut self, c: Option<ConsumerId>, e: Vec<Entry>) {
+            let mut dead = Vec::new();
+            self.requeue(c, e, &mut dead);
+            assert!(dead.is_empty());
+        }
     }
 
     fn slot(id: ConsumerId, prefetch: u32, no_ack: bool) -> ConsumerSlot<ConsumerId> {
@@ -248,6 +636,7 @@ mod tests {
             unacked: 0,
             no_ack,
             exclusive: false,
+            priority: 0,
             handle: id,
         }
     }
@@ -258,7 +647,8 @@ mod tests {
 
     fn drain(q: &mut QueueState<ConsumerId>) -> Vec<(ConsumerId, Entry)> {
         let mut out = Vec::new();
-        while let Some(d) = q.dispatch(|_| true) {
+        let mut dead = Vec::new();
+        while let Some(d) = q.dispatch(0, &mut dead, |_| true) {
             out.push((d.consumer.id, d.entry));
         }
         out
@@ -268,11 +658,11 @@ mod tests {
     fn fifo_and_counts() {
         let mut q = QueueState::<ConsumerId>::new();
         for b in ["a", "bb", "ccc"] {
-            q.push(msg(b));
+            q.push0(msg(b));
         }
         assert_eq!(q.ready_len(), 3);
         assert_eq!(q.ready_bytes(), 6);
-        let e = q.pop_for_get(true).map(|e| body(&e).to_vec());
+        let e = q.get0(true).map(|e| body(&e).to_vec());
         assert_eq!(e.as_deref(), Some(&b"a"[..]));
         assert_eq!(q.unacked_len(), 1);
         assert_eq!(q.ready_bytes(), 5);
@@ -286,7 +676,7 @@ mod tests {
         q.add_consumer(slot(1, 0, false));
         q.add_consumer(slot(2, 0, false));
         for i in 0..4 {
-            q.push(msg(&i.to_string()));
+            q.push0(msg(&i.to_string()));
         }
         let got: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
         assert_eq!(got, vec![1, 2, 1, 2]);
@@ -298,7 +688,7 @@ mod tests {
         let mut q = QueueState::new();
         q.add_consumer(slot(1, 2, false));
         for i in 0..5 {
-            q.push(msg(&i.to_string()));
+            q.push0(msg(&i.to_string()));
         }
         assert_eq!(drain(&mut q).len(), 2);
         assert_eq!(q.ready_len(), 3);
@@ -314,7 +704,7 @@ mod tests {
         let mut q = QueueState::new();
         q.add_consumer(slot(1, 1, true));
         for i in 0..3 {
-            q.push(msg(&i.to_string()));
+            q.push0(msg(&i.to_string()));
         }
         assert_eq!(drain(&mut q).len(), 3);
         assert_eq!(q.unacked_len(), 0);
@@ -326,13 +716,13 @@ mod tests {
         q.add_consumer(slot(1, 1, false));
         q.add_consumer(slot(2, 0, false));
         for i in 0..3 {
-            q.push(msg(&i.to_string()));
+            q.push0(msg(&i.to_string()));
         }
         let got: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
         assert_eq!(got, vec![1, 2, 2]);
-        q.push(msg("x"));
+        q.push0(msg("x"));
         // The channel of consumer 2 refuses (e.g. flow off or global prefetch reached).
-        assert!(q.dispatch(|h| *h != 2).is_none());
+        assert!(q.dispatch(0, &mut Vec::new(), |h| *h != 2).is_none());
         assert_eq!(q.ready_len(), 1);
     }
 
@@ -341,16 +731,16 @@ mod tests {
         let mut q = QueueState::new();
         q.add_consumer(slot(1, 2, false));
         for b in ["m0", "m1", "m2", "m3"] {
-            q.push(msg(b));
+            q.push0(msg(b));
         }
         let delivered: Vec<Entry> = drain(&mut q).into_iter().map(|(_, e)| e).collect();
         assert_eq!(delivered.len(), 2);
         // Requeue out of order: they must still come back as m0, m1, m2, m3.
         let mut rev = delivered;
         rev.reverse();
-        q.requeue(Some(1), rev);
+        q.requeue0(Some(1), rev);
         assert_eq!(q.unacked_len(), 0);
-        let order: Vec<(Vec<u8>, bool)> = std::iter::from_fn(|| q.pop_for_get(false))
+        let order: Vec<(Vec<u8>, bool)> = std::iter::from_fn(|| q.get0(false))
             .map(|e| (body(&e).to_vec(), e.redelivered))
             .collect();
         assert_eq!(
@@ -368,16 +758,16 @@ mod tests {
     fn requeue_into_the_middle() {
         let mut q = QueueState::<ConsumerId>::new();
         for b in ["m0", "m1", "m2"] {
-            q.push(msg(b));
+            q.push0(msg(b));
         }
-        let e0 = q.pop_for_get(true);
-        let e1 = q.pop_for_get(true);
+        let e0 = q.get0(true);
+        let e1 = q.get0(true);
         let (Some(e0), Some(e1)) = (e0, e1) else {
             panic!("queue should have had two messages");
         };
-        q.requeue(None, vec![e1]);
-        q.requeue(None, vec![e0]);
-        let order: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_for_get(false))
+        q.requeue0(None, vec![e1]);
+        q.requeue0(None, vec![e0]);
+        let order: Vec<Vec<u8>> = std::iter::from_fn(|| q.get0(false))
             .map(|e| body(&e).to_vec())
             .collect();
         assert_eq!(order, vec![b"m0".to_vec(), b"m1".to_vec(), b"m2".to_vec()]);
@@ -389,30 +779,293 @@ mod tests {
         for id in 1..=3 {
             q.add_consumer(slot(id, 0, true));
         }
-        q.push(msg("a"));
-        q.push(msg("b"));
+        q.push0(msg("a"));
+        q.push0(msg("b"));
         let first: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
         assert_eq!(first, vec![1, 2]);
         assert!(q.remove_consumer(3).is_some());
         assert!(q.remove_consumer(3).is_none());
-        q.push(msg("c"));
+        q.push0(msg("c"));
         let next: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
         assert_eq!(next, vec![1]);
         assert_eq!(q.drain_consumers().len(), 2);
         assert_eq!(q.consumer_count(), 0);
-        assert!(q.dispatch(|_| true).is_none());
+        assert!(q.dispatch(0, &mut Vec::new(), |_| true).is_none());
     }
 
     #[test]
     fn purge_counts_ready_only() {
         let mut q = QueueState::<ConsumerId>::new();
         for b in ["a", "b", "c"] {
-            q.push(msg(b));
+            q.push0(msg(b));
         }
-        let _held = q.pop_for_get(true);
+        let _held = q.get0(true);
         assert_eq!(q.purge(), 2);
         assert_eq!(q.ready_bytes(), 0);
         assert_eq!(q.unacked_len(), 1);
+    }
+
+    fn with(config: QueueConfig) -> QueueState<ConsumerId> {
+        QueueState::with_config(config)
+    }
+
+    fn bodies(q: &mut QueueState<ConsumerId>, now: u64) -> Vec<String> {
+        let mut dead = Vec::new();
+        std::iter::from_fn(|| q.pop_for_get(now, &mut dead, false))
+            .map(|e| String::from_utf8_lossy(&e.message.body).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn priorities_highest_first_fifo_within_and_capped_at_max() {
+        let mut q = with(QueueConfig {
+            max_priority: Some(5),
+            ..Default::default()
+        });
+        for (b, p) in [
+            ("a0", 0),
+            ("b9", 9),
+            ("c5", 5),
+            ("d1", 1),
+            ("e0", 0),
+            ("f5", 5),
+        ] {
+            q.push0(pmsg(b, p, None));
+        }
+        // 9 counts as 5 and keeps its publish position among the fives.
+        assert_eq!(bodies(&mut q, 0), ["b9", "c5", "f5", "d1", "a0", "e0"]);
+    }
+
+    #[test]
+    fn without_max_priority_priorities_are_ignored() {
+        let mut q = QueueState::<ConsumerId>::new();
+        for (b, p) in [("a", 0), ("b", 9), ("c", 5)] {
+            q.push0(pmsg(b, p, None));
+        }
+        assert_eq!(bodies(&mut q, 0), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn requeued_messages_keep_priority_order() {
+        let mut q = with(QueueConfig {
+            max_priority: Some(10),
+            ..Default::default()
+        });
+        for (b, p) in [("lo1", 1), ("hi", 8), ("lo2", 1)] {
+            q.push0(pmsg(b, p, None));
+        }
+        let hi = q.get0(true);
+        let lo1 = q.get0(true);
+        q.requeue0(None, lo1.into_iter().collect());
+        q.requeue0(None, hi.into_iter().collect());
+        assert_eq!(bodies(&mut q, 0), ["hi", "lo1", "lo2"]);
+    }
+
+    #[test]
+    fn queue_ttl_and_message_ttl_lower_wins_and_expiry_runs_without_consumers() {
+        let mut q = with(QueueConfig {
+            message_ttl: Some(100),
+            ..Default::default()
+        });
+        let mut dead = Vec::new();
+        q.push(pmsg("q-ttl", 0, None), 0, &mut dead);
+        q.push(pmsg("short", 0, Some(10)), 0, &mut dead);
+        q.push(pmsg("long", 0, Some(1000)), 0, &mut dead);
+        assert_eq!(q.next_deadline(), Some(10));
+        // The middle message expires first, in place.
+        q.expire(10, &mut dead);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeathReason::Expired);
+        assert_eq!(&dead[0].entry.message.body[..], b"short");
+        assert_eq!(q.ready_len(), 2);
+        q.expire(100, &mut dead);
+        assert_eq!(dead.len(), 3);
+        assert_eq!(q.ready_len(), 0);
+        assert_eq!(q.ready_bytes(), 0);
+        assert_eq!(q.next_deadline(), None);
+    }
+
+    #[test]
+    fn expired_messages_are_never_handed_out() {
+        let mut q = QueueState::<ConsumerId>::new();
+        let mut dead = Vec::new();
+        q.push(pmsg("old", 0, Some(5)), 0, &mut dead);
+        q.push(pmsg("new", 0, None), 0, &mut dead);
+        let got = q.pop_for_get(6, &mut dead, false);
+        assert_eq!(
+            got.map(|e| e.message.body.clone()),
+            Some(Bytes::from_static(b"new"))
+        );
+        assert_eq!(dead.len(), 1);
+        q.add_consumer(slot(1, 0, true));
+        q.push(pmsg("gone", 0, Some(1)), 10, &mut dead);
+        assert!(q.dispatch(12, &mut dead, |_| true).is_none());
+        assert_eq!(dead.len(), 2);
+    }
+
+    #[test]
+    fn ttl_zero_goes_to_a_ready_consumer_in_the_same_instant_or_expires() {
+        let mut q = QueueState::<ConsumerId>::new();
+        let mut dead = Vec::new();
+        q.push(pmsg("now", 0, Some(0)), 50, &mut dead);
+        q.add_consumer(slot(1, 0, true));
+        assert!(q.dispatch(50, &mut dead, |_| true).is_some());
+        q.remove_consumer(1);
+        q.push(pmsg("nobody", 0, Some(0)), 60, &mut dead);
+        q.expire(60, &mut dead);
+        assert_eq!(dead.len(), 1);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn requeue_keeps_the_original_deadline() {
+        let mut q = QueueState::<ConsumerId>::new();
+        let mut dead = Vec::new();
+        q.push(pmsg("m", 0, Some(100)), 0, &mut dead);
+        let e = q.pop_for_get(0, &mut dead, true);
+        // The deadline passes while it is out; back in the queue it expires.
+        q.expire(150, &mut dead);
+        assert!(dead.is_empty());
+        q.requeue(None, e.into_iter().collect(), &mut dead);
+        assert_eq!(q.next_deadline(), Some(100));
+        q.expire(150, &mut dead);
+        assert_eq!(dead.len(), 1);
+    }
+
+    #[test]
+    fn stale_deadlines_do_not_expire_a_message_twice() {
+        let mut q = QueueState::<ConsumerId>::new();
+        let mut dead = Vec::new();
+        q.push(pmsg("m", 0, Some(100)), 0, &mut dead);
+        for _ in 0..3 {
+            let e = q.pop_for_get(0, &mut dead, true);
+            q.requeue(None, e.into_iter().collect(), &mut dead);
+        }
+        q.expire(100, &mut dead);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(q.ready_len(), 0);
+    }
+
+    #[test]
+    fn max_length_drop_head_dead_letters_the_oldest() {
+        let mut q = with(QueueConfig {
+            max_length: Some(2),
+            ..Default::default()
+        });
+        let mut dead = Vec::new();
+        for b in ["a", "b", "c", "d"] {
+            assert_eq!(q.push(msg(b), 0, &mut dead), PushOutcome::Enqueued);
+        }
+        let dropped: Vec<_> = dead
+            .iter()
+            .map(|d| (d.entry.message.body.clone(), d.reason))
+            .collect();
+        assert_eq!(
+            dropped,
+            vec![
+                (Bytes::from_static(b"a"), DeathReason::MaxLen),
+                (Bytes::from_static(b"b"), DeathReason::MaxLen)
+            ]
+        );
+        assert_eq!(bodies(&mut q, 0), ["c", "d"]);
+    }
+
+    #[test]
+    fn max_length_bytes_counts_body_bytes() {
+        let mut q = with(QueueConfig {
+            max_length_bytes: Some(5),
+            ..Default::default()
+        });
+        let mut dead = Vec::new();
+        for b in ["aaa", "bb", "c"] {
+            q.push(msg(b), 0, &mut dead);
+        }
+        assert_eq!(dead.len(), 1);
+        assert_eq!(q.ready_bytes(), 3);
+        assert_eq!(bodies(&mut q, 0), ["bb", "c"]);
+    }
+
+    #[test]
+    fn reject_publish_refuses_and_reject_publish_dlx_also_dead_letters() {
+        for (overflow, dlx) in [
+            (Overflow::RejectPublish, 0),
+            (Overflow::RejectPublishDlx, 1),
+        ] {
+            let mut q = with(QueueConfig {
+                max_length: Some(1),
+                overflow,
+                ..Default::default()
+            });
+            let mut dead = Vec::new();
+            assert_eq!(q.push(msg("a"), 0, &mut dead), PushOutcome::Enqueued);
+            assert_eq!(q.push(msg("b"), 0, &mut dead), PushOutcome::Rejected);
+            assert_eq!(dead.len(), dlx);
+            assert_eq!(bodies(&mut q, 0), ["a"]);
+        }
+    }
+
+    #[test]
+    fn delivery_limit_dead_letters_and_returns_go_to_the_head() {
+        let mut q = with(QueueConfig {
+            delivery_limit: Some(1),
+            returns_to_head: true,
+            ..Default::default()
+        });
+        let mut dead = Vec::new();
+        q.push(msg("a"), 0, &mut dead);
+        q.push(msg("b"), 0, &mut dead);
+        let a = q.pop_for_get(0, &mut dead, true);
+        let b = q.pop_for_get(0, &mut dead, true);
+        // b comes back first: quorum returns go to the head in return order.
+        q.requeue(None, b.into_iter().collect(), &mut dead);
+        q.requeue(None, a.into_iter().collect(), &mut dead);
+        let b = q.pop_for_get(0, &mut dead, true);
+        assert_eq!(
+            b.as_ref()
+                .map(|e| (e.message.body.clone(), e.delivery_count)),
+            Some((Bytes::from_static(b"b"), 1))
+        );
+        q.requeue(None, b.into_iter().collect(), &mut dead);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeathReason::DeliveryLimit);
+        assert_eq!(bodies(&mut q, 0), ["a"]);
+    }
+
+    #[test]
+    fn consumer_priorities_serve_higher_first_while_they_have_credit() {
+        let mut q = QueueState::<ConsumerId>::new();
+        let mut low = slot(1, 0, false);
+        low.priority = 0;
+        let mut high = slot(2, 2, false);
+        high.priority = 10;
+        q.add_consumer(low);
+        q.add_consumer(high);
+        for i in 0..4 {
+            q.push0(msg(&i.to_string()));
+        }
+        let got: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(got, vec![2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn single_active_consumer_gets_everything_and_the_next_takes_over() {
+        let mut q = with(QueueConfig {
+            single_active_consumer: true,
+            ..Default::default()
+        });
+        q.add_consumer(slot(1, 0, true));
+        q.add_consumer(slot(2, 0, true));
+        for i in 0..3 {
+            q.push0(msg(&i.to_string()));
+        }
+        assert_eq!(q.active_consumer(), Some(1));
+        let got: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(got, vec![1, 1, 1]);
+        q.remove_consumer(1);
+        assert_eq!(q.active_consumer(), Some(2));
+        q.push0(msg("x"));
+        let got: Vec<_> = drain(&mut q).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(got, vec![2]);
     }
 
     proptest::proptest! {
@@ -423,12 +1076,12 @@ mod tests {
             let mut held: Vec<Entry> = Vec::new();
             for op in ops {
                 match op {
-                    0 => q.push(msg("x")),
-                    1 => if let Some(e) = q.pop_for_get(true) { held.push(e) },
-                    _ => if let Some(e) = held.pop() { q.requeue(None, vec![e]) },
+                    0 => q.push0(msg("x")),
+                    1 => if let Some(e) = q.get0(true) { held.push(e) },
+                    _ => if let Some(e) = held.pop() { q.requeue0(None, vec![e]) },
                 }
             }
-            let seqs: Vec<u64> = std::iter::from_fn(|| q.pop_for_get(false)).map(|e| e.seq).collect();
+            let seqs: Vec<u64> = std::iter::from_fn(|| q.get0(false)).map(|e| e.seq).collect();
             let mut sorted = seqs.clone();
             sorted.sort_unstable();
             proptest::prop_assert_eq!(seqs, sorted);

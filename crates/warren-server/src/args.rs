@@ -1,0 +1,341 @@
+//! Queue `x-` arguments: RabbitMQ's validation (codes and texts) and what they mean for
+//! the queue store.
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+use warren_router::field_type_name;
+use warren_store::{Overflow, QueueConfig};
+
+use crate::error::{AmqpError, AmqpResult};
+
+/// rabbit_misc:check_expiry's upper bound for TTLs and x-expires.
+const MAX_EXPIRY: i128 = 4_294_967_295;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueKind {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+/// Everything a queue's arguments decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub kind: QueueKind,
+    pub config: QueueConfig,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    /// `x-expires`: delete the queue after this many ms unused.
+    pub expires: Option<u64>,
+}
+
+fn int_value(v: &AMQPValue) -> Option<i128> {
+    Some(match v {
+        AMQPValue::ShortShortInt(n) => i128::from(*n),
+        AMQPValue::ShortShortUInt(n) => i128::from(*n),
+        AMQPValue::ShortInt(n) => i128::from(*n),
+        AMQPValue::ShortUInt(n) => i128::from(*n),
+        AMQPValue::LongInt(n) => i128::from(*n),
+        AMQPValue::LongUInt(n) => i128::from(*n),
+        AMQPValue::LongLongInt(n) => i128::from(*n),
+        _ => return None,
+    })
+}
+
+fn string_value(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// The argument check that failed, printed as RabbitMQ prints the Erlang term.
+enum Invalid {
+    UnacceptableType(&'static str),
+    ValueNegative(i128),
+    ValueZero(i128),
+    ValueTooLarge(i128),
+    MaxValueExceeded(i128),
+    Atom(&'static str),
+}
+
+impl Invalid {
+    fn text(&self) -> String {
+        match self {
+            Invalid::UnacceptableType(t) => format!("{{unacceptable_type,{t}}}"),
+            Invalid::ValueNegative(n) => format!("{{value_negative,{n}}}"),
+            Invalid::ValueZero(n) => format!("{{value_zero,{n}}}"),
+            Invalid::ValueTooLarge(n) => format!("{{value_too_large,{n},{MAX_EXPIRY}}}"),
+            Invalid::MaxValueExceeded(n) => format!("{{max_value_exceeded,{n}}}"),
+            Invalid::Atom(a) => (*a).to_string(),
+        }
+    }
+}
+
+fn int_arg(v: &AMQPValue) -> Result<i128, Invalid> {
+    int_value(v).ok_or(Invalid::UnacceptableType(field_type_name(v)))
+}
+
+fn non_neg(v: &AMQPValue) -> Result<u64, Invalid> {
+    let n = int_arg(v)?;
+    if n < 0 {
+        return Err(Invalid::ValueNegative(n));
+    }
+    Ok(n as u64)
+}
+
+fn expiry(v: &AMQPValue) -> Result<u64, Invalid> {
+    let n = int_arg(v)?;
+    if n < 0 {
+        return Err(Invalid::ValueNegative(n));
+    }
+    if n > MAX_EXPIRY {
+        return Err(Invalid::ValueTooLarge(n));
+    }
+    Ok(n as u64)
+}
+
+fn long_str(v: &AMQPValue) -> Result<String, Invalid> {
+    match v {
+        AMQPValue::LongString(_) => string_value(v).ok_or(Invalid::UnacceptableType("longstr")),
+        other => Err(Invalid::UnacceptableType(field_type_name(other))),
+    }
+}
+
+fn one_of(v: &AMQPValue, allowed: &[&str], error: &'static str) -> Result<String, Invalid> {
+    let s = long_str(v)?;
+    if allowed.contains(&s.as_str()) {
+        Ok(s)
+    } else {
+        Err(Invalid::Atom(error))
+    }
+}
+
+/// Validates queue.declare arguments as RabbitMQ 3.10's `rabbit_amqqueue:declare_args`
+/// does and works out the queue's settings. `what` is e.g. `queue 'q' in vhost '/'`.
+pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings> {
+    let mut s = QueueSettings::default();
+    let invalid = |key: &str, e: Invalid| {
+        AmqpError::precondition(format_args!("invalid arg '{key}' for {what}: {}", e.text()))
+    };
+    // RabbitMQ checks in the order of its declare_args list.
+    for (key, check) in [
+        ("x-expires", 0),
+        ("x-message-ttl", 1),
+        ("x-dead-letter-exchange", 2),
+        ("x-dead-letter-routing-key", 3),
+        ("x-max-length", 4),
+        ("x-max-length-bytes", 5),
+        ("x-max-in-memory-length", 6),
+        ("x-max-in-memory-bytes", 7),
+        ("x-max-priority", 8),
+        ("x-overflow", 9),
+        ("x-queue-mode", 10),
+        ("x-single-active-consumer", 11),
+        ("x-queue-type", 12),
+        ("x-quorum-initial-group-size", 13),
+        ("x-delivery-limit", 14),
+    ] {
+        let Some(v) = args.inner().get(key) else {
+            continue;
+        };
+        let result: Result<(), Invalid> = (|| {
+            match check {
+                0 => {
+                    let n = expiry(v)?;
+                    if n == 0 {
+                        return Err(Invalid::ValueZero(0));
+                    }
+                    s.expires = Some(n);
+                }
+                1 => s.config.message_ttl = Some(expiry(v)?),
+                2 => s.dead_letter_exchange = Some(long_str(v)?),
+                3 => {
+                    let rk = long_str(v)?;
+                    if !args.contains_key("x-dead-letter-exchange") {
+                        return Err(Invalid::Atom("routing_key_but_no_dlx_defined"));
+                    }
+                    s.dead_letter_routing_key = Some(rk);
+                }
+                4 => s.config.max_length = Some(non_neg(v)?),
+                5 => s.config.max_length_bytes = Some(non_neg(v)?),
+                6 | 7 | 13 => {
+                    non_neg(v)?;
+                }
+                8 => {
+                    let n = non_neg(v)?;
+                    if n > 255 {
+                        return Err(Invalid::MaxValueExceeded(n as i128));
+                    }
+                    // 0 is accepted and means "no priorities", as in RabbitMQ.
+                    if n > 0 {
+                        s.config.max_priority = Some(n as u8);
+                    }
+                }
+                9 => {
+                    let o = one_of(
+                        v,
+                        &["drop-head", "reject-publish", "reject-publish-dlx"],
+                        "invalid_overflow",
+                    )?;
+                    s.config.overflow = Overflow::parse(o.as_bytes()).unwrap_or_default();
+                }
+                10 => {
+                    one_of(v, &["default", "lazy"], "invalid_queue_mode")?;
+                }
+                11 => match v {
+                    AMQPValue::Boolean(b) => s.config.single_active_consumer = *b,
+                    other => return Err(Invalid::UnacceptableType(field_type_name(other))),
+                },
+                12 => {
+                    let t = one_of(v, &["classic", "quorum", "stream"], "invalid_queue_type")?;
+                    s.kind = match t.as_str() {
+                        "quorum" => QueueKind::Quorum,
+                        _ => QueueKind::Classic,
+                    };
+                }
+                14 => s.config.delivery_limit = Some(non_neg(v)?),
+                _ => {}
+            }
+            Ok(())
+        })();
+        result.map_err(|e| invalid(key, e))?;
+    }
+    if s.kind == QueueKind::Quorum {
+        s.config.returns_to_head = true;
+    } else {
+        // Delivery limits are a quorum queue feature; classic queues ignore the argument.
+        s.config.delivery_limit = None;
+    }
+    Ok(s)
+}
+
+/// The queue type named by `x-queue-type`, if it is `stream` (refused by warren).
+pub fn is_stream(args: &FieldTable) -> bool {
+    matches!(args.inner().get("x-queue-type"), Some(v) if string_value(v).as_deref() == Some("stream"))
+}
+
+/// `x-priority` of basic.consume.
+pub fn consumer_priority(args: &FieldTable) -> AmqpResult<i32> {
+    match args.inner().get("x-priority") {
+        None => Ok(0),
+        Some(v) => match int_value(v) {
+            Some(n) => Ok(n.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32),
+            None => Err(AmqpError::precondition(format_args!(
+                "invalid arg 'x-priority' for consumer: {}",
+                Invalid::UnacceptableType(field_type_name(v)).text()
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::types::LongString;
+
+    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    }
+
+    const Q: &str = "queue 'q' in vhost '/'";
+
+    fn err(args: &[(&str, AMQPValue)]) -> String {
+        match queue_settings(&table(args), Q) {
+            Err(e) => e.text,
+            Ok(s) => panic!("accepted: {s:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_feature() {
+        let s = queue_settings(
+            &table(&[
+                ("x-max-priority", AMQPValue::ShortShortUInt(10)),
+                ("x-message-ttl", AMQPValue::LongInt(500)),
+                ("x-expires", AMQPValue::LongLongInt(1000)),
+                ("x-max-length", AMQPValue::LongInt(3)),
+                ("x-max-length-bytes", AMQPValue::LongInt(100)),
+                (
+                    "x-overflow",
+                    AMQPValue::LongString(LongString::from("reject-publish")),
+                ),
+                (
+                    "x-dead-letter-exchange",
+                    AMQPValue::LongString(LongString::from("dlx")),
+                ),
+                (
+                    "x-dead-letter-routing-key",
+                    AMQPValue::LongString(LongString::from("rk")),
+                ),
+                ("x-single-active-consumer", AMQPValue::Boolean(true)),
+            ]),
+            Q,
+        )
+        .expect("valid");
+        assert_eq!(s.config.max_priority, Some(10));
+        assert_eq!(s.config.message_ttl, Some(500));
+        assert_eq!(s.expires, Some(1000));
+        assert_eq!(s.config.max_length, Some(3));
+        assert_eq!(s.config.max_length_bytes, Some(100));
+        assert_eq!(s.config.overflow, Overflow::RejectPublish);
+        assert_eq!(s.dead_letter_exchange.as_deref(), Some("dlx"));
+        assert_eq!(s.dead_letter_routing_key.as_deref(), Some("rk"));
+        assert!(s.config.single_active_consumer);
+        assert_eq!(s.kind, QueueKind::Classic);
+    }
+
+    #[test]
+    fn rabbitmq_texts_for_bad_values() {
+        assert_eq!(
+            err(&[("x-message-ttl", AMQPValue::LongInt(-1))]),
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}"
+        );
+        assert_eq!(
+            err(&[("x-expires", AMQPValue::LongInt(0))]),
+            "PRECONDITION_FAILED - invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}"
+        );
+        assert_eq!(
+            err(&[("x-max-priority", AMQPValue::LongInt(256))]),
+            "PRECONDITION_FAILED - invalid arg 'x-max-priority' for queue 'q' in vhost '/': {max_value_exceeded,256}"
+        );
+        assert_eq!(
+            err(&[("x-max-length", AMQPValue::LongString(LongString::from("1")))]),
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/': {unacceptable_type,longstr}"
+        );
+        assert_eq!(
+            err(&[("x-dead-letter-routing-key", AMQPValue::LongString(LongString::from("k")))]),
+            "PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': routing_key_but_no_dlx_defined"
+        );
+        assert_eq!(
+            err(&[("x-message-ttl", AMQPValue::LongLongInt(4_294_967_296))]),
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_too_large,4294967296,4294967295}"
+        );
+        assert_eq!(
+            err(&[("x-overflow", AMQPValue::LongString(LongString::from("x")))]),
+            "PRECONDITION_FAILED - invalid arg 'x-overflow' for queue 'q' in vhost '/': invalid_overflow"
+        );
+    }
+
+    #[test]
+    fn quorum_queues_return_to_head_and_keep_delivery_limits() {
+        let s = queue_settings(
+            &table(&[
+                (
+                    "x-queue-type",
+                    AMQPValue::LongString(LongString::from("quorum")),
+                ),
+                ("x-delivery-limit", AMQPValue::LongInt(2)),
+            ]),
+            Q,
+        )
+        .expect("valid");
+        assert_eq!(s.kind, QueueKind::Quorum);
+        assert!(s.config.returns_to_head);
+        assert_eq!(s.config.delivery_limit, Some(2));
+    }
+}

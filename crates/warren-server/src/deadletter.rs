@@ -1,0 +1,260 @@
+//! Dead-lettering: a message that a queue rejects, expires, drops for a length limit or
+//! over its delivery limit is republished to the queue's dead-letter exchange with
+//! RabbitMQ 3.10's `x-death` bookkeeping (`rabbit_dead_letter`).
+
+use std::{collections::VecDeque, sync::Arc};
+
+use amq_protocol::types::FieldTable;
+use bytes::Bytes;
+use tracing::debug;
+use warren_codec::{rewrite_properties, PropertiesEdit, PropertiesView, Table, Value};
+use warren_store::{Dead, DeathReason, Message};
+
+use crate::{clock::now_secs, queue::Queue, vhost::VHost};
+
+/// Upper bound of republishes for one batch, a guard against pathological topologies
+/// (RabbitMQ's own cycle rules already stop automatic loops).
+const MAX_HOPS: usize = 100_000;
+
+/// Dead-letters `dead` from `source`, and whatever that causes in turn (a dead-letter
+/// queue dropping its head, say). Never called with a queue lock held.
+pub(crate) fn dead_letter(source: &Arc<Queue>, dead: Vec<Dead>) {
+    if dead.is_empty() {
+        return;
+    }
+    let Some(vhost) = source.home() else { return };
+    let mut work: VecDeque<(Arc<Queue>, Dead)> =
+        dead.into_iter().map(|d| (source.clone(), d)).collect();
+    let mut hops = 0usize;
+    while let Some((queue, d)) = work.pop_front() {
+        hops += 1;
+        if hops > MAX_HOPS {
+            debug!(queue = %source.name, "dead-letter chain too long; dropping the rest");
+            return;
+        }
+        for (target, more) in republish(&vhost, &queue, d) {
+            work.extend(more.into_iter().map(|m| (target.clone(), m)));
+        }
+    }
+}
+
+/// Republishes one dead message; returns, per target queue, what that queue dropped.
+fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Queue>, Vec<Dead>)> {
+    let Some(dlx) = queue.settings.dead_letter_exchange.as_deref() else {
+        return Vec::new();
+    };
+    let Some((message, deaths)) = make_message(queue, &dead) else {
+        return Vec::new();
+    };
+    let owned_keys: Vec<String> = match queue.settings.dead_letter_routing_key.as_deref() {
+        Some(rk) => vec![rk.to_string()],
+        None => {
+            // The message's own routing keys: the publish key, CC, and BCC.
+            let old = &dead.entry.message;
+            let mut keys = vec![old.routing_key.clone()];
+            if let Some(Value::Array(cc)) = headers_table(&old.properties)
+                .as_ref()
+                .and_then(|t| t.get("CC"))
+            {
+                keys.extend(
+                    cc.iter()
+                        .filter_map(Value::as_bytes)
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                );
+            }
+            keys.extend(old.bcc.iter().flat_map(|b| b.iter().cloned()));
+            keys
+        }
+    };
+    let keys: Vec<&str> = owned_keys.iter().map(String::as_str).collect();
+    let headers = routing_headers(&message.properties);
+    let mut targets = Vec::new();
+    // A missing dead-letter exchange drops the message, as in RabbitMQ.
+    if vhost
+        .route_internal(dlx, &keys, headers.as_ref(), &mut targets)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let message = Arc::new(message);
+    let mut out = Vec::new();
+    for target in targets {
+        if dead.reason != DeathReason::Rejected && is_cycle(&target.name, &deaths) {
+            debug!(queue = %target.name, "dead-letter cycle broken; message dropped");
+            continue;
+        }
+        let (_, more) = target.publish_collect(message.clone());
+        if !more.is_empty() {
+            out.push((target, more));
+        }
+    }
+    out
+}
+
+fn headers_table(properties: &[u8]) -> Option<Table> {
+    let view = PropertiesView::scan(properties).ok()?;
+    let range = view.headers?;
+    Table::parse(properties.get(range)?).ok()
+}
+
+/// amq-protocol's table for headers-exchange matching of the republished message.
+fn routing_headers(properties: &[u8]) -> Option<FieldTable> {
+    let view = PropertiesView::scan(properties).ok()?;
+    let range = view.headers?;
+    amq_protocol::types::parsing::parse_field_table(properties.get(range)?)
+        .ok()
+        .map(|(_, t)| t)
+}
+
+fn str_field<'a>(t: &'a Table, key: &str) -> Option<&'a [u8]> {
+    t.get(key).and_then(Value::as_bytes)
+}
+
+/// RabbitMQ's `is_cycle`: the target queue already appears in `x-death`, and no death
+/// from there to now was a rejection.
+fn is_cycle(target: &str, deaths: &[Value]) -> bool {
+    let mut cycle = Vec::new();
+    for d in deaths {
+        let Value::Table(t) = d else {
+            // Non-table entries count as "not rejected", as in RabbitMQ.
+            cycle.push(None);
+            continue;
+        };
+        cycle.push(Some(t));
+        if str_field(t, "queue") == Some(target.as_bytes()) {
+            return cycle
+                .iter()
+                .all(|t| t.is_none_or(|t| str_field(t, "reason") != Some(b"rejected")));
+        }
+    }
+    false
+}
+
+/// The republished message and its new `x-death` array.
+fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
+    let old = &dead.entry.message;
+    let view = PropertiesView::scan(&old.properties).ok()?;
+    let mut headers = match &view.headers {
+        Some(range) => Table::parse(old.properties.get(range.clone())?).ok()?,
+        None => Table::new(),
+    };
+    let mut routing_keys = vec![Value::long_str(&old.routing_key)];
+    if let Some(Value::Array(cc)) = headers.get("CC") {
+        routing_keys.extend(cc.iter().filter_map(|v| v.as_bytes()).map(Value::long_str));
+    }
+    let mut info = vec![
+        (b"reason".as_slice(), Value::long_str(dead.reason.as_str())),
+        (b"queue".as_slice(), Value::long_str(queue.name.as_bytes())),
+        (b"time".as_slice(), Value::Timestamp(now_secs())),
+        (b"exchange".as_slice(), Value::long_str(&old.exchange)),
+        (b"routing-keys".as_slice(), Value::Array(routing_keys)),
+    ];
+    if let Some(range) = &view.expiration {
+        info.push((
+            b"original-expiration".as_slice(),
+            Value::LongStr(old.properties.slice(range.clone())),
+        ));
+    }
+    let info: Vec<(Bytes, Value)> = info
+        .into_iter()
+        .map(|(k, v)| (Bytes::from_static(k), v))
+        .collect();
+    let deaths = match headers.get("x-death") {
+        Some(Value::Array(existing)) => {
+            let (mut matched, others): (Vec<Value>, Vec<Value>) =
+                existing.iter().cloned().partition(|d| {
+                    matches!(d, Value::Table(t)
+                        if str_field(t, "queue") == Some(queue.name.as_bytes())
+                        && str_field(t, "reason") == Some(dead.reason.as_str().as_bytes()))
+                });
+            let mut entry = match matched.pop() {
+                Some(Value::Table(mut t)) => {
+                    let count = t.get("count").and_then(Value::as_i64).unwrap_or(0);
+                    t.set("count", Value::I64(count + 1));
+                    t
+                }
+                _ => {
+                    let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
+                    t.0.extend(info);
+                    t
+                }
+            };
+            entry.sort();
+            let mut all = vec![Value::Table(entry)];
+            all.extend(others);
+            all
+        }
+        _ => {
+            // First death: its own top-level headers, and an entry in RabbitMQ's order.
+            headers.set(
+                "x-first-death-reason",
+                Value::long_str(dead.reason.as_str()),
+            );
+            headers.set(
+                "x-first-death-queue",
+                Value::long_str(queue.name.as_bytes()),
+            );
+            headers.set("x-first-death-exchange", Value::long_str(&old.exchange));
+            let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
+            t.0.extend(info);
+            vec![Value::Table(t)]
+        }
+    };
+    headers.set("x-death", Value::Array(deaths.clone()));
+    headers.sort();
+    let dlrk = queue.settings.dead_letter_routing_key.clone();
+    if dlrk.is_some() {
+        headers.remove("CC");
+    }
+    let properties = rewrite_properties(
+        &old.properties,
+        &PropertiesEdit {
+            headers: Some(Some(headers.to_bytes())),
+            remove_expiration: true,
+        },
+    )
+    .ok()?;
+    let exchange = queue
+        .settings
+        .dead_letter_exchange
+        .clone()
+        .unwrap_or_default();
+    let message = Message {
+        exchange,
+        routing_key: dlrk.clone().unwrap_or_else(|| old.routing_key.clone()),
+        properties,
+        body: old.body.clone(),
+        persistent: old.persistent,
+        priority: old.priority,
+        expiration: None,
+        bcc: if dlrk.is_some() {
+            None
+        } else {
+            old.bcc.clone()
+        },
+    };
+    Some((message, deaths))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn death(queue: &str, reason: &str) -> Value {
+        let mut t = Table::new();
+        t.set("queue", Value::long_str(queue));
+        t.set("reason", Value::long_str(reason));
+        Value::Table(t)
+    }
+
+    #[test]
+    fn cycles_without_rejection_are_detected() {
+        // q1 expired into q2, which expired into (about to be) q1.
+        let deaths = vec![death("q2", "expired"), death("q1", "expired")];
+        assert!(is_cycle("q1", &deaths));
+        assert!(is_cycle("q2", &deaths));
+        assert!(!is_cycle("q3", &deaths));
+        let with_reject = vec![death("q2", "rejected"), death("q1", "expired")];
+        assert!(!is_cycle("q1", &with_reject));
+    }
+}
