@@ -356,6 +356,9 @@ def machine():
     return "%d cores (%s), %.0f GiB memory, %s" % (cores, model, mem, os.uname().release)
 
 
+KEEP_MARKER = "<!-- sections below are not written by make bench -->"
+
+
 def write_report(brokers, results, boot, idle):
     names = [b.name for b in brokers]
     others = [n for n in names if n != "warren"]
@@ -415,8 +418,18 @@ def write_report(brokers, results, boot, idle):
             else:
                 lines.append("| %s | %s | %s |" % (n, fmt(r["open_s"], 2), fmt(r["kib_per_conn"], 1)))
         lines.append("")
-    with open(os.path.join(ROOT, "docs", "benchmarks.md"), "w") as f:
-        f.write("\n".join(lines))
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    # Sections measured by other commands (store and recovery benchmarks) start at this
+    # marker and are carried over unchanged.
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        at = old.find(KEEP_MARKER)
+        if at >= 0:
+            kept = "\n" + old[at:]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + kept)
     print("wrote docs/benchmarks.md")
 
 
