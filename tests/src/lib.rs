@@ -25,6 +25,9 @@ pub struct Broker {
     child: Child,
     pub port: u16,
     data_dir: PathBuf,
+    /// Whether dropping this broker removes its data directory (not when a restarted
+    /// broker took it over).
+    owns_data: bool,
     /// Log lines the broker printed (stdout and stderr), collected in the background.
     log: std::sync::Arc<Mutex<Vec<String>>>,
 }
@@ -69,6 +72,23 @@ impl Broker {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
+        Self::start_in(data_dir, args, env)
+    }
+
+    /// Stops this broker (SIGKILL when `kill`, else SIGTERM) and starts a new one on the
+    /// same data directory, as after a crash or a restart.
+    pub fn restart(mut self, kill: bool) -> Broker {
+        if kill {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        } else {
+            self.terminate();
+        }
+        self.owns_data = false;
+        Self::start_in(self.data_dir.clone(), &[], &[])
+    }
+
+    fn start_in(data_dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let mut cmd = Command::new(warren_bin());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
@@ -130,6 +150,7 @@ impl Broker {
             child,
             port,
             data_dir,
+            owns_data: true,
             log,
         }
     }
@@ -170,6 +191,8 @@ impl Drop for Broker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }

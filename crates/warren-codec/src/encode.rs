@@ -34,6 +34,23 @@ pub fn encode_properties(props: &BasicProperties) -> Result<Vec<u8>, CodecError>
     .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// Serializes a field table (with its length prefix), e.g. queue arguments to store.
+pub fn encode_field_table(table: &amq_protocol::types::FieldTable) -> Result<Vec<u8>, CodecError> {
+    cookie_factory::gen_simple(
+        amq_protocol::types::generation::gen_field_table(table),
+        Vec::with_capacity(64),
+    )
+    .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Parses a field table written by [`encode_field_table`].
+pub fn decode_field_table(raw: &[u8]) -> Result<amq_protocol::types::FieldTable, CodecError> {
+    match amq_protocol::types::parsing::parse_field_table(raw) {
+        Ok((&[], table)) => Ok(table),
+        _ => Err(CodecError::MalformedProperties),
+    }
+}
+
 fn put_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) {
     out.reserve(payload.len() + 8);
     out.put_u8(frame_type);

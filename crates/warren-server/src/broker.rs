@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 
 use crate::{
     config::ServerConfig,
+    persist::Persistence,
     queue::{ChannelShared, ConnHandle},
     timers::Timers,
     vhost::VHost,
@@ -62,6 +63,8 @@ pub struct Broker {
     pub reply_to: DashMap<String, ReplyTarget>,
     /// Queue TTL and `x-expires` deadlines; its task runs inside [`crate::serve`].
     pub timers: Arc<Timers>,
+    /// Durable metadata log (attached by [`crate::persist::open`]).
+    pub persistence: Arc<Persistence>,
     next_id: AtomicU64,
 }
 
@@ -74,6 +77,7 @@ impl Broker {
             connections: DashMap::new(),
             reply_to: DashMap::new(),
             timers: Timers::new(),
+            persistence: Persistence::new(),
             next_id: AtomicU64::new(1),
             config,
         };
@@ -106,12 +110,29 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.timers.clone())))
+            .or_insert_with(|| {
+                Arc::new(VHost::new(
+                    name,
+                    self.timers.clone(),
+                    self.persistence.clone(),
+                ))
+            })
             .clone()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
+    }
+
+    /// Every vhost, sorted by name.
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<_> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn remove_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.write().remove(name)
     }
 
     pub fn put_user(&self, user: User) {

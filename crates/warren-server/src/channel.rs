@@ -21,6 +21,7 @@ use crate::{
     connection::ConnCtx,
     error::{AmqpError, AmqpResult},
     names,
+    persist::{self, MetaOp},
     queue::{ChannelShared, ConsumerHandle, Delivery, Queue, QueueDecl},
     vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
 };
@@ -1176,6 +1177,17 @@ impl Channel {
                             arguments: m.arguments.clone(),
                         },
                     );
+                    drop(topo);
+                    if m.durable {
+                        vhost.record(vec![MetaOp::Exchange {
+                            vhost: vhost.name.to_string(),
+                            name: name.to_string(),
+                            kind: kind.as_str().into(),
+                            auto_delete: m.auto_delete,
+                            internal: m.internal,
+                            arguments: persist::encode_args(&m.arguments),
+                        }])?;
+                    }
                 }
             }
         }
@@ -1215,6 +1227,7 @@ impl Channel {
                 topo.remove_exchange(name);
             }
         }
+        vhost.record(Vec::new())?;
         if !m.nowait {
             ok(
                 ctx,
@@ -1260,12 +1273,16 @@ impl Channel {
             if entry.meta.kind == ExchangeKind::Headers {
                 warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
             }
-            entry.router.table.bind(dest, key.as_str(), args);
+            entry.router.table.bind(dest.clone(), key.as_str(), args);
         } else {
             entry.router.table.unbind(&dest, key.as_str(), args);
-            topo.maybe_auto_delete(src);
         }
-        Ok(())
+        drop(topo);
+        let op = persist::binding_op(&vhost, bind, src, &dest, key.as_str(), args);
+        if !bind {
+            vhost.topology.write().maybe_auto_delete(src);
+        }
+        vhost.record(op.into_iter().collect())
     }
 
     // ---- queues -----------------------------------------------------------------------
@@ -1369,6 +1386,14 @@ impl Channel {
                 );
                 topo.queues.insert(name.clone(), q);
                 drop(topo);
+                if m.durable && !m.exclusive {
+                    vhost.record(vec![MetaOp::Queue {
+                        vhost: vhost.name.to_string(),
+                        name: name.to_string(),
+                        auto_delete: m.auto_delete,
+                        arguments: persist::encode_args(&m.arguments),
+                    }])?;
+                }
                 if m.exclusive {
                     ctx.exclusive_queues.push(name.clone());
                 }
@@ -1433,12 +1458,16 @@ impl Channel {
             if entry.meta.kind == ExchangeKind::Headers {
                 warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
             }
-            entry.router.table.bind(dest, &key, args);
+            entry.router.table.bind(dest.clone(), &key, args);
         } else {
             entry.router.table.unbind(&dest, &key, args);
-            topo.maybe_auto_delete(xname);
         }
-        Ok(())
+        drop(topo);
+        let op = persist::binding_op(&vhost, bind, xname, &dest, &key, args);
+        if !bind {
+            vhost.topology.write().maybe_auto_delete(xname);
+        }
+        vhost.record(op.into_iter().collect())
     }
 
     fn queue_delete(&mut self, ctx: &mut ConnCtx, m: queue::Delete) -> AmqpResult<()> {
@@ -1703,6 +1732,9 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
 /// many ready messages it held, or `None` if there was no such queue.
 pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<u32> {
     let queue = vhost.topology.write().remove_queue(name)?;
+    if let Err(e) = vhost.record(vhost.queue_deleted_op(&queue)) {
+        tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
+    }
     queue.deleted.store(true, Ordering::Release);
     let (consumers, message_count) = {
         let mut st = queue.state.lock();

@@ -15,6 +15,7 @@ mod connection;
 mod deadletter;
 pub mod error;
 mod names;
+pub mod persist;
 pub mod queue;
 mod server;
 pub mod timers;

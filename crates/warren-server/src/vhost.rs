@@ -12,6 +12,7 @@ use warren_router::{Destination, Exchange, ExchangeKind, RoutingTable};
 
 use crate::{
     error::{AmqpError, AmqpResult},
+    persist::{MetaOp, Persistence},
     queue::{ConnEvent, Queue},
     timers::Timers,
 };
@@ -37,6 +38,9 @@ pub struct ExchangeEntry {
 pub struct Topology {
     pub exchanges: HashMap<Arc<str>, ExchangeEntry>,
     pub queues: HashMap<Arc<str>, Arc<Queue>>,
+    /// Durable exchanges removed since the last [`VHost::durable_changes`] (auto-delete
+    /// cascades included), so they can be recorded as deleted.
+    removed_durable: Vec<Arc<str>>,
 }
 
 pub struct VHost {
@@ -44,6 +48,8 @@ pub struct VHost {
     pub topology: RwLock<Topology>,
     /// The broker's timer task, for queue TTLs and `x-expires`.
     pub timers: Arc<Timers>,
+    /// The broker's durable metadata log.
+    pub persistence: Arc<Persistence>,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -55,11 +61,12 @@ fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
 }
 
 impl VHost {
-    pub fn new(name: &str, timers: Arc<Timers>) -> Self {
+    pub fn new(name: &str, timers: Arc<Timers>, persistence: Arc<Persistence>) -> Self {
         let vhost = VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
             timers,
+            persistence,
         };
         {
             let mut topo = vhost.topology.write();
@@ -159,10 +166,42 @@ impl VHost {
 }
 
 impl VHost {
+    /// Records durable changes: `ops`, plus deletions of durable exchanges that
+    /// cascaded from the last topology change.
+    pub fn record(&self, mut ops: Vec<MetaOp>) -> AmqpResult<()> {
+        if !self.persistence.is_enabled() {
+            self.topology.write().removed_durable.clear();
+            return Ok(());
+        }
+        let removed = std::mem::take(&mut self.topology.write().removed_durable);
+        ops.extend(removed.into_iter().map(|name| MetaOp::DeleteExchange {
+            vhost: self.name.to_string(),
+            name: name.to_string(),
+        }));
+        self.persistence
+            .record(&ops)
+            .map_err(|e| AmqpError::internal(format_args!("cannot record metadata: {e}")))
+    }
+
+    /// The op that records the deletion of `queue`, if it was durable.
+    pub fn queue_deleted_op(&self, queue: &Queue) -> Vec<MetaOp> {
+        if queue.durable && queue.exclusive_owner.is_none() {
+            vec![MetaOp::DeleteQueue {
+                vhost: self.name.to_string(),
+                name: queue.name.to_string(),
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Deletes a queue on the broker's own initiative (`x-expires`): bindings go,
     /// consumers are told through their connections, messages are dropped.
     pub fn delete_queue_detached(&self, name: &str) -> Option<u32> {
         let queue = self.topology.write().remove_queue(name)?;
+        if let Err(e) = self.record(self.queue_deleted_op(&queue)) {
+            tracing::warn!(queue = %name, error = %e.text, "expired queue deletion not recorded");
+        }
         queue
             .deleted
             .store(true, std::sync::atomic::Ordering::Release);
@@ -196,7 +235,10 @@ impl Topology {
     /// Removes an exchange and every binding that leads to it; auto-delete exchanges left
     /// without bindings go too.
     pub fn remove_exchange(&mut self, name: &str) {
-        if self.exchanges.remove(name).is_some() {
+        if let Some(entry) = self.exchanges.remove(name) {
+            if entry.meta.durable {
+                self.removed_durable.push(Arc::from(name));
+            }
             self.remove_destination(&Destination::Exchange(Arc::from(name)));
         }
     }

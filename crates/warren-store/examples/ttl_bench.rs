@@ -27,7 +27,7 @@ fn message(i: u64, ttl: Option<u64>) -> Arc<Message> {
 /// none and falls back to the queue TTL.
 fn ttl_of(i: u64) -> Option<u64> {
     let x = i.wrapping_mul(6_364_136_223_846_793_005).rotate_left(17);
-    (i % 4 != 0).then_some(1 + x % 60_000)
+    (!i.is_multiple_of(4)).then_some(1 + x % 60_000)
 }
 
 fn run(n: u64, priorities: bool) {

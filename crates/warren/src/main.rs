@@ -174,6 +174,14 @@ async fn run(cfg: ServerConfig) -> ExitCode {
     };
     let local = listener.local_addr().map_or(cfg.listen, |a| a);
     let broker = Broker::new(cfg);
+    let meta_dir = broker.config.data_dir.join("meta");
+    match warren_server::persist::open(&broker, &meta_dir) {
+        Ok(n) => info!(changes = n, "durable metadata restored"),
+        Err(e) => {
+            error!("cannot open metadata in {}: {e}", meta_dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let shutdown = Shutdown::new();
     let server = tokio::spawn(warren_server::serve(listener, broker, shutdown.clone()));
     info!(

@@ -1,0 +1,225 @@
+//! Durability across restarts: durable entities come back with their arguments and
+//! bindings, transient and exclusive ones do not.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lapin::{
+    options::*,
+    types::{AMQPValue, FieldTable, LongString},
+    ExchangeKind,
+};
+use warren_integration::{client::*, Broker};
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+async fn declare_topology(broker: &Broker) {
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    let x_opts = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    for (name, kind) in [
+        ("d.topic", ExchangeKind::Topic),
+        ("d.fanout", ExchangeKind::Fanout),
+        ("d.headers", ExchangeKind::Headers),
+    ] {
+        within(
+            "exchange.declare",
+            ch.exchange_declare(name.into(), kind, x_opts, FieldTable::default()),
+        )
+        .await
+        .unwrap();
+    }
+    within(
+        "exchange.declare",
+        ch.exchange_declare(
+            "t.direct".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let q_args = args(&[
+        ("x-max-priority", AMQPValue::ShortShortUInt(7)),
+        ("x-message-ttl", AMQPValue::LongInt(600_000)),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString(LongString::from("d.fanout")),
+        ),
+    ]);
+    within(
+        "queue.declare",
+        ch.queue_declare("d.q".into(), durable(), q_args),
+    )
+    .await
+    .unwrap();
+    declare_queue(&ch, "d.other", durable()).await;
+    declare_queue(&ch, "t.q", QueueDeclareOptions::default()).await;
+    let bind = |q: &'static str, x: &'static str, k: &'static str, a: FieldTable| {
+        let ch = ch.clone();
+        async move {
+            within(
+                "queue.bind",
+                ch.queue_bind(q.into(), x.into(), k.into(), QueueBindOptions::default(), a),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    bind("d.q", "d.topic", "a.#", FieldTable::default()).await;
+    bind("d.other", "d.fanout", "", FieldTable::default()).await;
+    bind(
+        "d.q",
+        "d.headers",
+        "",
+        args(&[
+            ("x-match", AMQPValue::LongString(LongString::from("any"))),
+            ("k", AMQPValue::LongString(LongString::from("v"))),
+        ]),
+    )
+    .await;
+    // Transient ends: these bindings are not durable.
+    bind("t.q", "d.topic", "t.#", FieldTable::default()).await;
+    within(
+        "exchange.bind",
+        ch.exchange_bind(
+            "d.fanout".into(),
+            "d.topic".into(),
+            "f.#".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    // Deleted before the restart: must stay deleted.
+    declare_queue(&ch, "d.gone", durable()).await;
+    within(
+        "queue.delete",
+        ch.queue_delete("d.gone".into(), QueueDeleteOptions::default()),
+    )
+    .await
+    .unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+}
+
+async fn check_topology(broker: &Broker) {
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    // Same arguments (same AMQP types): redeclaring is equivalent.
+    let q_args = args(&[
+        ("x-max-priority", AMQPValue::ShortShortUInt(7)),
+        ("x-message-ttl", AMQPValue::LongInt(600_000)),
+        (
+            "x-dead-letter-exchange",
+            AMQPValue::LongString(LongString::from("d.fanout")),
+        ),
+    ]);
+    within(
+        "queue.declare",
+        ch.queue_declare("d.q".into(), durable(), q_args),
+    )
+    .await
+    .expect("d.q restored with the same arguments");
+    passive_queue(&ch, "d.other").await.expect("d.other");
+    let err = passive_queue(&ch, "t.q").await.unwrap_err();
+    assert_eq!(amqp_error(&err).0, 404, "transient queue must be gone");
+    let ch = confirm_channel(&conn).await;
+    let err = passive_queue(&ch, "d.gone").await.unwrap_err();
+    assert_eq!(amqp_error(&err).0, 404, "deleted queue must stay deleted");
+    let ch = confirm_channel(&conn).await;
+    // Bindings route again: topic -> d.q, topic -> fanout (e2e) -> d.other, headers -> d.q.
+    publish(&ch, "d.topic", "a.b", b"via-topic").await;
+    publish(&ch, "d.topic", "f.x", b"via-e2e").await;
+    let headers = {
+        let mut h = FieldTable::default();
+        h.insert("k".into(), AMQPValue::LongString(LongString::from("v")));
+        h
+    };
+    publish_with(
+        &ch,
+        "d.headers",
+        "",
+        BasicPublishOptions::default(),
+        b"via-headers",
+        lapin::BasicProperties::default().with_headers(headers),
+    )
+    .await;
+    let mut got = drain(&ch, "d.q").await;
+    got.sort();
+    assert_eq!(got, ["via-headers", "via-topic"]);
+    assert_eq!(drain(&ch, "d.other").await, ["via-e2e"]);
+    let err = within(
+        "exchange.declare passive",
+        ch.exchange_declare(
+            "t.direct".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(amqp_error(&err).0, 404, "transient exchange must be gone");
+}
+
+#[tokio::test]
+async fn durable_topology_survives_a_clean_restart() {
+    let broker = Broker::start();
+    declare_topology(&broker).await;
+    let broker = broker.restart(false);
+    check_topology(&broker).await;
+    // And a second restart from the compacted snapshot.
+    let broker = broker.restart(false);
+    check_topology(&broker).await;
+}
+
+#[tokio::test]
+async fn durable_topology_survives_sigkill() {
+    let broker = Broker::start();
+    declare_topology(&broker).await;
+    let broker = broker.restart(true);
+    check_topology(&broker).await;
+}
+
+#[tokio::test]
+async fn exclusive_durable_queue_is_not_restored() {
+    let broker = Broker::start();
+    {
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = channel(&conn).await;
+        declare_queue(
+            &ch,
+            "d.excl",
+            QueueDeclareOptions {
+                durable: true,
+                exclusive: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let broker = broker.restart(true);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    let err = passive_queue(&ch, "d.excl").await.unwrap_err();
+    assert_eq!(amqp_error(&err).0, 404);
+}
