@@ -7,8 +7,8 @@ use warren_store::{Overflow, QueueConfig};
 
 use crate::error::{AmqpError, AmqpResult};
 
-/// rabbit_misc:check_expiry's upper bound for TTLs and x-expires.
-const MAX_EXPIRY: i128 = 4_294_967_295;
+/// rabbit_misc:check_expiry's upper bound for TTLs and x-expires (ten years in ms).
+const MAX_EXPIRY: i128 = 315_360_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueKind {
@@ -50,8 +50,9 @@ fn string_value(v: &AMQPValue) -> Option<String> {
 }
 
 /// The argument check that failed, printed as RabbitMQ prints the Erlang term.
-enum Invalid {
+pub enum Invalid {
     UnacceptableType(&'static str),
+    ExpectedInteger(&'static str),
     ValueNegative(i128),
     ValueZero(i128),
     ValueTooLarge(i128),
@@ -60,12 +61,13 @@ enum Invalid {
 }
 
 impl Invalid {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         match self {
             Invalid::UnacceptableType(t) => format!("{{unacceptable_type,{t}}}"),
             Invalid::ValueNegative(n) => format!("{{value_negative,{n}}}"),
             Invalid::ValueZero(n) => format!("{{value_zero,{n}}}"),
-            Invalid::ValueTooLarge(n) => format!("{{value_too_large,{n},{MAX_EXPIRY}}}"),
+            Invalid::ValueTooLarge(n) => format!("{{value_too_large,{n}}}"),
+            Invalid::ExpectedInteger(t) => format!("\"expected integer, got {t}\""),
             Invalid::MaxValueExceeded(n) => format!("{{max_value_exceeded,{n}}}"),
             Invalid::Atom(a) => (*a).to_string(),
         }
@@ -73,7 +75,7 @@ impl Invalid {
 }
 
 fn int_arg(v: &AMQPValue) -> Result<i128, Invalid> {
-    int_value(v).ok_or(Invalid::UnacceptableType(field_type_name(v)))
+    int_value(v).ok_or(Invalid::ExpectedInteger(field_type_name(v)))
 }
 
 fn non_neg(v: &AMQPValue) -> Result<u64, Invalid> {
@@ -85,7 +87,11 @@ fn non_neg(v: &AMQPValue) -> Result<u64, Invalid> {
 }
 
 fn expiry(v: &AMQPValue) -> Result<u64, Invalid> {
-    let n = int_arg(v)?;
+    check_expiry(int_arg(v)?)
+}
+
+/// rabbit_misc:check_expiry: a TTL in range, in milliseconds.
+pub fn check_expiry(n: i128) -> Result<u64, Invalid> {
     if n < 0 {
         return Err(Invalid::ValueNegative(n));
     }
@@ -305,15 +311,15 @@ mod tests {
         );
         assert_eq!(
             err(&[("x-max-length", AMQPValue::LongString(LongString::from("1")))]),
-            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/': {unacceptable_type,longstr}"
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/': \"expected integer, got longstr\""
         );
         assert_eq!(
             err(&[("x-dead-letter-routing-key", AMQPValue::LongString(LongString::from("k")))]),
             "PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': routing_key_but_no_dlx_defined"
         );
         assert_eq!(
-            err(&[("x-message-ttl", AMQPValue::LongLongInt(4_294_967_296))]),
-            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_too_large,4294967296,4294967295}"
+            err(&[("x-message-ttl", AMQPValue::LongLongInt(315_360_000_001))]),
+            "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_too_large,315360000001}"
         );
         assert_eq!(
             err(&[("x-overflow", AMQPValue::LongString(LongString::from("x")))]),

@@ -499,12 +499,10 @@ impl Channel {
             }
             _ => None,
         };
-        let expiration = view.expiration.clone().and_then(|r| {
-            std::str::from_utf8(&publish.properties[r])
-                .ok()?
-                .parse::<u64>()
-                .ok()
-        });
+        let expiration = view
+            .expiration
+            .clone()
+            .and_then(|r| validate_expiration(&publish.properties[r]).ok());
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
@@ -1320,6 +1318,8 @@ impl Channel {
             (Arc::from(REPLY_TO_QUEUE), 0, 1)
         } else if m.passive {
             let q = self.find_queue(ctx, &vhost, requested)?;
+            // A passive declare counts as a use for x-expires, as in RabbitMQ.
+            q.touch();
             let (messages, consumers) = q.counts();
             (q.name.clone(), messages, consumers)
         } else {
@@ -1666,22 +1666,29 @@ impl Channel {
     }
 }
 
-/// RabbitMQ's check of the `expiration` property: a non-negative integer in a string.
-fn validate_expiration(raw: &[u8]) -> AmqpResult<()> {
+/// RabbitMQ's parse of the `expiration` property (`string:to_integer`, then
+/// `rabbit_misc:check_expiry`): the TTL in milliseconds, or its 406.
+fn validate_expiration(raw: &[u8]) -> AmqpResult<u64> {
     let text = String::from_utf8_lossy(raw);
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
-    let parsed = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| text.parse::<i128>().ok())
-        .flatten();
-    match parsed {
-        None => Err(AmqpError::precondition(format_args!(
-            "invalid expiration '{text}': no_integer"
-        ))),
-        Some(n) if n < 0 => Err(AmqpError::precondition(format_args!(
-            "invalid expiration '{text}': {{value_negative,{n}}}"
-        ))),
-        Some(_) => Ok(()),
+    let fail = |detail: String| {
+        AmqpError::precondition(format_args!("invalid expiration '{text}': {detail}"))
+    };
+    let bytes = text.as_bytes();
+    let sign_len = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
+    let digits_len = bytes
+        .iter()
+        .skip(sign_len)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits_len == 0 {
+        return Err(fail("no_integer".into()));
     }
+    let (number, rest) = text.split_at(sign_len + digits_len);
+    if !rest.is_empty() {
+        return Err(fail(format!("{{leftover_string,\"{rest}\"}}")));
+    }
+    let n: i128 = number.trim_start_matches('+').parse().unwrap_or(i128::MAX);
+    args::check_expiry(n).map_err(|e| fail(e.text()))
 }
 
 /// The property block a delivery carries: as published, plus `x-delivery-count` for a
