@@ -223,3 +223,127 @@ async fn exclusive_durable_queue_is_not_restored() {
     let err = passive_queue(&ch, "d.excl").await.unwrap_err();
     assert_eq!(amqp_error(&err).0, 404);
 }
+
+fn persistent() -> lapin::BasicProperties {
+    lapin::BasicProperties::default().with_delivery_mode(2)
+}
+
+async fn publish_persistent(ch: &lapin::Channel, queue: &str, body: &str) {
+    let c = publish_with(
+        ch,
+        "",
+        queue,
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        persistent(),
+    )
+    .await;
+    assert!(matches!(c, lapin::Confirmation::Ack(None)), "{c:?}");
+}
+
+#[tokio::test]
+async fn persistent_messages_survive_restarts_and_acks_are_remembered() {
+    for kill in [false, true] {
+        let broker = Broker::start();
+        {
+            let conn = connect(&broker.amqp_url()).await;
+            let ch = confirm_channel(&conn).await;
+            declare_queue(&ch, "dq", durable()).await;
+            declare_queue(&ch, "dq2", durable()).await;
+            for i in 0..20 {
+                publish_persistent(&ch, "dq", &format!("p{i}")).await;
+            }
+            // Transient messages in a durable queue are dropped at restart.
+            publish(&ch, "", "dq", b"transient").await;
+            // The same persistent message in two durable queues (fanout through amq.fanout).
+            within(
+                "queue.bind",
+                ch.queue_bind(
+                    "dq2".into(),
+                    "amq.fanout".into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await
+            .unwrap();
+            let c = publish_with(
+                &ch,
+                "amq.fanout",
+                "",
+                BasicPublishOptions::default(),
+                b"shared",
+                persistent(),
+            )
+            .await;
+            assert!(matches!(c, lapin::Confirmation::Ack(None)));
+            // Ack the first five: they must not come back.
+            for _ in 0..5 {
+                let m = get(&ch, "dq", false).await.expect("message");
+                within("ack", m.delivery.ack(BasicAckOptions::default()))
+                    .await
+                    .unwrap();
+            }
+            // Deliver two more without acking: they come back marked redelivered.
+            let _held1 = get(&ch, "dq", false).await.expect("message");
+            let _held2 = get(&ch, "dq", false).await.expect("message");
+            sync(&ch).await.unwrap();
+            if !kill {
+                conn.close(200, "bye".into()).await.unwrap();
+            }
+        }
+        let broker = broker.restart(kill);
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = confirm_channel(&conn).await;
+        let q = passive_queue(&ch, "dq").await.unwrap();
+        assert_eq!(q.message_count(), 15, "kill={kill}");
+        let mut got = Vec::new();
+        while let Some(m) = get(&ch, "dq", true).await {
+            got.push((
+                String::from_utf8(m.delivery.data.clone()).unwrap(),
+                m.delivery.redelivered,
+            ));
+        }
+        let expected: Vec<(String, bool)> = (5..20).map(|i| (format!("p{i}"), i < 7)).collect();
+        assert_eq!(got, expected, "kill={kill}");
+        assert_eq!(drain(&ch, "dq2").await, ["shared"]);
+        // And what was consumed now stays consumed.
+        let broker = broker.restart(kill);
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = channel(&conn).await;
+        assert_eq!(passive_queue(&ch, "dq").await.unwrap().message_count(), 0);
+        assert_eq!(passive_queue(&ch, "dq2").await.unwrap().message_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn tx_commit_of_persistent_messages_survives_sigkill() {
+    let broker = Broker::start();
+    {
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = channel(&conn).await;
+        declare_queue(&ch, "txq", durable()).await;
+        within("tx.select", ch.tx_select()).await.unwrap();
+        for i in 0..10 {
+            within(
+                "basic.publish",
+                ch.basic_publish(
+                    "".into(),
+                    "txq".into(),
+                    BasicPublishOptions::default(),
+                    format!("t{i}").as_bytes(),
+                    persistent(),
+                ),
+            )
+            .await
+            .unwrap();
+        }
+        within("tx.commit", ch.tx_commit()).await.unwrap();
+    }
+    let broker = broker.restart(true);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    let got = drain(&ch, "txq").await;
+    assert_eq!(got, (0..10).map(|i| format!("t{i}")).collect::<Vec<_>>());
+}

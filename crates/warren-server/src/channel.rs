@@ -2,7 +2,7 @@
 //! the bookkeeping of unacknowledged deliveries.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{atomic::Ordering, Arc},
 };
 
@@ -60,12 +60,25 @@ struct ChannelConsumer {
     queue: Option<Arc<Queue>>,
 }
 
-/// Publisher-confirm sequence numbers: `next` is the next publish's number; every
-/// number up to `pending` is confirmed but the ack not yet written.
+/// Publisher-confirm state. Publish `n` is confirmable once it is routed and, when it
+/// went to disk, synced: everything below the first publish still waiting for the disk
+/// is acked (one `multiple` ack per flush); refused publishes are nacked one by one.
 struct Confirms {
+    /// Sequence number of the next publish.
     next: u64,
-    pending: u64,
+    /// Highest number already answered on the wire.
     written: u64,
+    /// Publishes waiting for the message store.
+    waiting: BTreeSet<u64>,
+    /// Publishes nacked but above `written` (to be skipped by the next ack).
+    nacked: BTreeSet<u64>,
+}
+
+/// What a message-store sync completes on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableToken {
+    Confirm(u64),
+    TxCommit,
 }
 
 /// What a transaction has buffered until tx.commit.
@@ -80,6 +93,32 @@ enum TxOp {
         multiple: bool,
         requeue: bool,
     },
+}
+
+/// What became of a publish.
+struct Routed {
+    /// False when a queue refused it (`x-overflow` reject-publish) or the disk did.
+    accepted: bool,
+    /// It went to the message store; its confirm waits for the sync.
+    on_disk: bool,
+}
+
+/// The message-store callback that brings `token` back to this channel's connection.
+fn durable_callback(
+    ctx: &ConnCtx,
+    channel: u16,
+    token: Option<DurableToken>,
+) -> warren_journal::Callback {
+    let inbox = ctx.handle.inbox.clone();
+    Box::new(move |result| {
+        if let Some(token) = token {
+            let _ = inbox.send(crate::queue::ConnEvent::Durable {
+                channel,
+                token,
+                stored: result.is_ok(),
+            });
+        }
+    })
 }
 
 /// A complete publish: method plus content.
@@ -104,6 +143,9 @@ pub(crate) struct Channel {
     consumer_prefetch: u16,
     confirms: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
+    /// Appends of the tx.commit in progress still waiting for the disk; commit-ok is sent
+    /// when they are done.
+    tx_waiting: usize,
     /// Most recently declared queue, for the empty-name shortcuts.
     last_queue: Option<Arc<str>>,
     /// Token of this channel's direct reply-to consumer.
@@ -261,6 +303,7 @@ impl Channel {
             consumer_prefetch: 0,
             confirms: None,
             tx: None,
+            tx_waiting: 0,
             last_queue: None,
             reply_token: None,
         }
@@ -422,28 +465,31 @@ impl Channel {
             c.next += 1;
             s
         });
-        let accepted = self.route_and_deliver(ctx, &vhost, publish, &view)?;
+        let token = seq.map(DurableToken::Confirm);
+        let routed = self.route_and_deliver(ctx, &vhost, publish, &view, token)?;
         if let Some(s) = seq {
-            if accepted {
-                if let Some(c) = self.confirms.as_mut() {
-                    c.pending = s;
-                }
-            } else {
+            if !routed.accepted {
                 self.nack_publish(ctx, s);
+            } else if routed.on_disk {
+                if let Some(c) = self.confirms.as_mut() {
+                    c.waiting.insert(s);
+                }
             }
         }
         Ok(())
     }
 
     /// Routes a complete publish and enqueues it; sends basic.return when mandatory and
-    /// unroutable. Returns false when a queue refused it (`x-overflow` reject-publish).
+    /// unroutable. A persistent message for durable queues is appended to the message
+    /// store, and `token` comes back to this channel once it is synced.
     fn route_and_deliver(
         &mut self,
         ctx: &mut ConnCtx,
         vhost: &Arc<VHost>,
         publish: Publish,
         view: &PropertiesView,
-    ) -> AmqpResult<bool> {
+        token: Option<DurableToken>,
+    ) -> AmqpResult<Routed> {
         let headers = match &view.headers {
             Some(range) => Some(
                 amq_protocol::types::parsing::parse_field_table(&publish.properties[range.clone()])
@@ -503,7 +549,7 @@ impl Channel {
             .expiration
             .clone()
             .and_then(|r| validate_expiration(&publish.properties[r]).ok());
-        let message = Arc::new(Message {
+        let mut message = Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
             properties,
@@ -512,7 +558,8 @@ impl Channel {
             priority: view.priority.unwrap_or(0),
             expiration,
             bcc,
-        });
+            stored: None,
+        };
 
         // Replies to a direct reply-to requester go straight to its channel.
         if publish.exchange == DEFAULT_EXCHANGE {
@@ -520,12 +567,15 @@ impl Channel {
                 let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
                 match target {
                     Some(target) => {
-                        deliver_reply(target, message);
+                        deliver_reply(target, Arc::new(message));
                     }
                     None if publish.mandatory => self.send_return(ctx, &publish),
                     None => {}
                 }
-                return Ok(true);
+                return Ok(Routed {
+                    accepted: true,
+                    on_disk: false,
+                });
             }
         }
 
@@ -533,7 +583,31 @@ impl Channel {
         let mut queues = std::mem::take(&mut ctx.route_buf);
         queues.clear();
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
-        let mut accepted = true;
+        let mut routed = Routed {
+            accepted: true,
+            on_disk: false,
+        };
+        if message.persistent {
+            let ids: Vec<u64> = queues.iter().filter_map(|q| q.store_id).collect();
+            if let (false, Some(storage)) = (ids.is_empty(), vhost.persistence.storage()) {
+                let callback = durable_callback(ctx, self.id, token);
+                match storage.append(&message, ids, callback) {
+                    Ok(r) => {
+                        message.stored = Some(r);
+                        routed.on_disk = true;
+                    }
+                    Err(e) => {
+                        // Not stored: refuse it rather than confirm something a restart
+                        // would lose (disk full and the like).
+                        tracing::warn!(error = %e, "message store append failed");
+                        ctx.route_buf = queues;
+                        routed.accepted = false;
+                        return Ok(routed);
+                    }
+                }
+            }
+        }
+        let message = Arc::new(message);
         if queues.is_empty() {
             if publish.mandatory {
                 self.send_return(ctx, &publish);
@@ -541,12 +615,12 @@ impl Channel {
         } else {
             for q in queues.drain(..) {
                 if q.publish(message.clone()) == PushOutcome::Rejected {
-                    accepted = false;
+                    routed.accepted = false;
                 }
             }
         }
         ctx.route_buf = queues;
-        Ok(accepted)
+        Ok(routed)
     }
 
     fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Publish) {
@@ -569,23 +643,69 @@ impl Channel {
         );
     }
 
-    /// Writes pending publisher confirms, one `multiple` ack for a run of them.
+    /// Writes pending publisher confirms: a `multiple` ack for each run of confirmed
+    /// publishes, and the nacks between runs.
     pub fn flush_confirms(&mut self, out: &mut BytesMut) {
-        if let Some(c) = self.confirms.as_mut() {
-            if c.pending > c.written {
-                warren_codec::encode_ack(out, self.id, c.pending, c.pending - c.written > 1);
-                c.written = c.pending;
-            }
+        let Some(c) = self.confirms.as_mut() else {
+            return;
+        };
+        let upto = match c.waiting.first() {
+            Some(first) => first - 1,
+            None => c.next - 1,
+        };
+        if upto <= c.written {
+            return;
         }
+        let mut answered = c.written;
+        let nacks: Vec<u64> = c.nacked.range(c.written + 1..=upto).copied().collect();
+        for n in nacks {
+            if n - 1 > answered {
+                warren_codec::encode_ack(out, self.id, n - 1, n - 1 - answered > 1);
+            }
+            warren_codec::encode_nack(out, self.id, n, false);
+            answered = n;
+        }
+        if upto > answered {
+            warren_codec::encode_ack(out, self.id, upto, upto - answered > 1);
+        }
+        c.written = upto;
+        c.nacked = c.nacked.split_off(&(upto + 1));
     }
 
-    /// A queue refused publish number `seq`: confirm everything before it, then nack it.
+    /// Publish number `seq` was refused (by a queue, or by the disk): it is nacked, in
+    /// order with the acks around it.
     fn nack_publish(&mut self, ctx: &mut ConnCtx, seq: u64) {
-        self.flush_confirms(&mut ctx.out);
-        warren_codec::encode_nack(&mut ctx.out, self.id, seq, false);
         if let Some(c) = self.confirms.as_mut() {
-            c.pending = seq;
-            c.written = seq;
+            c.waiting.remove(&seq);
+            if seq > c.written {
+                c.nacked.insert(seq);
+            }
+        }
+        self.flush_confirms(&mut ctx.out);
+    }
+
+    /// The message store synced (or failed to store) something of this channel.
+    pub fn on_durable(&mut self, ctx: &mut ConnCtx, token: DurableToken, stored: bool) {
+        match token {
+            DurableToken::Confirm(seq) => {
+                if stored {
+                    if let Some(c) = self.confirms.as_mut() {
+                        c.waiting.remove(&seq);
+                    }
+                } else {
+                    self.nack_publish(ctx, seq);
+                }
+            }
+            DurableToken::TxCommit => {
+                self.tx_waiting = self.tx_waiting.saturating_sub(1);
+                if self.tx_waiting == 0 && !self.closing {
+                    ok(
+                        ctx,
+                        self.id,
+                        AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                    );
+                }
+            }
         }
     }
 
@@ -616,6 +736,13 @@ impl Channel {
         );
         let properties = delivery_properties(d.queue.as_deref(), &d.entry);
         encode_content(&mut ctx.out, self.id, &properties, &m.body, ctx.frame_max);
+        if let Some(q) = &d.queue {
+            if d.no_ack {
+                q.release(m);
+            } else {
+                q.mark_delivered(m);
+            }
+        }
         if !d.no_ack {
             self.unacked.insert(
                 tag,
@@ -660,7 +787,7 @@ impl Channel {
         let finish = |run: Option<(Arc<Queue>, Option<ConsumerId>, Vec<Entry>)>| {
             if let Some((q, c, entries)) = run {
                 match how {
-                    Settle::Ack => q.settle(c, entries.len() as u32),
+                    Settle::Ack => q.ack(c, entries),
                     Settle::Requeue => q.requeue(c, entries),
                     Settle::Reject => q.reject(c, entries),
                 }
@@ -873,13 +1000,13 @@ impl Channel {
             AMQPClass::Queue(queue::AMQPMethod::Purge(m)) => {
                 let vhost = ctx.vhost()?;
                 let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
-                let n = q.state.lock().purge();
+                let n = q.purge();
                 if !m.nowait {
                     ok(
                         ctx,
                         id,
                         AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
-                            message_count: n as u32,
+                            message_count: n,
                         })),
                     );
                 }
@@ -997,8 +1124,9 @@ impl Channel {
                 if self.confirms.is_none() {
                     self.confirms = Some(Confirms {
                         next: 1,
-                        pending: 0,
                         written: 0,
+                        waiting: BTreeSet::new(),
+                        nacked: BTreeSet::new(),
                     });
                 }
                 if !m.nowait {
@@ -1031,11 +1159,14 @@ impl Channel {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 self.commit(ctx, ops)?;
-                ok(
-                    ctx,
-                    id,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+                // Persistent publishes to durable queues: commit-ok once they are synced.
+                if self.tx_waiting == 0 {
+                    ok(
+                        ctx,
+                        id,
+                        AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                    );
+                }
                 Ok(())
             }
             AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => {
@@ -1073,7 +1204,16 @@ impl Channel {
                     let view = PropertiesView::scan(&p.properties)
                         .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
                     // A refused publish in a transaction is simply dropped, as in RabbitMQ.
-                    self.route_and_deliver(ctx, &vhost, p, &view)?;
+                    let routed = self.route_and_deliver(
+                        ctx,
+                        &vhost,
+                        p,
+                        &view,
+                        Some(DurableToken::TxCommit),
+                    )?;
+                    if routed.on_disk {
+                        self.tx_waiting += 1;
+                    }
                 }
                 TxOp::Ack { tag, multiple } => self.ack(tag, multiple)?,
                 TxOp::Reject {
@@ -1381,17 +1521,21 @@ impl Channel {
                         exclusive_owner: owner,
                         arguments: m.arguments.clone(),
                         settings,
+                        store_id: (m.durable && !m.exclusive && vhost.persistence.is_enabled())
+                            .then(|| vhost.persistence.next_queue_id()),
                     },
                     &vhost,
                 );
                 topo.queues.insert(name.clone(), q);
                 drop(topo);
                 if m.durable && !m.exclusive {
+                    let id = vhost.queue(&name).and_then(|q| q.store_id).unwrap_or(0);
                     vhost.record(vec![MetaOp::Queue {
                         vhost: vhost.name.to_string(),
                         name: name.to_string(),
                         auto_delete: m.auto_delete,
                         arguments: persist::encode_args(&m.arguments),
+                        id,
                     }])?;
                 }
                 if m.exclusive {
@@ -1637,6 +1781,11 @@ impl Channel {
         let frame_max = ctx.frame_max;
         let properties = delivery_properties(Some(&q), &entry);
         encode_content(&mut ctx.out, self.id, &properties, &msg.body, frame_max);
+        if m.no_ack {
+            q.release(msg);
+        } else {
+            q.mark_delivered(msg);
+        }
         if !m.no_ack {
             self.unacked.insert(
                 tag,
@@ -1743,11 +1892,9 @@ pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Opti
         tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
     }
     queue.deleted.store(true, Ordering::Release);
-    let (consumers, message_count) = {
-        let mut st = queue.state.lock();
-        let n = st.purge();
-        (st.drain_consumers(), n as u32)
-    };
+    let message_count = queue.purge();
+    queue.forget_stored();
+    let consumers = queue.state.lock().drain_consumers();
     for c in consumers {
         if c.handle.conn.id == ctx.handle.id {
             ctx.cancelled_here.push((c.handle.channel, c.tag));

@@ -25,6 +25,26 @@ pub struct ServerConfig {
     pub default_vhost: String,
     /// Users that may only connect from loopback addresses (RabbitMQ's loopback_users).
     pub loopback_users: Vec<String>,
+    /// When persistent messages are synced to disk: `always` (group commit before every
+    /// confirm, the default), `never` (on shutdown only), or a number of milliseconds
+    /// (at most that long after the write; confirms do not wait).
+    pub fsync: String,
+}
+
+impl ServerConfig {
+    /// The message store's sync policy from [`ServerConfig::fsync`].
+    pub fn sync_policy(&self) -> Result<warren_journal::SyncPolicy, String> {
+        match self.fsync.as_str() {
+            "always" => Ok(warren_journal::SyncPolicy::Always),
+            "never" => Ok(warren_journal::SyncPolicy::Never),
+            ms => ms
+                .parse::<u64>()
+                .map(|ms| {
+                    warren_journal::SyncPolicy::Interval(std::time::Duration::from_millis(ms))
+                })
+                .map_err(|_| format!("fsync must be always, never or milliseconds, not '{ms}'")),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -43,6 +63,7 @@ impl Default for ServerConfig {
             default_pass: "guest".into(),
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
+            fsync: "always".into(),
         }
     }
 }

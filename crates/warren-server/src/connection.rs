@@ -432,6 +432,15 @@ impl Connection {
                     ch.on_consumer_cancelled(&mut self.ctx, &consumer_tag);
                 }
             }
+            ConnEvent::Durable {
+                channel,
+                token,
+                stored,
+            } => {
+                if let Some(ch) = self.channels.get_mut(&channel) {
+                    ch.on_durable(&mut self.ctx, token, stored);
+                }
+            }
             ConnEvent::Writable => {
                 for ch in self.channels.values() {
                     ch.redispatch_consumers();

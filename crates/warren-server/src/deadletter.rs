@@ -27,6 +27,8 @@ pub(crate) fn dead_letter(source: &Arc<Queue>, dead: Vec<Dead>) {
         dead.into_iter().map(|d| (source.clone(), d)).collect();
     let mut hops = 0usize;
     while let Some((queue, d)) = work.pop_front() {
+        // It leaves this queue whatever happens next.
+        queue.release(&d.entry.message);
         hops += 1;
         if hops > MAX_HOPS {
             debug!(queue = %source.name, "dead-letter chain too long; dropping the rest");
@@ -75,6 +77,17 @@ fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Que
         .is_err()
     {
         return Vec::new();
+    }
+    let mut message = message;
+    if message.persistent {
+        let ids: Vec<u64> = targets.iter().filter_map(|q| q.store_id).collect();
+        if let (false, Some(storage)) = (ids.is_empty(), vhost.persistence.storage()) {
+            // Nobody waits for this sync: dead-lettering is at-most-once, as in RabbitMQ.
+            match storage.append(&message, ids, Box::new(|_| {})) {
+                Ok(r) => message.stored = Some(r),
+                Err(e) => debug!(error = %e, "dead-lettered message not stored"),
+            }
+        }
     }
     let message = Arc::new(message);
     let mut out = Vec::new();
@@ -232,6 +245,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         } else {
             old.bcc.clone()
         },
+        stored: None,
     };
     Some((message, deaths))
 }

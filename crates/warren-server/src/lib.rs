@@ -18,6 +18,7 @@ mod names;
 pub mod persist;
 pub mod queue;
 mod server;
+pub mod storage;
 pub mod timers;
 pub mod vhost;
 

@@ -13,7 +13,10 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::{Arc, OnceLock},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
 };
 
 use amq_protocol::types::FieldTable;
@@ -26,6 +29,7 @@ use crate::{
     args,
     broker::Broker,
     queue::{Queue, QueueDecl},
+    storage::Storage,
     vhost::{ExchangeMeta, VHost},
 };
 
@@ -60,6 +64,9 @@ pub enum MetaOp {
         name: String,
         auto_delete: bool,
         arguments: String,
+        /// The queue's id in the message store (0 in files written before it existed).
+        #[serde(default)]
+        id: u64,
     },
     DeleteQueue {
         vhost: String,
@@ -160,6 +167,9 @@ impl MetaLog {
 #[derive(Default)]
 pub struct Persistence {
     log: OnceLock<MetaLog>,
+    storage: OnceLock<Storage>,
+    /// Highest message-store queue id handed out or seen.
+    last_queue_id: AtomicU64,
 }
 
 impl Persistence {
@@ -169,6 +179,32 @@ impl Persistence {
 
     pub fn is_enabled(&self) -> bool {
         self.log.get().is_some()
+    }
+
+    /// The message store, once opened.
+    pub fn storage(&self) -> Option<&Storage> {
+        self.storage.get()
+    }
+
+    pub fn attach_storage(&self, storage: Storage) -> Result<(), Storage> {
+        self.storage.set(storage)
+    }
+
+    /// A message-store id for a new durable queue: never one used before, even across
+    /// restarts (ids grow with the clock and past every id seen in the metadata).
+    pub fn next_queue_id(&self) -> u64 {
+        let floor = crate::clock::now_ms() << 12;
+        let prev = self
+            .last_queue_id
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(last.max(floor).saturating_add(1))
+            })
+            .unwrap_or(floor);
+        prev.max(floor).saturating_add(1)
+    }
+
+    fn saw_queue_id(&self, id: u64) {
+        self.last_queue_id.fetch_max(id, Ordering::AcqRel);
     }
 
     /// Records changes; the caller answers the client only after this returns.
@@ -270,11 +306,18 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             name,
             auto_delete,
             arguments,
+            id,
         } => {
             let v = broker.add_vhost(vhost);
             if v.queue(name).is_some() {
                 return;
             }
+            let id = if *id == 0 {
+                broker.persistence.next_queue_id()
+            } else {
+                broker.persistence.saw_queue_id(*id);
+                *id
+            };
             let arguments = decode_args(arguments);
             let what = format!("queue '{name}' in vhost '{vhost}'");
             let settings = args::queue_settings(&arguments, &what).unwrap_or_else(|e| {
@@ -289,6 +332,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
                     exclusive_owner: None,
                     arguments,
                     settings,
+                    store_id: Some(id),
                 },
                 &v,
             );
@@ -385,6 +429,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
                 name: q.name.to_string(),
                 auto_delete: q.auto_delete,
                 arguments: encode_args(&q.arguments),
+                id: q.store_id.unwrap_or(0),
             });
         }
         let mut sources: Vec<_> = topo.exchanges.iter().collect();
@@ -546,6 +591,7 @@ mod tests {
                 name: "q".into(),
                 auto_delete: false,
                 arguments: encode_args(&args_table()),
+                id: 42,
             },
             MetaOp::Bind {
                 vhost: "/".into(),

@@ -19,6 +19,8 @@ use crate::{
     args::{QueueKind, QueueSettings},
     clock::now_ms,
     deadletter::dead_letter,
+    persist::Persistence,
+    storage::Storage,
     timers::Timers,
     vhost::VHost,
 };
@@ -39,6 +41,12 @@ pub enum ConnEvent {
     },
     /// The socket caught up with the write backlog: deliveries may flow again.
     Writable,
+    /// The message store synced (`stored`) or failed to store something of a channel.
+    Durable {
+        channel: u16,
+        token: crate::channel::DurableToken,
+        stored: bool,
+    },
 }
 
 /// One message on its way to a consumer.
@@ -166,6 +174,9 @@ pub struct Queue {
     pub deleted: AtomicBool,
     /// Auto-delete applies only once the queue has had a consumer.
     pub had_consumer: AtomicBool,
+    /// Id in the message store (durable queues, when the broker has a data directory).
+    pub store_id: Option<u64>,
+    persistence: Arc<Persistence>,
     /// The vhost it lives in, for dead-lettering and `x-expires`.
     home: Weak<VHost>,
     timers: Arc<Timers>,
@@ -192,6 +203,8 @@ pub struct QueueDecl {
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
     pub settings: QueueSettings,
+    /// Message-store id; `None` for queues whose messages never go to disk.
+    pub store_id: Option<u64>,
 }
 
 impl Queue {
@@ -207,6 +220,8 @@ impl Queue {
             settings: decl.settings,
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
+            store_id: decl.store_id,
+            persistence: home.persistence.clone(),
             home: Arc::downgrade(home),
             timers: home.timers.clone(),
             scheduled: AtomicU64::new(u64::MAX),
@@ -226,6 +241,58 @@ impl Queue {
 
     pub fn is_quorum(&self) -> bool {
         self.settings.kind == QueueKind::Quorum
+    }
+
+    fn storage(&self) -> Option<(&Storage, u64)> {
+        let id = self.store_id?;
+        Some((self.persistence.storage()?, id))
+    }
+
+    /// The message left this queue for good: release its place on disk.
+    pub fn release(&self, message: &Message) {
+        if let (Some((storage, id)), Some(r)) = (self.storage(), message.stored) {
+            storage.ack(id, r);
+        }
+    }
+
+    /// A stored message was handed to a client: a restart redelivers it as such.
+    pub fn mark_delivered(&self, message: &Message) {
+        if let (Some((storage, id)), Some(r)) = (self.storage(), message.stored) {
+            storage.mark_delivered(id, r);
+        }
+    }
+
+    /// Consumer acks: settled, and released on disk.
+    pub fn ack(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        for e in &entries {
+            self.release(&e.message);
+        }
+        self.settle(consumer, entries.len() as u32);
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        let purged = self.state.lock().purge();
+        for e in &purged {
+            self.release(&e.message);
+        }
+        purged.len() as u32
+    }
+
+    /// The queue is gone: its messages on disk go with it.
+    pub fn forget_stored(&self) {
+        if let Some((storage, id)) = self.storage() {
+            storage.forget_queue(id);
+        }
+    }
+
+    /// Arms the expiry timer for the earliest deadline, and `x-expires`.
+    pub fn arm_timers(self: &Arc<Self>) {
+        let next = self.state.lock().next_deadline();
+        if let Some(next) = next {
+            self.schedule(next);
+        }
+        self.touch();
     }
 
     /// Records a use for `x-expires` and arms its timer.
@@ -280,10 +347,16 @@ impl Queue {
         let now = now_ms();
         let mut dead = Vec::new();
         let mut state = self.state.lock();
-        let outcome = state.push(message, now, &mut dead);
+        let before = dead.len();
+        let outcome = state.push(message.clone(), now, &mut dead);
+        let refused_quietly = outcome == PushOutcome::Rejected && dead.len() == before;
         self.dispatch_locked(&mut state, now, &mut dead);
         self.after_change(&mut state, now, &mut dead);
         drop(state);
+        // A refused message that is not dead-lettered (which releases it) leaves now.
+        if refused_quietly {
+            self.release(&message);
+        }
         (outcome, dead)
     }
 

@@ -205,11 +205,9 @@ impl VHost {
         queue
             .deleted
             .store(true, std::sync::atomic::Ordering::Release);
-        let (consumers, count) = {
-            let mut st = queue.state.lock();
-            let n = st.purge();
-            (st.drain_consumers(), n as u32)
-        };
+        let count = queue.purge();
+        queue.forget_stored();
+        let consumers = queue.state.lock().drain_consumers();
         for c in consumers {
             let _ = c.handle.conn.inbox.send(ConnEvent::Cancelled {
                 channel: c.handle.channel,

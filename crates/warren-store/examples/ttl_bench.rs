@@ -20,6 +20,7 @@ fn message(i: u64, ttl: Option<u64>) -> Arc<Message> {
         priority: (i % 10) as u8,
         expiration: ttl,
         bcc: None,
+        stored: None,
     })
 }
 

@@ -14,5 +14,5 @@ mod message;
 mod queue;
 
 pub use config::{DeathReason, Overflow, QueueConfig};
-pub use message::Message;
+pub use message::{Message, StoredRef};
 pub use queue::{ConsumerId, ConsumerSlot, Dead, Dispatched, Entry, PushOutcome, QueueState};

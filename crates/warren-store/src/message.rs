@@ -20,6 +20,17 @@ pub struct Message {
     /// BCC routing keys, which were stripped from the headers but still route the
     /// message when it is dead-lettered without a dead-letter routing key.
     pub bcc: Option<Arc<[String]>>,
+    /// Where the message is stored on disk, when it is persistent and went to a durable
+    /// queue: acks and deliveries are recorded against it.
+    pub stored: Option<StoredRef>,
+}
+
+/// A stored record's place on disk (segment, offset, length), opaque to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoredRef {
+    pub segment: u64,
+    pub offset: u32,
+    pub len: u32,
 }
 
 impl Message {

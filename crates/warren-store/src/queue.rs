@@ -187,6 +187,26 @@ impl<C> QueueState<C> {
         PushOutcome::Enqueued
     }
 
+    /// Enqueues a message recovered from disk after a restart, keeping its deadline and
+    /// whether it had been delivered before. Recovered messages are pushed in their
+    /// original order; length limits are not re-applied.
+    pub fn push_recovered(
+        &mut self,
+        message: Arc<Message>,
+        expires_at: Option<u64>,
+        redelivered: bool,
+    ) {
+        let entry = Entry {
+            seq: self.next_seq,
+            expires_at,
+            message,
+            redelivered,
+            delivery_count: 0,
+        };
+        self.next_seq += 1;
+        self.insert_ordered(entry);
+    }
+
     /// Puts an entry into its level at its `seq` position.
     fn insert_ordered(&mut self, entry: Entry) {
         let level = self.level_of(&entry.message);
@@ -563,17 +583,17 @@ impl<C> QueueState<C> {
         }
     }
 
-    /// Drops every ready message; returns how many.
-    pub fn purge(&mut self) -> usize {
-        let n = self.ready;
+    /// Drops every ready message; returns them (their storage must be released).
+    pub fn purge(&mut self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.ready);
+        out.extend(self.returns.drain(..));
         for deque in &mut self.levels {
-            deque.clear();
+            out.extend(deque.drain(..).filter_map(|s| s.entry));
         }
-        self.returns.clear();
         self.deadlines.clear();
         self.ready = 0;
         self.ready_bytes = 0;
-        n
+        out
     }
 }
 
@@ -592,6 +612,7 @@ mod tests {
             priority: 0,
             expiration: None,
             bcc: None,
+            stored: None,
         })
     }
 
@@ -800,7 +821,7 @@ mod tests {
             q.push0(msg(b));
         }
         let _held = q.get0(true);
-        assert_eq!(q.purge(), 2);
+        assert_eq!(q.purge().len(), 2);
         assert_eq!(q.ready_bytes(), 0);
         assert_eq!(q.unacked_len(), 1);
     }

@@ -56,6 +56,7 @@ struct FileConfig {
     default_pass: Option<String>,
     default_vhost: Option<String>,
     loopback_users: Option<Vec<String>>,
+    fsync: Option<String>,
 }
 
 fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
@@ -82,6 +83,7 @@ fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
         heartbeat,
         max_message_size,
         handshake_timeout_secs,
+        fsync,
         default_user,
         default_pass,
         default_vhost,
@@ -182,7 +184,23 @@ async fn run(cfg: ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let sync = match broker.config.sync_policy() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store_dir = broker.config.data_dir.clone();
+    if let Err(e) = warren_server::storage::open(&broker, &store_dir, sync) {
+        error!(
+            "cannot open the message store in {}: {e}",
+            store_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let shutdown = Shutdown::new();
+    let broker_handle = broker.clone();
     let server = tokio::spawn(warren_server::serve(listener, broker, shutdown.clone()));
     info!(
         "warren {} (RabbitMQ {} compatible) listening for AMQP on {local}",
@@ -195,6 +213,9 @@ async fn run(cfg: ServerConfig) -> ExitCode {
     info!("stopping: closing connections");
     shutdown.trigger();
     let _ = server.await;
+    if let Some(storage) = broker_handle.persistence.storage() {
+        storage.close();
+    }
     info!("stopped");
     ExitCode::SUCCESS
 }

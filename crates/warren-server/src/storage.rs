@@ -1,0 +1,173 @@
+//! Persistent messages of durable queues on disk, through [`warren_journal`].
+//!
+//! A persistent message routed to durable queues is appended once (its body shared by
+//! every such queue); the publisher's confirm, or tx.commit-ok, waits for the journal's
+//! group commit. Acks, rejections, expiry, length-limit drops and purges release the
+//! queue's reference; deliveries are marked so that a restart redelivers with
+//! `redelivered` set. At start the journal's recovery refills each durable queue in its
+//! original order.
+
+use std::{collections::HashSet, path::Path, sync::Arc};
+
+use tracing::{info, warn};
+use warren_journal::{
+    Callback, Journal, JournalError, JournalOptions, Location, NewRecord, QueueId, SyncPolicy,
+};
+use warren_store::{Message, StoredRef};
+
+use crate::{broker::Broker, clock::now_ms};
+
+fn to_location(r: StoredRef) -> Location {
+    Location {
+        segment: r.segment,
+        offset: r.offset,
+        len: r.len,
+    }
+}
+
+fn to_ref(l: Location) -> StoredRef {
+    StoredRef {
+        segment: l.segment,
+        offset: l.offset,
+        len: l.len,
+    }
+}
+
+/// The broker's message store.
+pub struct Storage {
+    journal: Journal,
+}
+
+impl Storage {
+    /// Appends a persistent message for `queues`; `on_durable` runs once it is synced.
+    /// The record keeps the publish time (as `expires_at_ms`, which the journal does not
+    /// interpret) so that TTLs keep counting across a restart.
+    pub fn append(
+        &self,
+        message: &Message,
+        queues: Vec<u64>,
+        on_durable: Callback,
+    ) -> Result<StoredRef, JournalError> {
+        let record = NewRecord {
+            msg_id: 0,
+            persistent: true,
+            expires_at_ms: Some(now_ms()),
+            queues: queues.into_iter().map(QueueId).collect(),
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            properties: message.properties.clone(),
+            body: message.body.clone(),
+        };
+        self.journal.append(record, on_durable).map(to_ref)
+    }
+
+    pub fn ack(&self, queue: u64, r: StoredRef) {
+        self.journal.ack(QueueId(queue), to_location(r));
+    }
+
+    pub fn mark_delivered(&self, queue: u64, r: StoredRef) {
+        self.journal.mark_delivered(QueueId(queue), to_location(r));
+    }
+
+    pub fn forget_queue(&self, queue: u64) {
+        self.journal.forget_queue(QueueId(queue));
+    }
+
+    /// Syncs everything and stops the writer (clean shutdown).
+    pub fn close(&self) {
+        if let Err(e) = self.journal.close() {
+            warn!(error = %e, "closing the message store");
+        }
+    }
+}
+
+/// Opens the message store under `dir` and puts every surviving persistent message back
+/// into its durable queue. Call after the metadata is restored.
+pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize, JournalError> {
+    let mut live = HashSet::new();
+    for vhost in broker.vhosts() {
+        for q in vhost.topology.read().queues.values() {
+            if let Some(id) = q.store_id {
+                live.insert(QueueId(id));
+            }
+        }
+    }
+    let opts = JournalOptions {
+        sync,
+        ..Default::default()
+    };
+    let (journal, recovery) = Journal::open(dir, opts, &live)?;
+    let report = &recovery.report;
+    if report.torn_bytes_truncated > 0 || report.corrupt_records > 0 {
+        warn!(
+            torn_bytes = report.torn_bytes_truncated,
+            corrupt_records = report.corrupt_records,
+            "message store had damage; see the warnings above for the queues affected"
+        );
+    }
+    let mut restored = 0usize;
+    for vhost in broker.vhosts() {
+        let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
+        for q in queues {
+            let Some(id) = q.store_id else { continue };
+            let Some(messages) = recovery.queues.get(&QueueId(id)) else {
+                continue;
+            };
+            let now = now_ms();
+            let mut state = q.state.lock();
+            for m in messages {
+                let stored = match journal.read(m.location) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(queue = %q.name, error = %e, "unreadable message skipped");
+                        journal.ack(QueueId(id), m.location);
+                        continue;
+                    }
+                };
+                let view = warren_codec::PropertiesView::scan(&stored.properties).ok();
+                let expiration = view
+                    .as_ref()
+                    .and_then(|v| v.expiration.clone())
+                    .and_then(|r| {
+                        std::str::from_utf8(stored.properties.get(r)?)
+                            .ok()?
+                            .parse()
+                            .ok()
+                    });
+                let published = m.expires_at_ms.unwrap_or(now);
+                let ttl = match (q.settings.config.message_ttl, expiration) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let message = Arc::new(Message {
+                    exchange: stored.exchange,
+                    routing_key: stored.routing_key,
+                    priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
+                    persistent: true,
+                    expiration,
+                    bcc: None,
+                    stored: Some(to_ref(m.location)),
+                    properties: stored.properties,
+                    body: stored.body,
+                });
+                state.push_recovered(
+                    message,
+                    ttl.map(|t| published.saturating_add(t)),
+                    m.redelivered,
+                );
+                restored += 1;
+            }
+            drop(state);
+            // Expire what passed its deadline while the broker was down.
+            q.dispatch();
+            q.arm_timers();
+        }
+    }
+    info!(
+        messages = restored,
+        segments = report.segments_scanned,
+        "message store recovered"
+    );
+    let _ = broker.persistence.attach_storage(Storage { journal });
+    Ok(restored)
+}
