@@ -77,7 +77,13 @@ impl Broker {
 
     /// Stops this broker (SIGKILL when `kill`, else SIGTERM) and starts a new one on the
     /// same data directory, as after a crash or a restart.
-    pub fn restart(mut self, kill: bool) -> Broker {
+    pub fn restart(self, kill: bool) -> Broker {
+        self.restart_with(kill, |_| {})
+    }
+
+    /// [`Broker::restart`], running `tamper` on the data directory while no broker runs
+    /// (to damage store files, say).
+    pub fn restart_with(mut self, kill: bool, tamper: impl FnOnce(&std::path::Path)) -> Broker {
         if kill {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -85,6 +91,7 @@ impl Broker {
             self.terminate();
         }
         self.owns_data = false;
+        tamper(&self.data_dir);
         Self::start_in(self.data_dir.clone(), &[], &[])
     }
 
