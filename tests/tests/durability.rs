@@ -459,7 +459,7 @@ async fn confirmed_messages_survive_sigkill_at_random_moments() {
                 got.windows(2).all(|w| w[0] < w[1]),
                 "round {round} publisher {id}: out of order or duplicated: {got:?}"
             );
-            let first_expected = seen[id].max(0) + 1;
+            let first_expected = seen[id] + 1;
             let missing: Vec<u64> = (first_expected..=confirmed[id])
                 .filter(|n| got.binary_search(n).is_err())
                 .collect();
