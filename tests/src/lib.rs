@@ -28,6 +28,8 @@ pub struct Broker {
     /// Whether dropping this broker removes its data directory (not when a restarted
     /// broker took it over).
     owns_data: bool,
+    /// Extra command-line arguments, kept for restarts.
+    args: Vec<String>,
     /// Log lines the broker printed (stdout and stderr), collected in the background.
     log: std::sync::Arc<Mutex<Vec<String>>>,
 }
@@ -92,7 +94,8 @@ impl Broker {
         }
         self.owns_data = false;
         tamper(&self.data_dir);
-        Self::start_in(self.data_dir.clone(), &[], &[])
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Self::start_in(self.data_dir.clone(), &args, &[])
     }
 
     fn start_in(data_dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Broker {
@@ -158,6 +161,7 @@ impl Broker {
             port,
             data_dir,
             owns_data: true,
+            args: args.iter().map(|a| a.to_string()).collect(),
             log,
         }
     }

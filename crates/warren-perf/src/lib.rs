@@ -83,6 +83,13 @@ pub struct PerfArgs {
     /// Seconds to publish.
     #[arg(long, short = 'z', default_value_t = 10.0)]
     pub duration: f64,
+    /// Messages each producer publishes before it stops (0 = until the duration ends);
+    /// the run ends early once every producer is done.
+    #[arg(long, short = 'C', default_value_t = 0)]
+    pub pmessages: u64,
+    /// Leave the queues (and their messages) on the broker at the end.
+    #[arg(long)]
+    pub keep: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -198,6 +205,9 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
 
 async fn teardown(plan: &Plan) -> std::io::Result<()> {
     let a = &plan.args;
+    if a.keep {
+        return Ok(());
+    }
     let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
     for q in 0..a.queues {
         client::rpc(&mut r, &mut w, client::delete_queue(&queue_name(q))).await?;
@@ -280,6 +290,12 @@ async fn producer(
     let mut body = vec![0u8; a.size.max(16)];
     while !stop.load(Ordering::Relaxed) {
         let mut batch = 256u64;
+        if a.pmessages > 0 {
+            if seq >= a.pmessages {
+                break;
+            }
+            batch = batch.min(a.pmessages - seq);
+        }
         if per_producer_rate > 0.0 {
             let due = (started.elapsed().as_secs_f64() * per_producer_rate) as u64;
             batch = batch.min(due.saturating_sub(seq));
@@ -458,11 +474,16 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     let mut last = stats.snapshot();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    while started.elapsed() < run_for {
-        let left = run_for.saturating_sub(started.elapsed());
+    while started.elapsed() < run_for && !producers.iter().all(|p| p.is_finished()) {
+        let left = run_for
+            .saturating_sub(started.elapsed())
+            .min(Duration::from_millis(100));
         tokio::select! {
             _ = tick.tick() => {
                 let now = stats.snapshot();
+                if producers.iter().all(|p| p.is_finished()) {
+                    break;
+                }
                 if !args.quiet && !args.json {
                     println!("{}", stats.live_line(started.elapsed(), &last, &now));
                 }

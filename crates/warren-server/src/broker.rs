@@ -77,7 +77,10 @@ impl Broker {
             connections: DashMap::new(),
             reply_to: DashMap::new(),
             timers: Timers::new(),
-            persistence: Persistence::new(),
+            persistence: Persistence::new(
+                usize::try_from(config.memory_budget_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+            ),
             next_id: AtomicU64::new(1),
             config,
         };

@@ -559,6 +559,7 @@ impl Channel {
             expiration,
             bcc,
             stored: None,
+            paged_len: None,
         };
 
         // Replies to a direct reply-to requester go straight to its channel.
@@ -587,16 +588,27 @@ impl Channel {
             accepted: true,
             on_disk: false,
         };
-        if message.persistent {
-            let ids: Vec<u64> = queues.iter().filter_map(|q| q.store_id).collect();
-            if let (false, Some(storage)) = (ids.is_empty(), vhost.persistence.storage()) {
-                let callback = durable_callback(ctx, self.id, token);
-                match storage.append(&message, ids, callback) {
+        if let (false, Some(storage)) = (queues.is_empty(), vhost.persistence.storage()) {
+            // Persistent messages for durable queues go to disk, and so does any body
+            // that would take the broker over its memory budget (then kept on disk only).
+            let durable = message.persistent && queues.iter().any(|q| q.is_recoverable());
+            let page = vhost.persistence.over_budget(message.body.len());
+            let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
+            if let (true, Some(ids)) = (durable || page, ids) {
+                let callback = durable_callback(ctx, self.id, token.filter(|_| durable));
+                match storage.append(&message, durable, ids, callback) {
                     Ok(r) => {
                         message.stored = Some(r);
-                        routed.on_disk = true;
+                        routed.on_disk = durable;
+                        if page {
+                            message.paged_len = Some(message.body.len());
+                            message.body = Bytes::new();
+                            // The properties are a slice of the read buffer: copy them so
+                            // that buffer (bodies and all) can be freed.
+                            message.properties = Bytes::copy_from_slice(&message.properties);
+                        }
                     }
-                    Err(e) => {
+                    Err(e) if durable => {
                         // Not stored: refuse it rather than confirm something a restart
                         // would lose (disk full and the like).
                         tracing::warn!(error = %e, "message store append failed");
@@ -604,6 +616,7 @@ impl Channel {
                         routed.accepted = false;
                         return Ok(routed);
                     }
+                    Err(e) => tracing::debug!(error = %e, "could not page a message out"),
                 }
             }
         }
@@ -722,9 +735,25 @@ impl Channel {
         if !live {
             return Err(d);
         }
+        let m = &d.entry.message;
+        let body = match &d.queue {
+            Some(q) => q.load_body(m),
+            None => Some(m.body.clone()),
+        };
+        let Some(body) = body else {
+            // Unreadable on disk: it is gone; settle it so the queue moves on.
+            if let Some(q) = &d.queue {
+                if d.no_ack {
+                    q.release(m);
+                } else {
+                    q.ack(Some(d.consumer_id), vec![d.entry.clone()]);
+                    self.shared.release(1);
+                }
+            }
+            return Ok(());
+        };
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
-        let m = &d.entry.message;
         encode_deliver(
             &mut ctx.out,
             self.id,
@@ -735,7 +764,7 @@ impl Channel {
             &m.routing_key,
         );
         let properties = delivery_properties(d.queue.as_deref(), &d.entry);
-        encode_content(&mut ctx.out, self.id, &properties, &m.body, ctx.frame_max);
+        encode_content(&mut ctx.out, self.id, &properties, &body, ctx.frame_max);
         if let Some(q) = &d.queue {
             if d.no_ack {
                 q.release(m);
@@ -1521,7 +1550,9 @@ impl Channel {
                         exclusive_owner: owner,
                         arguments: m.arguments.clone(),
                         settings,
-                        store_id: (m.durable && !m.exclusive && vhost.persistence.is_enabled())
+                        // Every queue gets a message-store id once the store is open: durable
+                        // ones for persistence, all of them for paging bodies out.
+                        store_id: (vhost.persistence.is_enabled())
                             .then(|| vhost.persistence.next_queue_id()),
                     },
                     &vhost,
@@ -1780,7 +1811,8 @@ impl Channel {
         );
         let frame_max = ctx.frame_max;
         let properties = delivery_properties(Some(&q), &entry);
-        encode_content(&mut ctx.out, self.id, &properties, &msg.body, frame_max);
+        let body = q.load_body(msg).unwrap_or_default();
+        encode_content(&mut ctx.out, self.id, &properties, &body, frame_max);
         if m.no_ack {
             q.release(msg);
         } else {

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// confirm, the default), `never` (on shutdown only), or a number of milliseconds
     /// (at most that long after the write; confirms do not wait).
     pub fsync: String,
+    /// Memory for message bodies of ready messages, in MiB, all queues together: beyond
+    /// it new bodies stay on disk only and are read back in order on delivery.
+    pub memory_budget_mb: u64,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
             fsync: "always".into(),
+            memory_budget_mb: 256,
         }
     }
 }

@@ -27,16 +27,17 @@ pub(crate) fn dead_letter(source: &Arc<Queue>, dead: Vec<Dead>) {
         dead.into_iter().map(|d| (source.clone(), d)).collect();
     let mut hops = 0usize;
     while let Some((queue, d)) = work.pop_front() {
-        // It leaves this queue whatever happens next.
-        queue.release(&d.entry.message);
+        let message = d.entry.message.clone();
         hops += 1;
-        if hops > MAX_HOPS {
+        if hops <= MAX_HOPS {
+            for (target, more) in republish(&vhost, &queue, d) {
+                work.extend(more.into_iter().map(|m| (target.clone(), m)));
+            }
+        } else if hops == MAX_HOPS + 1 {
             debug!(queue = %source.name, "dead-letter chain too long; dropping the rest");
-            return;
         }
-        for (target, more) in republish(&vhost, &queue, d) {
-            work.extend(more.into_iter().map(|m| (target.clone(), m)));
-        }
+        // It has left this queue (after its body was read back, if it was on disk).
+        queue.release(&message);
     }
 }
 
@@ -79,12 +80,20 @@ fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Que
         return Vec::new();
     }
     let mut message = message;
-    if message.persistent {
-        let ids: Vec<u64> = targets.iter().filter_map(|q| q.store_id).collect();
-        if let (false, Some(storage)) = (ids.is_empty(), vhost.persistence.storage()) {
+    if let (false, Some(storage)) = (targets.is_empty(), vhost.persistence.storage()) {
+        let durable = message.persistent && targets.iter().any(|q| q.is_recoverable());
+        let page = vhost.persistence.over_budget(message.body.len());
+        let ids: Option<Vec<u64>> = targets.iter().map(|q| q.store_id).collect();
+        if let (true, Some(ids)) = (durable || page, ids) {
             // Nobody waits for this sync: dead-lettering is at-most-once, as in RabbitMQ.
-            match storage.append(&message, ids, Box::new(|_| {})) {
-                Ok(r) => message.stored = Some(r),
+            match storage.append(&message, durable, ids, Box::new(|_| {})) {
+                Ok(r) => {
+                    message.stored = Some(r);
+                    if page {
+                        message.paged_len = Some(message.body.len());
+                        message.body = Bytes::new();
+                    }
+                }
                 Err(e) => debug!(error = %e, "dead-lettered message not stored"),
             }
         }
@@ -236,7 +245,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         exchange,
         routing_key: dlrk.clone().unwrap_or_else(|| old.routing_key.clone()),
         properties,
-        body: old.body.clone(),
+        body: queue.load_body(old)?,
         persistent: old.persistent,
         priority: old.priority,
         expiration: None,
@@ -246,6 +255,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
             old.bcc.clone()
         },
         stored: None,
+        paged_len: None,
     };
     Some((message, deaths))
 }

@@ -14,7 +14,7 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, OnceLock,
     },
 };
@@ -170,11 +170,24 @@ pub struct Persistence {
     storage: OnceLock<Storage>,
     /// Highest message-store queue id handed out or seen.
     last_queue_id: AtomicU64,
+    /// Body bytes of ready messages held in memory, all queues together.
+    pub resident: Arc<AtomicUsize>,
+    /// Above this many resident bytes, new message bodies are kept on disk only.
+    budget: AtomicUsize,
 }
 
 impl Persistence {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Persistence::default())
+    pub fn new(memory_budget: usize) -> Arc<Self> {
+        Arc::new(Persistence {
+            budget: AtomicUsize::new(memory_budget),
+            ..Persistence::default()
+        })
+    }
+
+    /// Whether a body of `len` more bytes would take resident bodies over the budget.
+    pub fn over_budget(&self, len: usize) -> bool {
+        self.resident.load(Ordering::Relaxed).saturating_add(len)
+            > self.budget.load(Ordering::Relaxed)
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -209,6 +209,8 @@ pub struct QueueDecl {
 
 impl Queue {
     pub fn new(decl: QueueDecl, home: &Arc<VHost>) -> Arc<Self> {
+        let mut state = QueueState::with_config(decl.settings.config.clone());
+        state.set_resident_counter(home.persistence.resident.clone());
         let queue = Arc::new(Queue {
             name: decl.name,
             vhost: home.name.clone(),
@@ -216,7 +218,7 @@ impl Queue {
             auto_delete: decl.auto_delete,
             exclusive_owner: decl.exclusive_owner,
             arguments: decl.arguments,
-            state: Mutex::new(QueueState::with_config(decl.settings.config.clone())),
+            state: Mutex::new(state),
             settings: decl.settings,
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
@@ -257,8 +259,31 @@ impl Queue {
 
     /// A stored message was handed to a client: a restart redelivers it as such.
     pub fn mark_delivered(&self, message: &Message) {
+        if !self.is_recoverable() || !message.persistent {
+            return;
+        }
         if let (Some((storage, id)), Some(r)) = (self.storage(), message.stored) {
             storage.mark_delivered(id, r);
+        }
+    }
+
+    /// Durable and not exclusive: its persistent messages come back after a restart.
+    pub fn is_recoverable(&self) -> bool {
+        self.durable && self.exclusive_owner.is_none() && self.store_id.is_some()
+    }
+
+    /// The body of a message in this queue, read back from disk if it was paged out.
+    pub fn load_body(&self, message: &Message) -> Option<bytes::Bytes> {
+        if !message.is_paged() {
+            return Some(message.body.clone());
+        }
+        let (storage, _) = self.storage()?;
+        match storage.read_body(message.stored?) {
+            Ok(body) => Some(body),
+            Err(e) => {
+                tracing::error!(queue = %self.name, error = %e, "paged-out message unreadable; dropped");
+                None
+            }
         }
     }
 

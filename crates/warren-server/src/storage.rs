@@ -39,18 +39,21 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Appends a persistent message for `queues`; `on_durable` runs once it is synced.
-    /// The record keeps the publish time (as `expires_at_ms`, which the journal does not
-    /// interpret) so that TTLs keep counting across a restart.
+    /// Appends a message for `queues` (every queue it was routed to: each releases its
+    /// reference when the message leaves it); `on_durable` runs once it is synced. Only a
+    /// `persistent` record is recovered after a restart; the others are written to keep
+    /// bodies out of memory. The record keeps the publish time (as `expires_at_ms`, which
+    /// the journal does not interpret) so that TTLs keep counting across a restart.
     pub fn append(
         &self,
         message: &Message,
+        persistent: bool,
         queues: Vec<u64>,
         on_durable: Callback,
     ) -> Result<StoredRef, JournalError> {
         let record = NewRecord {
             msg_id: 0,
-            persistent: true,
+            persistent,
             expires_at_ms: Some(now_ms()),
             queues: queues.into_iter().map(QueueId).collect(),
             exchange: message.exchange.clone(),
@@ -59,6 +62,11 @@ impl Storage {
             body: message.body.clone(),
         };
         self.journal.append(record, on_durable).map(to_ref)
+    }
+
+    /// The body of a stored message (checksum verified).
+    pub fn read_body(&self, r: StoredRef) -> Result<bytes::Bytes, JournalError> {
+        self.journal.read(to_location(r)).map(|m| m.body)
     }
 
     pub fn ack(&self, queue: u64, r: StoredRef) {
@@ -87,7 +95,7 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     let mut live = HashSet::new();
     for vhost in broker.vhosts() {
         for q in vhost.topology.read().queues.values() {
-            if let Some(id) = q.store_id {
+            if let (true, Some(id)) = (q.is_recoverable(), q.store_id) {
                 live.insert(QueueId(id));
             }
         }
@@ -139,6 +147,8 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                // Beyond the memory budget the body stays on disk until delivery.
+                let paged = broker.persistence.over_budget(stored.body.len());
                 let message = Arc::new(Message {
                     exchange: stored.exchange,
                     routing_key: stored.routing_key,
@@ -147,8 +157,13 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                     expiration,
                     bcc: None,
                     stored: Some(to_ref(m.location)),
+                    paged_len: paged.then_some(stored.body.len()),
                     properties: stored.properties,
-                    body: stored.body,
+                    body: if paged {
+                        bytes::Bytes::new()
+                    } else {
+                        stored.body
+                    },
                 });
                 state.push_recovered(
                     message,

@@ -21,6 +21,7 @@ fn message(i: u64, ttl: Option<u64>) -> Arc<Message> {
         expiration: ttl,
         bcc: None,
         stored: None,
+        paged_len: None,
     })
 }
 

@@ -23,6 +23,9 @@ pub struct Message {
     /// Where the message is stored on disk, when it is persistent and went to a durable
     /// queue: acks and deliveries are recorded against it.
     pub stored: Option<StoredRef>,
+    /// `Some(len)` when the body lives only on disk (`body` is then empty): paged out to
+    /// keep the broker within its memory budget. Read back from `stored` on delivery.
+    pub paged_len: Option<usize>,
 }
 
 /// A stored record's place on disk (segment, offset, length), opaque to the queue.
@@ -34,7 +37,12 @@ pub struct StoredRef {
 }
 
 impl Message {
+    /// The body's size, whether it is in memory or paged out.
     pub fn body_size(&self) -> usize {
-        self.body.len()
+        self.paged_len.unwrap_or(self.body.len())
+    }
+
+    pub fn is_paged(&self) -> bool {
+        self.paged_len.is_some()
     }
 }

@@ -1,7 +1,10 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, VecDeque},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use crate::{DeathReason, Message, Overflow, QueueConfig};
@@ -68,6 +71,30 @@ pub struct Dispatched<'a, C> {
     pub consumer: &'a ConsumerSlot<C>,
 }
 
+/// Body bytes of ready messages: all of them (for `x-max-length-bytes`), and the
+/// in-memory ones into a counter shared across queues (for the memory budget).
+#[derive(Debug, Default)]
+struct ByteAccounts {
+    bytes: usize,
+    resident: Option<Arc<AtomicUsize>>,
+}
+
+impl ByteAccounts {
+    fn add(&mut self, message: &Message) {
+        self.bytes += message.body_size();
+        if let Some(r) = &self.resident {
+            r.fetch_add(message.body.len(), Ordering::Relaxed);
+        }
+    }
+
+    fn sub(&mut self, message: &Message) {
+        self.bytes -= message.body_size();
+        if let Some(r) = &self.resident {
+            r.fetch_sub(message.body.len(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// A position in a priority level; `entry` is `None` once it expired in place.
 #[derive(Debug)]
 struct Slot {
@@ -85,7 +112,7 @@ pub struct QueueState<C> {
     /// Quorum queues: returned messages, delivered before anything in `levels`.
     returns: VecDeque<Entry>,
     ready: usize,
-    ready_bytes: usize,
+    acct: ByteAccounts,
     next_seq: u64,
     /// (deadline, seq, level) of ready messages that can expire; stale items (for
     /// messages that left) are skipped when they come up.
@@ -116,7 +143,7 @@ impl<C> QueueState<C> {
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
             returns: VecDeque::new(),
             ready: 0,
-            ready_bytes: 0,
+            acct: ByteAccounts::default(),
             next_seq: 0,
             deadlines: BinaryHeap::new(),
             unacked: 0,
@@ -127,6 +154,11 @@ impl<C> QueueState<C> {
 
     pub fn config(&self) -> &QueueConfig {
         &self.config
+    }
+
+    /// Counts this queue's in-memory bodies into `counter` from now on.
+    pub fn set_resident_counter(&mut self, counter: Arc<AtomicUsize>) {
+        self.acct.resident = Some(counter);
     }
 
     fn level_of(&self, message: &Message) -> u8 {
@@ -143,7 +175,7 @@ impl<C> QueueState<C> {
             || self
                 .config
                 .max_length_bytes
-                .is_some_and(|max| (self.ready_bytes + extra_bytes) as u64 > max)
+                .is_some_and(|max| (self.acct.bytes + extra_bytes) as u64 > max)
     }
 
     /// Enqueues a newly published message at time `now` (ms). Messages pushed out by a
@@ -211,7 +243,7 @@ impl<C> QueueState<C> {
     fn insert_ordered(&mut self, entry: Entry) {
         let level = self.level_of(&entry.message);
         self.ready += 1;
-        self.ready_bytes += entry.message.body_size();
+        self.acct.add(&entry.message);
         if let Some(at) = entry.expires_at {
             self.deadlines.push(Reverse((at, entry.seq, level)));
         }
@@ -241,7 +273,7 @@ impl<C> QueueState<C> {
     }
 
     pub fn ready_bytes(&self) -> usize {
-        self.ready_bytes
+        self.acct.bytes
     }
 
     pub fn unacked_len(&self) -> usize {
@@ -317,7 +349,7 @@ impl<C> QueueState<C> {
                 if front.expires_at.is_some_and(|at| at < now) {
                     if let Some(entry) = self.returns.pop_front() {
                         self.ready -= 1;
-                        self.ready_bytes -= entry.message.body_size();
+                        self.acct.sub(&entry.message);
                         dead.push(Dead {
                             entry,
                             reason: DeathReason::Expired,
@@ -348,7 +380,7 @@ impl<C> QueueState<C> {
             }) = deque.pop_front()
             {
                 self.ready -= 1;
-                self.ready_bytes -= entry.message.body_size();
+                self.acct.sub(&entry.message);
                 dead.push(Dead {
                     entry,
                     reason: DeathReason::Expired,
@@ -361,14 +393,14 @@ impl<C> QueueState<C> {
     fn pop_head(&mut self) -> Option<Entry> {
         if let Some(entry) = self.returns.pop_front() {
             self.ready -= 1;
-            self.ready_bytes -= entry.message.body_size();
+            self.acct.sub(&entry.message);
             return Some(entry);
         }
         for deque in self.levels.iter_mut().rev() {
             while let Some(slot) = deque.pop_front() {
                 if let Some(entry) = slot.entry {
                     self.ready -= 1;
-                    self.ready_bytes -= entry.message.body_size();
+                    self.acct.sub(&entry.message);
                     return Some(entry);
                 }
             }
@@ -501,7 +533,7 @@ impl<C> QueueState<C> {
         entry.redelivered = true;
         if self.config.returns_to_head {
             self.ready += 1;
-            self.ready_bytes += entry.message.body_size();
+            self.acct.add(&entry.message);
             self.returns.push_back(entry);
         } else {
             self.insert_ordered(entry);
@@ -530,7 +562,7 @@ impl<C> QueueState<C> {
             for entry in std::mem::take(&mut self.returns) {
                 if entry.expires_at.is_some_and(|at| at <= now) {
                     self.ready -= 1;
-                    self.ready_bytes -= entry.message.body_size();
+                    self.acct.sub(&entry.message);
                     dead.push(Dead {
                         entry,
                         reason: DeathReason::Expired,
@@ -562,7 +594,7 @@ impl<C> QueueState<C> {
             }
             if let Some(entry) = slot.entry.take() {
                 self.ready -= 1;
-                self.ready_bytes -= entry.message.body_size();
+                self.acct.sub(&entry.message);
                 dead.push(Dead {
                     entry,
                     reason: DeathReason::Expired,
@@ -592,7 +624,11 @@ impl<C> QueueState<C> {
         }
         self.deadlines.clear();
         self.ready = 0;
-        self.ready_bytes = 0;
+        self.acct.bytes = 0;
+        if let Some(r) = &self.acct.resident {
+            let held: usize = out.iter().map(|e| e.message.body.len()).sum();
+            r.fetch_sub(held, Ordering::Relaxed);
+        }
         out
     }
 }
@@ -613,6 +649,7 @@ mod tests {
             expiration: None,
             bcc: None,
             stored: None,
+            paged_len: None,
         })
     }
 

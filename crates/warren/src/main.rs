@@ -57,6 +57,7 @@ struct FileConfig {
     default_vhost: Option<String>,
     loopback_users: Option<Vec<String>>,
     fsync: Option<String>,
+    memory_budget_mb: Option<u64>,
 }
 
 fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
@@ -84,6 +85,7 @@ fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
         max_message_size,
         handshake_timeout_secs,
         fsync,
+        memory_budget_mb,
         default_user,
         default_pass,
         default_vhost,
