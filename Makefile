@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-rust bench lint fmt clean
+.PHONY: run build release test test-rust bench bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -17,6 +17,10 @@ test: ## Every test: unit, lapin integration, pika suite, Java client, seed scri
 
 bench: ## Side-by-side benchmarks against RabbitMQ and garagemq; writes docs/benchmarks.md
 	scripts/bench.sh
+
+bench-durability: ## Backlog, restart and drain with 1M persistent messages, warren vs RabbitMQ
+	cargo build --release -p warren
+	python3 scripts/bench_durability.py
 
 test-rust:
 	$(CARGO) test --workspace

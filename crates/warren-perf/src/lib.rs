@@ -87,7 +87,8 @@ pub struct PerfArgs {
     /// the run ends early once every producer is done.
     #[arg(long, short = 'C', default_value_t = 0)]
     pub pmessages: u64,
-    /// Leave the queues (and their messages) on the broker at the end.
+    /// Leave the queues (and their messages) on the broker at the end. With
+    /// `--producers 0` a run drains such leftovers: it consumes until two quiet seconds.
     #[arg(long)]
     pub keep: bool,
     /// Print the summary as JSON.
@@ -174,7 +175,10 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
         let name = queue_name(q);
         // Declare then purge: deleting a missing queue is an error on some brokers.
         client::rpc(&mut r, &mut w, client::declare_queue(&name, a.persistent)).await?;
-        client::rpc(&mut r, &mut w, client::purge_queue(&name)).await?;
+        // A consumers-only run drains what earlier runs left; others start empty.
+        if a.producers > 0 {
+            client::rpc(&mut r, &mut w, client::purge_queue(&name)).await?;
+        }
         match a.exchange_type {
             ExchangeType::Default => {}
             ExchangeType::Direct => {
@@ -423,9 +427,9 @@ async fn consumer(
 
 /// Runs a load test and returns its summary (also printed unless `--json`).
 pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
-    if args.queues == 0 || args.producers == 0 {
+    if args.queues == 0 || args.producers + args.consumers == 0 {
         return Err(PerfError::Options(
-            "--queues and --producers must be at least 1".into(),
+            "--queues, and --producers or --consumers, must be at least 1".into(),
         ));
     }
     let addr = args
@@ -474,14 +478,28 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     let mut last = stats.snapshot();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    while started.elapsed() < run_for && !producers.iter().all(|p| p.is_finished()) {
+    // Without producers (draining what is already queued): until the duration ends or
+    // nothing has arrived for two seconds.
+    let consume_only = producers.is_empty();
+    let mut last_count = (0u64, Instant::now());
+    while started.elapsed() < run_for
+        && (consume_only || !producers.iter().all(|p| p.is_finished()))
+    {
+        if consume_only {
+            let n = stats.received.load(Ordering::Relaxed);
+            if n != last_count.0 {
+                last_count = (n, Instant::now());
+            } else if last_count.1.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
         let left = run_for
             .saturating_sub(started.elapsed())
             .min(Duration::from_millis(100));
         tokio::select! {
             _ = tick.tick() => {
                 let now = stats.snapshot();
-                if producers.iter().all(|p| p.is_finished()) {
+                if !consume_only && producers.iter().all(|p| p.is_finished()) {
                     break;
                 }
                 if !args.quiet && !args.json {
