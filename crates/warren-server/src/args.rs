@@ -58,6 +58,8 @@ pub enum Invalid {
     ValueTooLarge(i128),
     MaxValueExceeded(i128),
     Atom(&'static str),
+    /// An Erlang string in the reason, printed with its double quotes.
+    Quoted(String),
 }
 
 impl Invalid {
@@ -70,6 +72,7 @@ impl Invalid {
             Invalid::ExpectedInteger(t) => format!("\"expected integer, got {t}\""),
             Invalid::MaxValueExceeded(n) => format!("{{max_value_exceeded,{n}}}"),
             Invalid::Atom(a) => (*a).to_string(),
+            Invalid::Quoted(q) => format!("\"{q}\""),
         }
     }
 }
@@ -108,12 +111,16 @@ fn long_str(v: &AMQPValue) -> Result<String, Invalid> {
     }
 }
 
-fn one_of(v: &AMQPValue, allowed: &[&str], error: &'static str) -> Result<String, Invalid> {
+fn one_of(
+    v: &AMQPValue,
+    allowed: &[&str],
+    error: impl FnOnce(&str) -> Invalid,
+) -> Result<String, Invalid> {
     let s = long_str(v)?;
     if allowed.contains(&s.as_str()) {
         Ok(s)
     } else {
-        Err(Invalid::Atom(error))
+        Err(error(&s))
     }
 }
 
@@ -155,7 +162,10 @@ pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings
                     s.expires = Some(n);
                 }
                 1 => s.config.message_ttl = Some(expiry(v)?),
-                2 => s.dead_letter_exchange = Some(long_str(v)?),
+                2 => {
+                    // Checked below with its own message layout.
+                    s.dead_letter_exchange = string_value(v);
+                }
                 3 => {
                     let rk = long_str(v)?;
                     if !args.contains_key("x-dead-letter-exchange") {
@@ -182,35 +192,91 @@ pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings
                     let o = one_of(
                         v,
                         &["drop-head", "reject-publish", "reject-publish-dlx"],
-                        "invalid_overflow",
+                        |_| Invalid::Atom("invalid_overflow"),
                     )?;
                     s.config.overflow = Overflow::parse(o.as_bytes()).unwrap_or_default();
                 }
                 10 => {
-                    one_of(v, &["default", "lazy"], "invalid_queue_mode")?;
+                    one_of(v, &["default", "lazy"], |m| {
+                        Invalid::Quoted(format!("unsupported queue mode '{m}'"))
+                    })?;
                 }
                 11 => match v {
                     AMQPValue::Boolean(b) => s.config.single_active_consumer = *b,
                     other => return Err(Invalid::UnacceptableType(field_type_name(other))),
                 },
                 12 => {
-                    let t = one_of(v, &["classic", "quorum", "stream"], "invalid_queue_type")?;
+                    let t = one_of(v, &["classic", "quorum", "stream"], |t| {
+                        Invalid::Quoted(format!("unsupported queue type '{t}'"))
+                    })?;
                     s.kind = match t.as_str() {
                         "quorum" => QueueKind::Quorum,
                         _ => QueueKind::Classic,
                     };
                 }
-                14 => s.config.delivery_limit = Some(non_neg(v)?),
+                // Quorum queues take any x-delivery-limit without checking it; only a
+                // non-negative integer limits anything.
+                14 => s.config.delivery_limit = int_value(v).and_then(|n| u64::try_from(n).ok()),
                 _ => {}
             }
             Ok(())
         })();
         result.map_err(|e| invalid(key, e))?;
     }
+    if let Some(v) = args.inner().get("x-dead-letter-exchange") {
+        if !matches!(v, AMQPValue::LongString(_)) {
+            return Err(AmqpError::precondition(format_args!(
+                "invalid type '{}' for arg 'x-dead-letter-exchange' in {what}",
+                field_type_name(v)
+            )));
+        }
+    }
+    // Arguments of the other queue types (rabbit_queue_type's compatibility check).
+    let (foreign, type_name): (&[&str], &str) = match s.kind {
+        QueueKind::Classic => (
+            &[
+                "x-delivery-limit",
+                "x-max-in-memory-length",
+                "x-max-in-memory-bytes",
+                "x-quorum-initial-group-size",
+                "x-dead-letter-strategy",
+                "x-max-age",
+                "x-stream-max-segment-size-bytes",
+            ],
+            "rabbit_classic_queue",
+        ),
+        QueueKind::Quorum => (
+            &["x-max-priority", "x-queue-mode", "x-queue-master-locator"],
+            "rabbit_quorum_queue",
+        ),
+    };
+    if let Some(key) = foreign.iter().find(|k| args.contains_key(k)) {
+        return Err(AmqpError::precondition(format_args!(
+            "invalid arg '{key}' for {what} of queue type {type_name}"
+        )));
+    }
     if s.kind == QueueKind::Quorum {
-        s.config.returns_to_head = true;
+        if let Some(v) = args.inner().get("x-dead-letter-strategy") {
+            let ok = matches!(
+                string_value(v).as_deref(),
+                Some("at-most-once" | "at-least-once")
+            );
+            if !ok {
+                return Err(invalid(
+                    "x-dead-letter-strategy",
+                    Invalid::Atom("invalid_dlx_strategy"),
+                ));
+            }
+        }
+        // Quorum queues: returns go to the back, limits are checked before enqueueing,
+        // and reject-publish-dlx is not implemented (it behaves as drop-head).
+        s.config.returns_to_back = true;
+        s.config.limit_before_enqueue = true;
+        s.config.max_priority = None;
+        if s.config.overflow == Overflow::RejectPublishDlx {
+            s.config.overflow = Overflow::DropHead;
+        }
     } else {
-        // Delivery limits are a quorum queue feature; classic queues ignore the argument.
         s.config.delivery_limit = None;
     }
     Ok(s)
@@ -221,15 +287,24 @@ pub fn is_stream(args: &FieldTable) -> bool {
     matches!(args.inner().get("x-queue-type"), Some(v) if string_value(v).as_deref() == Some("stream"))
 }
 
-/// `x-priority` of basic.consume.
-pub fn consumer_priority(args: &FieldTable) -> AmqpResult<i32> {
+/// basic.consume arguments: `x-priority` (returned) and `x-cancel-on-ha-failover`.
+/// `what` is e.g. `queue 'q' in vhost '/'`.
+pub fn consumer_priority(args: &FieldTable, what: &str) -> AmqpResult<i32> {
+    if let Some(v) = args.inner().get("x-cancel-on-ha-failover") {
+        if !matches!(v, AMQPValue::Boolean(_)) {
+            return Err(AmqpError::precondition(format_args!(
+                "invalid arg 'x-cancel-on-ha-failover' for {what}: {}",
+                Invalid::UnacceptableType(field_type_name(v)).text()
+            )));
+        }
+    }
     match args.inner().get("x-priority") {
         None => Ok(0),
         Some(v) => match int_value(v) {
             Some(n) => Ok(n.clamp(i128::from(i32::MIN), i128::from(i32::MAX)) as i32),
             None => Err(AmqpError::precondition(format_args!(
-                "invalid arg 'x-priority' for consumer: {}",
-                Invalid::UnacceptableType(field_type_name(v)).text()
+                "invalid arg 'x-priority' for {what}: {}",
+                Invalid::ExpectedInteger(field_type_name(v)).text()
             ))),
         },
     }
@@ -325,6 +400,18 @@ mod tests {
             err(&[("x-overflow", AMQPValue::LongString(LongString::from("x")))]),
             "PRECONDITION_FAILED - invalid arg 'x-overflow' for queue 'q' in vhost '/': invalid_overflow"
         );
+        assert_eq!(
+            err(&[("x-queue-type", AMQPValue::LongString(LongString::from("bogus")))]),
+            "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue 'q' in vhost '/': \"unsupported queue type 'bogus'\""
+        );
+        assert_eq!(
+            err(&[("x-dead-letter-exchange", AMQPValue::LongInt(5))]),
+            "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"
+        );
+        assert_eq!(
+            err(&[("x-delivery-limit", AMQPValue::LongInt(5))]),
+            "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
     }
 
     #[test]
@@ -341,7 +428,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.kind, QueueKind::Quorum);
-        assert!(s.config.returns_to_head);
+        assert!(s.config.returns_to_back);
         assert_eq!(s.config.delivery_limit, Some(2));
     }
 }

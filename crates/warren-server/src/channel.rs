@@ -202,9 +202,27 @@ fn check_args_equivalent(
     vhost: &str,
     keys: &[&str],
 ) -> AmqpResult<()> {
+    // No x-queue-type means classic, both ways.
+    let classic = AMQPValue::LongString("classic".into());
+    let with_default = |t: &FieldTable, key: &str| match t.inner().get(key) {
+        None if key == "x-queue-type" => Some(classic.clone()),
+        v => v.cloned(),
+    };
+    let is_int = |v: &AMQPValue| {
+        matches!(
+            v,
+            AMQPValue::ShortShortInt(_)
+                | AMQPValue::ShortShortUInt(_)
+                | AMQPValue::ShortInt(_)
+                | AMQPValue::ShortUInt(_)
+                | AMQPValue::LongInt(_)
+                | AMQPValue::LongUInt(_)
+                | AMQPValue::LongLongInt(_)
+        )
+    };
     for key in keys {
-        let (cur, rec) = (current.inner().get(*key), received.inner().get(*key));
-        let differs = match (cur, rec) {
+        let (dcur, drec) = (with_default(current, key), with_default(received, key));
+        let differs = match (dcur.as_ref(), drec.as_ref()) {
             (None, None) => false,
             (Some(c), Some(r)) => !values_equal(c, r),
             _ => true,
@@ -212,8 +230,12 @@ fn check_args_equivalent(
         if !differs {
             continue;
         }
+        // The message shows what was actually sent and stored.
+        let (cur, rec) = (current.inner().get(*key), received.inner().get(*key));
         let detail = match (rec, cur) {
-            (Some(r), Some(c)) if field_type_name(r) == field_type_name(c) => {
+            (Some(r), Some(c))
+                if field_type_name(r) == field_type_name(c) || (is_int(r) && is_int(c)) =>
+            {
                 format!(
                     "received '{}' but current is '{}'",
                     value_text(r),
@@ -261,15 +283,9 @@ fn check_flag(
     )))
 }
 
-/// What RabbitMQ 3.10's `rabbit_quorum_queue:declare` refuses.
+/// What RabbitMQ 3.10's `rabbit_quorum_queue:declare` refuses (arguments are checked
+/// by [`args::queue_settings`]).
 fn check_quorum_declare(m: &queue::Declare, what: &str) -> AmqpResult<()> {
-    for key in ["x-max-priority", "x-queue-mode"] {
-        if m.arguments.contains_key(key) {
-            return Err(AmqpError::precondition(format_args!(
-                "invalid arg '{key}' for {what}"
-            )));
-        }
-    }
     for (refused, property) in [
         (m.auto_delete, "auto-delete"),
         (m.exclusive, "exclusive-owner"),
@@ -763,7 +779,7 @@ impl Channel {
             &m.exchange,
             &m.routing_key,
         );
-        let properties = delivery_properties(d.queue.as_deref(), &d.entry);
+        let properties = delivery_properties(d.queue.as_deref(), &d.entry, false);
         encode_content(&mut ctx.out, self.id, &properties, &body, ctx.frame_max);
         if let Some(q) = &d.queue {
             if d.no_ack {
@@ -882,11 +898,25 @@ impl Channel {
             return false;
         };
         if let Some(q) = c.queue {
-            let now_empty = {
+            let (now_empty, was_active) = {
                 let mut st = q.state.lock();
+                let was_active = st.active_consumer() == Some(c.id);
                 st.remove_consumer(c.id);
-                st.consumer_count() == 0
+                (st.consumer_count() == 0, was_active)
             };
+            if was_active {
+                // Single active consumer: what the leaving consumer held goes back to the
+                // queue for the next one, as RabbitMQ does.
+                let tags: Vec<u64> = self
+                    .unacked
+                    .iter()
+                    .filter(|(_, u)| u.consumer_id == Some(c.id))
+                    .map(|(t, _)| *t)
+                    .collect();
+                let held: Vec<Unacked> =
+                    tags.iter().filter_map(|t| self.unacked.remove(t)).collect();
+                self.settle(held, Settle::Requeue);
+            }
             // Other consumers may now get what this one could not take.
             q.dispatch();
             if now_empty {
@@ -1735,10 +1765,16 @@ impl Channel {
             return Ok(());
         }
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
-        let priority = args::consumer_priority(&m.arguments)?;
+        let priority = args::consumer_priority(
+            &m.arguments,
+            &format!("queue '{}' in vhost '{}'", q.name, vhost.name),
+        )?;
         {
             let mut st = q.state.lock();
-            if st.has_exclusive_consumer() || (m.exclusive && st.consumer_count() > 0) {
+            // Quorum queues do not enforce exclusive consumers.
+            if !q.is_quorum()
+                && (st.has_exclusive_consumer() || (m.exclusive && st.consumer_count() > 0))
+            {
                 return Err(AmqpError::access_refused(format_args!(
                     "queue '{}' in vhost '{}' in exclusive use",
                     q.name, vhost.name
@@ -1810,7 +1846,7 @@ impl Channel {
             })),
         );
         let frame_max = ctx.frame_max;
-        let properties = delivery_properties(Some(&q), &entry);
+        let properties = delivery_properties(Some(&q), &entry, true);
         let body = q.load_body(msg).unwrap_or_default();
         encode_content(&mut ctx.out, self.id, &properties, &body, frame_max);
         if m.no_ack {
@@ -1874,9 +1910,10 @@ fn validate_expiration(raw: &[u8]) -> AmqpResult<u64> {
 
 /// The property block a delivery carries: as published, plus `x-delivery-count` for a
 /// message a quorum queue delivers again.
-fn delivery_properties(queue: Option<&Queue>, entry: &Entry) -> Bytes {
+fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes {
     let raw = &entry.message.properties;
-    if entry.delivery_count == 0 || !queue.is_some_and(Queue::is_quorum) {
+    // Quorum queues add it to every basic.get, and to deliveries from the first return.
+    if (entry.delivery_count == 0 && !get) || !queue.is_some_and(Queue::is_quorum) {
         return raw.clone();
     }
     let mut headers = PropertiesView::scan(raw)

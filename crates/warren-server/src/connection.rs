@@ -419,6 +419,10 @@ impl Connection {
             }
         }
         self.process_local_cancels();
+        // Message-store syncs arrive here: answer the publishers they release.
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.ctx.out);
+        }
     }
 
     fn on_event(&mut self, ev: ConnEvent) {

@@ -202,11 +202,20 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
                 }
             };
             entry.sort();
+            // RabbitMQ 3.10 regroups the old entries with a fold that reverses them: only
+            // the first entry is reliably the most recent.
             let mut all = vec![Value::Table(entry)];
-            all.extend(others);
+            all.extend(others.into_iter().rev());
             all
         }
-        _ => {
+        Some(_) => {
+            // A publisher-supplied x-death that is not an array is replaced, without the
+            // first-death headers.
+            let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
+            t.0.extend(info);
+            vec![Value::Table(t)]
+        }
+        None => {
             // First death: its own top-level headers, and an entry in RabbitMQ's order.
             headers.set(
                 "x-first-death-reason",

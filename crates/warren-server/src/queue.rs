@@ -503,7 +503,12 @@ impl Queue {
     /// Ready messages and consumers, for queue.declare-ok.
     pub fn counts(&self) -> (u32, u32) {
         let state = self.state.lock();
-        (state.ready_len() as u32, state.consumer_count() as u32)
+        let mut consumers = state.consumer_count() as u32;
+        // A quorum queue with a single active consumer reports only that one.
+        if self.is_quorum() && state.config().single_active_consumer {
+            consumers = consumers.min(1);
+        }
+        (state.ready_len() as u32, consumers)
     }
 
     /// The timer fired: expire messages, and delete the queue if `x-expires` says so.

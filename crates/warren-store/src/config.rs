@@ -35,9 +35,12 @@ pub struct QueueConfig {
     pub overflow: Overflow,
     /// `x-delivery-limit` (quorum queues): returns after which a message is dead-lettered.
     pub delivery_limit: Option<u64>,
-    /// Quorum queues put returned messages back at the head instead of at their
-    /// original position.
-    pub returns_to_head: bool,
+    /// Quorum queues put returned messages at the back instead of at their original
+    /// position.
+    pub returns_to_back: bool,
+    /// Quorum queues check length limits before enqueueing: a publish is refused only
+    /// when the queue is already over the limit.
+    pub limit_before_enqueue: bool,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
 }

@@ -109,8 +109,6 @@ pub struct QueueState<C> {
     /// Ready messages, one FIFO per priority level (index = level), each ordered by
     /// `seq`. Expired messages leave a tombstone behind so removal is O(log n).
     levels: Vec<VecDeque<Slot>>,
-    /// Quorum queues: returned messages, delivered before anything in `levels`.
-    returns: VecDeque<Entry>,
     ready: usize,
     acct: ByteAccounts,
     next_seq: u64,
@@ -141,7 +139,6 @@ impl<C> QueueState<C> {
         QueueState {
             config,
             levels: (0..levels).map(|_| VecDeque::new()).collect(),
-            returns: VecDeque::new(),
             ready: 0,
             acct: ByteAccounts::default(),
             next_seq: 0,
@@ -192,9 +189,14 @@ impl<C> QueueState<C> {
             redelivered: false,
             delivery_count: 0,
         };
-        if self.config.overflow != Overflow::DropHead
-            && self.over_limit(1, entry.message.body_size())
-        {
+        // Classic queues refuse a message that would not fit; quorum queues one that
+        // arrives when they are already over the limit.
+        let refuse = if self.config.limit_before_enqueue {
+            self.over_limit(0, 0)
+        } else {
+            self.over_limit(1, entry.message.body_size())
+        };
+        if self.config.overflow != Overflow::DropHead && refuse {
             if self.config.overflow == Overflow::RejectPublishDlx {
                 dead.push(Dead {
                     entry,
@@ -206,17 +208,22 @@ impl<C> QueueState<C> {
         self.next_seq += 1;
         self.insert_ordered(entry);
         if self.config.overflow == Overflow::DropHead {
-            while self.ready > 0 && self.over_limit(0, 0) {
-                match self.pop_head() {
-                    Some(entry) => dead.push(Dead {
-                        entry,
-                        reason: DeathReason::MaxLen,
-                    }),
-                    None => break,
-                }
-            }
+            self.drop_over_limit(dead);
         }
         PushOutcome::Enqueued
+    }
+
+    /// drop-head: removes head messages while the queue is over a length limit.
+    fn drop_over_limit(&mut self, dead: &mut Vec<Dead>) {
+        while self.ready > 0 && self.over_limit(0, 0) {
+            match self.pop_head() {
+                Some(entry) => dead.push(Dead {
+                    entry,
+                    reason: DeathReason::MaxLen,
+                }),
+                None => break,
+            }
+        }
     }
 
     /// Enqueues a message recovered from disk after a restart, keeping its deadline and
@@ -345,20 +352,6 @@ impl<C> QueueState<C> {
     /// so a TTL 0 message can still go to a consumer that is ready in the same instant.
     fn settle_head(&mut self, now: u64, dead: &mut Vec<Dead>) -> bool {
         loop {
-            if let Some(front) = self.returns.front() {
-                if front.expires_at.is_some_and(|at| at < now) {
-                    if let Some(entry) = self.returns.pop_front() {
-                        self.ready -= 1;
-                        self.acct.sub(&entry.message);
-                        dead.push(Dead {
-                            entry,
-                            reason: DeathReason::Expired,
-                        });
-                    }
-                    continue;
-                }
-                return true;
-            }
             let Some(deque) = self.levels.iter_mut().rev().find(|d| !d.is_empty()) else {
                 return false;
             };
@@ -391,11 +384,6 @@ impl<C> QueueState<C> {
 
     /// Removes the head message without looking at its deadline.
     fn pop_head(&mut self) -> Option<Entry> {
-        if let Some(entry) = self.returns.pop_front() {
-            self.ready -= 1;
-            self.acct.sub(&entry.message);
-            return Some(entry);
-        }
         for deque in self.levels.iter_mut().rev() {
             while let Some(slot) = deque.pop_front() {
                 if let Some(entry) = slot.entry {
@@ -519,6 +507,10 @@ impl<C> QueueState<C> {
             }
             self.put_back(entry);
         }
+        // Requeued messages can take the queue over its limit: drop from the head.
+        if self.config.overflow == Overflow::DropHead {
+            self.drop_over_limit(dead);
+        }
     }
 
     /// Puts entries that were never counted as unacked (no-ack deliveries that could not
@@ -531,48 +523,22 @@ impl<C> QueueState<C> {
 
     fn put_back(&mut self, mut entry: Entry) {
         entry.redelivered = true;
-        if self.config.returns_to_head {
-            self.ready += 1;
-            self.acct.add(&entry.message);
-            self.returns.push_back(entry);
-        } else {
-            self.insert_ordered(entry);
+        if self.config.returns_to_back {
+            // A quorum queue appends returned messages, as if just published.
+            entry.seq = self.next_seq;
+            self.next_seq += 1;
         }
+        self.insert_ordered(entry);
     }
 
     /// Earliest deadline of a ready message, for the expiry timer.
     pub fn next_deadline(&self) -> Option<u64> {
-        let returns = self.returns.iter().filter_map(|e| e.expires_at).min();
-        let heap = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
-        match (returns, heap) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Removes every ready message whose deadline is `now` or earlier, wherever it is in
     /// the queue, adding them to `dead`. Costs O(log n) per expired message.
     pub fn expire(&mut self, now: u64, dead: &mut Vec<Dead>) {
-        if self
-            .returns
-            .iter()
-            .any(|e| e.expires_at.is_some_and(|at| at <= now))
-        {
-            let mut kept = VecDeque::with_capacity(self.returns.len());
-            for entry in std::mem::take(&mut self.returns) {
-                if entry.expires_at.is_some_and(|at| at <= now) {
-                    self.ready -= 1;
-                    self.acct.sub(&entry.message);
-                    dead.push(Dead {
-                        entry,
-                        reason: DeathReason::Expired,
-                    });
-                } else {
-                    kept.push_back(entry);
-                }
-            }
-            self.returns = kept;
-        }
         while let Some(Reverse((at, seq, level))) = self.deadlines.peek().copied() {
             if at > now {
                 break;
@@ -618,7 +584,6 @@ impl<C> QueueState<C> {
     /// Drops every ready message; returns them (their storage must be released).
     pub fn purge(&mut self) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.ready);
-        out.extend(self.returns.drain(..));
         for deque in &mut self.levels {
             out.extend(deque.drain(..).filter_map(|s| s.entry));
         }
@@ -1063,10 +1028,10 @@ mod tests {
     }
 
     #[test]
-    fn delivery_limit_dead_letters_and_returns_go_to_the_head() {
+    fn delivery_limit_dead_letters_and_returns_go_to_the_back() {
         let mut q = with(QueueConfig {
             delivery_limit: Some(1),
-            returns_to_head: true,
+            returns_to_back: true,
             ..Default::default()
         });
         let mut dead = Vec::new();
@@ -1074,9 +1039,15 @@ mod tests {
         q.push(msg("b"), 0, &mut dead);
         let a = q.pop_for_get(0, &mut dead, true);
         let b = q.pop_for_get(0, &mut dead, true);
-        // b comes back first: quorum returns go to the head in return order.
+        q.push(msg("c"), 0, &mut dead);
+        // Quorum returns go to the back, in return order: c, b, a.
         q.requeue(None, b.into_iter().collect(), &mut dead);
         q.requeue(None, a.into_iter().collect(), &mut dead);
+        assert_eq!(
+            q.pop_for_get(0, &mut dead, false)
+                .map(|e| e.message.body.clone()),
+            Some(Bytes::from_static(b"c"))
+        );
         let b = q.pop_for_get(0, &mut dead, true);
         assert_eq!(
             b.as_ref()
