@@ -122,8 +122,9 @@ def test_redelivered_message_dead_lettered_is_not_redelivered(channel, name):
 def test_routing_key_override_and_original_exchange(channel, name):
     src, dlx, dlq = dl_pair(channel, name, "topic", "#",
                             **{"x-dead-letter-routing-key": "newkey"})
-    channel.queue_bind(src, "amq.direct", "srckey")
-    channel.basic_publish("amq.direct", "srckey", b"n",
+    srckey = name("srckey")  # amq.direct is shared: keys must be unique
+    channel.queue_bind(src, "amq.direct", srckey)
+    channel.basic_publish("amq.direct", srckey, b"n",
                           pika.BasicProperties(expiration="60000"))
     m, p, b = get_one(channel, src, auto_ack=False)
     channel.basic_nack(m.delivery_tag, requeue=False)
@@ -134,7 +135,7 @@ def test_routing_key_override_and_original_exchange(channel, name):
     assert p.expiration is None
     assert [list(e) for e in p.headers["x-death"]] == [XDEATH_KEYS + ["original-expiration"]]
     assert strip_time(p.headers["x-death"]) == [
-        death(1, "rejected", src, "amq.direct", ["srckey"], **{"original-expiration": "60000"})]
+        death(1, "rejected", src, "amq.direct", [srckey], **{"original-expiration": "60000"})]
     assert {k: v for k, v in p.headers.items() if k != "x-death"} == first(
         "rejected", src, "amq.direct")
 
@@ -205,16 +206,17 @@ def test_repeated_dead_lettering_increments_and_moves_entry_to_front(channel, na
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": qb})
     channel.queue_declare(qb, exclusive=True, arguments={
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa})
-    channel.queue_bind(qa, "amq.direct", "k1")
-    channel.basic_publish("amq.direct", "k1", b"pp")
+    k1 = name("k1")  # amq.direct is shared: keys must be unique
+    channel.queue_bind(qa, "amq.direct", k1)
+    channel.basic_publish("amq.direct", k1, b"pp")
 
     m, p, _b = reject_one(channel, qa)
-    assert (m.exchange, m.routing_key, p.headers) == ("amq.direct", "k1", None)
+    assert (m.exchange, m.routing_key, p.headers) == ("amq.direct", k1, None)
 
     m, p, _b = get_one(channel, qb, auto_ack=False)
     assert (m.exchange, m.routing_key) == ("", qb)
     qa_time = p.headers["x-death"][0]["time"]
-    assert strip_time(p.headers["x-death"]) == [death(1, "rejected", qa, "amq.direct", ["k1"])]
+    assert strip_time(p.headers["x-death"]) == [death(1, "rejected", qa, "amq.direct", [k1])]
     time.sleep(1.1)  # so that a refreshed 'time' (second resolution) would show
     channel.basic_reject(m.delivery_tag, requeue=False)
 
@@ -222,7 +224,7 @@ def test_repeated_dead_lettering_increments_and_moves_entry_to_front(channel, na
     assert (m.exchange, m.routing_key) == ("", qa)
     assert strip_time(p.headers["x-death"]) == [
         death(1, "rejected", qb, "", [qb]),
-        death(1, "rejected", qa, "amq.direct", ["k1"]),
+        death(1, "rejected", qa, "amq.direct", [k1]),
     ]
     assert [list(e) for e in p.headers["x-death"]] == [XDEATH_KEYS_SORTED, XDEATH_KEYS]
 
@@ -230,7 +232,7 @@ def test_repeated_dead_lettering_increments_and_moves_entry_to_front(channel, na
     # qa's entry: count 2, moved to the front, but exchange, routing-keys and
     # time are those of the first death in qa (not updated)
     assert strip_time(p.headers["x-death"]) == [
-        death(2, "rejected", qa, "amq.direct", ["k1"]),
+        death(2, "rejected", qa, "amq.direct", [k1]),
         death(1, "rejected", qb, "", [qb]),
     ]
     assert p.headers["x-death"][0]["time"] == qa_time
@@ -368,47 +370,49 @@ def test_expiry_cycle_over_two_queues_is_dropped(connection, channel, name):
 
 def test_cc_and_bcc_without_dead_letter_routing_key(channel, name):
     src, dlx, _ = dl_pair(channel, name, "direct", "unused")
-    channel.queue_bind(src, "amq.direct", "main")
+    main, cc1, bcc1 = name("main"), name("cc1"), name("bcc1")  # unique keys
+    channel.queue_bind(src, "amq.direct", main)
     sinks = {}
-    for k in ("main", "cc1", "bcc1"):
+    for k in (main, cc1, bcc1):
         s = name("sink")
         channel.queue_declare(s, exclusive=True)
         channel.queue_bind(s, dlx, k)
         sinks[k] = s
-    channel.basic_publish("amq.direct", "main", b"ccb",
-                          pika.BasicProperties(headers={"CC": ["cc1"], "BCC": ["bcc1"]}))
+    channel.basic_publish("amq.direct", main, b"ccb",
+                          pika.BasicProperties(headers={"CC": [cc1], "BCC": [bcc1]}))
     m, p, _b = reject_one(channel, src)
-    assert (m.routing_key, p.headers) == ("main", {"CC": ["cc1"]})
+    assert (m.routing_key, p.headers) == (main, {"CC": [cc1]})
     # re-routed with all original keys, BCC included; the CC header stays and
     # x-death's routing-keys lists routing key + CC but not BCC
     for k, s in sinks.items():
         m, p, b = get_one(channel, s)
-        assert (b, m.exchange, m.routing_key) == (b"ccb", dlx, "main"), k
+        assert (b, m.exchange, m.routing_key) == (b"ccb", dlx, main), k
         assert strip_time(p.headers["x-death"]) == [
-            death(1, "rejected", src, "amq.direct", ["main", "cc1"])], k
+            death(1, "rejected", src, "amq.direct", [main, cc1])], k
         assert {k2: v for k2, v in p.headers.items() if k2 != "x-death"} == dict(
-            first("rejected", src, "amq.direct"), CC=["cc1"]), k
+            first("rejected", src, "amq.direct"), CC=[cc1]), k
         assert get_all(channel, s) == [], k
 
 
 def test_cc_and_bcc_with_dead_letter_routing_key(channel, name):
     src, dlx, dk_sink = dl_pair(channel, name, "direct", "dk",
                                 **{"x-dead-letter-routing-key": "dk"})
-    channel.queue_bind(src, "amq.direct", "main")
+    main, cc1, bcc1 = name("main"), name("cc1"), name("bcc1")  # unique keys
+    channel.queue_bind(src, "amq.direct", main)
     sinks = []
-    for k in ("main", "cc1", "bcc1"):
+    for k in (main, cc1, bcc1):
         s = name("sink")
         channel.queue_declare(s, exclusive=True)
         channel.queue_bind(s, dlx, k)
         sinks.append(s)
-    channel.basic_publish("amq.direct", "main", b"ccb",
-                          pika.BasicProperties(headers={"CC": ["cc1"], "BCC": ["bcc1"]}))
+    channel.basic_publish("amq.direct", main, b"ccb",
+                          pika.BasicProperties(headers={"CC": [cc1], "BCC": [bcc1]}))
     reject_one(channel, src)
     m, p, b = get_one(channel, dk_sink)
     assert (b, m.exchange, m.routing_key) == (b"ccb", dlx, "dk")
     # the CC header is removed and only the dead-letter routing key is used
     assert strip_time(p.headers["x-death"]) == [
-        death(1, "rejected", src, "amq.direct", ["main", "cc1"])]
+        death(1, "rejected", src, "amq.direct", [main, cc1])]
     assert {k: v for k, v in p.headers.items() if k != "x-death"} == first(
         "rejected", src, "amq.direct")
     sync(channel)
