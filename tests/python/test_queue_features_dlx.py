@@ -454,3 +454,23 @@ def test_requeue_and_channel_close_do_not_dead_letter(connection, name):
     assert [(m.redelivered, b) for (m, _p, b) in msgs] == [(True, b"a"), (True, b"b")]
     assert all(p.headers is None for (_m, p, _b) in msgs)
     assert get_all(ch, dlq) == []
+
+
+@pytest.mark.parametrize("per_message", [False, True])
+def test_requeued_after_ttl_passed_is_dead_lettered_as_expired(channel, name, per_message):
+    if per_message:
+        src, dlq = to_default(channel, name)
+        props = pika.BasicProperties(expiration="150")
+    else:
+        src, dlq = to_default(channel, name, **{"x-message-ttl": 150})
+        props = None
+    channel.basic_publish("", src, b"r", props)
+    sync(channel)
+    m, _p, _b = get_one(channel, src, auto_ack=False)
+    time.sleep(0.3)   # TTL passes while the message is unacked
+    channel.basic_nack(m.delivery_tag, requeue=True)
+    m, p, b = get_one(channel, dlq)
+    assert (b, m.redelivered, p.expiration) == (b"r", False, None)
+    extra = {"original-expiration": "150"} if per_message else {}
+    assert strip_time(p.headers["x-death"]) == [death(1, "expired", src, "", [src], **extra)]
+    assert channel.basic_get(src) == (None, None, None)

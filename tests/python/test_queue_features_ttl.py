@@ -8,7 +8,7 @@ import pika
 import pytest
 
 from conftest import get_all, sync, wait_until
-from qf_helpers import (CCBB, INVALID_ARG, Collector, bodies, declare_error, get_one,
+from qf_helpers import (CCBB, INVALID_ARG, Collector, bodies, declare_error,
                         message_count, wait_count)
 
 NOT_FOUND = "NOT_FOUND - no queue '%s' in vhost '/'"
