@@ -4,6 +4,7 @@ arguments, x-delivery-limit.  Recorded from RabbitMQ 3.10.8 (single node)."""
 import time
 
 import pika
+import pika.compat
 import pika.exceptions
 import pytest
 
@@ -178,6 +179,8 @@ def test_delivery_limit_and_delivery_count_header(channel, name, quorum):
         m, p, b = get_one(channel, q, auto_ack=False)
         seen.append((m.redelivered, p.headers))
         channel.basic_nack(m.delivery_tag, requeue=True)
+    # x-delivery-count is a long-long ('l'), like x-death's count
+    assert all(isinstance(h["x-delivery-count"], pika.compat.long) for (_r, h) in seen)
     assert seen == [(False, {"h": 1, "x-delivery-count": 0}),
                     (True, {"h": 1, "x-delivery-count": 1}),
                     (True, {"h": 1, "x-delivery-count": 2})]
