@@ -501,6 +501,8 @@ impl Journal {
             return Ok(());
         }
         let handle = self.writer.lock().take();
+        // Open read handles would keep the space of reclaimed segments allocated.
+        self.shared.readers.lock().clear();
         match handle {
             Some(h) => h.join().unwrap_or(Err(JournalError::Closed)),
             None => Ok(()),
