@@ -412,7 +412,11 @@ impl Journal {
         let end = u64::from(loc.offset) + u64::from(loc.len);
         {
             let mut st = self.shared.state.lock();
-            while st.written < (loc.segment, end) && !st.closed {
+            // Wait only for bytes already handed out: a bogus location must not hang.
+            while st.written < (loc.segment, end)
+                && (loc.segment, end) <= (st.active_seq, st.active_off)
+                && !st.closed
+            {
                 self.shared.done.wait(&mut st);
             }
         }
@@ -492,7 +496,13 @@ impl Journal {
         }
         self.shared.work.notify_one();
         self.shared.done.notify_all();
+        if self.shared.writer_thread.get() == Some(&std::thread::current().id()) {
+            // Dropped from a callback: the writer finishes the close itself.
+            return Ok(());
+        }
         let handle = self.writer.lock().take();
+        // Open read handles would keep the space of reclaimed segments allocated.
+        self.shared.readers.lock().clear();
         match handle {
             Some(h) => h.join().unwrap_or(Err(JournalError::Closed)),
             None => Ok(()),

@@ -129,7 +129,8 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
         };
         let spath = seg_path(dir, seq);
         buf.clear();
-        if let Err(e) = File::open(&spath).and_then(|mut file| file.read_to_end(&mut buf)) {
+        let read = read_regular(&spath, &mut buf);
+        if let Err(e) = read {
             tracing::warn!(path = %spath.display(), error = %e, "cannot read journal segment; skipped");
             report.skipped_files.push((spath, e.to_string()));
             continue;
@@ -241,6 +242,20 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
     })
 }
 
+/// Reads a regular file, no more than its length: a journal name pointing at a device or
+/// a directory must not hang or fail the start.
+fn read_regular(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    file.take(meta.len()).read_to_end(buf)
+}
+
 /// Reads an ack file into (acked, delivered) sets, cutting a torn partial entry off its
 /// end. Damaged entries are skipped (fixed size keeps the rest aligned).
 #[allow(clippy::type_complexity)]
@@ -250,8 +265,9 @@ fn load_acks(
 ) -> (HashSet<(QueueId, u64)>, HashSet<(QueueId, u64)>, u64) {
     let mut acked = HashSet::new();
     let mut delivered = HashSet::new();
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
+    let mut data = Vec::new();
+    match read_regular(path, &mut data) {
+        Ok(_) => {}
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot read ack file; its acks are ignored");
             report
@@ -259,7 +275,7 @@ fn load_acks(
                 .push((path.to_path_buf(), e.to_string()));
             return (acked, delivered, 0);
         }
-    };
+    }
     let mut bad = 0u64;
     for e in data.chunks_exact(ACK_ENTRY_LEN) {
         match format::decode_ack(e) {
