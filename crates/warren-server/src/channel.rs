@@ -16,6 +16,7 @@ use warren_router::{field_type_name, values_equal, Destination, ExchangeKind};
 use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
 
 use crate::{
+    auth::{Access, Resource},
     broker::ReplyTarget,
     connection::ConnCtx,
     error::{AmqpError, AmqpResult},
@@ -123,7 +124,7 @@ fn value_text(v: &AMQPValue) -> String {
 }
 
 /// Queue arguments RabbitMQ checks on redeclaration.
-const EQUIVALENCE_ARGS: &[&str] = &[
+pub(crate) const EQUIVALENCE_ARGS: &[&str] = &[
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-expires",
@@ -142,7 +143,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-quorum-initial-group-size",
 ];
 
-fn check_args_equivalent(
+pub(crate) fn check_args_equivalent(
     current: &FieldTable,
     received: &FieldTable,
     what: &str,
@@ -193,7 +194,7 @@ fn check_args_equivalent(
     Ok(())
 }
 
-fn check_flag(
+pub(crate) fn check_flag(
     name: &str,
     received: bool,
     current: bool,
@@ -339,7 +340,13 @@ impl Channel {
         let vhost = ctx.vhost()?;
         let mut view = PropertiesView::scan(&publish.properties)
             .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
-        // Validate the exchange before anything else, as RabbitMQ does.
+        // Permission first, then the exchange, as RabbitMQ does.
+        let target = if publish.exchange.is_empty() {
+            "amq.default"
+        } else {
+            publish.exchange.as_str()
+        };
+        ctx.check(Access::Write, Resource::Exchange, target)?;
         if publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
@@ -469,7 +476,14 @@ impl Channel {
         let mut queues = std::mem::take(&mut ctx.route_buf);
         queues.clear();
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        // management stats
+        ctx.broker.admin.stats.inc(crate::stats::Stat::Publish);
         if queues.is_empty() {
+            ctx.broker.admin.stats.inc(if publish.mandatory {
+                crate::stats::Stat::ReturnUnroutable
+            } else {
+                crate::stats::Stat::DropUnroutable
+            });
             if publish.mandatory {
                 self.send_return(ctx, &publish);
             }
@@ -610,6 +624,12 @@ impl Channel {
 
     fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
+        // management stats
+        for u in &entries {
+            if let Some(q) = &u.queue {
+                q.stats.inc(crate::stats::Stat::Ack);
+            }
+        }
         self.settle(entries, false);
         Ok(())
     }
@@ -783,6 +803,8 @@ impl Channel {
             }
             AMQPClass::Queue(queue::AMQPMethod::Purge(m)) => {
                 let vhost = ctx.vhost()?;
+                let qname = self.expand_queue_name(m.queue.as_str())?;
+                ctx.check(Access::Read, Resource::Queue, &qname)?;
                 let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
                 let n = q.state.lock().purge();
                 if !m.nowait {
@@ -1039,6 +1061,14 @@ impl Channel {
                     "operation not permitted on the default exchange",
                 ));
             }
+            ctx.check(Access::Configure, Resource::Exchange, name)?;
+            if !vhost.has_exchange(name) {
+                // A new exchange with an alternate exchange: read on it, write on the AE.
+                if let Some(ae) = crate::connection::table_str(&m.arguments, "alternate-exchange") {
+                    ctx.check(Access::Read, Resource::Exchange, name)?;
+                    ctx.check(Access::Write, Resource::Exchange, &ae)?;
+                }
+            }
             let what = format!("exchange '{name}'");
             let mut topo = vhost.topology.write();
             match topo.exchanges.get(name) {
@@ -1085,6 +1115,14 @@ impl Channel {
                             arguments: m.arguments.clone(),
                         },
                     );
+                    // Policies (alternate-exchange) apply to new exchanges too.
+                    if let Some(x) = topo.exchanges.get_mut(name) {
+                        x.router.alternate_exchange = ctx.broker.admin.policies.alternate_exchange(
+                            &vhost.name,
+                            name,
+                            &m.arguments,
+                        );
+                    }
                 }
             }
         }
@@ -1112,6 +1150,7 @@ impl Channel {
                 vhost.name
             )));
         }
+        ctx.check(Access::Configure, Resource::Exchange, name)?;
         {
             let mut topo = vhost.topology.write();
             if topo.exchanges.contains_key(name) {
@@ -1145,11 +1184,13 @@ impl Channel {
     ) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let (src, dst) = (source.as_str(), destination.as_str());
+        ctx.check(Access::Write, Resource::Exchange, dst)?;
         if src == DEFAULT_EXCHANGE || dst == DEFAULT_EXCHANGE {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
         }
+        ctx.check(Access::Read, Resource::Exchange, src)?;
         let mut topo = vhost.topology.write();
         if !topo.exchanges.contains_key(dst) {
             // Unbinding something that does not exist is a no-op in RabbitMQ 3.x.
@@ -1225,6 +1266,16 @@ impl Channel {
             } else {
                 Arc::from(requested)
             };
+            ctx.check(Access::Configure, Resource::Queue, &name)?;
+            if !vhost.topology.read().queues.contains_key(&name) {
+                // A dead-letter exchange: read on the queue, write on the exchange.
+                if let Some(dlx) =
+                    crate::connection::table_str(&m.arguments, "x-dead-letter-exchange")
+                {
+                    ctx.check(Access::Read, Resource::Queue, &name)?;
+                    ctx.check(Access::Write, Resource::Exchange, &dlx)?;
+                }
+            }
             let what = format!("queue '{name}'");
             let mut topo = vhost.topology.write();
             if let Some(q) = topo.queues.get(&name).cloned() {
@@ -1264,6 +1315,10 @@ impl Channel {
                 ));
                 topo.queues.insert(name.clone(), q);
                 drop(topo);
+                ctx.broker
+                    .admin
+                    .queues_declared
+                    .fetch_add(1, Ordering::Relaxed); // management stats
                 if m.exclusive {
                     ctx.exclusive_queues.push(name.clone());
                 }
@@ -1303,11 +1358,13 @@ impl Channel {
             key.as_str().to_string()
         };
         let xname = exchange.as_str();
+        ctx.check(Access::Write, Resource::Queue, &qname)?;
         if xname == DEFAULT_EXCHANGE {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
         }
+        ctx.check(Access::Read, Resource::Exchange, xname)?;
         if !vhost.has_exchange(xname) {
             if !bind {
                 return Ok(());
@@ -1339,6 +1396,7 @@ impl Channel {
     fn queue_delete(&mut self, ctx: &mut ConnCtx, m: queue::Delete) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let name = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Configure, Resource::Queue, &name)?;
         let message_count = match vhost.queue(&name) {
             None => 0,
             Some(q) => {
@@ -1425,6 +1483,8 @@ impl Channel {
             }
             return Ok(());
         }
+        let qname = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
         {
             let mut st = q.state.lock();
@@ -1474,12 +1534,20 @@ impl Channel {
 
     fn basic_get(&mut self, ctx: &mut ConnCtx, m: basic::Get) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
+        let qname = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
         let got = {
             let mut st = q.state.lock();
             st.pop_for_get(!m.no_ack)
                 .map(|e| (e, st.ready_len() as u32))
         };
+        // management stats
+        q.stats.inc(match (&got, m.no_ack) {
+            (None, _) => crate::stats::Stat::GetEmpty,
+            (Some(_), true) => crate::stats::Stat::GetNoAck,
+            (Some(_), false) => crate::stats::Stat::Get,
+        });
         let Some((entry, remaining)) = got else {
             ok(
                 ctx,
@@ -1572,6 +1640,7 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
 /// many ready messages it held, or `None` if there was no such queue.
 pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<u32> {
     let queue = vhost.topology.write().remove_queue(name)?;
+    ctx.broker.admin.retire_queue(&queue); // management stats
     queue.deleted.store(true, Ordering::Release);
     let (consumers, message_count) = {
         let mut st = queue.state.lock();

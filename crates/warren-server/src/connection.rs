@@ -54,6 +54,8 @@ pub(crate) struct ConnCtx {
     pub route_buf: Vec<Arc<Queue>>,
     /// Consumers of this connection whose queue this connection just deleted.
     pub cancelled_here: Vec<(u16, Arc<str>)>,
+    /// The user's permission in this vhost, refreshed when permissions change (auth.rs).
+    pub perm_cache: crate::auth::PermCache,
 }
 
 impl ConnCtx {
@@ -101,10 +103,15 @@ struct Connection {
     last_send: Instant,
     closing_since: Option<Instant>,
     writer: mpsc::UnboundedSender<Bytes>,
+    /// For the management API (admin.rs): local address, client properties, mechanism.
+    local: SocketAddr,
+    client_properties: FieldTable,
+    auth_mechanism: String,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let id = broker.next_id();
+    let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
@@ -124,6 +131,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             exclusive_queues: Vec::new(),
             route_buf: Vec::new(),
             cancelled_here: Vec::new(),
+            perm_cache: crate::auth::PermCache::default(),
         },
         channels: HashMap::new(),
         closed_by_client: HashSet::new(),
@@ -139,11 +147,15 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         last_send: now,
         closing_since: None,
         writer: out_tx,
+        local,
+        client_properties: FieldTable::default(),
+        auth_mechanism: String::new(),
     };
     debug!(%peer, "accepting AMQP connection");
     conn.serve(rd, inbox_rx).await;
     conn.cleanup();
     broker.connections.remove(&id);
+    broker.admin.connection_closed(id);
     drop(conn);
     let _ = writer.await;
 }
@@ -186,7 +198,7 @@ fn table_bool(table: &FieldTable, key: &str) -> bool {
     matches!(table.inner().get(key), Some(AMQPValue::Boolean(true)))
 }
 
-fn table_str(table: &FieldTable, key: &str) -> Option<String> {
+pub(crate) fn table_str(table: &FieldTable, key: &str) -> Option<String> {
     match table.inner().get(key) {
         Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
@@ -687,6 +699,7 @@ impl Connection {
                 }
                 self.closed_by_client.remove(&id);
                 self.channels.insert(id, Channel::new(id));
+                self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
                 self.ctx.send_method(
                     id,
                     &AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -696,6 +709,7 @@ impl Connection {
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => match self.channels.get(&id) {
                 Some(ch) if ch.closing => {
                     self.channels.remove(&id);
+                    self.ctx.broker.admin.channel_closed(self.ctx.handle.id, id);
                     Ok(())
                 }
                 Some(_) => Err(AmqpError::command_invalid("unimplemented method")
@@ -707,6 +721,7 @@ impl Connection {
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 if let Some(mut ch) = self.channels.remove(&id) {
                     ch.teardown(&mut self.ctx);
+                    self.ctx.broker.admin.channel_closed(self.ctx.handle.id, id);
                     self.closed_by_client.insert(id);
                     self.ctx.send_method(
                         id,
@@ -830,6 +845,8 @@ impl Connection {
             }
         }
         self.ctx.user = user;
+        self.client_properties = ok.client_properties.clone();
+        self.auth_mechanism = mechanism.to_string();
         let cfg = &self.ctx.broker.config;
         let tune = connection::Tune {
             channel_max: cfg.channel_max,
@@ -901,6 +918,25 @@ impl Connection {
             .broker
             .connections
             .insert(self.ctx.handle.id, self.ctx.handle.clone());
+        self.ctx
+            .broker
+            .admin
+            .connection_opened(crate::admin::ConnInfo {
+                id: self.ctx.handle.id,
+                name: format!("{} -> {}", self.peer, self.local),
+                peer: self.peer,
+                local: self.local,
+                user: self.ctx.user.clone(),
+                vhost: vhost_name.to_string(),
+                client_properties: std::mem::take(&mut self.client_properties),
+                auth_mechanism: std::mem::take(&mut self.auth_mechanism),
+                frame_max: self.ctx.frame_max,
+                channel_max: self.channel_max,
+                heartbeat: self.heartbeat,
+                connected_at: crate::admin::now_millis(),
+                handle: self.ctx.handle.clone(),
+                channels: Default::default(),
+            });
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
         Ok(())
     }

@@ -6,14 +6,20 @@
 //! (warren-router, warren-store); this crate owns tasks, locks and sockets.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
 pub mod broker;
 mod channel;
 pub mod config;
 mod connection;
+pub mod definitions;
 pub mod error;
+pub mod json;
 mod names;
+pub mod policy;
 pub mod queue;
 mod server;
+pub mod stats;
 pub mod vhost;
 
 pub use broker::Broker;

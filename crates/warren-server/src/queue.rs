@@ -157,6 +157,8 @@ pub struct Queue {
     pub deleted: AtomicBool,
     /// Auto-delete applies only once the queue has had a consumer.
     pub had_consumer: AtomicBool,
+    /// Message counters for the management API (stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 impl Queue {
@@ -178,6 +180,7 @@ impl Queue {
             state: Mutex::new(QueueState::new()),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
+            stats: crate::stats::Stats::default(),
         }
     }
 
@@ -189,6 +192,7 @@ impl Queue {
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) {
         let mut state = self.state.lock();
         state.push(message);
+        self.stats.inc(crate::stats::Stat::Publish); // management stats
         self.dispatch_locked(&mut state);
     }
 
@@ -203,6 +207,15 @@ impl Queue {
             !h.conn.write_blocked.load(Ordering::Acquire) && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
+            // management stats
+            self.stats.inc(if d.consumer.no_ack {
+                crate::stats::Stat::DeliverNoAck
+            } else {
+                crate::stats::Stat::Deliver
+            });
+            if d.entry.redelivered {
+                self.stats.inc(crate::stats::Stat::Redeliver);
+            }
             let delivery = Delivery {
                 channel: d.consumer.handle.channel,
                 queue: Some(self.clone()),

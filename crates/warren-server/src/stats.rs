@@ -1,0 +1,189 @@
+//! Message counters and their rates, for the management API and Prometheus.
+//!
+//! Counters are relaxed atomics bumped on the message paths (one add each). Rates are
+//! computed over a sliding window: a sample of all counters is kept at most once a second
+//! (taken when someone reads rates, or by the management server's ticker), and a rate is
+//! the counter's growth since the oldest sample still inside the window, per second.
+
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+
+/// The counted events; names are RabbitMQ's `message_stats` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// Messages published (into a queue, or by a channel for the global counters).
+    Publish = 0,
+    /// Deliveries to consumers with manual ack.
+    Deliver,
+    DeliverNoAck,
+    Get,
+    GetNoAck,
+    GetEmpty,
+    Ack,
+    Redeliver,
+    /// Mandatory publishes returned unroutable.
+    ReturnUnroutable,
+    /// Publishes that reached no queue and were dropped.
+    DropUnroutable,
+    /// Publisher confirms sent.
+    Confirm,
+}
+
+pub const STAT_COUNT: usize = 11;
+
+pub const STAT_NAMES: [&str; STAT_COUNT] = [
+    "publish",
+    "deliver",
+    "deliver_no_ack",
+    "get",
+    "get_no_ack",
+    "get_empty",
+    "ack",
+    "redeliver",
+    "return_unroutable",
+    "drop_unroutable",
+    "confirm",
+];
+
+/// Width of the rate window (RabbitMQ's default sample interval is 5 s).
+pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Counters with their sample history.
+#[derive(Debug)]
+pub struct Stats {
+    counters: [AtomicU64; STAT_COUNT],
+    samples: Mutex<VecDeque<(Instant, [u64; STAT_COUNT])>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            samples: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// Counter values with their rates (per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StatsSnapshot {
+    pub counts: [u64; STAT_COUNT],
+    pub rates: [f64; STAT_COUNT],
+}
+
+impl StatsSnapshot {
+    pub fn count(&self, s: Stat) -> u64 {
+        self.counts[s as usize]
+    }
+    pub fn rate(&self, s: Stat) -> f64 {
+        self.rates[s as usize]
+    }
+    /// RabbitMQ's `deliver_get`: every way a message left the queue towards a client.
+    pub fn deliver_get(&self) -> (u64, f64) {
+        let all = [Stat::Deliver, Stat::DeliverNoAck, Stat::Get, Stat::GetNoAck];
+        (
+            all.iter().map(|s| self.count(*s)).sum(),
+            all.iter().map(|s| self.rate(*s)).sum(),
+        )
+    }
+}
+
+impl Stats {
+    #[inline]
+    pub fn inc(&self, s: Stat) {
+        self.counters[s as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn add(&self, s: Stat, n: u64) {
+        if n > 0 {
+            self.counters[s as usize].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, s: Stat) -> u64 {
+        self.counters[s as usize].load(Ordering::Relaxed)
+    }
+
+    fn current(&self) -> [u64; STAT_COUNT] {
+        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
+    }
+
+    /// Records a sample if the last one is a second old; drops samples that left the window.
+    pub fn sample(&self) {
+        self.sample_at(Instant::now());
+    }
+
+    fn sample_at(&self, now: Instant) {
+        let mut samples = self.samples.lock();
+        if samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= SAMPLE_EVERY)
+        {
+            samples.push_back((now, self.current()));
+        }
+        // Keep one sample at or beyond the window's start, so rates span the whole window.
+        while samples.len() > 2
+            && samples
+                .get(1)
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// Counters and their rates over the window.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.snapshot_at(Instant::now())
+    }
+
+    fn snapshot_at(&self, now: Instant) -> StatsSnapshot {
+        self.sample_at(now);
+        let counts = self.current();
+        let samples = self.samples.lock();
+        let mut rates = [0.0; STAT_COUNT];
+        if let Some((t0, old)) = samples.front() {
+            let dt = now.saturating_duration_since(*t0).as_secs_f64();
+            if dt >= 0.5 {
+                for i in 0..STAT_COUNT {
+                    rates[i] = counts[i].saturating_sub(old[i]) as f64 / dt;
+                }
+            }
+        }
+        StatsSnapshot { counts, rates }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_over_the_window() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        s.sample_at(t0);
+        s.add(Stat::Publish, 10);
+        let snap = s.snapshot_at(t0 + Duration::from_secs(2));
+        assert_eq!(snap.count(Stat::Publish), 10);
+        assert!((snap.rate(Stat::Publish) - 5.0).abs() < 1e-9);
+        // Nothing more for a long time: the old burst leaves the window.
+        for i in 3..20 {
+            s.sample_at(t0 + Duration::from_secs(i));
+        }
+        let snap = s.snapshot_at(t0 + Duration::from_secs(20));
+        assert_eq!(snap.rate(Stat::Publish), 0.0);
+        assert_eq!(snap.count(Stat::Publish), 10);
+        s.add(Stat::Deliver, 3);
+        s.add(Stat::Get, 2);
+        let snap = s.snapshot_at(t0 + Duration::from_secs(21));
+        assert_eq!(snap.deliver_get().0, 5);
+        assert!(snap.deliver_get().1 > 0.0);
+    }
+}
