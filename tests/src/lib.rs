@@ -24,6 +24,10 @@ use std::{
 pub struct Broker {
     child: Child,
     pub port: u16,
+    /// Management HTTP API port (ephemeral).
+    pub http_port: u16,
+    /// Prometheus metrics port (ephemeral).
+    pub metrics_port: u16,
     data_dir: PathBuf,
     /// Log lines the broker printed (stdout and stderr), collected in the background.
     log: std::sync::Arc<Mutex<Vec<String>>>,
@@ -74,6 +78,10 @@ impl Broker {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
+            .arg("--prometheus-listen")
+            .arg("127.0.0.1:0")
             .args(args)
             .env("NO_COLOR", "1")
             .env("WARREN_LOG", "info")
@@ -126,9 +134,26 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        // The HTTP listeners log their bound ports before the AMQP line.
+        let listen_port = |what: &str| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| {
+                    l.split(&format!("listening for {what} on "))
+                        .nth(1)
+                        .and_then(|addr| addr.trim().rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let http_port = listen_port("HTTP");
+        let metrics_port = listen_port("Prometheus");
         Broker {
             child,
             port,
+            http_port,
+            metrics_port,
             data_dir,
             log,
         }

@@ -279,7 +279,7 @@ fn add_snap(total: &mut StatsSnapshot, s: &StatsSnapshot) {
 }
 
 /// Per-vhost totals: delivery-side counters summed over queues, publish-side from the
-/// broker-wide counters when `global` is given.
+/// vhost's own counters.
 fn vhost_totals(vh: &VHost) -> (StatsSnapshot, u64, u64) {
     let mut snap = StatsSnapshot::default();
     let (mut ready, mut unacked) = (0u64, 0u64);
@@ -289,6 +289,18 @@ fn vhost_totals(vh: &VHost) -> (StatsSnapshot, u64, u64) {
         let st = q.state.lock();
         ready += st.ready_len() as u64;
         unacked += st.unacked_len() as u64;
+    }
+    // Publish-side counters come from the channels (a publish counts once, however many
+    // queues it reached).
+    let own = vh.stats.snapshot();
+    for s in [
+        Stat::Publish,
+        Stat::Confirm,
+        Stat::ReturnUnroutable,
+        Stat::DropUnroutable,
+    ] {
+        snap.counts[s as usize] = own.count(s);
+        snap.rates[s as usize] = own.rate(s);
     }
     (snap, ready, unacked)
 }
@@ -579,7 +591,7 @@ fn vhost_json(b: &Broker, vh: &VHost) -> Value {
         "messages_ready_details": rate(0.0),
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": rate(0.0),
-        "message_stats": message_stats(&snap, QUEUE_STATS, true),
+        "message_stats": message_stats(&snap, CHANNEL_STATS, true),
     })
 }
 
@@ -621,8 +633,14 @@ async fn put_vhost(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    auth(&b, &headers, peer)?.require_admin()?;
-    Ok(created(b.admin_add_vhost(&name)))
+    let who = auth(&b, &headers, peer)?;
+    who.require_admin()?;
+    let is_new = b.admin_add_vhost(&name);
+    if is_new {
+        // As RabbitMQ's management plugin: the creating user gets full permissions there.
+        b.set_permission(&who.user, &name, Permission::allow_all());
+    }
+    Ok(created(is_new))
 }
 
 async fn delete_vhost(

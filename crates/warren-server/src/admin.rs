@@ -472,8 +472,10 @@ impl Broker {
         vh.route(exchange, &[routing_key], None, &mut queues)
             .map_err(AdminError::from_amqp)?;
         self.admin.stats.inc(Stat::Publish);
+        vh.stats.inc(Stat::Publish);
         if queues.is_empty() {
             self.admin.stats.inc(Stat::DropUnroutable);
+            vh.stats.inc(Stat::DropUnroutable);
             return Ok(false);
         }
         let message = Arc::new(Message {

@@ -398,6 +398,9 @@ impl Channel {
         self.route_and_deliver(ctx, &vhost, publish, &view)?;
         if let (Some(c), Some(s)) = (self.confirms.as_mut(), seq) {
             c.pending = s;
+            // management stats
+            ctx.broker.admin.stats.inc(crate::stats::Stat::Confirm);
+            vhost.stats.inc(crate::stats::Stat::Confirm);
         }
         Ok(())
     }
@@ -478,12 +481,15 @@ impl Channel {
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
         // management stats
         ctx.broker.admin.stats.inc(crate::stats::Stat::Publish);
+        vhost.stats.inc(crate::stats::Stat::Publish);
         if queues.is_empty() {
-            ctx.broker.admin.stats.inc(if publish.mandatory {
+            let unroutable = if publish.mandatory {
                 crate::stats::Stat::ReturnUnroutable
             } else {
                 crate::stats::Stat::DropUnroutable
-            });
+            };
+            ctx.broker.admin.stats.inc(unroutable);
+            vhost.stats.inc(unroutable);
             if publish.mandatory {
                 self.send_return(ctx, &publish);
             }

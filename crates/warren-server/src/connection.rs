@@ -900,7 +900,9 @@ impl Connection {
             );
         };
         if !self.ctx.broker.has_vhost_access(&self.ctx.user, vhost_name) {
-            return Err(AmqpError::access_refused(format_args!(
+            // RabbitMQ 3.10 answers 530 NOT_ALLOWED here (recorded in
+            // tests/fixtures/management/amqp_permissions.json).
+            return Err(AmqpError::not_allowed(format_args!(
                 "access to vhost '{vhost_name}' refused for user '{}'",
                 self.ctx.user
             ))

@@ -41,6 +41,8 @@ pub struct Topology {
 pub struct VHost {
     pub name: Arc<str>,
     pub topology: RwLock<Topology>,
+    /// Publish-side message counters of this vhost (management API, stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -56,6 +58,7 @@ impl VHost {
         let vhost = VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
+            stats: crate::stats::Stats::default(),
         };
         {
             let mut topo = vhost.topology.write();
