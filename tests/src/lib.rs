@@ -78,15 +78,17 @@ impl Broker {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
-            .arg("--http-listen")
-            .arg("127.0.0.1:0")
-            .arg("--prometheus-listen")
-            .arg("127.0.0.1:0")
             .args(args)
             .env("NO_COLOR", "1")
             .env("WARREN_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Management and metrics on ephemeral ports unless the test chose.
+        for flag in ["--http-listen", "--prometheus-listen"] {
+            if !args.contains(&flag) {
+                cmd.arg(flag).arg("127.0.0.1:0");
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
