@@ -576,6 +576,64 @@ def test_vhost_without_permission_is_refused(limited):
     api("DELETE", "/api/users/novh")
 
 
+@pytest.fixture()
+def mlimited():
+    api("PUT", "/api/users/mlimited", {"password": "p", "tags": "management"})
+    api("PUT", "/api/permissions/%2F/mlimited", {"configure": "^c", "write": "^w", "read": "^r"})
+    api("PUT", "/api/queues/%2F/other2", {"durable": False})
+    yield
+    api("DELETE", "/api/queues/%2F/other2")
+    api("DELETE", "/api/users/mlimited")
+
+
+def test_api_operations_checked_against_permissions(mlimited):
+    more = json.loads((FIXTURES / "more.json").read_text())
+    name = "other-" + uuid.uuid4().hex[:8]
+
+    def as_limited(method, path, body=None):
+        return list(api(method, path, body, user="mlimited", password="p"))
+
+    assert as_limited("PUT", f"/api/queues/%2F/{name}", {"durable": False}) == more["api put queue refused"]
+    assert as_limited("DELETE", f"/api/queues/%2F/{name}") == more["api delete queue refused"]  # 404 first
+    assert as_limited("POST", "/api/queues/%2F/other2/get",
+                      {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}) == more["api get refused"]
+    assert as_limited("POST", "/api/exchanges/%2F/amq.default/publish",
+                      {"properties": {}, "routing_key": "x", "payload": "x",
+                       "payload_encoding": "string"}) == more["api publish refused"]
+    assert as_limited("DELETE", "/api/queues/%2F/other2/contents") == more["api purge refused"]
+    vh = "novhperm-" + uuid.uuid4().hex[:8]
+    api("PUT", f"/api/vhosts/{vh}")
+    assert as_limited("PUT", f"/api/queues/{vh}/q", {}) == more["api queue in vhost without permission"]
+    assert as_limited("GET", f"/api/queues/{vh}") == more["api list queues in vhost without permission"]
+    api("DELETE", f"/api/vhosts/{vh}")
+
+
+@pytest.mark.parametrize("what", ["user", "vhost"])
+def test_deleting_user_or_vhost_closes_its_connections(what):
+    more = json.loads((FIXTURES / "more.json").read_text())
+    recorded = more[f"delete {what} with open connection"]
+    tag = uuid.uuid4().hex[:8]
+    vh, user = f"tmpvh-{tag}", f"tmpuser-{tag}"
+    api("PUT", f"/api/vhosts/{vh}")
+    api("PUT", f"/api/users/{user}", {"password": "p", "tags": ""})
+    api("PUT", f"/api/permissions/{vh}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+    conn = pika.BlockingConnection(params(virtual_host=vh, credentials=pika.PlainCredentials(user, "p")))
+    conn.channel()
+    api("DELETE", f"/api/users/{user}" if what == "user" else f"/api/vhosts/{vh}")
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        for _ in range(30):
+            conn.process_data_events(time_limit=0.1)
+    assert e.value.reply_code == recorded["code"] == 320
+    expected = recorded["text"].replace("tmpuser", user).replace("tmpvh", vh)
+    if REFERENCE and what == "vhost":
+        # RabbitMQ races its vhost supervisor here: "is deleted" (recorded) or "is down".
+        assert e.value.reply_text in (expected, expected.replace("is deleted", "is down"))
+    else:
+        assert e.value.reply_text == expected
+    api("DELETE", f"/api/users/{user}")
+    api("DELETE", f"/api/vhosts/{vh}")
+
+
 # ---- definitions -----------------------------------------------------------------------
 
 def test_import_rabbitmq_310_definitions():

@@ -754,6 +754,12 @@ async fn delete_user(
     if !b.delete_user(&name) {
         return Err(ApiError::not_found());
     }
+    // Its connections go too, with RabbitMQ's reason.
+    for c in b.admin.connection_list() {
+        if c.user == name {
+            let _ = b.admin_close_connection(&c.name, &format!("user '{name}' is deleted"));
+        }
+    }
     Ok(no_content())
 }
 
@@ -989,6 +995,10 @@ async fn delete_exchange(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
+    // A missing exchange is 404 before any permission check, as in RabbitMQ.
+    if !b.vhost(&vhost).is_some_and(|v| v.has_exchange(&name)) {
+        return Err(ApiError::not_found());
+    }
     who.check(&b, &vhost, Access::Configure, Resource::Exchange, &name)?;
     let if_unused = q.get("if-unused").is_some_and(|v| v == "true");
     b.admin_delete_exchange(&vhost, &name, if_unused)?;
@@ -1010,7 +1020,10 @@ async fn publish(
     } else {
         name.as_str()
     };
-    who.check(&b, &vhost, Access::Write, Resource::Exchange, target)?;
+    if target != "amq.default" && !b.vhost(&vhost).is_some_and(|v| v.has_exchange(target)) {
+        return Err(ApiError::not_found());
+    }
+    who.check_publish(&b, &vhost, target)?;
     let (Some(key), Some(payload)) = (str_field(&v, "routing_key"), str_field(&v, "payload"))
     else {
         return Err(ApiError::bad_request(
@@ -1146,6 +1159,14 @@ fn channel_details(b: &Broker, conn: u64, channel: u16) -> Value {
     }
 }
 
+/// 404 unless the queue exists (RabbitMQ checks existence before permissions).
+fn require_queue(b: &Broker, vhost: &str, name: &str) -> ApiResult<()> {
+    match b.vhost(vhost).and_then(|v| v.queue(name)) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found()),
+    }
+}
+
 fn vhost_queues(b: &Broker, vh: &VHost) -> Vec<Value> {
     let mut qs: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
     qs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -1222,6 +1243,7 @@ async fn delete_queue(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
+    require_queue(&b, &vhost, &name)?;
     who.check(&b, &vhost, Access::Configure, Resource::Queue, &name)?;
     let if_unused = q.get("if-unused").is_some_and(|v| v == "true");
     let if_empty = q.get("if-empty").is_some_and(|v| v == "true");
@@ -1237,6 +1259,7 @@ async fn purge_queue(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
+    require_queue(&b, &vhost, &name)?;
     who.check(&b, &vhost, Access::Read, Resource::Queue, &name)?;
     b.admin_purge_queue(&vhost, &name)?;
     Ok(no_content())
@@ -1251,7 +1274,8 @@ async fn queue_get(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
-    who.check(&b, &vhost, Access::Read, Resource::Queue, &name)?;
+    require_queue(&b, &vhost, &name)?;
+    who.check_amqp(&b, &vhost, Access::Read, Resource::Queue, &name)?;
     let v = body_json(&body)?;
     let count = v.get("count").and_then(Value::as_u64).unwrap_or(1) as usize;
     let mode = match str_field(&v, "ackmode") {
