@@ -496,16 +496,19 @@ PERM_NAMES_X = ["cx", "wx", "rx", "otherx"]
 def limited():
     api("PUT", "/api/users/limited", {"password": "limitedpw", "tags": ""})
     api("PUT", "/api/permissions/%2F/limited", {"configure": "^c", "write": "^w", "read": "^r"})
+    api("PUT", "/api/users/limited2", {"password": "limited2pw", "tags": ""})
+    api("PUT", "/api/permissions/%2F/limited2", {"configure": "^c", "write": "^w", "read": "^c"})
     for n in PERM_NAMES_Q:
         api("PUT", f"/api/queues/%2F/{n}", {"durable": False})
     for n in PERM_NAMES_X:
         api("PUT", f"/api/exchanges/%2F/{n}", {"type": "direct"})
     yield
-    for n in PERM_NAMES_Q + ["cnew"]:
+    for n in PERM_NAMES_Q + ["cnew", "cqa", "cqb", "cqc"]:
         api("DELETE", f"/api/queues/%2F/{n}")
-    for n in PERM_NAMES_X:
+    for n in PERM_NAMES_X + ["cxa", "cxb", "cxc"]:
         api("DELETE", f"/api/exchanges/%2F/{n}")
     api("DELETE", "/api/users/limited")
+    api("DELETE", "/api/users/limited2")
 
 
 OPERATIONS = {
@@ -534,13 +537,30 @@ OPERATIONS = {
     "basic.consume rq": lambda ch: ch.basic_consume("rq", lambda *a: None),
     "basic.get other": lambda ch: ch.basic_get("other"),
     "basic.get rq": lambda ch: ch.basic_get("rq"),
+    # Alternate / dead-letter exchanges on creation: read on the new object, write on theirs.
+    "exchange.declare cxa ae=wx (limited)":
+        lambda ch: ch.exchange_declare("cxa", arguments={"alternate-exchange": "wx"}),
+    "exchange.declare cxb ae=otherx":
+        lambda ch: ch.exchange_declare("cxb", arguments={"alternate-exchange": "otherx"}),
+    "exchange.declare cxc ae=wx":
+        lambda ch: ch.exchange_declare("cxc", arguments={"alternate-exchange": "wx"}),
+    "queue.declare cqa dlx=wx (limited)":
+        lambda ch: ch.queue_declare("cqa", arguments={"x-dead-letter-exchange": "wx"}),
+    "queue.declare cqb dlx=otherx":
+        lambda ch: ch.queue_declare("cqb", arguments={"x-dead-letter-exchange": "otherx"}),
+    "queue.declare cqc dlx=wx":
+        lambda ch: ch.queue_declare("cqc", arguments={"x-dead-letter-exchange": "wx"}),
 }
+# Operations recorded as "limited2" (configure ^c, write ^w, read ^c); the rest as "limited".
+AS_LIMITED2 = {"exchange.declare cxb ae=otherx", "exchange.declare cxc ae=wx",
+               "queue.declare cqb dlx=otherx", "queue.declare cqc dlx=wx"}
 
 
 @pytest.mark.parametrize("op", sorted(OPERATIONS))
 def test_permission_enforced_like_rabbitmq(limited, op):
     recorded = json.loads((FIXTURES / "amqp_permissions.json").read_text())[op]
-    conn = pika.BlockingConnection(params(credentials=pika.PlainCredentials("limited", "limitedpw")))
+    who = ("limited2", "limited2pw") if op in AS_LIMITED2 else ("limited", "limitedpw")
+    conn = pika.BlockingConnection(params(credentials=pika.PlainCredentials(*who)))
     ch = conn.channel()
     try:
         OPERATIONS[op](ch)
