@@ -448,6 +448,27 @@ def test_seed_queue_monitor_reads_counts_and_rates():
     api("DELETE", f"/api/queues/%2F/{name}")
 
 
+def test_queue_depth_rates():
+    """messages_ready_details.rate follows the queue depth (up while it fills)."""
+    name = "depth-" + uuid.uuid4().hex[:8]
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    ch.queue_declare(name)
+    info = {}
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        for _ in range(10):
+            ch.basic_publish("", name, b"x")
+        conn.process_data_events(time_limit=0.5)
+        info = queue_info(name, timeout=0)
+        if info.get("messages_ready_details", {}).get("rate", 0) > 0:
+            break
+    assert info["messages_ready_details"]["rate"] > 0
+    assert info["messages_details"]["rate"] > 0
+    conn.close()
+    api("DELETE", f"/api/queues/%2F/{name}")
+
+
 # ---- Prometheus -----------------------------------------------------------------------
 
 def scrape(path):

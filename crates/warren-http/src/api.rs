@@ -280,15 +280,57 @@ fn add_snap(total: &mut StatsSnapshot, s: &StatsSnapshot) {
 
 /// Per-vhost totals: delivery-side counters summed over queues, publish-side from the
 /// vhost's own counters.
-fn vhost_totals(vh: &VHost) -> (StatsSnapshot, u64, u64) {
+/// Queue depth totals of a vhost with their rates of change.
+#[derive(Default, Clone, Copy)]
+struct Depth {
+    ready: u64,
+    unacked: u64,
+    ready_rate: f64,
+    unacked_rate: f64,
+}
+
+impl Depth {
+    fn add(&mut self, o: &Depth) {
+        self.ready += o.ready;
+        self.unacked += o.unacked;
+        self.ready_rate += o.ready_rate;
+        self.unacked_rate += o.unacked_rate;
+    }
+
+    /// `messages`, `messages_ready`, `messages_unacknowledged` with their `_details`.
+    fn fields(&self, m: &mut Map<String, Value>) {
+        for (k, n, r) in [
+            (
+                "messages",
+                self.ready + self.unacked,
+                self.ready_rate + self.unacked_rate,
+            ),
+            ("messages_ready", self.ready, self.ready_rate),
+            ("messages_unacknowledged", self.unacked, self.unacked_rate),
+        ] {
+            m.insert(k.into(), json!(n));
+            m.insert(format!("{k}_details"), rate(r));
+        }
+    }
+}
+
+fn vhost_totals(vh: &VHost) -> (StatsSnapshot, Depth) {
     let mut snap = StatsSnapshot::default();
-    let (mut ready, mut unacked) = (0u64, 0u64);
+    let mut depth = Depth::default();
     let queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
     for q in queues {
         add_snap(&mut snap, &q.stats.snapshot());
-        let st = q.state.lock();
-        ready += st.ready_len() as u64;
-        unacked += st.unacked_len() as u64;
+        let (ready, unacked) = {
+            let st = q.state.lock();
+            (st.ready_len() as u64, st.unacked_len() as u64)
+        };
+        let (ready_rate, unacked_rate) = q.stats.depth_rates(ready, unacked);
+        depth.add(&Depth {
+            ready,
+            unacked,
+            ready_rate,
+            unacked_rate,
+        });
     }
     // Publish-side counters come from the channels (a publish counts once, however many
     // queues it reached).
@@ -302,7 +344,7 @@ fn vhost_totals(vh: &VHost) -> (StatsSnapshot, u64, u64) {
         snap.counts[s as usize] = own.count(s);
         snap.rates[s as usize] = own.rate(s);
     }
-    (snap, ready, unacked)
+    (snap, depth)
 }
 
 // ---- overview, whoami, nodes --------------------------------------------------------
@@ -402,15 +444,15 @@ async fn overview(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     let mut total = StatsSnapshot::default();
-    let (mut ready, mut unacked, mut queues, mut exchanges, mut consumers) = (0, 0, 0, 0, 0);
+    let mut depth = Depth::default();
+    let (mut queues, mut exchanges, mut consumers) = (0, 0, 0);
     for vh in b.vhosts() {
         if !who.can_see_vhost(&b, &vh.name) {
             continue;
         }
-        let (s, r, u) = vhost_totals(&vh);
+        let (s, d) = vhost_totals(&vh);
         add_snap(&mut total, &s);
-        ready += r;
-        unacked += u;
+        depth.add(&d);
         let topo = vh.topology.read();
         queues += topo.queues.len();
         exchanges += topo.exchanges.len() + 1;
@@ -450,14 +492,7 @@ async fn overview(
         "enable_queue_totals": false,
         "message_stats": message_stats(&total, CHANNEL_STATS, true),
         "churn_rates": churn(&b),
-        "queue_totals": {
-            "messages": ready + unacked,
-            "messages_details": rate(0.0),
-            "messages_ready": ready,
-            "messages_ready_details": rate(0.0),
-            "messages_unacknowledged": unacked,
-            "messages_unacknowledged_details": rate(0.0),
-        },
+        "queue_totals": {},
         "object_totals": {
             "channels": channels,
             "connections": visible.len(),
@@ -470,6 +505,10 @@ async fn overview(
         "listeners": listeners_json(&b),
         "contexts": contexts_json(&b),
     });
+    let mut v = v;
+    if let Some(Value::Object(totals)) = v.get_mut("queue_totals") {
+        depth.fields(totals);
+    }
     Ok(Json(with_columns(v, &q)).into_response())
 }
 
@@ -571,13 +610,13 @@ async fn node(
 // ---- vhosts -------------------------------------------------------------------------
 
 fn vhost_json(b: &Broker, vh: &VHost) -> Value {
-    let (snap, ready, unacked) = vhost_totals(vh);
+    let (snap, depth) = vhost_totals(vh);
     let description = if vh.name.as_ref() == b.config.default_vhost {
         "Default virtual host"
     } else {
         ""
     };
-    json!({
+    let mut v = json!({
         "name": vh.name.as_ref(),
         "description": description,
         "tags": [],
@@ -585,14 +624,12 @@ fn vhost_json(b: &Broker, vh: &VHost) -> Value {
         "default_queue_type": "undefined",
         "tracing": false,
         "cluster_state": {node_name(): "running"},
-        "messages": ready + unacked,
-        "messages_details": rate(0.0),
-        "messages_ready": ready,
-        "messages_ready_details": rate(0.0),
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": rate(0.0),
         "message_stats": message_stats(&snap, CHANNEL_STATS, true),
-    })
+    });
+    if let Value::Object(m) = &mut v {
+        depth.fields(m);
+    }
+    v
 }
 
 async fn vhosts(
@@ -1084,6 +1121,7 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
     };
     let policy = b.admin.policies.effective(&q.vhost, &q.name, true);
     let messages = ready + unacked;
+    let (ready_rate, unacked_rate) = q.stats.depth_rates(ready, unacked);
     let mut v = json!({
         "name": q.name.as_ref(),
         "vhost": q.vhost.as_ref(),
@@ -1104,11 +1142,11 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
         "recoverable_slaves": Value::Null,
         "memory": ready_bytes + 1024 + 64 * messages,
         "messages": messages,
-        "messages_details": rate(0.0),
+        "messages_details": rate(ready_rate + unacked_rate),
         "messages_ready": ready,
-        "messages_ready_details": rate(0.0),
+        "messages_ready_details": rate(ready_rate),
         "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": rate(0.0),
+        "messages_unacknowledged_details": rate(unacked_rate),
         "messages_ram": messages,
         "messages_ready_ram": ready,
         "messages_unacknowledged_ram": unacked,

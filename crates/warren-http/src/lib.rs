@@ -146,6 +146,11 @@ async fn sample_rates(broker: Arc<Broker>) {
             let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
             for q in queues {
                 q.stats.sample();
+                let (ready, unacked) = {
+                    let st = q.state.lock();
+                    (st.ready_len() as u64, st.unacked_len() as u64)
+                };
+                q.stats.record_depth(ready, unacked);
             }
         }
     }

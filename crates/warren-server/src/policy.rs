@@ -326,6 +326,17 @@ impl PolicyStore {
     }
 }
 
+impl crate::broker::Broker {
+    /// The arguments a queue's features should obey: its own `x-` arguments merged with its
+    /// effective policy (see [`PolicyStore::effective_queue_args`]). Policies can change at
+    /// any time, so callers read this when they need the values, not once at declaration.
+    pub fn effective_queue_args(&self, queue: &crate::queue::Queue) -> FieldTable {
+        self.admin
+            .policies
+            .effective_queue_args(&queue.vhost, &queue.name, &queue.arguments)
+    }
+}
+
 fn int_value(v: &AMQPValue) -> Option<i64> {
     match v {
         AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),

@@ -59,16 +59,23 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 pub struct Stats {
     counters: [AtomicU64; STAT_COUNT],
     samples: Mutex<VecDeque<(Instant, [u64; STAT_COUNT])>>,
+    /// Queue depth samples (ready, unacked) for the `messages*_details` rates.
+    depth: Mutex<VecDeque<(Instant, [u64; 2])>>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         // Everything starts at zero now: the first rates already count from creation.
+        let now = Instant::now();
         let mut samples = VecDeque::new();
-        samples.push_back((Instant::now(), [0; STAT_COUNT]));
+        samples.push_back((now, [0; STAT_COUNT]));
+        // A new queue is empty.
+        let mut depth = VecDeque::new();
+        depth.push_back((now, [0, 0]));
         Stats {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             samples: Mutex::new(samples),
+            depth: Mutex::new(depth),
         }
     }
 }
@@ -141,6 +148,49 @@ impl Stats {
         }
     }
 
+    /// Records the queue depth (at most once a second; the ticker calls this).
+    pub fn record_depth(&self, ready: u64, unacked: u64) {
+        self.record_depth_at(Instant::now(), ready, unacked);
+    }
+
+    fn record_depth_at(&self, now: Instant, ready: u64, unacked: u64) {
+        let mut d = self.depth.lock();
+        if d.back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= SAMPLE_EVERY)
+        {
+            d.push_back((now, [ready, unacked]));
+        }
+        while d.len() > 2
+            && d.get(1)
+                .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
+            d.pop_front();
+        }
+    }
+
+    /// How fast the ready and unacked counts changed over the window (per second,
+    /// negative when the queue drains), given their current values.
+    pub fn depth_rates(&self, ready: u64, unacked: u64) -> (f64, f64) {
+        self.depth_rates_at(Instant::now(), ready, unacked)
+    }
+
+    fn depth_rates_at(&self, now: Instant, ready: u64, unacked: u64) -> (f64, f64) {
+        let d = self.depth.lock();
+        match d.front() {
+            Some((t0, [r0, u0])) => {
+                let dt = now.saturating_duration_since(*t0).as_secs_f64();
+                if dt < 0.5 {
+                    return (0.0, 0.0);
+                }
+                (
+                    (ready as f64 - *r0 as f64) / dt,
+                    (unacked as f64 - *u0 as f64) / dt,
+                )
+            }
+            None => (0.0, 0.0),
+        }
+    }
+
     /// Counters and their rates over the window.
     pub fn snapshot(&self) -> StatsSnapshot {
         self.snapshot_at(Instant::now())
@@ -166,6 +216,23 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_rates_follow_the_gauge() {
+        let s = Stats::default();
+        let t0 = Instant::now();
+        let (r, u) = s.depth_rates_at(t0 + Duration::from_secs(2), 10, 4);
+        assert!((r - 5.0).abs() < 1e-3 && (u - 2.0).abs() < 1e-3);
+        for i in 1..10 {
+            s.record_depth_at(t0 + Duration::from_secs(i), 10, 4);
+        }
+        assert_eq!(
+            s.depth_rates_at(t0 + Duration::from_secs(10), 10, 4),
+            (0.0, 0.0)
+        );
+        let (r, _) = s.depth_rates_at(t0 + Duration::from_secs(10), 0, 4);
+        assert!(r < 0.0, "draining is negative");
+    }
 
     #[test]
     fn rates_over_the_window() {
