@@ -462,7 +462,7 @@ async fn overview(
     }
     // Publish-side counters come from the channels (a publish counts once, however many
     // queues it reached).
-    let global = b.admin.stats.snapshot();
+    let global = b.admin.publish_totals(&b);
     for s in [
         Stat::Publish,
         Stat::Confirm,

@@ -141,8 +141,8 @@ async fn sample_rates(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        broker.admin.stats.sample();
         for vhost in broker.vhosts() {
+            vhost.stats.sample();
             let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
             for q in queues {
                 q.stats.sample();

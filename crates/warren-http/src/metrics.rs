@@ -395,7 +395,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         rows.len(),
     );
 
-    let g = a.stats.snapshot();
+    let g = a.publish_totals(b);
     let q = a.queue_totals(b);
     let proto = "{protocol=\"amqp091\"}";
     let qproto = "{protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"}";

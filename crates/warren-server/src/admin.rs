@@ -25,7 +25,7 @@ use crate::{
     error::AmqpError,
     policy::PolicyStore,
     queue::{ConnEvent, ConnHandle, Queue},
-    stats::{Stat, Stats, StatsSnapshot, STAT_COUNT},
+    stats::{Stat, StatsSnapshot, STAT_COUNT},
     vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
 };
 
@@ -55,8 +55,6 @@ pub struct ConnInfo {
 #[derive(Debug)]
 pub struct AdminState {
     pub connections: DashMap<u64, Arc<ConnInfo>>,
-    /// Broker-wide counters (channel publishes, deliveries, acks, ...).
-    pub stats: Stats,
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub channels_opened: AtomicU64,
@@ -71,13 +69,14 @@ pub struct AdminState {
     pub amqp_port: AtomicU16,
     /// Counters of deleted queues, so broker-wide totals never go down.
     retired: Mutex<[u64; STAT_COUNT]>,
+    /// Publish-side counters of deleted vhosts, for the same reason.
+    retired_vhosts: Mutex<[u64; STAT_COUNT]>,
 }
 
 impl Default for AdminState {
     fn default() -> Self {
         AdminState {
             connections: DashMap::new(),
-            stats: Stats::default(),
             connections_opened: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
             channels_opened: AtomicU64::new(0),
@@ -89,6 +88,7 @@ impl Default for AdminState {
             listeners: Mutex::new(Vec::new()),
             amqp_port: AtomicU16::new(0),
             retired: Mutex::new([0; STAT_COUNT]),
+            retired_vhosts: Mutex::new([0; STAT_COUNT]),
         }
     }
 }
@@ -153,6 +153,23 @@ impl AdminState {
                     total.counts[i] += s.counts[i];
                     total.rates[i] += s.rates[i];
                 }
+            }
+        }
+        total
+    }
+
+    /// Publish-side counters (publish, confirm, unroutable) of the whole broker: every
+    /// vhost's, deleted ones included (rates over the live vhosts only).
+    pub fn publish_totals(&self, broker: &Broker) -> StatsSnapshot {
+        let mut total = StatsSnapshot {
+            counts: *self.retired_vhosts.lock(),
+            rates: [0.0; STAT_COUNT],
+        };
+        for vh in broker.vhosts() {
+            let s = vh.stats.snapshot();
+            for i in 0..STAT_COUNT {
+                total.counts[i] += s.counts[i];
+                total.rates[i] += s.rates[i];
             }
         }
         total
@@ -471,10 +488,8 @@ impl Broker {
         let mut queues = Vec::new();
         vh.route(exchange, &[routing_key], None, &mut queues)
             .map_err(AdminError::from_amqp)?;
-        self.admin.stats.inc(Stat::Publish);
         vh.stats.inc(Stat::Publish);
         if queues.is_empty() {
-            self.admin.stats.inc(Stat::DropUnroutable);
             vh.stats.inc(Stat::DropUnroutable);
             return Ok(false);
         }
@@ -519,6 +534,13 @@ impl Broker {
     /// `DELETE /api/vhosts/{name}`: closes its connections and drops everything in it.
     pub fn admin_delete_vhost(&self, name: &str) -> AdminResult<()> {
         let vh = self.delete_vhost(name).ok_or(AdminError::NotFound)?;
+        {
+            let snap = vh.stats.snapshot();
+            let mut retired = self.admin.retired_vhosts.lock();
+            for (r, c) in retired.iter_mut().zip(snap.counts) {
+                *r += c;
+            }
+        }
         for c in self.admin.connections.iter() {
             if c.vhost == name {
                 let _ = c.handle.inbox.send(ConnEvent::ForceClose {

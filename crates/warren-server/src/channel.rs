@@ -399,8 +399,9 @@ impl Channel {
         if let (Some(c), Some(s)) = (self.confirms.as_mut(), seq) {
             c.pending = s;
             // management stats
-            ctx.broker.admin.stats.inc(crate::stats::Stat::Confirm);
-            vhost.stats.inc(crate::stats::Stat::Confirm);
+            vhost
+                .stats
+                .inc_at(ctx.handle.id, crate::stats::Stat::Confirm);
         }
         Ok(())
     }
@@ -480,16 +481,16 @@ impl Channel {
         queues.clear();
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
         // management stats
-        ctx.broker.admin.stats.inc(crate::stats::Stat::Publish);
-        vhost.stats.inc(crate::stats::Stat::Publish);
+        vhost
+            .stats
+            .inc_at(ctx.handle.id, crate::stats::Stat::Publish);
         if queues.is_empty() {
             let unroutable = if publish.mandatory {
                 crate::stats::Stat::ReturnUnroutable
             } else {
                 crate::stats::Stat::DropUnroutable
             };
-            ctx.broker.admin.stats.inc(unroutable);
-            vhost.stats.inc(unroutable);
+            vhost.stats.inc_at(ctx.handle.id, unroutable);
             if publish.mandatory {
                 self.send_return(ctx, &publish);
             }

@@ -54,10 +54,27 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
 pub const RATE_WINDOW: Duration = Duration::from_secs(5);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-/// Counters with their sample history.
+/// One set of counters on its own cache lines, so stripes bumped by different cores do not
+/// share a line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; STAT_COUNT]);
+
+impl Stripe {
+    fn new() -> Self {
+        Stripe(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// Stripes of counters shared by every connection of a vhost (or the broker).
+pub const SHARED_STRIPES: usize = 16;
+
+/// Counters with their sample history. Per-queue counters have one stripe (they are bumped
+/// under the queue's lock anyway); counters every connection bumps ([`Stats::striped`])
+/// have several, chosen by connection id, and are summed when read.
 #[derive(Debug)]
 pub struct Stats {
-    counters: [AtomicU64; STAT_COUNT],
+    counters: Box<[Stripe]>,
     samples: Mutex<VecDeque<(Instant, [u64; STAT_COUNT])>>,
     /// Queue depth samples (ready, unacked) for the `messages*_details` rates.
     depth: Mutex<VecDeque<(Instant, [u64; 2])>>,
@@ -65,6 +82,17 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
+        Self::with_stripes(1)
+    }
+}
+
+impl Stats {
+    /// Counters bumped from many connections at once.
+    pub fn striped() -> Self {
+        Self::with_stripes(SHARED_STRIPES)
+    }
+
+    fn with_stripes(n: usize) -> Self {
         // Everything starts at zero now: the first rates already count from creation.
         let now = Instant::now();
         let mut samples = VecDeque::new();
@@ -73,7 +101,7 @@ impl Default for Stats {
         let mut depth = VecDeque::new();
         depth.push_back((now, [0, 0]));
         Stats {
-            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            counters: (0..n.max(1)).map(|_| Stripe::new()).collect(),
             samples: Mutex::new(samples),
             depth: Mutex::new(depth),
         }
@@ -107,22 +135,45 @@ impl StatsSnapshot {
 impl Stats {
     #[inline]
     pub fn inc(&self, s: Stat) {
-        self.counters[s as usize].fetch_add(1, Ordering::Relaxed);
+        self.add_at(0, s, 1);
     }
 
     #[inline]
     pub fn add(&self, s: Stat, n: u64) {
-        if n > 0 {
-            self.counters[s as usize].fetch_add(n, Ordering::Relaxed);
+        self.add_at(0, s, n);
+    }
+
+    /// Bumps the stripe picked by `key` (a connection id).
+    #[inline]
+    pub fn inc_at(&self, key: u64, s: Stat) {
+        self.add_at(key, s, 1);
+    }
+
+    #[inline]
+    fn add_at(&self, key: u64, s: Stat, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let stripe = (key as usize) % self.counters.len();
+        if let Some(st) = self.counters.get(stripe) {
+            st.0[s as usize].fetch_add(n, Ordering::Relaxed);
         }
     }
 
     pub fn get(&self, s: Stat) -> u64 {
-        self.counters[s as usize].load(Ordering::Relaxed)
+        self.counters
+            .iter()
+            .map(|st| st.0[s as usize].load(Ordering::Relaxed))
+            .sum()
     }
 
     fn current(&self) -> [u64; STAT_COUNT] {
-        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| {
+            self.counters
+                .iter()
+                .map(|st| st.0[i].load(Ordering::Relaxed))
+                .sum()
+        })
     }
 
     /// Records a sample if the last one is a second old; drops samples that left the window.
@@ -216,6 +267,17 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripes_sum_up() {
+        let s = Stats::striped();
+        for conn in 0..100 {
+            s.inc_at(conn, Stat::Publish);
+        }
+        s.inc(Stat::Publish);
+        assert_eq!(s.get(Stat::Publish), 101);
+        assert_eq!(s.snapshot().count(Stat::Publish), 101);
+    }
 
     #[test]
     fn depth_rates_follow_the_gauge() {

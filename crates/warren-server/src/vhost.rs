@@ -58,7 +58,7 @@ impl VHost {
         let vhost = VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
-            stats: crate::stats::Stats::default(),
+            stats: crate::stats::Stats::striped(),
         };
         {
             let mut topo = vhost.topology.write();
