@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use warren_router::{Destination, ExchangeKind};
 use warren_server::{
     admin::{ConnInfo, GetMode},
-    auth::{Access, Permission, Resource, HASHING_ALGORITHM},
+    auth::{Access, Pattern, Permission, Resource, HASHING_ALGORITHM},
     broker::User,
     policy::Policy,
     queue::Queue,
@@ -163,6 +163,102 @@ fn bool_field(v: &Value, key: &str, default: bool) -> ApiResult<bool> {
 
 fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// The value at a dotted path.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, p| v.get(p))
+}
+
+fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+/// A list answer with RabbitMQ's query options: `sort`/`sort_reverse`, and with `page`
+/// the paginated form (`name` filter, `use_regex`, `page_size` up to 500) wrapped as
+/// `{items, page, page_count, page_size, item_count, filtered_count, total_count}`;
+/// `columns` applies to the items.
+fn list_reply(list: Value, q: &HashMap<String, String>) -> ApiResult<Response> {
+    let Value::Array(mut items) = list else {
+        return Ok(Json(with_columns(list, q)).into_response());
+    };
+    if let Some(key) = q.get("sort").filter(|k| !k.is_empty()) {
+        items.sort_by(|a, b| cmp_values(lookup(a, key), lookup(b, key)));
+    }
+    if q.get("sort_reverse").is_some_and(|v| v == "true") {
+        items.reverse();
+    }
+    let Some(page_text) = q.get("page") else {
+        return Ok(Json(with_columns(Value::Array(items), q)).into_response());
+    };
+    let size_text = q.get("page_size").cloned();
+    let page = page_text.parse::<usize>().ok().filter(|p| *p >= 1);
+    let size = match &size_text {
+        None => Some(100),
+        Some(t) => t.parse::<usize>().ok().filter(|s| (1..=500).contains(s)),
+    };
+    let (Some(page), Some(size)) = (page, size) else {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_pagination_parameters",
+            reason: format!(
+                "Invalid pagination parameters: page number {page_text}, page size {}",
+                size_text.as_deref().unwrap_or("undefined")
+            ),
+        });
+    };
+    let total = items.len();
+    if let Some(filter) = q.get("name").filter(|n| !n.is_empty()) {
+        if q.get("use_regex").is_some_and(|v| v == "true") {
+            let re = Pattern::new(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            items.retain(|i| {
+                i.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| re.matches(n))
+            });
+        } else {
+            items.retain(|i| {
+                i.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| n.contains(filter.as_str()))
+            });
+        }
+    }
+    let filtered = items.len();
+    let page_count = filtered.div_ceil(size);
+    if page > page_count.max(1) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "page_out_of_range",
+            reason: format!("Page out of range, page: {page} page size: {size}, len: {filtered}"),
+        });
+    }
+    let page_items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .collect();
+    Ok(Json(json!({
+        "filtered_count": filtered,
+        "item_count": page_items.len(),
+        "items": with_columns(Value::Array(page_items), q),
+        "page": page,
+        "page_count": page_count,
+        "page_size": size,
+        "total_count": total,
+    }))
+    .into_response())
 }
 
 /// Sets `parts` (a dotted path) in `map`, creating the objects on the way.
@@ -645,7 +741,7 @@ async fn vhosts(
         .filter(|v| who.can_see_vhost(&b, &v.name))
         .map(|v| vhost_json(&b, v))
         .collect();
-    Ok(Json(with_columns(Value::Array(list), &q)).into_response())
+    list_reply(Value::Array(list), &q)
 }
 
 async fn vhost(
@@ -711,7 +807,7 @@ async fn users(
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
     let list: Vec<Value> = b.users().iter().map(user_json).collect();
-    Ok(Json(with_columns(Value::Array(list), &q)).into_response())
+    list_reply(Value::Array(list), &q)
 }
 
 async fn user(
@@ -827,7 +923,7 @@ async fn permissions(
     Query(q): Q,
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
-    Ok(Json(with_columns(permission_list(&b, |_, _| true), &q)).into_response())
+    list_reply(permission_list(&b, |_, _| true), &q)
 }
 
 async fn vhost_permissions(
@@ -957,7 +1053,7 @@ async fn exchanges(
             all.extend(vhost_exchanges(&b, &vh));
         }
     }
-    Ok(Json(with_columns(Value::Array(all), &q)).into_response())
+    list_reply(Value::Array(all), &q)
 }
 
 async fn exchanges_in(
@@ -970,7 +1066,7 @@ async fn exchanges_in(
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
     let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    Ok(Json(with_columns(Value::Array(vhost_exchanges(&b, &vh)), &q)).into_response())
+    list_reply(Value::Array(vhost_exchanges(&b, &vh)), &q)
 }
 
 async fn exchange(
@@ -1224,7 +1320,7 @@ async fn queues(
             all.extend(vhost_queues(&b, &vh));
         }
     }
-    Ok(Json(with_columns(Value::Array(all), &q)).into_response())
+    list_reply(Value::Array(all), &q)
 }
 
 async fn queues_in(
@@ -1237,7 +1333,7 @@ async fn queues_in(
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
     let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    Ok(Json(with_columns(Value::Array(vhost_queues(&b, &vh)), &q)).into_response())
+    list_reply(Value::Array(vhost_queues(&b, &vh)), &q)
 }
 
 async fn queue(
@@ -1482,7 +1578,7 @@ async fn bindings(
             );
         }
     }
-    Ok(Json(with_columns(Value::Array(all), &q)).into_response())
+    list_reply(Value::Array(all), &q)
 }
 
 async fn bindings_in(
@@ -1494,7 +1590,7 @@ async fn bindings_in(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
-    Ok(Json(with_columns(bindings_where(&b, &vhost, |_| true)?, &q)).into_response())
+    list_reply(bindings_where(&b, &vhost, |_| true)?, &q)
 }
 
 async fn exchange_bindings_source(
@@ -1735,7 +1831,7 @@ async fn connections(
         .iter()
         .map(|c| connection_json(c))
         .collect();
-    Ok(Json(with_columns(Value::Array(list), &q)).into_response())
+    list_reply(Value::Array(list), &q)
 }
 
 fn find_connection(b: &Broker, who: &Authed, name: &str) -> ApiResult<Arc<ConnInfo>> {
@@ -1863,7 +1959,7 @@ async fn channels(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     let conns = visible_connections(&b, &who);
-    Ok(Json(with_columns(Value::Array(channels_of(&b, &conns)), &q)).into_response())
+    list_reply(Value::Array(channels_of(&b, &conns)), &q)
 }
 
 async fn connection_channels(
@@ -1906,7 +2002,7 @@ async fn consumers(
     Query(q): Q,
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
-    Ok(Json(with_columns(consumers_json(&b, &who, None), &q)).into_response())
+    list_reply(consumers_json(&b, &who, None), &q)
 }
 
 async fn consumers_in(
