@@ -268,6 +268,12 @@ def test_connection_channel_consumer_shapes(state):
     # Channel modes (confirm, tx) and per-channel message counters are not tracked yet.
     assert_shape(fixture("channels")["body"][0], ch, ignore={"confirm", "message_stats"})
     assert ch["consumer_count"] == 1 and ch["messages_unacknowledged"] == 1
+    _, in_vhost = api("GET", "/api/vhosts/%2F/connections")
+    assert mine["name"] in {c["name"] for c in in_vhost}
+    _, in_vhost = api("GET", "/api/vhosts/%2F/channels")
+    assert ch["name"] in {c["name"] for c in in_vhost}
+    _, of_conn = api("GET", "/api/connections/" + q(mine["name"]) + "/channels")
+    assert [c["name"] for c in of_conn] == [ch["name"]]
     _, cons = api("GET", "/api/consumers")
     c = find(cons, consumer_tag="ctag-1")
     assert_shape(fixture("consumers")["body"][0], c)
@@ -844,6 +850,13 @@ def test_ctl_lists_and_manages():
         {"user": "guest", "configure": ".*", "write": ".*", "read": ".*"}], key=lambda p: p["user"])
     assert ctl("delete_user", user)[0] == 0
     assert ctl("delete_vhost", vh)[0] == 0
+    conn = pika.BlockingConnection(params())
+    conn.channel()
+    rc, out, _ = ctl("--format", "json", "list_channels", "name", "user")
+    assert rc == 0 and any(r["user"] == "guest" for r in json.loads(out))
+    rc, out, _ = ctl("--format", "json", "list_connections", "user", "vhost")
+    assert {"user": "guest", "vhost": "/"} in json.loads(out)
+    conn.close()
     rc, out, _ = ctl("--format", "json", "status")
     assert rc == 0 and "object_totals" in json.loads(out)
     assert ctl("await_startup", "--timeout", "5")[0] == 0

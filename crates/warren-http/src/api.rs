@@ -46,6 +46,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(vhost).put(put_vhost).delete(delete_vhost),
         )
         .route("/api/vhosts/{vhost}/permissions", get(vhost_permissions))
+        .route("/api/vhosts/{vhost}/connections", get(vhost_connections))
+        .route("/api/vhosts/{vhost}/channels", get(vhost_channels))
         .route("/api/users", get(users))
         .route(
             "/api/users/{user}",
@@ -1832,6 +1834,39 @@ async fn connections(
         .map(|c| connection_json(c))
         .collect();
     list_reply(Value::Array(list), &q)
+}
+
+async fn vhost_connections(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let list: Vec<Value> = visible_connections(&b, &who)
+        .iter()
+        .filter(|c| c.vhost == vhost)
+        .map(|c| connection_json(c))
+        .collect();
+    list_reply(Value::Array(list), &q)
+}
+
+async fn vhost_channels(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let conns: Vec<Arc<ConnInfo>> = visible_connections(&b, &who)
+        .into_iter()
+        .filter(|c| c.vhost == vhost)
+        .collect();
+    list_reply(Value::Array(channels_of(&b, &conns)), &q)
 }
 
 fn find_connection(b: &Broker, who: &Authed, name: &str) -> ApiResult<Arc<ConnInfo>> {

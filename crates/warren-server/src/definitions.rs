@@ -468,6 +468,33 @@ fn plan(b: &Broker, doc: &Value, only_vhost: Option<&str>) -> Result<Plan, Defin
 /// is applied unless every entry is valid.
 pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), DefinitionsError> {
     let p = plan(b, doc, vhost)?;
+    // Runtime parameters (federation, shovels, limits) and topic permissions have no
+    // counterpart in warren yet: say so rather than drop them silently.
+    for section in ["parameters", "global_parameters", "topic_permissions"] {
+        let n = doc
+            .get(section)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let n = if section == "global_parameters" {
+            // RabbitMQ always exports its internal cluster id; nothing to warn about.
+            doc.get(section).and_then(Value::as_array).map_or(0, |a| {
+                a.iter()
+                    .filter(|p| {
+                        p.get("name").and_then(Value::as_str) != Some("internal_cluster_id")
+                    })
+                    .count()
+            })
+        } else {
+            n
+        };
+        if n > 0 {
+            tracing::warn!(
+                section,
+                entries = n,
+                "definitions: section ignored (not supported)"
+            );
+        }
+    }
     for v in &p.vhosts {
         b.admin_add_vhost(v);
     }

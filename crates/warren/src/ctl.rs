@@ -53,6 +53,9 @@ enum CtlCommand {
     /// Connections (default: user peer_host peer_port state).
     #[command(name = "list_connections", alias = "list-connections")]
     ListConnections { columns: Vec<String> },
+    /// Channels (default: name user vhost consumer_count messages_unacknowledged).
+    #[command(name = "list_channels", alias = "list-channels")]
+    ListChannels { columns: Vec<String> },
     /// Consumers of the vhost (default: queue.name channel_details.name consumer_tag ack_required prefetch_count).
     #[command(name = "list_consumers", alias = "list-consumers")]
     ListConsumers { columns: Vec<String> },
@@ -344,6 +347,18 @@ fn run(args: &CtlArgs) -> Result<(), String> {
                 &rows,
                 &cols(columns, &["user", "peer_host", "peer_port", "state"]),
             );
+        }
+        CtlCommand::ListChannels { columns } => {
+            args.info("Listing channels ...");
+            let rows = args.call("GET", "/api/channels", None)?;
+            let default = [
+                "name",
+                "user",
+                "vhost",
+                "consumer_count",
+                "messages_unacknowledged",
+            ];
+            print_rows(args, &rows, &cols(columns, &default));
         }
         CtlCommand::ListConsumers { columns } => {
             args.info(&format!("Listing consumers in vhost {} ...", args.vhost));
