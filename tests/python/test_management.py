@@ -42,9 +42,8 @@ ERLANG_ONLY = {
     # Erlang process internals.
     "garbage_collection", "reductions", "reductions_details", "backing_queue_status",
     "erlang_version", "erlang_full_version", "pending_raft_commands",
-    # Not tracked by warren (yet): socket octet counters, consumer utilisation, idle
-    # timestamps, unacked byte sizes, per-exchange publish counters, channel modes.
-    "recv_oct", "recv_oct_details", "send_oct", "send_oct_details", "recv_cnt", "send_cnt",
+    # Not tracked by warren (yet): consumer utilisation, idle timestamps, unacked byte
+    # sizes, per-exchange publish counters, channel modes.
     "consumer_capacity", "consumer_utilisation", "idle_since", "message_bytes",
     "message_bytes_unacknowledged", "acks_uncommitted", "transactional",
     "global_prefetch_count", "messages_uncommitted", "messages_unconfirmed",
@@ -260,6 +259,7 @@ def test_connection_channel_consumer_shapes(state):
     mine = find(conns, user_provided_name="recorder")
     assert_shape(fixture("connections")["body"][0], mine)
     assert mine["client_properties"]["product"] == "Pika Python Client Library"
+    assert mine["recv_oct"] > 0 and mine["send_oct"] > 0 and mine["recv_cnt"] > 0
     status, one = api("GET", "/api/connections/" + q(mine["name"]))
     assert status == 200
     assert_shape(fixture("connection")["body"], one)

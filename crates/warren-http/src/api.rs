@@ -726,6 +726,21 @@ fn vhost_json(b: &Broker, vh: &VHost) -> Value {
     });
     if let Value::Object(m) = &mut v {
         depth.fields(m);
+        // Socket traffic of the vhost's open connections.
+        let (mut recv, mut send, mut recv_rate, mut send_rate) = (0u64, 0u64, 0.0, 0.0);
+        for c in b.admin.connection_list() {
+            if c.vhost == vh.name.as_ref() {
+                let io = c.io.snapshot();
+                recv += io.recv_oct;
+                send += io.send_oct;
+                recv_rate += io.recv_rate;
+                send_rate += io.send_rate;
+            }
+        }
+        m.insert("recv_oct".into(), json!(recv));
+        m.insert("recv_oct_details".into(), rate(recv_rate));
+        m.insert("send_oct".into(), json!(send));
+        m.insert("send_oct_details".into(), rate(send_rate));
     }
     v
 }
@@ -1808,6 +1823,13 @@ fn connection_json(c: &ConnInfo) -> Value {
         "channels": c.channels.lock().len(),
         "send_pend": c.handle.write_backlog.load(std::sync::atomic::Ordering::Relaxed),
     });
+    let io = c.io.snapshot();
+    v["recv_oct"] = json!(io.recv_oct);
+    v["recv_oct_details"] = rate(io.recv_rate);
+    v["recv_cnt"] = json!(io.recv_cnt);
+    v["send_oct"] = json!(io.send_oct);
+    v["send_oct_details"] = rate(io.send_rate);
+    v["send_cnt"] = json!(io.send_cnt);
     if let Some(n) = user_provided {
         v["user_provided_name"] = n;
     }

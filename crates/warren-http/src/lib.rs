@@ -141,6 +141,9 @@ async fn sample_rates(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        for conn in broker.admin.connection_list() {
+            conn.io.sample();
+        }
         for vhost in broker.vhosts() {
             vhost.stats.sample();
             let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();

@@ -29,6 +29,103 @@ use crate::{
     vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
 };
 
+/// Bytes and frames-ish counts of one connection's socket (its own atomics: only its task
+/// writes them), with a rate window like [`Stats`]'.
+#[derive(Debug)]
+pub struct IoCounters {
+    recv_oct: AtomicU64,
+    recv_cnt: AtomicU64,
+    send_oct: AtomicU64,
+    send_cnt: AtomicU64,
+    samples: Mutex<std::collections::VecDeque<(Instant, [u64; 2])>>,
+}
+
+impl Default for IoCounters {
+    fn default() -> Self {
+        let mut samples = std::collections::VecDeque::new();
+        samples.push_back((Instant::now(), [0, 0]));
+        IoCounters {
+            recv_oct: AtomicU64::new(0),
+            recv_cnt: AtomicU64::new(0),
+            send_oct: AtomicU64::new(0),
+            send_cnt: AtomicU64::new(0),
+            samples: Mutex::new(samples),
+        }
+    }
+}
+
+/// Octet and read/write counts with octet rates (per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IoSnapshot {
+    pub recv_oct: u64,
+    pub recv_cnt: u64,
+    pub send_oct: u64,
+    pub send_cnt: u64,
+    pub recv_rate: f64,
+    pub send_rate: f64,
+}
+
+impl IoCounters {
+    /// A socket read of `n` bytes.
+    #[inline]
+    pub fn received(&self, n: usize) {
+        self.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
+        self.recv_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A buffer of `n` bytes handed to the socket writer.
+    #[inline]
+    pub fn sent(&self, n: usize) {
+        self.send_oct.fetch_add(n as u64, Ordering::Relaxed);
+        self.send_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps a sample a second inside the rate window (the management ticker calls this).
+    pub fn sample(&self) {
+        let now = Instant::now();
+        let cur = [
+            self.recv_oct.load(Ordering::Relaxed),
+            self.send_oct.load(Ordering::Relaxed),
+        ];
+        let mut samples = self.samples.lock();
+        if samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t).as_secs() >= 1)
+        {
+            samples.push_back((now, cur));
+        }
+        while samples.len() > 2
+            && samples.get(1).is_some_and(|(t, _)| {
+                now.saturating_duration_since(*t) >= crate::stats::RATE_WINDOW
+            })
+        {
+            samples.pop_front();
+        }
+    }
+
+    pub fn snapshot(&self) -> IoSnapshot {
+        let now = Instant::now();
+        let recv_oct = self.recv_oct.load(Ordering::Relaxed);
+        let send_oct = self.send_oct.load(Ordering::Relaxed);
+        let (mut recv_rate, mut send_rate) = (0.0, 0.0);
+        if let Some((t0, [r0, s0])) = self.samples.lock().front() {
+            let dt = now.saturating_duration_since(*t0).as_secs_f64();
+            if dt >= 0.5 {
+                recv_rate = recv_oct.saturating_sub(*r0) as f64 / dt;
+                send_rate = send_oct.saturating_sub(*s0) as f64 / dt;
+            }
+        }
+        IoSnapshot {
+            recv_oct,
+            recv_cnt: self.recv_cnt.load(Ordering::Relaxed),
+            send_oct,
+            send_cnt: self.send_cnt.load(Ordering::Relaxed),
+            recv_rate,
+            send_rate,
+        }
+    }
+}
+
 /// What an open AMQP connection looks like to the management API.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -49,6 +146,8 @@ pub struct ConnInfo {
     pub handle: Arc<ConnHandle>,
     /// Numbers of the open channels.
     pub channels: Mutex<BTreeSet<u16>>,
+    /// Socket counters, shared with the connection task.
+    pub io: Arc<IoCounters>,
 }
 
 /// Management state held by the broker.

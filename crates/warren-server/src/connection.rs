@@ -107,6 +107,7 @@ struct Connection {
     local: SocketAddr,
     client_properties: FieldTable,
     auth_mechanism: String,
+    io: Arc<crate::admin::IoCounters>,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
@@ -150,6 +151,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         local,
         client_properties: FieldTable::default(),
         auth_mechanism: String::new(),
+        io: Arc::default(),
     };
     debug!(%peer, "accepting AMQP connection");
     conn.serve(rd, inbox_rx).await;
@@ -344,7 +346,10 @@ impl Connection {
                             debug!(peer = %self.peer, name = %self.name, "client closed the socket");
                             return;
                         }
-                        Ok(_) => self.last_recv = Instant::now(),
+                        Ok(n) => {
+                            self.last_recv = Instant::now();
+                            self.io.received(n); // management stats
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
                     }
@@ -415,6 +420,7 @@ impl Connection {
         }
         let chunk = self.ctx.out.split().freeze();
         self.last_send = Instant::now();
+        self.io.sent(chunk.len()); // management stats
         self.ctx.handle.queued(chunk.len());
         let _ = self.writer.send(chunk);
     }
@@ -938,6 +944,7 @@ impl Connection {
                 connected_at: crate::admin::now_millis(),
                 handle: self.ctx.handle.clone(),
                 channels: Default::default(),
+                io: self.io.clone(),
             });
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
         Ok(())
