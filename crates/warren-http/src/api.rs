@@ -1020,7 +1020,13 @@ async fn delete_permission(
 
 // ---- exchanges ----------------------------------------------------------------------
 
-fn exchange_json(b: &Broker, vhost: &str, name: &str, meta: &ExchangeMeta) -> Value {
+fn exchange_json(
+    b: &Broker,
+    vhost: &str,
+    name: &str,
+    meta: &ExchangeMeta,
+    stats: &warren_server::stats::Stats,
+) -> Value {
     let mut v = json!({
         "name": name,
         "vhost": vhost,
@@ -1030,6 +1036,7 @@ fn exchange_json(b: &Broker, vhost: &str, name: &str, meta: &ExchangeMeta) -> Va
         "internal": meta.internal,
         "arguments": table_to_json(&meta.arguments),
         "user_who_performed_action": "rmq-internal",
+        "message_stats": message_stats(&stats.snapshot(), &[Stat::PublishIn, Stat::PublishOut], false),
     });
     if let Some(p) = b.admin.policies.effective(vhost, name, false) {
         v["policy"] = json!(p.name);
@@ -1051,7 +1058,7 @@ fn vhost_exchanges(b: &Broker, vh: &VHost) -> Vec<Value> {
     let mut out = vec![default_exchange_json(&vh.name)];
     for n in names {
         if let Some(x) = topo.exchanges.get(n) {
-            out.push(exchange_json(b, &vh.name, n, &x.meta));
+            out.push(exchange_json(b, &vh.name, n, &x.meta, &x.stats));
         }
     }
     out
@@ -1098,8 +1105,14 @@ async fn exchange(
     if name.is_empty() || name == "amq.default" {
         return Ok(Json(default_exchange_json(&vhost)).into_response());
     }
-    let meta = vh.exchange_meta(&name).ok_or_else(ApiError::not_found)?;
-    let mut v = exchange_json(&b, &vhost, &name, &meta);
+    let mut v = {
+        let topo = vh.topology.read();
+        let x = topo
+            .exchanges
+            .get(name.as_str())
+            .ok_or_else(ApiError::not_found)?;
+        exchange_json(&b, &vhost, &name, &x.meta, &x.stats)
+    };
     v["incoming"] = json!([]);
     v["outgoing"] = json!([]);
     Ok(Json(v).into_response())

@@ -146,6 +146,9 @@ async fn sample_rates(broker: Arc<Broker>) {
         }
         for vhost in broker.vhosts() {
             vhost.stats.sample();
+            for x in vhost.topology.read().exchanges.values() {
+                x.stats.sample();
+            }
             let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
             for q in queues {
                 q.stats.sample();

@@ -32,9 +32,13 @@ pub enum Stat {
     DropUnroutable,
     /// Publisher confirms sent.
     Confirm,
+    /// Messages published into an exchange.
+    PublishIn,
+    /// Messages an exchange routed to at least one queue.
+    PublishOut,
 }
 
-pub const STAT_COUNT: usize = 11;
+pub const STAT_COUNT: usize = 13;
 
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "publish",
@@ -48,7 +52,20 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "return_unroutable",
     "drop_unroutable",
     "confirm",
+    "publish_in",
+    "publish_out",
 ];
+
+thread_local! {
+    /// A per-thread stripe key, so runtime worker threads bump different stripes.
+    static STRIPE: u64 = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed);
+}
+
+static NEXT_STRIPE: AtomicU64 = AtomicU64::new(0);
+
+fn thread_stripe() -> u64 {
+    STRIPE.with(|s| *s)
+}
 
 /// Width of the rate window (RabbitMQ's default sample interval is 5 s).
 pub const RATE_WINDOW: Duration = Duration::from_secs(5);
@@ -141,6 +158,13 @@ impl Stats {
     #[inline]
     pub fn add(&self, s: Stat, n: u64) {
         self.add_at(0, s, n);
+    }
+
+    /// Bumps the stripe of the calling thread (for counters bumped where no connection id
+    /// is at hand, e.g. while routing).
+    #[inline]
+    pub fn inc_local(&self, s: Stat) {
+        self.add_at(thread_stripe(), s, 1);
     }
 
     /// Bumps the stripe picked by `key` (a connection id).

@@ -30,6 +30,8 @@ pub struct ExchangeMeta {
 pub struct ExchangeEntry {
     pub meta: ExchangeMeta,
     pub router: Exchange,
+    /// publish_in / publish_out counters for the management API (stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 #[derive(Default)]
@@ -129,7 +131,13 @@ impl VHost {
         let names = warren_router::route(&start.router, keys, headers, |n| {
             topo.exchanges.get(n).map(|e| &e.router)
         });
+        let before = out.len();
         out.extend(names.iter().filter_map(|n| topo.queues.get(n).cloned()));
+        // management stats
+        start.stats.inc_local(crate::stats::Stat::PublishIn);
+        if out.len() > before {
+            start.stats.inc_local(crate::stats::Stat::PublishOut);
+        }
         Ok(())
     }
 }
@@ -143,7 +151,14 @@ impl Topology {
             alternate_exchange: alternate_exchange(&meta.arguments),
             internal: meta.internal,
         };
-        self.exchanges.insert(name, ExchangeEntry { meta, router });
+        self.exchanges.insert(
+            name,
+            ExchangeEntry {
+                meta,
+                router,
+                stats: crate::stats::Stats::striped(),
+            },
+        );
     }
 
     /// Removes an exchange and every binding that leads to it; auto-delete exchanges left
