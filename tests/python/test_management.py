@@ -787,6 +787,16 @@ def test_alternate_exchange_policy_routes_unroutable(state):
         api("DELETE", path)
 
 
+def test_policy_validation_like_rabbitmq():
+    cases = json.loads((FIXTURES / "policy_validation.json").read_text())
+    name = "vt-" + uuid.uuid4().hex[:8]
+    for case in cases:
+        api("DELETE", f"/api/policies/%2F/{name}")
+        got = api("PUT", f"/api/policies/%2F/{name}", case["request"])
+        assert got == (case["status"], case["body"]), case["request"]
+    api("DELETE", f"/api/policies/%2F/{name}")
+
+
 def test_queue_policy_is_reported_as_effective():
     tag = uuid.uuid4().hex[:8]
     name = f"polq-{tag}"
