@@ -238,11 +238,24 @@ pub fn validate_definition(def: &Map<String, Value>) -> Result<(), PolicyError> 
 #[derive(Debug, Default)]
 pub struct PolicyStore {
     policies: RwLock<Vec<Arc<Policy>>>,
+    /// Bumped on every change, so code that caches effective arguments knows to refresh.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl PolicyStore {
+    /// Changes with every policy added, replaced or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     /// Adds or replaces a policy; true when it is new.
     pub fn put(&self, policy: Policy) -> bool {
+        self.changed();
         let mut all = self.policies.write();
         let existing = all
             .iter()
@@ -260,6 +273,7 @@ impl PolicyStore {
     }
 
     pub fn remove(&self, vhost: &str, name: &str) -> bool {
+        self.changed();
         let mut all = self.policies.write();
         let before = all.len();
         all.retain(|p| !(p.vhost == vhost && p.name == name));
@@ -267,6 +281,7 @@ impl PolicyStore {
     }
 
     pub fn remove_vhost(&self, vhost: &str) {
+        self.changed();
         self.policies.write().retain(|p| p.vhost != vhost);
     }
 
@@ -479,8 +494,10 @@ mod tests {
             0,
             json!({"max-length": 5})
         )));
+        let before = s.generation();
         assert!(s.remove("/", "low"));
         assert!(!s.remove("/", "low"));
+        assert!(s.generation() > before);
     }
 
     #[test]
