@@ -305,6 +305,19 @@ def test_health_checks(state):
     assert body["status"] == "failed" and body["reason"] == "No active listener"
     assert AMQP_PORT in body["ports"]
     assert api("GET", "/api/aliveness-test/%2F") == (200, fixture("aliveness")["body"])
+    more = json.loads((FIXTURES / "health_more.json").read_text())
+    for path, recorded in more.items():
+        status, body = api("GET", path)
+        if path == "/api/cluster-name":
+            assert status == 200 and set(body) == {"name"}
+        elif path.endswith("/bogus"):
+            assert status == recorded["status"] == 503
+            assert_shape(recorded["body"], body)
+            assert {k: body[k] for k in ["status", "reason", "missing"]} == {
+                k: recorded["body"][k] for k in ["status", "reason", "missing"]}
+            assert "amqp" in body["protocols"] and "http" in body["protocols"]
+        else:
+            assert (status, body) == (recorded["status"], recorded["body"]), path
 
 
 # ---- errors and tags ----------------------------------------------------------------

@@ -120,6 +120,23 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/health/checks/local-alarms", get(health_ok))
         .route("/api/health/checks/virtual-hosts", get(health_ok))
         .route("/api/health/checks/port-listener/{port}", get(health_port))
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health_protocol),
+        )
+        .route(
+            "/api/health/checks/node-is-quorum-critical",
+            get(health_single_node),
+        )
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health_single_node),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(health_ok),
+        )
+        .route("/api/cluster-name", get(cluster_name))
         .route("/api/aliveness-test/{vhost}", get(aliveness))
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
@@ -2260,6 +2277,59 @@ async fn health_port(
         )
             .into_response())
     }
+}
+
+async fn health_single_node(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?;
+    Ok(Json(json!({"status": "ok", "reason": "single node cluster"})).into_response())
+}
+
+/// Protocols with a listener, under RabbitMQ's names (amqp091 is an alias of amqp).
+fn protocols(b: &Broker) -> Vec<String> {
+    let mut p: Vec<String> = b
+        .admin
+        .listeners
+        .lock()
+        .iter()
+        .map(|(proto, _)| proto.clone())
+        .collect();
+    p.push("amqp".into());
+    p
+}
+
+async fn health_protocol(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(protocol): Path<String>,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?;
+    let wanted = match protocol.as_str() {
+        "amqp091" | "amqp0-9-1" | "amqp" => "amqp",
+        other => other,
+    };
+    let have = protocols(&b);
+    if have.iter().any(|p| p == wanted) {
+        return Ok(Json(json!({"status": "ok", "protocol": wanted})).into_response());
+    }
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "failed", "reason": "No active listener", "missing": protocol, "protocols": have})),
+    )
+        .into_response())
+}
+
+async fn cluster_name(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?;
+    Ok(Json(json!({"name": b.config.cluster_name})).into_response())
 }
 
 async fn aliveness(
