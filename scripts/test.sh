@@ -36,11 +36,21 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port on 127.0.0.1 is already in use; the client suites need it (the seed scripts hard-code localhost:5672). Stop whatever listens there." >&2
     exit 1
 fi
+# Management API and Prometheus ports, for tests/python/test_management.py.
+http_port="${WARREN_TEST_HTTP_PORT:-15672}"
+metrics_port="${WARREN_TEST_METRICS_PORT:-15692}"
+for p in "$http_port" "$metrics_port"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        echo "port $p on 127.0.0.1 is already in use (management API / metrics for the client suites)." >&2
+        exit 1
+    fi
+done
 
 data_dir="$(mktemp -d)"
 broker_log="$data_dir/warren.log"
 log "starting warren on 127.0.0.1:$port (log: $broker_log)"
-NO_COLOR=1 target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" >"$broker_log" 2>&1 &
+NO_COLOR=1 target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
+    --http-listen "127.0.0.1:$http_port" --prometheus-listen "127.0.0.1:$metrics_port" >"$broker_log" 2>&1 &
 broker_pid=$!
 cleanup() {
     kill "$broker_pid" 2>/dev/null || true
@@ -55,8 +65,9 @@ done
 grep -q "Server startup complete" "$broker_log" || { cat "$broker_log"; echo "warren did not start" >&2; exit 1; }
 
 export WARREN_AMQP_HOST=127.0.0.1 WARREN_AMQP_PORT="$port" WARREN_SEED_CLIENTS=1
+export WARREN_HTTP_PORT="$http_port" WARREN_METRICS_PORT="$metrics_port"
 
-log "pika suite (tests/python)"
+log "pika suite (tests/python, management API tests included)"
 set +e
 tests/python/run.sh -q
 record "pika suite" $?

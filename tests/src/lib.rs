@@ -24,6 +24,10 @@ use std::{
 pub struct Broker {
     child: Child,
     pub port: u16,
+    /// Management HTTP API port (ephemeral).
+    pub http_port: u16,
+    /// Prometheus metrics port (ephemeral).
+    pub metrics_port: u16,
     data_dir: PathBuf,
     /// Whether dropping this broker removes its data directory (not when a restarted
     /// broker took it over).
@@ -109,6 +113,12 @@ impl Broker {
             .env("WARREN_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Management and metrics on ephemeral ports unless the test chose.
+        for flag in ["--http-listen", "--prometheus-listen"] {
+            if !args.contains(&flag) {
+                cmd.arg(flag).arg("127.0.0.1:0");
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -156,9 +166,26 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        // The HTTP listeners log their bound ports before the AMQP line.
+        let listen_port = |what: &str| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| {
+                    l.split(&format!("listening for {what} on "))
+                        .nth(1)
+                        .and_then(|addr| addr.trim().rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                })
+                .unwrap_or(0)
+        };
+        let http_port = listen_port("HTTP");
+        let metrics_port = listen_port("Prometheus");
         Broker {
             child,
             port,
+            http_port,
+            metrics_port,
             data_dir,
             owns_data: true,
             args: args.iter().map(|a| a.to_string()).collect(),

@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 
 use crate::{
     config::ServerConfig,
-    persist::Persistence,
+    persist::{MetaOp, Persistence},
     queue::{ChannelShared, ConnHandle},
     timers::Timers,
     vhost::VHost,
@@ -24,18 +24,25 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    /// RabbitMQ's `password_hash` (base64 of salt ++ SHA-256(salt ++ password)).
+    pub password_hash: String,
+    pub hashing_algorithm: String,
     pub tags: Vec<String>,
 }
 
-/// configure / write / read patterns of a user in a vhost (enforced by a later step;
-/// here their presence grants access to the vhost).
-#[derive(Debug, Clone)]
-pub struct Permission {
-    pub configure: String,
-    pub write: String,
-    pub read: String,
+impl User {
+    /// A user with `password` hashed the way RabbitMQ hashes it.
+    pub fn with_password(name: &str, password: &str, tags: Vec<String>) -> Self {
+        User {
+            name: name.to_string(),
+            password_hash: crate::auth::hash_password(password),
+            hashing_algorithm: crate::auth::HASHING_ALGORITHM.to_string(),
+            tags,
+        }
+    }
 }
+
+pub use crate::auth::Permission;
 
 /// A consumer of `amq.rabbitmq.reply-to`, reachable by its token.
 #[derive(Debug, Clone)]
@@ -58,7 +65,11 @@ pub struct Broker {
     pub config: ServerConfig,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     users: RwLock<HashMap<String, User>>,
-    permissions: RwLock<HashMap<(String, String), Permission>>,
+    permissions: RwLock<HashMap<(String, String), Arc<Permission>>>,
+    /// Bumped on every user or permission change; connections re-read their permission then.
+    permission_generation: AtomicU64,
+    /// Management state: connection details, statistics, policies (see admin.rs).
+    pub admin: crate::admin::AdminState,
     pub connections: DashMap<u64, Arc<ConnHandle>>,
     pub reply_to: DashMap<String, ReplyTarget>,
     /// Queue TTL and `x-expires` deadlines; its task runs inside [`crate::serve`].
@@ -74,6 +85,8 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             permissions: RwLock::new(HashMap::new()),
+            permission_generation: AtomicU64::new(0),
+            admin: crate::admin::AdminState::default(),
             connections: DashMap::new(),
             reply_to: DashMap::new(),
             timers: Timers::new(),
@@ -87,20 +100,12 @@ impl Broker {
         let vhost = broker.config.default_vhost.clone();
         let user = broker.config.default_user.clone();
         broker.add_vhost(&vhost);
-        broker.put_user(User {
-            name: user.clone(),
-            password: broker.config.default_pass.clone(),
-            tags: vec!["administrator".into()],
-        });
-        broker.set_permission(
+        broker.put_user(User::with_password(
             &user,
-            &vhost,
-            Permission {
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
-            },
-        );
+            &broker.config.default_pass,
+            vec!["administrator".into()],
+        ));
+        broker.set_permission(&user, &vhost, Permission::allow_all());
         Arc::new(broker)
     }
 
@@ -110,42 +115,136 @@ impl Broker {
     }
 
     pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        self.vhosts
+        let mut created = false;
+        let vhost = self
+            .vhosts
             .write()
             .entry(name.to_string())
             .or_insert_with(|| {
+                created = true;
                 Arc::new(VHost::new(
                     name,
                     self.timers.clone(),
                     self.persistence.clone(),
                 ))
             })
-            .clone()
+            .clone();
+        if created {
+            self.persistence.record_logged(&[MetaOp::Vhost {
+                name: name.to_string(),
+            }]);
+        }
+        vhost
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
     }
 
-    /// Every vhost, sorted by name.
-    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
-        let mut all: Vec<_> = self.vhosts.read().values().cloned().collect();
+    pub fn put_user(&self, user: User) {
+        self.persistence.record_logged(&[MetaOp::User {
+            name: user.name.clone(),
+            password_hash: user.password_hash.clone(),
+            hashing_algorithm: user.hashing_algorithm.clone(),
+            tags: user.tags.clone(),
+        }]);
+        self.users.write().insert(user.name.clone(), user);
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn set_permission(&self, user: &str, vhost: &str, permission: Permission) {
+        self.persistence.record_logged(&[MetaOp::Permission {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            configure: permission.configure.source.clone(),
+            write: permission.write.source.clone(),
+            read: permission.read.source.clone(),
+        }]);
+        self.permissions
+            .write()
+            .insert((user.to_string(), vhost.to_string()), Arc::new(permission));
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    // ---- management (users, vhosts, permissions) --------------------------------
+
+    pub fn permission_generation(&self) -> u64 {
+        self.permission_generation.load(Ordering::Acquire)
+    }
+
+    pub fn permission(&self, user: &str, vhost: &str) -> Option<Arc<Permission>> {
+        self.permissions
+            .read()
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
+    }
+
+    /// Every (user, vhost, permission), sorted by vhost then user as RabbitMQ lists them.
+    pub fn permissions(&self) -> Vec<(String, String, Arc<Permission>)> {
+        let mut all: Vec<_> = self
+            .permissions
+            .read()
+            .iter()
+            .map(|((u, v), p)| (u.clone(), v.clone(), p.clone()))
+            .collect();
+        all.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        all
+    }
+
+    pub fn clear_permission(&self, user: &str, vhost: &str) -> bool {
+        self.persistence.record_logged(&[MetaOp::ClearPermission {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+        }]);
+        let removed = self
+            .permissions
+            .write()
+            .remove(&(user.to_string(), vhost.to_string()))
+            .is_some();
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+        removed
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.users.read().get(name).cloned()
+    }
+
+    pub fn users(&self) -> Vec<User> {
+        let mut all: Vec<User> = self.users.read().values().cloned().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
-    pub fn remove_vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        self.vhosts.write().remove(name)
+    /// Deletes a user and its permissions.
+    pub fn delete_user(&self, name: &str) -> bool {
+        self.persistence.record_logged(&[MetaOp::DeleteUser {
+            name: name.to_string(),
+        }]);
+        let removed = self.users.write().remove(name).is_some();
+        self.permissions.write().retain(|(u, _), _| u != name);
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+        removed
     }
 
-    pub fn put_user(&self, user: User) {
-        self.users.write().insert(user.name.clone(), user);
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
-    pub fn set_permission(&self, user: &str, vhost: &str, permission: Permission) {
-        self.permissions
-            .write()
-            .insert((user.to_string(), vhost.to_string()), permission);
+    /// Removes a vhost with everything in it, and the permissions for it.
+    pub fn delete_vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        let removed = self.vhosts.write().remove(name)?;
+        self.persistence.record_logged(&[MetaOp::DeleteVhost {
+            name: name.to_string(),
+        }]);
+        // Its durable queues' messages go with it.
+        for q in removed.topology.read().queues.values() {
+            q.forget_stored();
+        }
+        self.permissions.write().retain(|(_, v), _| v != name);
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+        Some(removed)
     }
 
     pub fn has_vhost_access(&self, user: &str, vhost: &str) -> bool {
@@ -160,7 +259,7 @@ impl Broker {
         let Some(found) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
-        if found.password != password {
+        if !crate::auth::verify_password(&found.password_hash, &found.hashing_algorithm, password) {
             return Err(AuthError::BadCredentials);
         }
         if self.config.loopback_users.iter().any(|u| u == user) && !peer.is_loopback() {

@@ -17,6 +17,7 @@ use warren_store::{ConsumerId, ConsumerSlot, Entry, Message, PushOutcome};
 
 use crate::{
     args,
+    auth::{Access, Resource},
     broker::ReplyTarget,
     connection::ConnCtx,
     error::{AmqpError, AmqpResult},
@@ -176,7 +177,7 @@ fn value_text(v: &AMQPValue) -> String {
 }
 
 /// Queue arguments RabbitMQ checks on redeclaration.
-const EQUIVALENCE_ARGS: &[&str] = &[
+pub(crate) const EQUIVALENCE_ARGS: &[&str] = &[
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-expires",
@@ -195,7 +196,7 @@ const EQUIVALENCE_ARGS: &[&str] = &[
     "x-quorum-initial-group-size",
 ];
 
-fn check_args_equivalent(
+pub(crate) fn check_args_equivalent(
     current: &FieldTable,
     received: &FieldTable,
     what: &str,
@@ -268,7 +269,7 @@ fn check_args_equivalent(
     Ok(())
 }
 
-fn check_flag(
+pub(crate) fn check_flag(
     name: &str,
     received: bool,
     current: bool,
@@ -432,7 +433,13 @@ impl Channel {
         let vhost = ctx.vhost()?;
         let mut view = PropertiesView::scan(&publish.properties)
             .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
-        // Validate the exchange before anything else, as RabbitMQ does.
+        // Permission first, then the exchange, as RabbitMQ does.
+        let target = if publish.exchange.is_empty() {
+            "amq.default"
+        } else {
+            publish.exchange.as_str()
+        };
+        ctx.check(Access::Write, Resource::Exchange, target)?;
         if publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
@@ -483,6 +490,12 @@ impl Channel {
         });
         let token = seq.map(DurableToken::Confirm);
         let routed = self.route_and_deliver(ctx, &vhost, publish, &view, token)?;
+        if seq.is_some() {
+            // management stats
+            vhost
+                .stats
+                .inc_at(ctx.handle.id, crate::stats::Stat::Confirm);
+        }
         if let Some(s) = seq {
             if !routed.accepted {
                 self.nack_publish(ctx, s);
@@ -600,6 +613,10 @@ impl Channel {
         let mut queues = std::mem::take(&mut ctx.route_buf);
         queues.clear();
         vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        // management stats
+        vhost
+            .stats
+            .inc_at(ctx.handle.id, crate::stats::Stat::Publish);
         let mut routed = Routed {
             accepted: true,
             on_disk: false,
@@ -638,6 +655,12 @@ impl Channel {
         }
         let message = Arc::new(message);
         if queues.is_empty() {
+            let unroutable = if publish.mandatory {
+                crate::stats::Stat::ReturnUnroutable
+            } else {
+                crate::stats::Stat::DropUnroutable
+            };
+            vhost.stats.inc_at(ctx.handle.id, unroutable);
             if publish.mandatory {
                 self.send_return(ctx, &publish);
             }
@@ -860,6 +883,12 @@ impl Channel {
 
     fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
+        // management stats
+        for u in &entries {
+            if let Some(q) = &u.queue {
+                q.stats.inc(crate::stats::Stat::Ack);
+            }
+        }
         self.settle(entries, Settle::Ack);
         Ok(())
     }
@@ -1058,6 +1087,8 @@ impl Channel {
             }
             AMQPClass::Queue(queue::AMQPMethod::Purge(m)) => {
                 let vhost = ctx.vhost()?;
+                let qname = self.expand_queue_name(m.queue.as_str())?;
+                ctx.check(Access::Read, Resource::Queue, &qname)?;
                 let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
                 let n = q.purge();
                 if !m.nowait {
@@ -1328,6 +1359,14 @@ impl Channel {
                     "operation not permitted on the default exchange",
                 ));
             }
+            ctx.check(Access::Configure, Resource::Exchange, name)?;
+            if !vhost.has_exchange(name) {
+                // A new exchange with an alternate exchange: read on it, write on the AE.
+                if let Some(ae) = crate::connection::table_str(&m.arguments, "alternate-exchange") {
+                    ctx.check(Access::Read, Resource::Exchange, name)?;
+                    ctx.check(Access::Write, Resource::Exchange, &ae)?;
+                }
+            }
             let what = format!("exchange '{name}'");
             let mut topo = vhost.topology.write();
             match topo.exchanges.get(name) {
@@ -1374,6 +1413,14 @@ impl Channel {
                             arguments: m.arguments.clone(),
                         },
                     );
+                    // Policies (alternate-exchange) apply to new exchanges too.
+                    if let Some(x) = topo.exchanges.get_mut(name) {
+                        x.router.alternate_exchange = ctx.broker.admin.policies.alternate_exchange(
+                            &vhost.name,
+                            name,
+                            &m.arguments,
+                        );
+                    }
                     drop(topo);
                     if m.durable {
                         vhost.record(vec![MetaOp::Exchange {
@@ -1412,6 +1459,7 @@ impl Channel {
                 vhost.name
             )));
         }
+        ctx.check(Access::Configure, Resource::Exchange, name)?;
         {
             let mut topo = vhost.topology.write();
             if topo.exchanges.contains_key(name) {
@@ -1446,11 +1494,13 @@ impl Channel {
     ) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let (src, dst) = (source.as_str(), destination.as_str());
+        ctx.check(Access::Write, Resource::Exchange, dst)?;
         if src == DEFAULT_EXCHANGE || dst == DEFAULT_EXCHANGE {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
         }
+        ctx.check(Access::Read, Resource::Exchange, src)?;
         let mut topo = vhost.topology.write();
         if !topo.exchanges.contains_key(dst) {
             // Unbinding something that does not exist is a no-op in RabbitMQ 3.x.
@@ -1532,6 +1582,16 @@ impl Channel {
             } else {
                 Arc::from(requested)
             };
+            ctx.check(Access::Configure, Resource::Queue, &name)?;
+            if !vhost.topology.read().queues.contains_key(&name) {
+                // A dead-letter exchange: read on the queue, write on the exchange.
+                if let Some(dlx) =
+                    crate::connection::table_str(&m.arguments, "x-dead-letter-exchange")
+                {
+                    ctx.check(Access::Read, Resource::Queue, &name)?;
+                    ctx.check(Access::Write, Resource::Exchange, &dlx)?;
+                }
+            }
             let what = format!("queue '{name}'");
             let mut topo = vhost.topology.write();
             if let Some(q) = topo.queues.get(&name).cloned() {
@@ -1599,6 +1659,10 @@ impl Channel {
                         id,
                     }])?;
                 }
+                ctx.broker
+                    .admin
+                    .queues_declared
+                    .fetch_add(1, Ordering::Relaxed); // management stats
                 if m.exclusive {
                     ctx.exclusive_queues.push(name.clone());
                 }
@@ -1638,11 +1702,13 @@ impl Channel {
             key.as_str().to_string()
         };
         let xname = exchange.as_str();
+        ctx.check(Access::Write, Resource::Queue, &qname)?;
         if xname == DEFAULT_EXCHANGE {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
         }
+        ctx.check(Access::Read, Resource::Exchange, xname)?;
         if !vhost.has_exchange(xname) {
             if !bind {
                 return Ok(());
@@ -1678,6 +1744,7 @@ impl Channel {
     fn queue_delete(&mut self, ctx: &mut ConnCtx, m: queue::Delete) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let name = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Configure, Resource::Queue, &name)?;
         let message_count = match vhost.queue(&name) {
             None => 0,
             Some(q) => {
@@ -1764,6 +1831,8 @@ impl Channel {
             }
             return Ok(());
         }
+        let qname = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
         let priority = args::consumer_priority(
             &m.arguments,
@@ -1822,8 +1891,16 @@ impl Channel {
 
     fn basic_get(&mut self, ctx: &mut ConnCtx, m: basic::Get) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
+        let qname = self.expand_queue_name(m.queue.as_str())?;
+        ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
         let got = q.get(!m.no_ack);
+        // management stats
+        q.stats.inc(match (&got, m.no_ack) {
+            (None, _) => crate::stats::Stat::GetEmpty,
+            (Some(_), true) => crate::stats::Stat::GetNoAck,
+            (Some(_), false) => crate::stats::Stat::Get,
+        });
         let Some((entry, remaining)) = got else {
             ok(
                 ctx,
@@ -1960,6 +2037,7 @@ pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Opti
     if let Err(e) = vhost.record(vhost.queue_deleted_op(&queue)) {
         tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
     }
+    ctx.broker.admin.retire_queue(&queue); // management stats
     queue.deleted.store(true, Ordering::Release);
     let message_count = queue.purge();
     queue.forget_stored();

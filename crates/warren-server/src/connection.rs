@@ -54,6 +54,8 @@ pub(crate) struct ConnCtx {
     pub route_buf: Vec<Arc<Queue>>,
     /// Consumers of this connection whose queue this connection just deleted.
     pub cancelled_here: Vec<(u16, Arc<str>)>,
+    /// The user's permission in this vhost, refreshed when permissions change (auth.rs).
+    pub perm_cache: crate::auth::PermCache,
 }
 
 impl ConnCtx {
@@ -101,10 +103,16 @@ struct Connection {
     last_send: Instant,
     closing_since: Option<Instant>,
     writer: mpsc::UnboundedSender<Bytes>,
+    /// For the management API (admin.rs): local address, client properties, mechanism.
+    local: SocketAddr,
+    client_properties: FieldTable,
+    auth_mechanism: String,
+    io: Arc<crate::admin::IoCounters>,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let id = broker.next_id();
+    let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
@@ -124,6 +132,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             exclusive_queues: Vec::new(),
             route_buf: Vec::new(),
             cancelled_here: Vec::new(),
+            perm_cache: crate::auth::PermCache::default(),
         },
         channels: HashMap::new(),
         closed_by_client: HashSet::new(),
@@ -139,11 +148,16 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         last_send: now,
         closing_since: None,
         writer: out_tx,
+        local,
+        client_properties: FieldTable::default(),
+        auth_mechanism: String::new(),
+        io: Arc::default(),
     };
     debug!(%peer, "accepting AMQP connection");
     conn.serve(rd, inbox_rx).await;
     conn.cleanup();
     broker.connections.remove(&id);
+    broker.admin.connection_closed(id);
     drop(conn);
     let _ = writer.await;
 }
@@ -186,7 +200,7 @@ fn table_bool(table: &FieldTable, key: &str) -> bool {
     matches!(table.inner().get(key), Some(AMQPValue::Boolean(true)))
 }
 
-fn table_str(table: &FieldTable, key: &str) -> Option<String> {
+pub(crate) fn table_str(table: &FieldTable, key: &str) -> Option<String> {
     match table.inner().get(key) {
         Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Some(AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
@@ -332,7 +346,10 @@ impl Connection {
                             debug!(peer = %self.peer, name = %self.name, "client closed the socket");
                             return;
                         }
-                        Ok(_) => self.last_recv = Instant::now(),
+                        Ok(n) => {
+                            self.last_recv = Instant::now();
+                            self.io.received(n); // management stats
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
                     }
@@ -403,6 +420,7 @@ impl Connection {
         }
         let chunk = self.ctx.out.split().freeze();
         self.last_send = Instant::now();
+        self.io.sent(chunk.len()); // management stats
         self.ctx.handle.queued(chunk.len());
         let _ = self.writer.send(chunk);
     }
@@ -700,6 +718,7 @@ impl Connection {
                 }
                 self.closed_by_client.remove(&id);
                 self.channels.insert(id, Channel::new(id));
+                self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
                 self.ctx.send_method(
                     id,
                     &AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -709,6 +728,7 @@ impl Connection {
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => match self.channels.get(&id) {
                 Some(ch) if ch.closing => {
                     self.channels.remove(&id);
+                    self.ctx.broker.admin.channel_closed(self.ctx.handle.id, id);
                     Ok(())
                 }
                 Some(_) => Err(AmqpError::command_invalid("unimplemented method")
@@ -720,6 +740,7 @@ impl Connection {
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 if let Some(mut ch) = self.channels.remove(&id) {
                     ch.teardown(&mut self.ctx);
+                    self.ctx.broker.admin.channel_closed(self.ctx.handle.id, id);
                     self.closed_by_client.insert(id);
                     self.ctx.send_method(
                         id,
@@ -843,6 +864,8 @@ impl Connection {
             }
         }
         self.ctx.user = user;
+        self.client_properties = ok.client_properties.clone();
+        self.auth_mechanism = mechanism.to_string();
         let cfg = &self.ctx.broker.config;
         let tune = connection::Tune {
             channel_max: cfg.channel_max,
@@ -896,7 +919,9 @@ impl Connection {
             );
         };
         if !self.ctx.broker.has_vhost_access(&self.ctx.user, vhost_name) {
-            return Err(AmqpError::access_refused(format_args!(
+            // RabbitMQ 3.10 answers 530 NOT_ALLOWED here (recorded in
+            // tests/fixtures/management/amqp_permissions.json).
+            return Err(AmqpError::not_allowed(format_args!(
                 "access to vhost '{vhost_name}' refused for user '{}'",
                 self.ctx.user
             ))
@@ -914,6 +939,26 @@ impl Connection {
             .broker
             .connections
             .insert(self.ctx.handle.id, self.ctx.handle.clone());
+        self.ctx
+            .broker
+            .admin
+            .connection_opened(crate::admin::ConnInfo {
+                id: self.ctx.handle.id,
+                name: format!("{} -> {}", self.peer, self.local),
+                peer: self.peer,
+                local: self.local,
+                user: self.ctx.user.clone(),
+                vhost: vhost_name.to_string(),
+                client_properties: std::mem::take(&mut self.client_properties),
+                auth_mechanism: std::mem::take(&mut self.auth_mechanism),
+                frame_max: self.ctx.frame_max,
+                channel_max: self.channel_max,
+                heartbeat: self.heartbeat,
+                connected_at: crate::admin::now_millis(),
+                handle: self.ctx.handle.clone(),
+                channels: Default::default(),
+                io: self.io.clone(),
+            });
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
         Ok(())
     }

@@ -6,18 +6,24 @@
 //! (warren-router, warren-store); this crate owns tasks, locks and sockets.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod args;
+pub mod auth;
 pub mod broker;
 mod channel;
 mod clock;
 pub mod config;
 mod connection;
 mod deadletter;
+pub mod definitions;
 pub mod error;
+pub mod json;
 mod names;
 pub mod persist;
+pub mod policy;
 pub mod queue;
 mod server;
+pub mod stats;
 pub mod storage;
 pub mod timers;
 pub mod vhost;

@@ -10,7 +10,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// 64 unpredictable bits: std's per-instance random hash keys, mixed with a counter so two
 /// calls never collide.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.finish()

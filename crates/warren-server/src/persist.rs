@@ -47,6 +47,26 @@ pub enum MetaOp {
     DeleteVhost {
         name: String,
     },
+    User {
+        name: String,
+        password_hash: String,
+        hashing_algorithm: String,
+        tags: Vec<String>,
+    },
+    DeleteUser {
+        name: String,
+    },
+    Permission {
+        user: String,
+        vhost: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    ClearPermission {
+        user: String,
+        vhost: String,
+    },
     Exchange {
         vhost: String,
         name: String,
@@ -220,6 +240,14 @@ impl Persistence {
         self.last_queue_id.fetch_max(id, Ordering::AcqRel);
     }
 
+    /// [`Persistence::record`] for changes whose callers cannot report a failure: it is
+    /// logged.
+    pub fn record_logged(&self, ops: &[MetaOp]) {
+        if let Err(e) = self.record(ops) {
+            warn!(error = %e, "metadata change not recorded");
+        }
+    }
+
     /// Records changes; the caller answers the client only after this returns.
     pub fn record(&self, ops: &[MetaOp]) -> io::Result<()> {
         match self.log.get() {
@@ -280,7 +308,34 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             broker.add_vhost(name);
         }
         MetaOp::DeleteVhost { name } => {
-            broker.remove_vhost(name);
+            broker.delete_vhost(name);
+        }
+        MetaOp::User {
+            name,
+            password_hash,
+            hashing_algorithm,
+            tags,
+        } => broker.put_user(crate::broker::User {
+            name: name.clone(),
+            password_hash: password_hash.clone(),
+            hashing_algorithm: hashing_algorithm.clone(),
+            tags: tags.clone(),
+        }),
+        MetaOp::DeleteUser { name } => {
+            broker.delete_user(name);
+        }
+        MetaOp::Permission {
+            user,
+            vhost,
+            configure,
+            write,
+            read,
+        } => match crate::auth::Permission::new(configure, write, read) {
+            Ok(p) => broker.set_permission(user, vhost, p),
+            Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
+        },
+        MetaOp::ClearPermission { user, vhost } => {
+            broker.clear_permission(user, vhost);
         }
         MetaOp::Exchange {
             vhost,
@@ -408,6 +463,22 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
 /// The durable state of the broker as changes that recreate it.
 pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
     let mut ops = Vec::new();
+    for u in broker.users() {
+        ops.push(MetaOp::User {
+            name: u.name,
+            password_hash: u.password_hash,
+            hashing_algorithm: u.hashing_algorithm,
+            tags: u.tags,
+        });
+    }
+    let existing: std::collections::HashSet<String> =
+        broker.users().into_iter().map(|u| u.name).collect();
+    // The default user is created at every start; if it was deleted, say so.
+    if !existing.contains(&broker.config.default_user) {
+        ops.push(MetaOp::DeleteUser {
+            name: broker.config.default_user.clone(),
+        });
+    }
     for v in broker.vhosts() {
         let vhost = v.name.to_string();
         ops.push(MetaOp::Vhost {
@@ -475,6 +546,15 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
                 }
             }
         }
+    }
+    for (user, vhost, p) in broker.permissions() {
+        ops.push(MetaOp::Permission {
+            user,
+            vhost,
+            configure: p.configure.source.clone(),
+            write: p.write.source.clone(),
+            read: p.read.source.clone(),
+        });
     }
     ops
 }

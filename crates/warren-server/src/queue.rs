@@ -184,6 +184,8 @@ pub struct Queue {
     scheduled: AtomicU64,
     /// Last use (consume, get, declare) in wall-clock ms, for `x-expires`.
     last_used: AtomicU64,
+    /// Message counters for the management API (stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 impl std::fmt::Debug for Queue {
@@ -222,6 +224,7 @@ impl Queue {
             settings: decl.settings,
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
+            stats: crate::stats::Stats::default(),
             store_id: decl.store_id,
             persistence: home.persistence.clone(),
             home: Arc::downgrade(home),
@@ -374,6 +377,7 @@ impl Queue {
         let mut state = self.state.lock();
         let before = dead.len();
         let outcome = state.push(message.clone(), now, &mut dead);
+        self.stats.inc(crate::stats::Stat::Publish); // management stats
         let refused_quietly = outcome == PushOutcome::Rejected && dead.len() == before;
         self.dispatch_locked(&mut state, now, &mut dead);
         self.after_change(&mut state, now, &mut dead);
@@ -406,6 +410,15 @@ impl Queue {
             !h.conn.write_blocked.load(Ordering::Acquire) && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
+            // management stats
+            self.stats.inc(if d.consumer.no_ack {
+                crate::stats::Stat::DeliverNoAck
+            } else {
+                crate::stats::Stat::Deliver
+            });
+            if d.entry.redelivered {
+                self.stats.inc(crate::stats::Stat::Redeliver);
+            }
             let delivery = Delivery {
                 channel: d.consumer.handle.channel,
                 queue: Some(self.clone()),

@@ -32,6 +32,8 @@ pub struct ExchangeMeta {
 pub struct ExchangeEntry {
     pub meta: ExchangeMeta,
     pub router: Exchange,
+    /// publish_in / publish_out counters for the management API (stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 #[derive(Default)]
@@ -50,6 +52,8 @@ pub struct VHost {
     pub timers: Arc<Timers>,
     /// The broker's durable metadata log.
     pub persistence: Arc<Persistence>,
+    /// Publish-side message counters of this vhost (management API, stats.rs).
+    pub stats: crate::stats::Stats,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -67,6 +71,7 @@ impl VHost {
             topology: RwLock::new(Topology::default()),
             timers,
             persistence,
+            stats: crate::stats::Stats::striped(),
         };
         {
             let mut topo = vhost.topology.write();
@@ -160,7 +165,13 @@ impl VHost {
         let names = warren_router::route(&start.router, keys, headers, |n| {
             topo.exchanges.get(n).map(|e| &e.router)
         });
+        let before = out.len();
         out.extend(names.iter().filter_map(|n| topo.queues.get(n).cloned()));
+        // management stats
+        start.stats.inc_local(crate::stats::Stat::PublishIn);
+        if out.len() > before {
+            start.stats.inc_local(crate::stats::Stat::PublishOut);
+        }
         Ok(())
     }
 }
@@ -227,7 +238,14 @@ impl Topology {
             alternate_exchange: alternate_exchange(&meta.arguments),
             internal: meta.internal,
         };
-        self.exchanges.insert(name, ExchangeEntry { meta, router });
+        self.exchanges.insert(
+            name,
+            ExchangeEntry {
+                meta,
+                router,
+                stats: crate::stats::Stats::striped(),
+            },
+        );
     }
 
     /// Removes an exchange and every binding that leads to it; auto-delete exchanges left

@@ -1,6 +1,8 @@
 //! The `warren` binary: runs the broker with configuration from flags, environment
 //! variables and an optional TOML file (in that order of precedence).
 
+mod ctl;
+
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
@@ -26,6 +28,15 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "WARREN_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Management HTTP API listen address (RabbitMQ's management.tcp.port), or `off`.
+    #[arg(long, env = "WARREN_HTTP_LISTEN", value_name = "ADDR:PORT|off")]
+    http_listen: Option<String>,
+    /// Prometheus metrics listen address (RabbitMQ's prometheus.tcp.port), or `off`.
+    #[arg(long, env = "WARREN_PROMETHEUS_LISTEN", value_name = "ADDR:PORT|off")]
+    prometheus_listen: Option<String>,
+    /// RabbitMQ definitions file (JSON) imported at boot, like RabbitMQ's load_definitions.
+    #[arg(long, env = "RABBITMQ_DEFINITIONS_FILE", value_name = "FILE")]
+    load_definitions: Option<PathBuf>,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`.
     #[arg(long, env = "WARREN_LOG", default_value = "info")]
     log: String,
@@ -37,6 +48,8 @@ enum Command {
     Serve,
     /// Load-test an AMQP 0-9-1 broker (warren or RabbitMQ), like RabbitMQ's PerfTest.
     Perf(warren_perf::PerfArgs),
+    /// Administer a running broker through its HTTP API (rabbitmqctl / rabbitmqadmin style).
+    Ctl(ctl::CtlArgs),
 }
 
 /// The TOML file: every key optional; see docs/configuration.md.
@@ -58,9 +71,31 @@ struct FileConfig {
     loopback_users: Option<Vec<String>>,
     fsync: Option<String>,
     memory_budget_mb: Option<u64>,
+    http_listen: Option<String>,
+    prometheus_listen: Option<String>,
+    load_definitions: Option<PathBuf>,
 }
 
-fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
+/// What the binary serves besides AMQP.
+#[derive(Debug, Clone)]
+struct Extras {
+    http_listen: Option<SocketAddr>,
+    prometheus_listen: Option<SocketAddr>,
+    load_definitions: Option<PathBuf>,
+}
+
+/// `off` (or `none`, `false`) disables a listener; anything else must be ADDR:PORT.
+fn listen_setting(what: &str, value: &str) -> Result<Option<SocketAddr>, String> {
+    match value {
+        "off" | "none" | "false" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("invalid {what} address '{v}': {e}")),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<(ServerConfig, Extras), String> {
     let file: FileConfig = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -69,6 +104,24 @@ fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
                 .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
         }
         None => FileConfig::default(),
+    };
+    let http = cli
+        .http_listen
+        .clone()
+        .or(file.http_listen.clone())
+        .unwrap_or_else(|| "0.0.0.0:15672".into());
+    let prometheus = cli
+        .prometheus_listen
+        .clone()
+        .or(file.prometheus_listen.clone())
+        .unwrap_or_else(|| "0.0.0.0:15692".into());
+    let extras = Extras {
+        http_listen: listen_setting("http_listen", &http)?,
+        prometheus_listen: listen_setting("prometheus_listen", &prometheus)?,
+        load_definitions: cli
+            .load_definitions
+            .clone()
+            .or(file.load_definitions.clone()),
     };
     let mut cfg = ServerConfig::default();
     macro_rules! take {
@@ -103,13 +156,15 @@ fn load_config(cli: &Cli) -> Result<ServerConfig, String> {
             cfg.frame_max
         ));
     }
-    Ok(cfg)
+    Ok((cfg, extras))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Perf(args)) = cli.command {
-        return run_perf(args);
+    match cli.command {
+        Some(Command::Perf(args)) => return run_perf(args),
+        Some(Command::Ctl(args)) => return ctl::main(args),
+        _ => {}
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -121,7 +176,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(ansi)
         .init();
-    let cfg = match load_config(&cli) {
+    let (cfg, extras) = match load_config(&cli) {
         Ok(cfg) => cfg,
         Err(e) => {
             error!("{e}");
@@ -138,7 +193,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cfg))
+    runtime.block_on(run(cfg, extras))
 }
 
 fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {
@@ -161,7 +216,7 @@ fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {
     }
 }
 
-async fn run(cfg: ServerConfig) -> ExitCode {
+async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
         error!(
             "cannot create data directory {}: {e}",
@@ -201,8 +256,41 @@ async fn run(cfg: ServerConfig) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    broker
+        .admin
+        .amqp_port
+        .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+    if let Some(path) = &extras.load_definitions {
+        if let Err(e) = load_definitions(&broker, path) {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+        info!("imported definitions from {}", path.display());
+    }
     let shutdown = Shutdown::new();
     let broker_handle = broker.clone();
+    let mut side = Vec::new();
+    for (what, addr, metrics) in [
+        ("HTTP", extras.http_listen, false),
+        ("Prometheus", extras.prometheus_listen, true),
+    ] {
+        let Some(addr) = addr else { continue };
+        let l = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen for {what} on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = l.local_addr().map_or(addr, |a| a);
+        info!("listening for {what} on {bound}");
+        let stop = shutdown.subscribe();
+        side.push(if metrics {
+            tokio::spawn(warren_http::serve_metrics(l, broker.clone(), stop))
+        } else {
+            tokio::spawn(warren_http::serve(l, broker.clone(), stop))
+        });
+    }
     let server = tokio::spawn(warren_server::serve(listener, broker, shutdown.clone()));
     info!(
         "warren {} (RabbitMQ {} compatible) listening for AMQP on {local}",
@@ -215,11 +303,24 @@ async fn run(cfg: ServerConfig) -> ExitCode {
     info!("stopping: closing connections");
     shutdown.trigger();
     let _ = server.await;
+    for task in side {
+        let _ = task.await;
+    }
     if let Some(storage) = broker_handle.persistence.storage() {
         storage.close();
     }
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Imports a RabbitMQ definitions file; a bad file stops the boot with the entry named.
+fn load_definitions(broker: &Broker, path: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read definitions file {}: {e}", path.display()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("invalid definitions file {}: {e}", path.display()))?;
+    warren_server::definitions::import(broker, &doc, None)
+        .map_err(|e| format!("definitions file {} refused: {e}", path.display()))
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,163 @@
+//! warren's management HTTP API, compatible with RabbitMQ 3.x's management plugin (same
+//! paths, JSON field names and shapes, HTTP basic auth with user tags, errors as
+//! `{"error": ..., "reason": ...}`), and the Prometheus endpoint of rabbitmq_prometheus.
+//!
+//! Handlers read the broker model directly (vhost topologies, queue states, the admin
+//! registry of connections) and mutate it through `Broker::admin_*` operations.
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+pub mod convert;
+mod metrics;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+use tokio::{net::TcpListener, sync::watch};
+use tracing::warn;
+use warren_server::Broker;
+
+pub use metrics::render as render_metrics;
+
+/// An API error: status code plus RabbitMQ's `error` and `reason` fields.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub reason: String,
+}
+
+impl ApiError {
+    pub fn not_found() -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            error: "Object Not Found",
+            reason: "Not Found".into(),
+        }
+    }
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: "bad_request",
+            reason: reason.into(),
+        }
+    }
+    pub fn not_authorised(reason: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "not_authorised",
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "reason": self.reason})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<warren_server::admin::AdminError> for ApiError {
+    fn from(e: warren_server::admin::AdminError) -> Self {
+        use warren_server::admin::AdminError;
+        match e {
+            AdminError::NotFound => ApiError::not_found(),
+            AdminError::BadRequest(reason) => ApiError::bad_request(reason),
+            AdminError::Refused(reason) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                error: "access_refused",
+                reason,
+            },
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Serves the management API on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stop: watch::Receiver<bool>) {
+    if let Ok(addr) = listener.local_addr() {
+        broker.admin.listeners.lock().push(("http".into(), addr));
+    }
+    let ticker = tokio::spawn(sample_rates(broker.clone()));
+    let app = api::router(broker);
+    run(listener, app, stop).await;
+    ticker.abort();
+}
+
+/// Serves Prometheus metrics (`/metrics`, `/metrics/detailed`, `/metrics/per-object`).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        broker
+            .admin
+            .listeners
+            .lock()
+            .push(("http/prometheus".into(), addr));
+    }
+    let app = metrics::router(broker);
+    run(listener, app, stop).await;
+}
+
+async fn run(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// Samples every queue's and the broker's counters once a second, so rates cover the
+/// window even when nobody reads them for a while.
+async fn sample_rates(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for conn in broker.admin.connection_list() {
+            conn.io.sample();
+        }
+        for vhost in broker.vhosts() {
+            vhost.stats.sample();
+            for x in vhost.topology.read().exchanges.values() {
+                x.stats.sample();
+            }
+            let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
+            for q in queues {
+                q.stats.sample();
+                let (ready, unacked) = {
+                    let st = q.state.lock();
+                    (st.ready_len() as u64, st.unacked_len() as u64)
+                };
+                q.stats.record_depth(ready, unacked);
+            }
+        }
+    }
+}

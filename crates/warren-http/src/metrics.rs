@@ -1,0 +1,448 @@
+//! Prometheus metrics in the text exposition format, under rabbitmq_prometheus's names:
+//! `/metrics` aggregates queue metrics, `/metrics/per-object` labels them per queue, and
+//! `/metrics/detailed` serves the `rabbitmq_detailed_` families asked for with `family=`
+//! (optionally limited with `vhost=`).
+
+use std::{fmt::Write, sync::Arc};
+
+use axum::{
+    extract::{RawQuery, State},
+    http::header,
+    response::IntoResponse,
+    routing::get,
+    Router,
+};
+use warren_server::{queue::Queue, stats::Stat, Broker};
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/metrics", get(aggregated))
+        .route("/metrics/per-object", get(per_object))
+        .route("/metrics/detailed", get(detailed))
+        .with_state(broker)
+}
+
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+async fn aggregated(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render_mode(&b, Mode::Aggregated),
+    )
+}
+
+async fn per_object(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render_mode(&b, Mode::PerObject),
+    )
+}
+
+async fn detailed(State(b): State<Arc<Broker>>, RawQuery(q): RawQuery) -> impl IntoResponse {
+    let mut families = Vec::new();
+    let mut vhosts = Vec::new();
+    for pair in q.unwrap_or_default().split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            let v = percent_decode(v);
+            match k {
+                "family" => families.push(v),
+                "vhost" => vhosts.push(v),
+                _ => {}
+            }
+        }
+    }
+    let mut out = String::new();
+    let queues = queue_rows(&b, &vhosts);
+    for family in &families {
+        match family.as_str() {
+            "queue_coarse_metrics" => {
+                for (name, help, f) in QUEUE_COARSE {
+                    family_lines(
+                        &mut out,
+                        &format!("rabbitmq_detailed_{name}"),
+                        "gauge",
+                        help,
+                        &queues,
+                        *f,
+                    );
+                }
+            }
+            "queue_consumer_count" => family_lines(
+                &mut out,
+                "rabbitmq_detailed_queue_consumers",
+                "gauge",
+                "Consumers on a queue",
+                &queues,
+                |r| r.consumers,
+            ),
+            "queue_metrics" => family_lines(
+                &mut out,
+                "rabbitmq_detailed_queue_messages_published_total",
+                "counter",
+                "Total number of messages published to queues",
+                &queues,
+                |r| r.published,
+            ),
+            _ => {}
+        }
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Aggregated,
+    PerObject,
+}
+
+struct QueueRow {
+    vhost: String,
+    name: String,
+    ready: u64,
+    unacked: u64,
+    consumers: u64,
+    published: u64,
+}
+
+type RowFn = fn(&QueueRow) -> u64;
+
+const QUEUE_COARSE: &[(&str, &str, RowFn)] = &[
+    (
+        "queue_messages_ready",
+        "Messages ready to be delivered to consumers",
+        |r| r.ready,
+    ),
+    (
+        "queue_messages_unacked",
+        "Messages delivered to consumers but not yet acknowledged",
+        |r| r.unacked,
+    ),
+    (
+        "queue_messages",
+        "Sum of ready and unacknowledged messages - total queue depth",
+        |r| r.ready + r.unacked,
+    ),
+];
+
+fn queue_rows(b: &Broker, vhosts: &[String]) -> Vec<QueueRow> {
+    let mut rows = Vec::new();
+    for vh in b.vhosts() {
+        if !vhosts.is_empty() && !vhosts.iter().any(|v| v == vh.name.as_ref()) {
+            continue;
+        }
+        let mut queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        for q in queues {
+            let st = q.state.lock();
+            rows.push(QueueRow {
+                vhost: vh.name.to_string(),
+                name: q.name.to_string(),
+                ready: st.ready_len() as u64,
+                unacked: st.unacked_len() as u64,
+                consumers: st.consumer_count() as u64,
+                published: q.stats.get(Stat::Publish),
+            });
+        }
+    }
+    rows
+}
+
+/// Escapes a label value (backslash, quote, newline) per the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "# HELP {name} {help}");
+}
+
+fn family_lines(out: &mut String, name: &str, kind: &str, help: &str, rows: &[QueueRow], f: RowFn) {
+    header(out, name, kind, help);
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{name}{{vhost=\"{}\",queue=\"{}\"}} {}",
+            label(&r.vhost),
+            label(&r.name),
+            f(r)
+        );
+    }
+}
+
+fn metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    labels: &str,
+    value: impl std::fmt::Display,
+) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name}{labels} {value}");
+}
+
+/// The whole `/metrics` page.
+pub fn render(b: &Broker) -> String {
+    render_mode(b, Mode::Aggregated)
+}
+
+fn render_mode(b: &Broker, mode: Mode) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    let a = &b.admin;
+    let node = label(&format!(
+        "rabbit@{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    ));
+    metric(
+        &mut out,
+        "rabbitmq_identity_info",
+        "untyped",
+        "RabbitMQ node & cluster identity info",
+        &format!(
+            "{{rabbitmq_node=\"{node}\",rabbitmq_cluster=\"{}\",rabbitmq_cluster_permanent_id=\"{}\"}}",
+            label(&b.config.cluster_name),
+            label(&b.config.cluster_name)
+        ),
+        1,
+    );
+    metric(
+        &mut out,
+        "rabbitmq_build_info",
+        "untyped",
+        "RabbitMQ & Erlang/OTP version info",
+        &format!(
+            "{{rabbitmq_version=\"{}\",prometheus_plugin_version=\"{}\",warren_version=\"{}\"}}",
+            label(&b.config.rabbitmq_version),
+            label(&b.config.rabbitmq_version),
+            env!("CARGO_PKG_VERSION")
+        ),
+        1,
+    );
+    for (name, help, v) in [
+        (
+            "rabbitmq_connections_opened_total",
+            "Total number of connections opened",
+            a.connections_opened.load(Relaxed),
+        ),
+        (
+            "rabbitmq_connections_closed_total",
+            "Total number of connections closed or terminated",
+            a.connections_closed.load(Relaxed),
+        ),
+        (
+            "rabbitmq_channels_opened_total",
+            "Total number of channels opened",
+            a.channels_opened.load(Relaxed),
+        ),
+        (
+            "rabbitmq_channels_closed_total",
+            "Total number of channels closed",
+            a.channels_closed.load(Relaxed),
+        ),
+        (
+            "rabbitmq_queues_declared_total",
+            "Total number of queues declared",
+            a.queues_declared.load(Relaxed),
+        ),
+        (
+            "rabbitmq_queues_created_total",
+            "Total number of queues created",
+            a.queues_declared.load(Relaxed),
+        ),
+        (
+            "rabbitmq_queues_deleted_total",
+            "Total number of queues deleted",
+            a.queues_deleted.load(Relaxed),
+        ),
+    ] {
+        metric(&mut out, name, "counter", help, "", v);
+    }
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |p| p * 4096);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    metric(
+        &mut out,
+        "rabbitmq_process_resident_memory_bytes",
+        "gauge",
+        "Memory used in bytes",
+        "",
+        rss,
+    );
+    metric(
+        &mut out,
+        "rabbitmq_process_open_fds",
+        "gauge",
+        "Open file descriptors",
+        "",
+        fds,
+    );
+
+    let rows = queue_rows(b, &[]);
+    match mode {
+        Mode::Aggregated => {
+            for (name, help, f) in QUEUE_COARSE {
+                let total: u64 = rows.iter().map(f).sum();
+                metric(
+                    &mut out,
+                    &format!("rabbitmq_{name}"),
+                    "gauge",
+                    help,
+                    "",
+                    total,
+                );
+            }
+            let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
+            metric(
+                &mut out,
+                "rabbitmq_queue_consumers",
+                "gauge",
+                "Consumers on a queue",
+                "",
+                consumers,
+            );
+        }
+        Mode::PerObject => {
+            for (name, help, f) in QUEUE_COARSE {
+                family_lines(
+                    &mut out,
+                    &format!("rabbitmq_{name}"),
+                    "gauge",
+                    help,
+                    &rows,
+                    *f,
+                );
+            }
+            family_lines(
+                &mut out,
+                "rabbitmq_queue_consumers",
+                "gauge",
+                "Consumers on a queue",
+                &rows,
+                |r| r.consumers,
+            );
+        }
+    }
+    let conns = a.connections.len();
+    let channels: usize = a.connections.iter().map(|c| c.channels.lock().len()).sum();
+    let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
+    metric(
+        &mut out,
+        "rabbitmq_connections",
+        "gauge",
+        "Connections currently open",
+        "",
+        conns,
+    );
+    metric(
+        &mut out,
+        "rabbitmq_channels",
+        "gauge",
+        "Channels currently open",
+        "",
+        channels,
+    );
+    metric(
+        &mut out,
+        "rabbitmq_consumers",
+        "gauge",
+        "Consumers currently connected",
+        "",
+        consumers,
+    );
+    metric(
+        &mut out,
+        "rabbitmq_queues",
+        "gauge",
+        "Queues available",
+        "",
+        rows.len(),
+    );
+
+    let g = a.publish_totals(b);
+    let q = a.queue_totals(b);
+    let proto = "{protocol=\"amqp091\"}";
+    let qproto = "{protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"}";
+    let received = g.count(Stat::Publish);
+    let dropped = g.count(Stat::DropUnroutable);
+    let returned = g.count(Stat::ReturnUnroutable);
+    metric(
+        &mut out,
+        "rabbitmq_global_consumers",
+        "gauge",
+        "Current number of consumers",
+        proto,
+        consumers,
+    );
+    for (name, help, labels, v) in [
+        ("rabbitmq_global_messages_received_total", "Total number of messages received from publishers", proto, received),
+        ("rabbitmq_global_messages_routed_total", "Total number of messages routed to queues or streams", proto, received.saturating_sub(dropped + returned)),
+        ("rabbitmq_global_messages_unroutable_dropped_total", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", proto, dropped),
+        ("rabbitmq_global_messages_unroutable_returned_total", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", proto, returned),
+        ("rabbitmq_global_messages_confirmed_total", "Total number of messages confirmed to publishers", proto, g.count(Stat::Confirm)),
+        ("rabbitmq_global_messages_delivered_total", "Total number of messages delivered to consumers", qproto, q.deliver_get().0),
+        ("rabbitmq_global_messages_delivered_consume_manual_ack_total", "Total number of messages delivered to consumers using basic.consume with manual acknowledgment", qproto, q.count(Stat::Deliver)),
+        ("rabbitmq_global_messages_delivered_consume_auto_ack_total", "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment", qproto, q.count(Stat::DeliverNoAck)),
+        ("rabbitmq_global_messages_delivered_get_manual_ack_total", "Total number of messages delivered to consumers using basic.get with manual acknowledgment", qproto, q.count(Stat::Get)),
+        ("rabbitmq_global_messages_delivered_get_auto_ack_total", "Total number of messages delivered to consumers using basic.get with automatic acknowledgment", qproto, q.count(Stat::GetNoAck)),
+        ("rabbitmq_global_messages_get_empty_total", "Total number of times basic.get operations fetched no message", qproto, q.count(Stat::GetEmpty)),
+        ("rabbitmq_global_messages_redelivered_total", "Total number of messages redelivered to consumers", qproto, q.count(Stat::Redeliver)),
+        ("rabbitmq_global_messages_acknowledged_total", "Total number of messages acknowledged by consumers", qproto, q.count(Stat::Ack)),
+    ] {
+        metric(&mut out, name, "counter", help, labels, v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(percent_decode("%2F"), "/");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
