@@ -206,6 +206,7 @@ pub struct Journal {
 }
 
 const MAX_OPEN_READERS: usize = 256;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovers what it holds and starts
@@ -315,12 +316,16 @@ impl Journal {
         let offset = st.active_off;
         let offset32 = u32::try_from(offset)
             .map_err(|_| JournalError::TooLarge("segment offset over 4 GiB"))?;
-        let needs_new_batch = st.batches.last().is_none_or(|b| b.seg != seg);
+        // Batches are capped so the writer can take a bounded amount per turn.
+        let needs_new_batch = st
+            .batches
+            .last()
+            .is_none_or(|b| b.seg != seg || b.buf.len() >= MAX_BATCH_BYTES);
         if needs_new_batch {
             st.batches.push(Batch {
                 seg,
                 start: offset,
-                buf: Vec::with_capacity(len.max(64 * 1024)),
+                buf: Vec::with_capacity(len.clamp(64 * 1024, MAX_BATCH_BYTES)),
                 persistent: false,
                 callbacks: Vec::new(),
             });

@@ -404,3 +404,52 @@ fn callbacks_may_append_and_panicking_callbacks_do_not_stop_the_writer() {
     let (_j, rec) = open(&d, JournalOptions::default(), &[1]);
     assert_eq!(ids(&rec, 1), vec![1, 2, 3, 4]);
 }
+
+#[test]
+fn flood_of_unawaited_appends_is_written_in_bounded_turns_and_flushed() {
+    let d = TempDir::new("flood");
+    let opts = JournalOptions {
+        segment_size: 4 * 1024 * 1024,
+        max_pending_bytes: 4 * 1024 * 1024,
+        ..JournalOptions::default()
+    };
+    let (j, _) = open(&d, opts.clone(), &[1]);
+    let j = Arc::new(j);
+    let ok = Arc::new(AtomicU64::new(0));
+    let per = 10_000u64;
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let j = Arc::clone(&j);
+            let ok = Arc::clone(&ok);
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    let mut r = record(t * per + i + 1, &[1], true);
+                    r.body = vec![1u8; 1024].into();
+                    let ok = Arc::clone(&ok);
+                    j.append(
+                        r,
+                        Box::new(move |res| {
+                            if res.is_ok() {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }),
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    j.flush().unwrap();
+    // flush returns after every earlier append's callback ran.
+    assert_eq!(ok.load(Ordering::Relaxed), 2 * per);
+    let st = j.stats();
+    assert!(st.write_batches > 2, "{st:?}");
+    assert!(st.segments >= 5, "{st:?}");
+    j.close().unwrap();
+    let (j, rec) = open(&d, opts, &[1]);
+    assert_eq!(rec.queues[&QueueId(1)].len() as u64, 2 * per);
+    j.close().unwrap();
+}
