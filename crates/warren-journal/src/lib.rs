@@ -72,7 +72,10 @@
 //! * Message TTL is the caller's: recovered messages carry their absolute expiry
 //!   (`expires_at_ms`, wall clock) and the caller acks the ones that have expired.
 //! * Callbacks run on the writer thread: they must be quick and must not wait for the
-//!   journal (they may call `append`, which skips back-pressure on that thread).
+//!   journal. They may call `append` (back-pressure is skipped on that thread), `ack`,
+//!   `mark_delivered` and `forget_queue`, but not `flush`, or `read` of a record still
+//!   queued, which would wait for the very thread running them.
+//! * One `Journal` per directory at a time (there is no lock file).
 #![deny(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 

@@ -1,5 +1,7 @@
 //! Crash and corruption scenarios: torn tails, flipped bytes, foreign files, full disks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;

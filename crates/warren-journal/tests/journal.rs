@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -5,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::*;
-use warren_journal::{Journal, JournalError, JournalOptions, Location, QueueId, SyncPolicy};
+use warren_journal::{JournalError, JournalOptions, Location, QueueId, SyncPolicy};
 
 #[test]
 fn round_trip_reads_back_every_field() {
