@@ -2,6 +2,10 @@
 //! and prints append+fsync throughput and recovery time.
 //!
 //! `cargo run --release -p warren-journal --example recovery_bench -- 1000000 [dir]`
+//!
+//! With `KEEP=1` the directory is left in place; `-- --recover-only DIR` then times only
+//! the recovery (for example after evicting the files from the page cache with
+//! `dd if=FILE iflag=nocache count=0`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +18,12 @@ use warren_journal::{Journal, JournalError, JournalOptions, NewRecord, QueueId};
 const PUBLISHERS: u64 = 4;
 
 fn main() -> Result<(), JournalError> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let recover_only = args.peek().is_some_and(|a| a == "--recover-only");
+    if recover_only {
+        args.next();
+    }
+    let keep = recover_only || std::env::var_os("KEEP").is_some();
     let n: u64 = args
         .next()
         .and_then(|a| a.parse().ok())
@@ -23,12 +32,25 @@ fn main() -> Result<(), JournalError> {
         || std::env::temp_dir().join(format!("warren-journal-bench-{}", std::process::id())),
         std::path::PathBuf::from,
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if !recover_only {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let live: HashSet<QueueId> = [QueueId(1)].into_iter().collect();
+
+    if !recover_only {
+        write(&dir, n, &live)?;
+    }
+    recover(&dir, &live)?;
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+fn write(dir: &std::path::Path, n: u64, live: &HashSet<QueueId>) -> Result<(), JournalError> {
     let body = Bytes::from(vec![b'x'; 1024]);
     let props = Bytes::from_static(&[0x10, 0x00, 0x02]);
-
-    let (journal, _) = Journal::open(&dir, JournalOptions::default(), &live)?;
+    let (journal, _) = Journal::open(dir, JournalOptions::default(), live)?;
     let journal = Arc::new(journal);
     let confirmed = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -92,8 +114,12 @@ fn main() -> Result<(), JournalError> {
         stats.bytes_on_disk as f64 / (1024.0 * 1024.0)
     );
 
+    Ok(())
+}
+
+fn recover(dir: &std::path::Path, live: &HashSet<QueueId>) -> Result<(), JournalError> {
     let start = Instant::now();
-    let (journal, rec) = Journal::open(&dir, JournalOptions::default(), &live)?;
+    let (journal, rec) = Journal::open(dir, JournalOptions::default(), live)?;
     let recovery_time = start.elapsed();
     let msgs = rec.queues.get(&QueueId(1)).map_or(0, Vec::len);
     println!(
@@ -109,7 +135,5 @@ fn main() -> Result<(), JournalError> {
         assert_eq!(s.body.len(), 1024);
     }
     journal.close()?;
-    drop(journal);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
