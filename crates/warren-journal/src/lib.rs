@@ -54,8 +54,11 @@
 //!
 //! # Recovery
 //!
-//! [`Journal::open`] scans segments in order and reads each whole segment sequentially
-//! (bodies are CRC-checked but not kept), applying its `.acks` file. It returns, per live
+//! [`Journal::open`] scans segments in order, applying each one's `.acks` file. It reads
+//! sequentially through a 4 MiB window; bodies up to 64 KiB are CRC-checked on the way,
+//! larger ones are skipped (only their header is read) and checked when
+//! [`Journal::read`] fetches them, which then returns [`JournalError::Corrupt`]. At the
+//! first anomaly in a segment the rest of it is read and scanned byte-exactly. It returns, per live
 //! queue, the surviving persistent messages in publish order as small
 //! [`RecoveredMessage`]s (48 bytes each; exchange, routing key, properties and body are read
 //! back on demand with [`Journal::read`]). A torn tail is truncated; a damaged record is
