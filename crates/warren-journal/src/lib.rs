@@ -93,7 +93,8 @@ use std::fmt;
 
 pub use error::JournalError;
 pub use journal::{
-    Callback, Journal, JournalOptions, JournalStats, NewRecord, StoredMessage, SyncPolicy,
+    Callback, Journal, JournalOptions, JournalStats, NewRecord, StoredHeader, StoredMessage,
+    SyncPolicy,
 };
 pub use meta::MetaStore;
 pub use recovery::{RecoveredMessage, Recovery, RecoveryReport};

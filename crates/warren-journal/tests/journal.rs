@@ -26,7 +26,44 @@ fn round_trip_reads_back_every_field() {
     assert_eq!(m.routing_key, "key.42");
     assert_eq!(m.properties, r.properties);
     assert_eq!(m.body, r.body);
+    let h = j.read_header(loc).unwrap();
+    assert_eq!(
+        (
+            h.msg_id,
+            h.persistent,
+            h.expires_at_ms,
+            &h.queues,
+            &h.routing_key,
+            &h.properties
+        ),
+        (
+            42,
+            true,
+            r.expires_at_ms,
+            &m.queues,
+            &m.routing_key,
+            &m.properties
+        )
+    );
+    assert_eq!(
+        (h.exchange.as_str(), h.body_len),
+        ("amq.direct", r.body.len())
+    );
+    // A header longer than the first read, and a large body that is never read.
+    let mut long = record(43, &[1], true);
+    long.properties = vec![0x55u8; 10_000].into();
+    long.body = vec![1u8; 300_000].into();
+    let (lloc, res) = append_wait(&j, long.clone());
+    res.unwrap();
+    let lh = j.read_header(lloc).unwrap();
+    assert_eq!((lh.properties, lh.body_len), (long.properties, 300_000));
     // A location that is not a record is reported, not trusted.
+    assert!(j
+        .read_header(Location {
+            offset: loc.offset + 1,
+            ..loc
+        })
+        .is_err());
     let bogus = Location {
         offset: loc.offset + 1,
         ..loc
