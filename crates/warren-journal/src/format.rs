@@ -222,6 +222,18 @@ fn decode_header(b: &[u8]) -> Option<Header> {
     })
 }
 
+/// Header and body lengths claimed by a fixed part, unchecked (the header CRC covers them;
+/// [`parse_header`] verifies). `None` when fewer than [`FIXED_LEN`] bytes or no magic.
+pub(crate) fn peek_lengths(fixed: &[u8]) -> Option<(u64, u64)> {
+    if read_u32(fixed, 0)? != MAGIC {
+        return None;
+    }
+    Some((
+        u64::from(read_u32(fixed, 4)?),
+        u64::from(read_u32(fixed, 8)?),
+    ))
+}
+
 /// A record found at the start of a byte slice.
 #[derive(Debug)]
 pub(crate) struct Parsed<'a> {

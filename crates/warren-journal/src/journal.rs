@@ -90,6 +90,19 @@ pub struct StoredMessage {
     pub body: Bytes,
 }
 
+/// A record's header read back without its body, checksum verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHeader {
+    pub msg_id: u64,
+    pub persistent: bool,
+    pub expires_at_ms: Option<u64>,
+    pub queues: Vec<QueueId>,
+    pub exchange: String,
+    pub routing_key: String,
+    pub properties: Bytes,
+    pub body_len: usize,
+}
+
 /// Counters for monitoring and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JournalStats {
@@ -206,6 +219,9 @@ pub struct Journal {
 }
 
 const MAX_OPEN_READERS: usize = 256;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// First read of `read_header`.
+const HEADER_READ: usize = 4096;
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovers what it holds and starts
@@ -315,12 +331,16 @@ impl Journal {
         let offset = st.active_off;
         let offset32 = u32::try_from(offset)
             .map_err(|_| JournalError::TooLarge("segment offset over 4 GiB"))?;
-        let needs_new_batch = st.batches.last().is_none_or(|b| b.seg != seg);
+        // Batches are capped so the writer can take a bounded amount per turn.
+        let needs_new_batch = st
+            .batches
+            .last()
+            .is_none_or(|b| b.seg != seg || b.buf.len() >= MAX_BATCH_BYTES);
         if needs_new_batch {
             st.batches.push(Batch {
                 seg,
                 start: offset,
-                buf: Vec::with_capacity(len.max(64 * 1024)),
+                buf: Vec::with_capacity(len.clamp(64 * 1024, MAX_BATCH_BYTES)),
                 persistent: false,
                 callbacks: Vec::new(),
             });
@@ -409,17 +429,7 @@ impl Journal {
     /// Reads the record at `loc` back from disk and verifies both checksums. Waits if the
     /// writer has not written it yet.
     pub fn read(&self, loc: Location) -> Result<StoredMessage, JournalError> {
-        let end = u64::from(loc.offset) + u64::from(loc.len);
-        {
-            let mut st = self.shared.state.lock();
-            // Wait only for bytes already handed out: a bogus location must not hang.
-            while st.written < (loc.segment, end)
-                && (loc.segment, end) <= (st.active_seq, st.active_off)
-                && !st.closed
-            {
-                self.shared.done.wait(&mut st);
-            }
-        }
+        self.wait_written(loc);
         let file = self.reader(loc)?;
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, u64::from(loc.offset))
@@ -443,6 +453,64 @@ impl Journal {
             properties: h.properties,
             body,
         })
+    }
+
+    /// Reads only the header of the record at `loc` (everything but the body), verifying
+    /// the header checksum. For rebuilding queues at start without reading bodies.
+    pub fn read_header(&self, loc: Location) -> Result<StoredHeader, JournalError> {
+        self.wait_written(loc);
+        let file = self.reader(loc)?;
+        let io_err = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => JournalError::Corrupt { location: loc },
+            _ => JournalError::io(self.shared.seg_path(loc.segment), e),
+        };
+        // One read covers most headers; a second fetches the rest of a long one.
+        let first = (loc.len as usize).min(HEADER_READ);
+        let mut buf = vec![0u8; first];
+        file.read_exact_at(&mut buf, u64::from(loc.offset))
+            .map_err(io_err)?;
+        let need = format::peek_lengths(&buf)
+            .map(|(h, _)| format::FIXED_LEN as u64 + h)
+            .ok_or(JournalError::Corrupt { location: loc })?;
+        if need > u64::from(loc.len) {
+            return Err(JournalError::Corrupt { location: loc });
+        }
+        let need = need as usize;
+        if need > buf.len() {
+            let have = buf.len();
+            buf.resize(need, 0);
+            let rest = buf.get_mut(have..).unwrap_or_default();
+            file.read_exact_at(rest, u64::from(loc.offset) + have as u64)
+                .map_err(io_err)?;
+        }
+        let (h, len) =
+            format::parse_header(&buf).map_err(|_| JournalError::Corrupt { location: loc })?;
+        if len != loc.len as usize {
+            return Err(JournalError::Corrupt { location: loc });
+        }
+        Ok(StoredHeader {
+            msg_id: h.msg_id,
+            persistent: h.persistent,
+            expires_at_ms: h.expires_at_ms,
+            queues: h.queues,
+            exchange: h.exchange,
+            routing_key: h.routing_key,
+            properties: h.properties,
+            body_len: len - need - format::TRAILER_LEN,
+        })
+    }
+
+    /// Waits until the writer has handled `loc`, if it was handed out by this run.
+    fn wait_written(&self, loc: Location) {
+        let end = u64::from(loc.offset) + u64::from(loc.len);
+        let mut st = self.shared.state.lock();
+        // Wait only for bytes already handed out: a bogus location must not hang.
+        while st.written < (loc.segment, end)
+            && (loc.segment, end) <= (st.active_seq, st.active_off)
+            && !st.closed
+        {
+            self.shared.done.wait(&mut st);
+        }
     }
 
     fn reader(&self, loc: Location) -> Result<Arc<File>, JournalError> {

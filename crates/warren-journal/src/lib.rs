@@ -54,8 +54,11 @@
 //!
 //! # Recovery
 //!
-//! [`Journal::open`] scans segments in order and reads each whole segment sequentially
-//! (bodies are CRC-checked but not kept), applying its `.acks` file. It returns, per live
+//! [`Journal::open`] scans segments in order, applying each one's `.acks` file. It reads
+//! sequentially through a 4 MiB window; bodies up to 64 KiB are CRC-checked on the way,
+//! larger ones are skipped (only their header is read) and checked when
+//! [`Journal::read`] fetches them, which then returns [`JournalError::Corrupt`]. At the
+//! first anomaly in a segment the rest of it is read and scanned byte-exactly. It returns, per live
 //! queue, the surviving persistent messages in publish order as small
 //! [`RecoveredMessage`]s (48 bytes each; exchange, routing key, properties and body are read
 //! back on demand with [`Journal::read`]). A torn tail is truncated; a damaged record is
@@ -72,7 +75,10 @@
 //! * Message TTL is the caller's: recovered messages carry their absolute expiry
 //!   (`expires_at_ms`, wall clock) and the caller acks the ones that have expired.
 //! * Callbacks run on the writer thread: they must be quick and must not wait for the
-//!   journal (they may call `append`, which skips back-pressure on that thread).
+//!   journal. They may call `append` (back-pressure is skipped on that thread), `ack`,
+//!   `mark_delivered` and `forget_queue`, but not `flush`, or `read` of a record still
+//!   queued, which would wait for the very thread running them.
+//! * One `Journal` per directory at a time (there is no lock file).
 #![deny(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
@@ -87,7 +93,8 @@ use std::fmt;
 
 pub use error::JournalError;
 pub use journal::{
-    Callback, Journal, JournalOptions, JournalStats, NewRecord, StoredMessage, SyncPolicy,
+    Callback, Journal, JournalOptions, JournalStats, NewRecord, StoredHeader, StoredMessage,
+    SyncPolicy,
 };
 pub use meta::MetaStore;
 pub use recovery::{RecoveredMessage, Recovery, RecoveryReport};

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::format::{self, AckKind, Bad, ACK_ENTRY_LEN, MAGIC};
@@ -111,7 +112,7 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
     let mut all_refs = HashMap::new();
     let mut disk = HashMap::new();
     let mut ack_lens = HashMap::new();
-    let mut buf = Vec::new();
+    let mut window = Vec::new();
     for (seq, f) in &files {
         let seq = *seq;
         let apath = acks_path(dir, seq);
@@ -128,18 +129,20 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
             (HashSet::new(), HashSet::new(), 0)
         };
         let spath = seg_path(dir, seq);
-        buf.clear();
-        let read = read_regular(&spath, &mut buf);
-        if let Err(e) = read {
-            tracing::warn!(path = %spath.display(), error = %e, "cannot read journal segment; skipped");
-            report.skipped_files.push((spath, e.to_string()));
-            continue;
-        }
-        report.segments_scanned += 1;
+        let (file, file_len) = match open_regular(&spath) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %spath.display(), error = %e, "cannot read journal segment; skipped");
+                report.skipped_files.push((spath, e.to_string()));
+                continue;
+            }
+        };
         let mut refs = SegRefs::default();
-        let end = scan_segment(
+        let scanned = scan_segment(
             seq,
-            &buf,
+            &file,
+            file_len,
+            &mut window,
             &spath,
             Some(seq) == newest_seg,
             &mut report,
@@ -184,8 +187,23 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
                     .collect()
             },
         );
-        if end < buf.len() as u64 {
-            report.torn_bytes_truncated += buf.len() as u64 - end;
+        let end = match scanned {
+            Ok(end) => end,
+            Err(e) => {
+                // Read error part way: keep the file, drop what was gathered from it.
+                tracing::warn!(path = %spath.display(), error = %e, "cannot read journal segment; skipped");
+                report.skipped_files.push((spath, e.to_string()));
+                for list in queues.values_mut() {
+                    while list.last().is_some_and(|m| m.location.segment == seq) {
+                        list.pop();
+                    }
+                }
+                continue;
+            }
+        };
+        report.segments_scanned += 1;
+        if end < file_len {
+            report.torn_bytes_truncated += file_len - end;
             if let Err(e) = OpenOptions::new()
                 .write(true)
                 .open(&spath)
@@ -240,6 +258,20 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
         ack_lens,
         next_seq,
     })
+}
+
+/// Opens a regular file and returns its length: a journal name pointing at a device or a
+/// directory must not hang or fail the start.
+fn open_regular(path: &Path) -> std::io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Reads a regular file, no more than its length: a journal name pointing at a device or
@@ -306,19 +338,121 @@ fn load_acks(
     (acked, delivered, len - tail)
 }
 
+/// Bodies up to this size are read and checksummed during recovery; larger ones are
+/// skipped over (only their header is read) and checked when [`crate::Journal::read`]
+/// fetches them.
+const VERIFY_BODY_MAX: u64 = 64 * 1024;
+/// Read-ahead of the sequential scan.
+const WINDOW: u64 = 4 * 1024 * 1024;
+
+/// Sequential reads of a segment through a reusable buffer.
+struct Window<'a> {
+    file: &'a File,
+    len: u64,
+    buf: &'a mut Vec<u8>,
+    start: u64,
+}
+
+impl Window<'_> {
+    /// Up to `n` bytes at `pos` (fewer at the end of the file), reading `readahead` bytes
+    /// when they are not buffered.
+    fn get(&mut self, pos: u64, n: u64, readahead: u64) -> std::io::Result<&[u8]> {
+        let end = pos.saturating_add(n).min(self.len);
+        let have = pos >= self.start && end <= self.start + self.buf.len() as u64;
+        if !have {
+            let size = n.max(readahead).min(self.len.saturating_sub(pos));
+            let size = usize::try_from(size).map_err(std::io::Error::other)?;
+            self.buf.clear();
+            self.buf.resize(size, 0);
+            self.file.read_exact_at(self.buf, pos)?;
+            self.start = pos;
+        }
+        let from = usize::try_from(pos - self.start).map_err(std::io::Error::other)?;
+        let to = usize::try_from(end - self.start).map_err(std::io::Error::other)?;
+        Ok(self.buf.get(from..to).unwrap_or_default())
+    }
+
+    /// The valid record at `pos`, or `None` for anything unusual (left to `scan_slice`).
+    fn record_at(&mut self, pos: u64) -> std::io::Result<Option<(format::Header, usize)>> {
+        let fixed = self.get(pos, format::FIXED_LEN as u64, WINDOW)?;
+        let Some((header_len, body_len)) = format::peek_lengths(fixed) else {
+            return Ok(None);
+        };
+        let fixed_and_header = format::FIXED_LEN as u64 + header_len;
+        let total = fixed_and_header + body_len + format::TRAILER_LEN as u64;
+        if pos + total > self.len {
+            return Ok(None);
+        }
+        if body_len <= VERIFY_BODY_MAX {
+            let bytes = self.get(pos, total, WINDOW)?;
+            Ok(format::parse_record(bytes).ok().map(|p| (p.header, p.len)))
+        } else {
+            // Read the header alone; the body is skipped.
+            let bytes = self.get(pos, fixed_and_header, fixed_and_header)?;
+            Ok(format::parse_header(bytes).ok())
+        }
+    }
+}
+
 /// Walks the records of one segment, calling `on_record(header, offset, len)` for each
 /// valid one and `lost(header, offset) -> queues that lose it` for each whose body is
-/// damaged.
-/// Returns the length the segment should have (less than `buf.len()` after a torn or
-/// damaged tail).
+/// damaged. Reads sequentially and skips large bodies; at the first anomaly it reads the
+/// rest of the file and scans it exactly. Returns the length the segment should have
+/// (less than `file_len` after a torn or damaged tail).
+#[allow(clippy::too_many_arguments)]
 fn scan_segment(
     seq: u64,
-    buf: &[u8],
+    file: &File,
+    file_len: u64,
+    buf: &mut Vec<u8>,
     path: &Path,
     newest: bool,
     report: &mut RecoveryReport,
     mut on_record: impl FnMut(&format::Header, u64, usize),
     lost: impl Fn(&format::Header, u64) -> Vec<QueueId>,
+) -> std::io::Result<u64> {
+    let mut win = Window {
+        file,
+        len: file_len,
+        buf,
+        start: 0,
+    };
+    win.buf.clear();
+    let mut pos = 0u64;
+    while pos < file_len {
+        match win.record_at(pos)? {
+            Some((header, len)) => {
+                report.records += 1;
+                report.max_msg_id = report.max_msg_id.max(header.msg_id);
+                on_record(&header, pos, len);
+                pos += len as u64;
+            }
+            None => break,
+        }
+    }
+    if pos >= file_len {
+        return Ok(file_len);
+    }
+    let rest_len = usize::try_from(file_len - pos).map_err(std::io::Error::other)?;
+    let mut rest = vec![0u8; rest_len];
+    file.read_exact_at(&mut rest, pos)?;
+    let kept = scan_slice(seq, &rest, pos, path, newest, report, &mut on_record, &lost);
+    Ok(pos + kept)
+}
+
+/// Exact scan of `buf`, the bytes of a segment from offset `base` to its end: every body
+/// checked, damaged stretches skipped by searching for the next valid header. Returns the
+/// length (relative to `base`) the segment should keep.
+#[allow(clippy::too_many_arguments)]
+fn scan_slice(
+    seq: u64,
+    buf: &[u8],
+    base: u64,
+    path: &Path,
+    newest: bool,
+    report: &mut RecoveryReport,
+    on_record: &mut impl FnMut(&format::Header, u64, usize),
+    lost: &impl Fn(&format::Header, u64) -> Vec<QueueId>,
 ) -> u64 {
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -327,7 +461,7 @@ fn scan_segment(
             Ok(p) => {
                 report.records += 1;
                 report.max_msg_id = report.max_msg_id.max(p.header.msg_id);
-                on_record(&p.header, pos as u64, p.len);
+                on_record(&p.header, base + pos as u64, p.len);
                 pos += p.len;
             }
             Err(Bad::Body) => {
@@ -337,14 +471,14 @@ fn scan_segment(
                 };
                 report.corrupt_records += 1;
                 report.max_msg_id = report.max_msg_id.max(header.msg_id);
-                let losers = lost(&header, pos as u64);
+                let losers = lost(&header, base + pos as u64);
                 for q in &losers {
                     *report.lost.entry(*q).or_default() += 1;
                 }
                 let names: Vec<String> = losers.iter().map(|q| q.to_string()).collect();
                 tracing::warn!(
                     path = %path.display(),
-                    offset = pos,
+                    offset = base + pos as u64,
                     msg_id = header.msg_id,
                     queues = ?names,
                     lost_messages = losers.len(),
@@ -358,7 +492,7 @@ fn scan_segment(
                     report.unattributed_corrupt_regions += 1;
                     tracing::warn!(
                         path = %path.display(),
-                        offset = pos,
+                        offset = base + pos as u64,
                         skipped_bytes = next - pos,
                         "corrupt record header in journal; messages in it are lost, queues unknown"
                     );
@@ -367,10 +501,10 @@ fn scan_segment(
                 None => {
                     let torn = buf.len() - pos;
                     if newest {
-                        tracing::info!(path = %path.display(), offset = pos, bytes = torn, "truncating torn journal tail");
+                        tracing::info!(path = %path.display(), offset = base + pos as u64, bytes = torn, "truncating torn journal tail");
                     } else {
                         report.unattributed_corrupt_regions += 1;
-                        tracing::warn!(path = %path.display(), segment = seq, offset = pos, bytes = torn, "damaged end of a sealed journal segment cut off");
+                        tracing::warn!(path = %path.display(), segment = seq, offset = base + pos as u64, bytes = torn, "damaged end of a sealed journal segment cut off");
                     }
                     return pos as u64;
                 }

@@ -13,6 +13,9 @@ use crate::format::ACK_ENTRY_LEN;
 use crate::journal::{Batch, Callback, Shared, SyncPolicy};
 use crate::JournalError;
 
+/// Most record bytes written per writer turn (one sync per turn).
+const MAX_TURN_BYTES: usize = 8 * 1024 * 1024;
+
 /// Ack files kept open at once; beyond this they are synced and closed.
 const MAX_OPEN_ACK_FILES: usize = 128;
 
@@ -91,13 +94,37 @@ impl Writer {
                         None => shared.work.wait(&mut st),
                     }
                 }
-                st.pending_bytes = 0;
+                // Bounded turns keep confirm latency low under a flood of appends.
+                let mut taken_bytes = 0;
+                let mut n = 0;
+                for b in &st.batches {
+                    if n > 0 && taken_bytes + b.buf.len() > MAX_TURN_BYTES {
+                        break;
+                    }
+                    taken_bytes += b.buf.len();
+                    n += 1;
+                }
+                let batches: Vec<Batch> = st.batches.drain(..n).collect();
+                st.pending_bytes = st.pending_bytes.saturating_sub(taken_bytes);
+                let all_taken = st.batches.is_empty();
+                // A segment with records still queued is deleted in a later turn, after
+                // they are written, so the write cannot recreate the file.
+                let still_queued: HashSet<u64> = st.batches.iter().map(|b| b.seg).collect();
+                let (deletes, keep): (Vec<u64>, Vec<u64>) = std::mem::take(&mut st.deletes)
+                    .into_iter()
+                    .partition(|s| !still_queued.contains(s));
+                st.deletes = keep;
                 (
-                    std::mem::take(&mut st.batches),
+                    batches,
                     std::mem::take(&mut st.acks),
-                    std::mem::take(&mut st.deletes),
-                    st.flush_req,
-                    st.closing,
+                    deletes,
+                    // Flush and close complete only once everything queued is written.
+                    if all_taken {
+                        st.flush_req
+                    } else {
+                        st.flush_done
+                    },
+                    st.closing && all_taken,
                 )
             };
             // Appenders blocked on back-pressure may go on.
@@ -156,7 +183,6 @@ impl Writer {
                     flush_err.get_or_insert(e);
                 }
             }
-            self.close_sealed();
 
             {
                 let mut st = shared.state.lock();
@@ -180,15 +206,12 @@ impl Writer {
                 for seg in &deletes {
                     st.disk.remove(seg);
                 }
-                if flush_requested {
-                    st.flush_done = flush_gen;
-                    st.flush_result = flush_err;
-                }
                 if closing {
                     st.closed = true;
                 }
             }
             shared.done.notify_all();
+            self.close_sealed();
 
             for (callbacks, res) in outcomes {
                 for cb in callbacks {
@@ -200,6 +223,15 @@ impl Writer {
                         tracing::error!("journal append callback panicked");
                     }
                 }
+            }
+
+            if flush_requested {
+                // After the callbacks: a flush returns once earlier confirms were released.
+                let mut st = shared.state.lock();
+                st.flush_done = flush_gen;
+                st.flush_result = flush_err;
+                drop(st);
+                shared.done.notify_all();
             }
 
             if closing {

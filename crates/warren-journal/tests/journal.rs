@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -5,7 +7,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use common::*;
-use warren_journal::{Journal, JournalError, JournalOptions, Location, QueueId, SyncPolicy};
+use warren_journal::{JournalError, JournalOptions, Location, QueueId, SyncPolicy};
 
 #[test]
 fn round_trip_reads_back_every_field() {
@@ -24,7 +26,44 @@ fn round_trip_reads_back_every_field() {
     assert_eq!(m.routing_key, "key.42");
     assert_eq!(m.properties, r.properties);
     assert_eq!(m.body, r.body);
+    let h = j.read_header(loc).unwrap();
+    assert_eq!(
+        (
+            h.msg_id,
+            h.persistent,
+            h.expires_at_ms,
+            &h.queues,
+            &h.routing_key,
+            &h.properties
+        ),
+        (
+            42,
+            true,
+            r.expires_at_ms,
+            &m.queues,
+            &m.routing_key,
+            &m.properties
+        )
+    );
+    assert_eq!(
+        (h.exchange.as_str(), h.body_len),
+        ("amq.direct", r.body.len())
+    );
+    // A header longer than the first read, and a large body that is never read.
+    let mut long = record(43, &[1], true);
+    long.properties = vec![0x55u8; 10_000].into();
+    long.body = vec![1u8; 300_000].into();
+    let (lloc, res) = append_wait(&j, long.clone());
+    res.unwrap();
+    let lh = j.read_header(lloc).unwrap();
+    assert_eq!((lh.properties, lh.body_len), (long.properties, 300_000));
     // A location that is not a record is reported, not trusted.
+    assert!(j
+        .read_header(Location {
+            offset: loc.offset + 1,
+            ..loc
+        })
+        .is_err());
     let bogus = Location {
         offset: loc.offset + 1,
         ..loc
@@ -403,4 +442,53 @@ fn callbacks_may_append_and_panicking_callbacks_do_not_stop_the_writer() {
     j.close().unwrap();
     let (_j, rec) = open(&d, JournalOptions::default(), &[1]);
     assert_eq!(ids(&rec, 1), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn flood_of_unawaited_appends_is_written_in_bounded_turns_and_flushed() {
+    let d = TempDir::new("flood");
+    let opts = JournalOptions {
+        segment_size: 4 * 1024 * 1024,
+        max_pending_bytes: 4 * 1024 * 1024,
+        ..JournalOptions::default()
+    };
+    let (j, _) = open(&d, opts.clone(), &[1]);
+    let j = Arc::new(j);
+    let ok = Arc::new(AtomicU64::new(0));
+    let per = 10_000u64;
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let j = Arc::clone(&j);
+            let ok = Arc::clone(&ok);
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    let mut r = record(t * per + i + 1, &[1], true);
+                    r.body = vec![1u8; 1024].into();
+                    let ok = Arc::clone(&ok);
+                    j.append(
+                        r,
+                        Box::new(move |res| {
+                            if res.is_ok() {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }),
+                    )
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    j.flush().unwrap();
+    // flush returns after every earlier append's callback ran.
+    assert_eq!(ok.load(Ordering::Relaxed), 2 * per);
+    let st = j.stats();
+    assert!(st.write_batches > 2, "{st:?}");
+    assert!(st.segments >= 5, "{st:?}");
+    j.close().unwrap();
+    let (j, rec) = open(&d, opts, &[1]);
+    assert_eq!(rec.queues[&QueueId(1)].len() as u64, 2 * per);
+    j.close().unwrap();
 }

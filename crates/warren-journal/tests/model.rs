@@ -1,6 +1,8 @@
 //! Random append / deliver / ack / forget / reopen sequences checked against an in-memory
 //! model of what each queue must hold.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::{BTreeSet, HashMap};

@@ -65,7 +65,7 @@ pub fn record(msg_id: u64, queues: &[u64], persistent: bool) -> NewRecord {
     NewRecord {
         msg_id,
         persistent,
-        expires_at_ms: if msg_id % 3 == 0 {
+        expires_at_ms: if msg_id.is_multiple_of(3) {
             Some(1_700_000_000_000 + msg_id)
         } else {
             None
