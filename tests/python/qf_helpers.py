@@ -146,6 +146,21 @@ def get_one(ch, qname, timeout=WAIT, auto_ack=True):
         ch.connection.process_data_events(time_limit=0.02)
 
 
+def get_n(ch, qname, n, timeout=WAIT, auto_ack=True):
+    """basic.get until n messages arrived or one overall deadline passed."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        m, p, b = ch.basic_get(qname, auto_ack=auto_ack)
+        if m is not None:
+            out.append((m, p, b))
+        elif time.monotonic() >= deadline:
+            break
+        else:
+            ch.connection.process_data_events(time_limit=0.02)
+    return out
+
+
 def bodies(msgs):
     return [b for (_m, _p, b) in msgs]
 
@@ -192,4 +207,4 @@ def strip_time(x_death):
 
 __all__ = ["CCBB", "INVALID_ARG", "INEQUIVALENT", "Typed", "typed_table", "raw_queue_declare",
            "declare_error", "consume_error", "message_count", "poll", "wait_count",
-           "get_one", "bodies", "Collector", "publish", "assert_recent", "strip_time", "sync"]
+           "get_one", "get_n", "bodies", "Collector", "publish", "assert_recent", "strip_time", "sync"]

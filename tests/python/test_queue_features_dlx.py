@@ -12,7 +12,7 @@ import pika.compat
 import pytest
 
 from conftest import get_all, sync
-from qf_helpers import assert_recent, bodies, get_one, message_count, strip_time
+from qf_helpers import assert_recent, bodies, get_n, get_one, message_count, strip_time
 
 # Key order of an x-death entry created for a message that had no x-death yet.
 XDEATH_KEYS = ["count", "reason", "queue", "time", "exchange", "routing-keys"]
@@ -100,7 +100,7 @@ def test_nack_requeue_false_multiple(channel, name):
     sync(channel)
     tags = [channel.basic_get(src, auto_ack=False)[0].delivery_tag for _ in range(3)]
     channel.basic_nack(tags[-1], multiple=True, requeue=False)
-    msgs = [get_one(channel, dlq) for _ in range(3)]
+    msgs = get_n(channel, dlq, 3)
     assert bodies(msgs) == [b"n0", b"n1", b"n2"]
     for m, p, _b in msgs:
         # dead-lettered through "" with x-dead-letter-routing-key
@@ -242,15 +242,15 @@ def test_repeated_dead_lettering_increments_and_moves_entry_to_front(channel, na
 
 
 def test_separate_entries_per_reason_in_same_queue(channel, name):
-    # q (ttl 300) rejects/expires into q2, q2 rejects back into q
+    # q (ttl 500) rejects/expires into q2, q2 rejects back into q
     q, q2 = name("q"), name("q2")
     channel.queue_declare(q, exclusive=True, arguments={
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q2,
-        "x-message-ttl": 300})
+        "x-message-ttl": 500})
     channel.queue_declare(q2, exclusive=True, arguments={
         "x-dead-letter-exchange": "", "x-dead-letter-routing-key": q})
     channel.basic_publish("", q, b"one")
-    reject_one(channel, q)     # q/rejected (taken well before the 300 ms TTL)
+    reject_one(channel, q)     # q/rejected (taken well before the 500 ms TTL)
     reject_one(channel, q2)    # q2/rejected, back to q where it now expires
     m, p, b = get_one(channel, q2)
     assert (b, m.routing_key) == (b"one", q2)
@@ -460,17 +460,17 @@ def test_requeue_and_channel_close_do_not_dead_letter(connection, name):
 def test_requeued_after_ttl_passed_is_dead_lettered_as_expired(channel, name, per_message):
     if per_message:
         src, dlq = to_default(channel, name)
-        props = pika.BasicProperties(expiration="150")
+        props = pika.BasicProperties(expiration="400")
     else:
-        src, dlq = to_default(channel, name, **{"x-message-ttl": 150})
+        src, dlq = to_default(channel, name, **{"x-message-ttl": 400})
         props = None
     channel.basic_publish("", src, b"r", props)
     sync(channel)
     m, _p, _b = get_one(channel, src, auto_ack=False)
-    time.sleep(0.3)   # TTL passes while the message is unacked
+    time.sleep(0.8)   # TTL passes while the message is unacked
     channel.basic_nack(m.delivery_tag, requeue=True)
     m, p, b = get_one(channel, dlq)
     assert (b, m.redelivered, p.expiration) == (b"r", False, None)
-    extra = {"original-expiration": "150"} if per_message else {}
+    extra = {"original-expiration": "400"} if per_message else {}
     assert strip_time(p.headers["x-death"]) == [death(1, "expired", src, "", [src], **extra)]
     assert channel.basic_get(src) == (None, None, None)

@@ -10,7 +10,7 @@ import pika.exceptions
 import pytest
 
 from conftest import get_all, sync
-from qf_helpers import INVALID_ARG, bodies, declare_error, get_one, message_count, strip_time
+from qf_helpers import INVALID_ARG, bodies, declare_error, get_n, message_count, strip_time
 
 
 def limited(ch, name, dead_letter=True, **args):
@@ -34,16 +34,10 @@ def publish_confirmed(ch, q, body):
 
 
 def dl_bodies(ch, q, n):
-    """Wait for n dead-lettered messages (asynchronous) and return bodies."""
-    out = []
-    for _ in range(n):
-        m = get_one(ch, q + "-dl")
-        if m[0] is None:
-            break
-        out.append(m)
+    """Wait for n dead-lettered messages (asynchronous) and return them."""
+    out = get_n(ch, q + "-dl", n)
     time.sleep(0.2 if n == 0 else 0.05)  # nothing more may arrive
-    out += get_all(ch, q + "-dl")
-    return out
+    return out + get_all(ch, q + "-dl")
 
 
 @pytest.mark.parametrize("explicit", [False, True])

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import get_all, sync, wait_until
 from qf_helpers import (CCBB, INEQUIVALENT, INVALID_ARG, bodies, declare_error, get_one,
-                        strip_time, wait_count)
+                        get_n, strip_time, wait_count)
 
 INVALID_PROPERTY = "PRECONDITION_FAILED - invalid property '%s' for queue '%s' in vhost '/'"
 WRONG_TYPE = ("PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/' "
@@ -249,7 +249,7 @@ def test_quorum_requeue_goes_to_the_back(channel, quorum):
     for i in range(4):
         channel.basic_publish("", q, b"o%d" % i)
     sync(channel)
-    ms = [get_one(channel, q, auto_ack=False) for _ in range(3)]
+    ms = get_n(channel, q, 3, auto_ack=False)
     channel.basic_nack(ms[2][0].delivery_tag, requeue=True)
     channel.basic_nack(ms[0][0].delivery_tag, requeue=True)
     sync(channel)
@@ -278,7 +278,7 @@ def test_classic_requeue_keeps_original_position(channel, name):
     for i in range(4):
         channel.basic_publish("", q, b"o%d" % i)
     sync(channel)
-    ms = [get_one(channel, q, auto_ack=False) for _ in range(3)]
+    ms = get_n(channel, q, 3, auto_ack=False)
     channel.basic_nack(ms[2][0].delivery_tag, requeue=True)
     channel.basic_nack(ms[0][0].delivery_tag, requeue=True)
     channel.basic_publish("", q, b"late")
@@ -318,7 +318,7 @@ def test_quorum_overflow(connection, channel, name, quorum, overflow, acks, kept
     ch = connection.channel()
     ch.confirm_delivery()
     assert [confirmed(ch, q, b"p%d" % i) for i in range(3)] == acks
-    got = [get_one(channel, dlq) for _ in dead]
+    got = get_n(channel, dlq, len(dead))
     time.sleep(0.2)  # nothing more may arrive
     got += get_all(channel, dlq)
     assert bodies(got) == dead

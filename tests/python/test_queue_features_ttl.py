@@ -25,7 +25,7 @@ def queue(ch, name, **args):
 
 
 def test_queue_ttl_expires_without_consumer(connection, channel, name):
-    q = queue(channel, name, **{"x-message-ttl": 150})
+    q = queue(channel, name, **{"x-message-ttl": 400})
     channel.basic_publish("", q, b"a")
     sync(channel)
     assert message_count(connection, q) == 1
@@ -36,7 +36,7 @@ def test_queue_ttl_expires_without_consumer(connection, channel, name):
 
 def test_per_message_expiration(connection, channel, name):
     q = queue(channel, name)
-    channel.basic_publish("", q, b"short", exp(100))
+    channel.basic_publish("", q, b"short", exp(400))
     channel.basic_publish("", q, b"keep", exp(60000))
     sync(channel)
     assert message_count(connection, q) == 2
@@ -111,13 +111,13 @@ def test_ttl_zero_consumer_without_credit_drops(connection, channel, name):
     assert message_count(connection, q) == 0
 
 
-@pytest.mark.parametrize("args,props", [({"x-message-ttl": 150}, None), ({}, exp(150))])
+@pytest.mark.parametrize("args,props", [({"x-message-ttl": 400}, None), ({}, exp(400))])
 def test_requeued_after_ttl_passed_is_expired(connection, channel, name, args, props):
     q = queue(channel, name, **args)
     channel.basic_publish("", q, b"r", props)
     sync(channel)
     m, _p, _b = channel.basic_get(q, auto_ack=False)
-    time.sleep(0.3)
+    time.sleep(0.8)
     channel.basic_nack(m.delivery_tag, requeue=True)
     sync(channel)
     assert wait_count(connection, q, 0) == 0
@@ -125,11 +125,11 @@ def test_requeued_after_ttl_passed_is_expired(connection, channel, name, args, p
 
 
 def test_unacked_message_is_not_expired_while_unacked(connection, channel, name):
-    q = queue(channel, name, **{"x-message-ttl": 100})
+    q = queue(channel, name, **{"x-message-ttl": 400})
     channel.basic_publish("", q, b"r")
     sync(channel)
     m, _p, _b = channel.basic_get(q, auto_ack=False)
-    time.sleep(0.3)
+    time.sleep(0.8)
     # still held by us: the ack is valid (an unknown tag would close the
     # channel with 406) and nothing was dead-lettered or dropped meanwhile
     channel.basic_ack(m.delivery_tag)
@@ -236,13 +236,13 @@ def test_consumer_keeps_queue_alive_then_cancel_starts_timer(connection, channel
 @pytest.mark.parametrize("use", ["get", "redeclare", "passive"])
 def test_use_renews_lease(connection, channel, name, cleanup, use):
     q = cleanup.queue(name("exp"))
-    channel.queue_declare(q, arguments={"x-expires": 400})
-    for _ in range(8):  # 1.2 s in all, three times the lease
+    channel.queue_declare(q, arguments={"x-expires": 800})
+    for _ in range(10):  # 1.5 s in all, almost twice the lease
         time.sleep(0.15)
         if use == "get":
             channel.basic_get(q)
         elif use == "redeclare":
-            channel.queue_declare(q, arguments={"x-expires": 400})
+            channel.queue_declare(q, arguments={"x-expires": 800})
         else:
             channel.queue_declare(q, passive=True)
     assert exists(connection, q)
