@@ -579,6 +579,10 @@ impl Connection {
     }
 
     fn send_close_ok(&mut self) {
+        // Confirms for publishes that came before the close go out before close-ok.
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&mut self.ctx.out);
+        }
         self.ctx.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
@@ -739,6 +743,7 @@ impl Connection {
             },
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 if let Some(mut ch) = self.channels.remove(&id) {
+                    ch.flush_confirms(&mut self.ctx.out);
                     ch.teardown(&mut self.ctx);
                     self.ctx.broker.admin.channel_closed(self.ctx.handle.id, id);
                     self.closed_by_client.insert(id);
