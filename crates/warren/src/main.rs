@@ -228,7 +228,12 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         }
     };
     let local = listener.local_addr().map_or(cfg.listen, |a| a);
-    let broker = Broker::new(cfg);
+    // With definitions to import, RabbitMQ creates no default user or vhost: nor do we.
+    let broker = if extras.load_definitions.is_some() {
+        Broker::new_blank(cfg)
+    } else {
+        Broker::new(cfg)
+    };
     broker
         .admin
         .amqp_port
