@@ -20,10 +20,15 @@ fn fixture(name: &str) -> PathBuf {
 
 /// One blocking HTTP/1.1 GET with basic auth (guest:guest); returns status and body.
 fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_as(port, path, "guest:guest")
+}
+
+fn http_get_as(port: u16, path: &str, credentials: &str) -> (u16, String) {
+    let auth = base64_encode(credentials.as_bytes());
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
@@ -34,6 +39,27 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
 
 /// The `body` of a recorded fixture, written to a temporary file as a definitions file.
@@ -75,6 +101,55 @@ async fn rabbitmq_definitions_load_at_boot() {
     let (status, body) = http_get(broker.http_port, "/api/vhosts/dev");
     assert_eq!(status, 200, "{body}");
     std::fs::remove_file(file).ok();
+}
+
+/// RabbitMQ 3.10 booted with load_definitions creates neither guest nor "/" (recorded in
+/// boot_definitions.json): only what the file defines exists.
+#[tokio::test]
+async fn boot_definitions_replace_the_default_user_and_vhost() {
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("boot_definitions.json")).unwrap())
+            .unwrap();
+    let path = std::env::temp_dir().join(format!("warren-boot-defs-{}.json", std::process::id()));
+    std::fs::write(&path, recorded["definitions"].to_string()).unwrap();
+    let broker = Broker::start_with(&["--load-definitions", path.to_str().unwrap()], &[]);
+    // guest does not exist: AMQP login is refused.
+    let guest = Connection::connect(
+        &format!("amqp://guest:guest@127.0.0.1:{}/appvh", broker.port),
+        ConnectionProperties::default(),
+    )
+    .await;
+    assert!(guest.is_err(), "guest must not exist");
+    // The file's user (password "app", hashed in the file) works in the file's vhost.
+    let url = format!("amqp://app:app@127.0.0.1:{}/appvh", broker.port);
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .expect("app logs in");
+    let ch = channel(&conn).await;
+    passive_queue(&ch, "boot-q")
+        .await
+        .expect("boot-q from the file");
+    // Over HTTP as app: only the file's vhost and user.
+    let (status, body) = http_get_as(broker.http_port, "/api/vhosts", "app:app");
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<String> = serde_json::from_str::<Vec<serde_json::Value>>(&body)
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        serde_json::json!(names),
+        recorded["observed"]["vhosts_as_app"]
+    );
+    let (status, body) = http_get(broker.http_port, "/api/whoami");
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()
+        ),
+        (401, recorded["observed"]["guest_whoami"]["body"].clone())
+    );
+    std::fs::remove_file(path).ok();
 }
 
 #[test]

@@ -81,6 +81,16 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(config: ServerConfig) -> Arc<Self> {
+        Self::build(config, true)
+    }
+
+    /// A broker without the default user and vhost, for a boot that imports definitions:
+    /// RabbitMQ 3.10 creates neither then (tests/fixtures/management/boot_definitions.json).
+    pub fn new_blank(config: ServerConfig) -> Arc<Self> {
+        Self::build(config, false)
+    }
+
+    fn build(config: ServerConfig, defaults: bool) -> Arc<Self> {
         let broker = Broker {
             vhosts: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
@@ -97,6 +107,9 @@ impl Broker {
             next_id: AtomicU64::new(1),
             config,
         };
+        if !defaults {
+            return Arc::new(broker);
+        }
         let vhost = broker.config.default_vhost.clone();
         let user = broker.config.default_user.clone();
         broker.add_vhost(&vhost);

@@ -479,6 +479,12 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
             name: broker.config.default_user.clone(),
         });
     }
+    // So is the default vhost.
+    if broker.vhost(&broker.config.default_vhost).is_none() {
+        ops.push(MetaOp::DeleteVhost {
+            name: broker.config.default_vhost.clone(),
+        });
+    }
     for v in broker.vhosts() {
         let vhost = v.name.to_string();
         ops.push(MetaOp::Vhost {

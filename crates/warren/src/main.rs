@@ -232,7 +232,12 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         }
     };
     let local = listener.local_addr().map_or(cfg.listen, |a| a);
-    let broker = Broker::new(cfg);
+    // With definitions to import, RabbitMQ creates no default user or vhost: nor do we.
+    let broker = if extras.load_definitions.is_some() {
+        Broker::new_blank(cfg)
+    } else {
+        Broker::new(cfg)
+    };
     let meta_dir = broker.config.data_dir.join("meta");
     match warren_server::persist::open(&broker, &meta_dir) {
         Ok(n) => info!(changes = n, "durable metadata restored"),
