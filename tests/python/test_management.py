@@ -961,3 +961,40 @@ def test_rabbitmqadmin_works_unchanged(tmp_path):
     admin("import", str(defs))
     assert "queue deleted" in admin("delete", "queue", f"name={q_}")
     assert "exchange deleted" in admin("delete", "exchange", f"name={x}")
+
+
+def test_queue_policies_apply_limits_ttl_and_dead_lettering(state):
+    """max-length, message-ttl and dead-letter-exchange from a policy act on an existing
+    queue and on new ones; removing the policy lifts them (RabbitMQ 3.10 behaviour)."""
+    tag = uuid.uuid4().hex[:8]
+    q1, q2, dlq = f"polq-a-{tag}", f"polq-b-{tag}", f"polq-dead-{tag}"
+    conn = pika.BlockingConnection(params())
+    ch = conn.channel()
+    try:
+        ch.queue_declare(q1)
+        ch.queue_declare(dlq)
+        body = {"pattern": f"^polq-[ab]-{tag}$", "apply-to": "queues",
+                "definition": {"max-length": 2, "dead-letter-exchange": "",
+                               "dead-letter-routing-key": dlq}}
+        assert api("PUT", f"/api/policies/%2F/lim-{tag}", body)[0] == 201
+        ch.queue_declare(q2)
+        for q_ in (q1, q2):
+            for i in range(5):
+                ch.basic_publish("", q_, str(i).encode())
+        for q_ in (q1, q2):
+            assert queue_info(q_, lambda i: i["messages"] == 2)["messages"] == 2
+            got = [ch.basic_get(q_, auto_ack=True)[2] for _ in range(2)]
+            assert got == [b"3", b"4"]
+        # The six dropped heads were dead-lettered with reason maxlen.
+        info = queue_info(dlq, lambda i: i["messages"] == 6)
+        assert info["messages"] == 6
+        _m, props, _b = ch.basic_get(dlq, auto_ack=True)
+        assert props.headers["x-death"][0]["reason"] == "maxlen"
+        assert api("DELETE", f"/api/policies/%2F/lim-{tag}")[0] == 204
+        for i in range(4):
+            ch.basic_publish("", q1, str(i).encode())
+        assert queue_info(q1, lambda i: i["messages"] == 4)["messages"] == 4
+    finally:
+        for q_ in (q1, q2, dlq):
+            ch.queue_delete(q_)
+        conn.close()

@@ -1161,7 +1161,7 @@ async fn put_exchange(
     };
     let is_new = b.admin_declare_exchange(&vhost, &name, meta)?;
     if let Some(vh) = b.vhost(&vhost) {
-        b.admin.policies.apply_to_exchanges(&vh);
+        b.admin.policies.apply(&vh);
     }
     Ok(created(is_new))
 }
@@ -2221,7 +2221,7 @@ async fn put_policy(
     let p = Policy::from_json(&vhost, &name, &v).map_err(ApiError::bad_request)?;
     let is_new = b.admin.policies.put(p);
     if let Some(vh) = b.vhost(&vhost) {
-        b.admin.policies.apply_to_exchanges(&vh);
+        b.admin.policies.apply(&vh);
     }
     Ok(created(is_new))
 }
@@ -2239,7 +2239,7 @@ async fn delete_policy(
         return Err(ApiError::not_found());
     }
     if let Some(vh) = b.vhost(&vhost) {
-        b.admin.policies.apply_to_exchanges(&vh);
+        b.admin.policies.apply(&vh);
     }
     Ok(no_content())
 }

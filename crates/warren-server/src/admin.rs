@@ -360,8 +360,10 @@ impl Broker {
             return Ok(false);
         }
         let what = format!("queue '{name}' in vhost '{vhost}'");
-        let settings =
-            crate::args::queue_settings(&arguments, &what).map_err(AdminError::from_amqp)?;
+        let _ = &what;
+        let settings = self
+            .queue_settings_with_policy(vhost, name, &arguments)
+            .map_err(AdminError::from_amqp)?;
         let q = Queue::new(
             crate::queue::QueueDecl {
                 name: Arc::from(name),

@@ -107,6 +107,10 @@ impl Broker {
             next_id: AtomicU64::new(1),
             config,
         };
+        broker
+            .admin
+            .policies
+            .attach_persistence(broker.persistence.clone());
         if !defaults {
             return Arc::new(broker);
         }

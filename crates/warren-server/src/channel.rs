@@ -1622,7 +1622,9 @@ impl Channel {
                 (name, messages, consumers)
             } else {
                 let what = format!("queue '{name}' in vhost '{}'", vhost.name);
-                let settings = args::queue_settings(&m.arguments, &what)?;
+                let settings =
+                    ctx.broker
+                        .queue_settings_with_policy(&vhost.name, &name, &m.arguments)?;
                 if args::is_stream(&m.arguments) {
                     return Err(AmqpError::precondition(format_args!(
                         "invalid arg 'x-queue-type' for {what}: stream queues are not supported by warren"

@@ -806,6 +806,10 @@ impl Connection {
             (Phase::AwaitOpen, connection::AMQPMethod::Open(open)) => self.on_open(open),
             (_, connection::AMQPMethod::Close(_)) => {
                 debug!(peer = %self.peer, name = %self.name, "client closed the connection");
+                // Confirms for what came before the close go out first.
+                for ch in self.channels.values_mut() {
+                    ch.flush_confirms(&mut self.ctx.out);
+                }
                 self.cleanup();
                 self.send_close_ok();
                 self.phase = Phase::PeerClosing;

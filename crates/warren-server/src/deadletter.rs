@@ -43,13 +43,14 @@ pub(crate) fn dead_letter(source: &Arc<Queue>, dead: Vec<Dead>) {
 
 /// Republishes one dead message; returns, per target queue, what that queue dropped.
 fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Queue>, Vec<Dead>)> {
-    let Some(dlx) = queue.settings.dead_letter_exchange.as_deref() else {
+    let settings = queue.settings();
+    let Some(dlx) = settings.dead_letter_exchange.as_deref() else {
         return Vec::new();
     };
     let Some((message, deaths)) = make_message(queue, &dead) else {
         return Vec::new();
     };
-    let owned_keys: Vec<String> = match queue.settings.dead_letter_routing_key.as_deref() {
+    let owned_keys: Vec<String> = match settings.dead_letter_routing_key.as_deref() {
         Some(rk) => vec![rk.to_string()],
         None => {
             // The message's own routing keys: the publish key, CC, and BCC.
@@ -233,7 +234,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
     };
     headers.set("x-death", Value::Array(deaths.clone()));
     headers.sort();
-    let dlrk = queue.settings.dead_letter_routing_key.clone();
+    let dlrk = queue.settings().dead_letter_routing_key.clone();
     if dlrk.is_some() {
         headers.remove("CC");
     }
@@ -246,7 +247,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
     )
     .ok()?;
     let exchange = queue
-        .settings
+        .settings()
         .dead_letter_exchange
         .clone()
         .unwrap_or_default();

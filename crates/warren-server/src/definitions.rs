@@ -520,7 +520,7 @@ pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), Defini
             .map_err(fail)?;
     }
     for vh in b.vhosts() {
-        b.admin.policies.apply_to_exchanges(&vh);
+        b.admin.policies.apply(&vh);
     }
     Ok(())
 }

@@ -26,7 +26,6 @@ use tracing::{info, warn};
 use warren_router::{Destination, ExchangeKind};
 
 use crate::{
-    args,
     broker::Broker,
     queue::{Queue, QueueDecl},
     storage::Storage,
@@ -66,6 +65,16 @@ pub enum MetaOp {
     ClearPermission {
         user: String,
         vhost: String,
+    },
+    /// A policy, as the management API shows it (JSON).
+    Policy {
+        vhost: String,
+        name: String,
+        policy: String,
+    },
+    DeletePolicy {
+        vhost: String,
+        name: String,
     },
     Exchange {
         vhost: String,
@@ -194,6 +203,15 @@ pub struct Persistence {
     pub resident: Arc<AtomicUsize>,
     /// Above this many resident bytes, new message bodies are kept on disk only.
     budget: AtomicUsize,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("log", &self.log.get().is_some())
+            .field("storage", &self.storage.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Persistence {
@@ -337,6 +355,24 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
         MetaOp::ClearPermission { user, vhost } => {
             broker.clear_permission(user, vhost);
         }
+        MetaOp::Policy {
+            vhost,
+            name,
+            policy,
+        } => {
+            let parsed = serde_json::from_str::<serde_json::Value>(policy)
+                .map_err(|e| e.to_string())
+                .and_then(|v| crate::policy::Policy::from_json(vhost, name, &v));
+            match parsed {
+                Ok(p) => {
+                    broker.admin.policies.put(p);
+                }
+                Err(e) => warn!(policy = %name, error = %e, "stored policy skipped"),
+            }
+        }
+        MetaOp::DeletePolicy { vhost, name } => {
+            broker.admin.policies.remove(vhost, name);
+        }
         MetaOp::Exchange {
             vhost,
             name,
@@ -387,8 +423,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
                 *id
             };
             let arguments = decode_args(arguments);
-            let what = format!("queue '{name}' in vhost '{vhost}'");
-            let settings = args::queue_settings(&arguments, &what).unwrap_or_else(|e| {
+            let settings = broker.queue_settings_with_policy(vhost, name, &arguments).unwrap_or_else(|e| {
                 warn!(queue = %name, error = %e.text, "stored queue arguments no longer valid; using defaults");
                 Default::default()
             });
@@ -553,6 +588,13 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
             }
         }
     }
+    for p in broker.admin.policies.list(None) {
+        ops.push(MetaOp::Policy {
+            vhost: p.vhost.clone(),
+            name: p.name.clone(),
+            policy: p.to_json().to_string(),
+        });
+    }
     for (user, vhost, p) in broker.permissions() {
         ops.push(MetaOp::Permission {
             user,
@@ -574,6 +616,10 @@ pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
     ops.extend(read_log(dir));
     for op in &ops {
         apply(broker, op);
+    }
+    // Policies may have been replayed after the queues they apply to.
+    for vhost in broker.vhosts() {
+        broker.admin.policies.apply(&vhost);
     }
     let file = OpenOptions::new()
         .create(true)
@@ -717,7 +763,7 @@ mod tests {
         let v = again.vhost("/").expect("vhost");
         let q = v.queue("q").expect("queue restored");
         assert_eq!(q.arguments, args_table());
-        assert_eq!(q.settings.config.max_priority, Some(5));
+        assert_eq!(q.settings().config.max_priority, Some(5));
         let topo = v.topology.read();
         let x = topo.exchanges.get("x").expect("exchange restored");
         assert_eq!(x.router.table.bindings().len(), 1);

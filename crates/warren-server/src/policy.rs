@@ -240,6 +240,8 @@ pub struct PolicyStore {
     policies: RwLock<Vec<Arc<Policy>>>,
     /// Bumped on every change, so code that caches effective arguments knows to refresh.
     generation: std::sync::atomic::AtomicU64,
+    /// Where changes are recorded so policies survive a restart.
+    persistence: std::sync::OnceLock<Arc<crate::persist::Persistence>>,
 }
 
 impl PolicyStore {
@@ -253,9 +255,24 @@ impl PolicyStore {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    pub fn attach_persistence(&self, persistence: Arc<crate::persist::Persistence>) {
+        let _ = self.persistence.set(persistence);
+    }
+
+    fn record(&self, op: crate::persist::MetaOp) {
+        if let Some(p) = self.persistence.get() {
+            p.record_logged(&[op]);
+        }
+    }
+
     /// Adds or replaces a policy; true when it is new.
     pub fn put(&self, policy: Policy) -> bool {
         self.changed();
+        self.record(crate::persist::MetaOp::Policy {
+            vhost: policy.vhost.clone(),
+            name: policy.name.clone(),
+            policy: policy.to_json().to_string(),
+        });
         let mut all = self.policies.write();
         let existing = all
             .iter()
@@ -274,6 +291,10 @@ impl PolicyStore {
 
     pub fn remove(&self, vhost: &str, name: &str) -> bool {
         self.changed();
+        self.record(crate::persist::MetaOp::DeletePolicy {
+            vhost: vhost.to_string(),
+            name: name.to_string(),
+        });
         let mut all = self.policies.write();
         let before = all.len();
         all.retain(|p| !(p.vhost == vhost && p.name == name));
@@ -402,6 +423,21 @@ impl PolicyStore {
             .map(Arc::from)
     }
 
+    /// Re-applies policies to every exchange and queue of a vhost after a policy change:
+    /// alternate exchanges, and the queue features (TTLs, limits, dead-lettering).
+    pub fn apply(&self, vhost: &VHost) {
+        self.apply_to_exchanges(vhost);
+        let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
+        for q in queues {
+            let effective = self.effective_queue_args(&vhost.name, &q.name, &q.arguments);
+            let what = format!("queue '{}' in vhost '{}'", q.name, vhost.name);
+            match crate::args::queue_settings(&effective, &what) {
+                Ok(settings) => q.update_settings(settings),
+                Err(e) => tracing::warn!(queue = %q.name, error = %e.text, "policy not applicable"),
+            }
+        }
+    }
+
     /// Re-applies policies to every exchange of a vhost (after a policy change or an
     /// exchange declaration): today that is the alternate exchange.
     pub fn apply_to_exchanges(&self, vhost: &VHost) {
@@ -414,6 +450,23 @@ impl PolicyStore {
 }
 
 impl crate::broker::Broker {
+    /// A new queue's settings: its own arguments are validated (their errors are the
+    /// client's), then merged with the policy that applies to it.
+    pub fn queue_settings_with_policy(
+        &self,
+        vhost: &str,
+        name: &str,
+        arguments: &FieldTable,
+    ) -> crate::error::AmqpResult<crate::args::QueueSettings> {
+        let what = format!("queue '{name}' in vhost '{vhost}'");
+        let own = crate::args::queue_settings(arguments, &what)?;
+        let effective = self
+            .admin
+            .policies
+            .effective_queue_args(vhost, name, arguments);
+        Ok(crate::args::queue_settings(&effective, &what).unwrap_or(own))
+    }
+
     /// The arguments a queue's features should obey: its own `x-` arguments merged with its
     /// effective policy (see [`PolicyStore::effective_queue_args`]). Policies can change at
     /// any time, so callers read this when they need the values, not once at declaration.

@@ -168,8 +168,9 @@ pub struct Queue {
     /// Connection id of the owner of an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
-    /// What the arguments mean: type, limits, TTLs, dead-lettering.
-    pub settings: QueueSettings,
+    /// What the arguments (and the queue's policy) mean: type, limits, TTLs,
+    /// dead-lettering. Replaced when a policy changes.
+    settings: parking_lot::RwLock<Arc<QueueSettings>>,
     pub state: Mutex<QueueState<ConsumerHandle>>,
     pub deleted: AtomicBool,
     /// Auto-delete applies only once the queue has had a consumer.
@@ -221,7 +222,7 @@ impl Queue {
             exclusive_owner: decl.exclusive_owner,
             arguments: decl.arguments,
             state: Mutex::new(state),
-            settings: decl.settings,
+            settings: parking_lot::RwLock::new(Arc::new(decl.settings)),
             deleted: AtomicBool::new(false),
             had_consumer: AtomicBool::new(false),
             stats: crate::stats::Stats::default(),
@@ -244,8 +245,30 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
+    pub fn settings(&self) -> Arc<QueueSettings> {
+        self.settings.read().clone()
+    }
+
+    /// A policy changed what applies to this queue: new limits take effect at once
+    /// (a drop-head limit drops what is now over it), new TTLs for new messages.
+    pub fn update_settings(self: &Arc<Self>, settings: QueueSettings) {
+        if *self.settings() == settings {
+            return;
+        }
+        let now = now_ms();
+        let mut dead = Vec::new();
+        {
+            let mut state = self.state.lock();
+            state.set_config(settings.config.clone(), &mut dead);
+            *self.settings.write() = Arc::new(settings);
+            self.dispatch_locked(&mut state, now, &mut dead);
+        }
+        dead_letter(self, dead);
+        self.arm_timers();
+    }
+
     pub fn is_quorum(&self) -> bool {
-        self.settings.kind == QueueKind::Quorum
+        self.settings().kind == QueueKind::Quorum
     }
 
     fn storage(&self) -> Option<(&Storage, u64)> {
@@ -325,7 +348,7 @@ impl Queue {
 
     /// Records a use for `x-expires` and arms its timer.
     pub fn touch(self: &Arc<Self>) {
-        if let Some(expires) = self.settings.expires {
+        if let Some(expires) = self.settings().expires {
             let now = now_ms();
             self.last_used.store(now, Ordering::Release);
             self.schedule(now.saturating_add(expires));
@@ -476,7 +499,7 @@ impl Queue {
     pub fn reject(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
         let count = entries.len() as u32;
         self.settle(consumer, count);
-        if self.settings.dead_letter_exchange.is_some() {
+        if self.settings().dead_letter_exchange.is_some() {
             let dead = entries
                 .into_iter()
                 .map(|entry| Dead {
@@ -542,7 +565,7 @@ impl Queue {
             state.consumer_count()
         };
         dead_letter(self, dead);
-        if let Some(expires) = self.settings.expires {
+        if let Some(expires) = self.settings().expires {
             let unused_since = self.last_used.load(Ordering::Acquire);
             if consumers > 0 {
                 // In use: look again one period from now.

@@ -143,7 +143,7 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                             .ok()
                     });
                 let published = m.expires_at_ms.unwrap_or(now);
-                let ttl = match (q.settings.config.message_ttl, expiration) {
+                let ttl = match (q.settings().config.message_ttl, expiration) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };

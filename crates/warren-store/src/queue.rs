@@ -153,6 +153,19 @@ impl<C> QueueState<C> {
         &self.config
     }
 
+    /// Changes the rules (a policy changed). The priority levels stay as declared; a
+    /// drop-head limit now exceeded drops from the head at once.
+    pub fn set_config(&mut self, config: QueueConfig, dead: &mut Vec<Dead>) {
+        let max_priority = self.config.max_priority;
+        self.config = QueueConfig {
+            max_priority,
+            ..config
+        };
+        if self.config.overflow == Overflow::DropHead {
+            self.drop_over_limit(dead);
+        }
+    }
+
     /// Counts this queue's in-memory bodies into `counter` from now on.
     pub fn set_resident_counter(&mut self, counter: Arc<AtomicUsize>) {
         self.acct.resident = Some(counter);
