@@ -106,6 +106,22 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     };
     let (journal, recovery) = Journal::open(dir, opts, &live)?;
     let report = &recovery.report;
+    // Name the queues that lost messages to damaged records.
+    for (id, lost) in &report.lost {
+        let name = broker.vhosts().into_iter().find_map(|v| {
+            v.topology
+                .read()
+                .queues
+                .values()
+                .find(|q| q.store_id == Some(id.0))
+                .map(|q| format!("queue '{}' in vhost '{}'", q.name, v.name))
+        });
+        warn!(
+            queue = %name.unwrap_or_else(|| format!("deleted queue ({id})")),
+            lost,
+            "messages lost to damaged records in the message store"
+        );
+    }
     if report.torn_bytes_truncated > 0 || report.corrupt_records > 0 {
         warn!(
             torn_bytes = report.torn_bytes_truncated,
