@@ -527,7 +527,8 @@ impl Channel {
             ),
             None => None,
         };
-        let mut keys: Vec<String> = vec![publish.routing_key.clone()];
+        // CC/BCC routing keys, when the headers carry any (rare: no allocation otherwise).
+        let mut keys: Vec<String> = Vec::new();
         let mut properties = publish.properties.clone();
         if let Some(h) = &headers {
             for sender_key in ["CC", "BCC"] {
@@ -609,10 +610,20 @@ impl Channel {
             }
         }
 
-        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut queues = std::mem::take(&mut ctx.route_buf);
         queues.clear();
-        vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        if keys.is_empty() {
+            vhost.route(
+                &publish.exchange,
+                &[publish.routing_key.as_str()],
+                headers.as_ref(),
+                &mut queues,
+            )?;
+        } else {
+            let mut key_refs: Vec<&str> = vec![publish.routing_key.as_str()];
+            key_refs.extend(keys.iter().map(String::as_str));
+            vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
+        }
         // management stats
         vhost
             .stats

@@ -160,6 +160,16 @@ pub struct ConsumerHandle {
     pub no_ack: bool,
 }
 
+/// The time to run queue rules at: the wall clock when some deadline is involved, else
+/// 0 (nothing can expire, and reading the clock per message costs measurable time).
+fn clock_for(state: &QueueState<ConsumerHandle>, message_expires: bool) -> u64 {
+    if message_expires || state.config().message_ttl.is_some() || state.next_deadline().is_some() {
+        now_ms()
+    } else {
+        0
+    }
+}
+
 pub struct Queue {
     pub name: Arc<str>,
     pub vhost: Arc<str>,
@@ -395,9 +405,9 @@ impl Queue {
 
     /// [`Queue::publish`], returning the dropped messages instead of dead-lettering them.
     pub fn publish_collect(self: &Arc<Self>, message: Arc<Message>) -> (PushOutcome, Vec<Dead>) {
-        let now = now_ms();
         let mut dead = Vec::new();
         let mut state = self.state.lock();
+        let now = clock_for(&state, message.expiration.is_some());
         let before = dead.len();
         let outcome = state.push(message.clone(), now, &mut dead);
         self.stats.inc(crate::stats::Stat::Publish); // management stats
@@ -414,10 +424,10 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
-        let now = now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
+            let now = clock_for(&state, false);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
         dead_letter(self, dead);
@@ -484,10 +494,10 @@ impl Queue {
 
     /// Settles `count` deliveries and lets more flow.
     pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
-        let now = now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
+            let now = clock_for(&state, false);
             state.settle(consumer, count);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
