@@ -1494,8 +1494,8 @@ async fn queue_get(
             json!({
                 "payload_bytes": body.len(),
                 "redelivered": m.redelivered,
-                "exchange": m.message.exchange,
-                "routing_key": m.message.routing_key,
+                "exchange": m.message.exchange.as_ref(),
+                "routing_key": m.message.routing_key.as_ref(),
                 "message_count": m.remaining,
                 "properties": properties_to_json(&m.message.properties),
                 "payload": payload,

@@ -647,8 +647,8 @@ impl Broker {
         }
         let view = warren_codec::PropertiesView::scan(&properties).ok();
         let mut message = Message {
-            exchange: exchange.to_string(),
-            routing_key: routing_key.to_string(),
+            exchange: Arc::from(exchange),
+            routing_key: Arc::from(routing_key),
             priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
             expiration: view
                 .as_ref()

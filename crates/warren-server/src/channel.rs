@@ -124,8 +124,8 @@ fn durable_callback(
 
 /// A complete publish: method plus content.
 struct Publish {
-    exchange: String,
-    routing_key: String,
+    exchange: Arc<str>,
+    routing_key: Arc<str>,
     mandatory: bool,
     properties: Bytes,
     body: Bytes,
@@ -151,6 +151,21 @@ pub(crate) struct Channel {
     last_queue: Option<Arc<str>>,
     /// Token of this channel's direct reply-to consumer.
     reply_token: Option<String>,
+    /// The last exchange name and routing key published with, reused while they repeat.
+    last_exchange: Option<Arc<str>>,
+    last_routing_key: Option<Arc<str>>,
+}
+
+/// `name` as a shared string, reusing `cache` when it holds the same text.
+fn intern(cache: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
+    match cache {
+        Some(c) if c.as_ref() == name => c.clone(),
+        _ => {
+            let fresh: Arc<str> = Arc::from(name);
+            *cache = Some(fresh.clone());
+            fresh
+        }
+    }
 }
 
 fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
@@ -323,6 +338,8 @@ impl Channel {
             tx_waiting: 0,
             last_queue: None,
             reply_token: None,
+            last_exchange: None,
+            last_routing_key: None,
         }
     }
 
@@ -417,8 +434,11 @@ impl Channel {
             None => content.body.freeze(),
         };
         let publish = Publish {
-            exchange: content.publish.exchange.to_string(),
-            routing_key: content.publish.routing_key.to_string(),
+            exchange: intern(&mut self.last_exchange, content.publish.exchange.as_str()),
+            routing_key: intern(
+                &mut self.last_routing_key,
+                content.publish.routing_key.as_str(),
+            ),
             mandatory: content.publish.mandatory,
             properties,
             body,
@@ -437,10 +457,10 @@ impl Channel {
         let target = if publish.exchange.is_empty() {
             "amq.default"
         } else {
-            publish.exchange.as_str()
+            publish.exchange.as_ref()
         };
         ctx.check(Access::Write, Resource::Exchange, target)?;
-        if publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
+        if &*publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
         if let Some(range) = view.user_id.clone() {
@@ -593,7 +613,7 @@ impl Channel {
         };
 
         // Replies to a direct reply-to requester go straight to its channel.
-        if publish.exchange == DEFAULT_EXCHANGE {
+        if &*publish.exchange == DEFAULT_EXCHANGE {
             if let Some(token) = publish.routing_key.strip_prefix(REPLY_TO_PREFIX) {
                 let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
                 match target {
@@ -615,12 +635,12 @@ impl Channel {
         if keys.is_empty() {
             vhost.route(
                 &publish.exchange,
-                &[publish.routing_key.as_str()],
+                &[publish.routing_key.as_ref()],
                 headers.as_ref(),
                 &mut queues,
             )?;
         } else {
-            let mut key_refs: Vec<&str> = vec![publish.routing_key.as_str()];
+            let mut key_refs: Vec<&str> = vec![publish.routing_key.as_ref()];
             key_refs.extend(keys.iter().map(String::as_str));
             vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
         }
@@ -692,8 +712,8 @@ impl Channel {
             &AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                 reply_code: 312,
                 reply_text: "NO_ROUTE".into(),
-                exchange: publish.exchange.as_str().into(),
-                routing_key: publish.routing_key.as_str().into(),
+                exchange: publish.exchange.as_ref().into(),
+                routing_key: publish.routing_key.as_ref().into(),
             })),
         );
         let frame_max = ctx.frame_max;
@@ -1930,8 +1950,8 @@ impl Channel {
             &AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: msg.exchange.as_str().into(),
-                routing_key: msg.routing_key.as_str().into(),
+                exchange: msg.exchange.as_ref().into(),
+                routing_key: msg.routing_key.as_ref().into(),
                 message_count: remaining,
             })),
         );

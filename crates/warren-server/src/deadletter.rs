@@ -55,7 +55,7 @@ fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Que
         None => {
             // The message's own routing keys: the publish key, CC, and BCC.
             let old = &dead.entry.message;
-            let mut keys = vec![old.routing_key.clone()];
+            let mut keys = vec![old.routing_key.to_string()];
             if let Some(Value::Array(cc)) = headers_table(&old.properties)
                 .as_ref()
                 .and_then(|t| t.get("CC"))
@@ -161,7 +161,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         Some(range) => Table::parse(old.properties.get(range.clone())?).ok()?,
         None => Table::new(),
     };
-    let mut routing_keys = vec![Value::long_str(&old.routing_key)];
+    let mut routing_keys = vec![Value::long_str(old.routing_key.as_bytes())];
     if let Some(Value::Array(cc)) = headers.get("CC") {
         routing_keys.extend(cc.iter().filter_map(|v| v.as_bytes()).map(Value::long_str));
     }
@@ -169,7 +169,10 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         (b"reason".as_slice(), Value::long_str(dead.reason.as_str())),
         (b"queue".as_slice(), Value::long_str(queue.name.as_bytes())),
         (b"time".as_slice(), Value::Timestamp(now_secs())),
-        (b"exchange".as_slice(), Value::long_str(&old.exchange)),
+        (
+            b"exchange".as_slice(),
+            Value::long_str(old.exchange.as_bytes()),
+        ),
         (b"routing-keys".as_slice(), Value::Array(routing_keys)),
     ];
     if let Some(range) = &view.expiration {
@@ -226,7 +229,10 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
                 "x-first-death-queue",
                 Value::long_str(queue.name.as_bytes()),
             );
-            headers.set("x-first-death-exchange", Value::long_str(&old.exchange));
+            headers.set(
+                "x-first-death-exchange",
+                Value::long_str(old.exchange.as_bytes()),
+            );
             let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
             t.0.extend(info);
             vec![Value::Table(t)]
@@ -252,8 +258,10 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         .clone()
         .unwrap_or_default();
     let message = Message {
-        exchange,
-        routing_key: dlrk.clone().unwrap_or_else(|| old.routing_key.clone()),
+        exchange: Arc::from(exchange),
+        routing_key: dlrk
+            .as_deref()
+            .map_or_else(|| old.routing_key.clone(), Arc::from),
         properties,
         body: queue.load_body(old)?,
         persistent: old.persistent,

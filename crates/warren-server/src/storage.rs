@@ -56,8 +56,8 @@ impl Storage {
             persistent,
             expires_at_ms: Some(now_ms()),
             queues: queues.into_iter().map(QueueId).collect(),
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
+            exchange: message.exchange.to_string(),
+            routing_key: message.routing_key.to_string(),
             properties: message.properties.clone(),
             body: message.body.clone(),
         };
@@ -166,8 +166,8 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                 // Beyond the memory budget the body stays on disk until delivery.
                 let paged = broker.persistence.over_budget(stored.body.len());
                 let message = Arc::new(Message {
-                    exchange: stored.exchange,
-                    routing_key: stored.routing_key,
+                    exchange: Arc::from(stored.exchange),
+                    routing_key: Arc::from(stored.routing_key),
                     priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
                     persistent: true,
                     expiration,

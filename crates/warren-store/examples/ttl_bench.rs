@@ -12,8 +12,8 @@ use warren_store::{Message, Overflow, QueueConfig, QueueState};
 
 fn message(i: u64, ttl: Option<u64>) -> Arc<Message> {
     Arc::new(Message {
-        exchange: String::new(),
-        routing_key: "q".into(),
+        exchange: Arc::from(""),
+        routing_key: Arc::from("q"),
         properties: Bytes::from_static(&[0, 0]),
         body: Bytes::from(i.to_le_bytes().to_vec()),
         persistent: false,

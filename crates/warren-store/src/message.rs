@@ -6,8 +6,10 @@ use bytes::Bytes;
 /// routed to; the body and the raw property block are never copied per queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    pub exchange: String,
-    pub routing_key: String,
+    /// Shared with the publishing channel's cache: a run of publishes to one exchange with
+    /// one key allocates neither per message.
+    pub exchange: Arc<str>,
+    pub routing_key: Arc<str>,
     /// The raw content-header property block, forwarded to consumers as received.
     pub properties: Bytes,
     pub body: Bytes,

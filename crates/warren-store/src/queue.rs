@@ -618,8 +618,8 @@ mod tests {
 
     fn msg(body: &str) -> Arc<Message> {
         Arc::new(Message {
-            exchange: String::new(),
-            routing_key: "q".into(),
+            exchange: Arc::from(""),
+            routing_key: Arc::from("q"),
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::copy_from_slice(body.as_bytes()),
             persistent: false,
