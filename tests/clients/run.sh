@@ -86,14 +86,18 @@ install_amqp-tools() { apt_install amqp-tools; }
 # its topology and consumer are set up, then waits for the restart and checks).
 
 run_pika() {
-    "$py_venv/bin/python" "$here/python/pika_blocking.py" &&
-        "$py_venv/bin/python" "$here/python/pika_asyncio.py"
+    local rc=0
+    "$py_venv/bin/python" "$here/python/pika_blocking.py" || rc=1
+    "$py_venv/bin/python" "$here/python/pika_asyncio.py" || rc=1
+    return "$rc"
 }
 run_aio-pika() { "$py_venv/bin/python" "$here/python/aio_pika_client.py"; }
 recover_aio-pika() { "$py_venv/bin/python" "$here/python/aio_pika_client.py" recovery; }
 run_kombu() {
-    "$py_venv/bin/python" "$here/python/kombu_client.py" &&
-        (cd "$here/python" && "$py_venv/bin/python" celery_client.py)
+    local rc=0
+    "$py_venv/bin/python" "$here/python/kombu_client.py" || rc=1
+    (cd "$here/python" && "$py_venv/bin/python" celery_client.py) || rc=1
+    return "$rc"
 }
 recover_kombu() { (cd "$here/python" && "$py_venv/bin/python" celery_client.py recovery); }
 java_cp() {
@@ -111,12 +115,17 @@ java_build() {
 run_java() {
     # The Spring-AMQP-style program (tests/java) covers the template/container/admin
     # patterns; ClientTest adds dead-lettering and automatic recovery.
-    "$root/tests/java/run.sh" &&
-        java_build && timeout -k 5 90 java -cp "$here/java/build:$(java_cp)" ClientTest
+    local rc=0
+    "$root/tests/java/run.sh" || rc=1
+    { java_build && timeout -k 5 90 java -cp "$here/java/build:$(java_cp)" ClientTest; } || rc=1
+    return "$rc"
 }
 recover_java() { java_build && java -cp "$here/java/build:$(java_cp)" ClientTest recovery; }
 run_amqplib() {
-    node "$here/node/promise_api.js" && node "$here/node/callback_api.js"
+    local rc=0
+    node "$here/node/promise_api.js" || rc=1
+    node "$here/node/callback_api.js" || rc=1
+    return "$rc"
 }
 run_amqp091-go() {
     (cd "$here/go" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= go run client.go)
