@@ -23,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 ALL_CLIENTS=(pika aio-pika kombu java amqplib amqp091-go lapin amqprs bunny php-amqplib amqp-tools)
 # Libraries that have automatic connection recovery (and so get the restart test).
-RECOVERY_CLIENTS=" aio-pika kombu java bunny "
+RECOVERY_CLIENTS=" aio-pika kombu java amqplib bunny "
 
 log() { printf '\n==> %s\n' "$*"; }
 die() { echo "tests/clients/run.sh: $*" >&2; exit 2; }
@@ -66,8 +66,9 @@ install_amqplib() {
     command -v node >/dev/null || apt_install nodejs || return 1
     command -v npm >/dev/null || apt_install npm || return 1
     local d="$here/node"
-    if ! cmp -s "$d/package-lock.json" "$d/node_modules/.package-lock.json" 2>/dev/null; then
+    if ! cmp -s "$d/package-lock.json" "$d/node_modules/.installed-lock" 2>/dev/null; then
         (cd "$d" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+        cp "$d/package-lock.json" "$d/node_modules/.installed-lock"
     fi
 }
 install_amqp091-go() { apt_install golang-go golang-github-rabbitmq-amqp091-go-dev; }
@@ -127,6 +128,7 @@ run_amqplib() {
     node "$here/node/callback_api.js" || rc=1
     return "$rc"
 }
+recover_amqplib() { node "$here/node/promise_api.js" recovery; }
 run_amqp091-go() {
     (cd "$here/go" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= go run client.go)
 }
