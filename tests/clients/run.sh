@@ -23,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 ALL_CLIENTS=(pika aio-pika kombu java amqplib amqp091-go lapin amqprs bunny php-amqplib amqp-tools)
 # Libraries that have automatic connection recovery (and so get the restart test).
-RECOVERY_CLIENTS=" aio-pika kombu java amqplib bunny "
+RECOVERY_CLIENTS=" aio-pika kombu java amqplib lapin bunny "
 
 log() { printf '\n==> %s\n' "$*"; }
 die() { echo "tests/clients/run.sh: $*" >&2; exit 2; }
@@ -132,8 +132,9 @@ recover_amqplib() { node "$here/node/promise_api.js" recovery; }
 run_amqp091-go() {
     (cd "$here/go" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= go run client.go)
 }
-run_lapin() { "$here/rust/target/release/lapin-client"; }
-run_amqprs() { "$here/rust/target/release/amqprs-client"; }
+run_lapin() { timeout -k 5 120 "$here/rust/target/release/lapin-client"; }
+recover_lapin() { "$here/rust/target/release/lapin-client" recovery; }
+run_amqprs() { timeout -k 5 120 "$here/rust/target/release/amqprs-client"; }
 run_bunny() { ruby "$here/ruby/bunny_client.rb"; }
 recover_bunny() { ruby "$here/ruby/bunny_client.rb" recovery; }
 run_php-amqplib() { php "$here/php/client.php"; }
