@@ -23,7 +23,10 @@ pub fn expect(cond: bool, why: impl Into<String>) -> CheckResult {
 }
 
 pub fn eq<T: PartialEq + std::fmt::Debug>(what: &str, want: T, got: T) -> CheckResult {
-    expect(want == got, format!("{what}: expected {want:?}, got {got:?}"))
+    expect(
+        want == got,
+        format!("{what}: expected {want:?}, got {got:?}"),
+    )
 }
 
 /// Turns any error into the check's failure text.
@@ -51,7 +54,12 @@ impl Report {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        Self { client, run: format!("{:08x}", nanos ^ std::process::id()), passed: 0, failed: 0 }
+        Self {
+            client,
+            run: format!("{:08x}", nanos ^ std::process::id()),
+            passed: 0,
+            failed: 0,
+        }
     }
 
     pub fn name(&self, what: &str) -> String {
@@ -83,7 +91,9 @@ impl Report {
 
 /// Waits until the driver has restarted the broker.
 pub async fn wait_restarted() -> bool {
-    let Ok(f) = std::env::var("WARREN_CLIENTS_RESTARTED_FILE") else { return false };
+    let Ok(f) = std::env::var("WARREN_CLIENTS_RESTARTED_FILE") else {
+        return false;
+    };
     for _ in 0..600 {
         if Path::new(&f).exists() {
             return true;
