@@ -7,6 +7,7 @@ require 'securerandom'
 HOST = ENV.fetch('WARREN_AMQP_HOST', '127.0.0.1')
 PORT = Integer(ENV.fetch('WARREN_AMQP_PORT', '5672'))
 RUN = SecureRandom.hex(4)
+$stdout.sync = true
 C = 'bunny'
 $passed = 0
 $failed = 0
