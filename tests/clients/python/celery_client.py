@@ -15,6 +15,7 @@ from common import RUN, eq, expect, finish, report, run_check, wait_restarted
 
 QUEUE = f"clients.celery.{RUN}"
 tmp = tempfile.mkdtemp()
+print(f"  # celery worker log: {tmp}/worker.log", file=sys.stderr, flush=True)
 os.environ["CLIENTS_CELERY_QUEUE"] = QUEUE
 os.environ["CLIENTS_CELERY_DIR"] = tmp
 
