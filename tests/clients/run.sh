@@ -48,7 +48,10 @@ apt_install() { # packages...: installs the missing ones
 py_venv="$here/python/.venv"
 install_python() {
     command -v python3 >/dev/null || apt_install python3 python3-venv || return 1
-    [ -x "$py_venv/bin/python" ] || python3 -m venv "$py_venv" || return 1
+    if [ ! -x "$py_venv/bin/python" ]; then
+        # Debian's python3 needs python3-venv for this
+        python3 -m venv "$py_venv" || { apt_install python3-venv && python3 -m venv --clear "$py_venv"; } || return 1
+    fi
     if ! cmp -s "$here/python/requirements.txt" "$py_venv/.requirements.installed"; then
         "$py_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             -r "$here/python/requirements.txt" || return 1
@@ -74,7 +77,7 @@ install_amqplib() {
 install_amqp091-go() { apt_install golang-go golang-github-rabbitmq-amqp091-go-dev; }
 install_rust() {
     command -v cargo >/dev/null || { echo "cargo not found" >&2; return 1; }
-    (cd "$here/rust" && cargo build --quiet --locked --release) || return 1
+    (cd "$here/rust" && cargo build --quiet --locked --release --target-dir "$here/rust/target") || return 1
 }
 install_lapin() { install_rust; }
 install_amqprs() { install_rust; }
@@ -85,22 +88,25 @@ install_amqp-tools() { apt_install amqp-tools; }
 # ---------------------------------------------------------------- programs
 # run_X: the feature checks. recover_X: the program in recovery mode (prints READY once
 # its topology and consumer are set up, then waits for the restart and checks).
+# Every program runs under a time limit, so a client that hangs fails instead.
+T=(timeout -k 5 180)
+TR=(timeout -k 5 100) # recovery mode: about 60 s waiting for the restart, 30 s to recover
 
 run_pika() {
     local rc=0
-    "$py_venv/bin/python" "$here/python/pika_blocking.py" || rc=1
-    "$py_venv/bin/python" "$here/python/pika_asyncio.py" || rc=1
+    "${T[@]}" "$py_venv/bin/python" "$here/python/pika_blocking.py" || rc=1
+    "${T[@]}" "$py_venv/bin/python" "$here/python/pika_asyncio.py" || rc=1
     return "$rc"
 }
-run_aio-pika() { "$py_venv/bin/python" "$here/python/aio_pika_client.py"; }
-recover_aio-pika() { "$py_venv/bin/python" "$here/python/aio_pika_client.py" recovery; }
+run_aio-pika() { "${T[@]}" "$py_venv/bin/python" "$here/python/aio_pika_client.py"; }
+recover_aio-pika() { "${TR[@]}" "$py_venv/bin/python" "$here/python/aio_pika_client.py" recovery; }
 run_kombu() {
     local rc=0
-    "$py_venv/bin/python" "$here/python/kombu_client.py" || rc=1
-    (cd "$here/python" && "$py_venv/bin/python" celery_client.py) || rc=1
+    "${T[@]}" "$py_venv/bin/python" "$here/python/kombu_client.py" || rc=1
+    (cd "$here/python" && "${T[@]}" "$py_venv/bin/python" celery_client.py) || rc=1
     return "$rc"
 }
-recover_kombu() { (cd "$here/python" && "$py_venv/bin/python" celery_client.py recovery); }
+recover_kombu() { (cd "$here/python" && "${TR[@]}" "$py_venv/bin/python" celery_client.py recovery); }
 java_cp() {
     local cp=/usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar
     [ -f /usr/share/java/slf4j-nop.jar ] && cp="$cp:/usr/share/java/slf4j-nop.jar"
@@ -117,28 +123,28 @@ run_java() {
     # The Spring-AMQP-style program (tests/java) covers the template/container/admin
     # patterns; ClientTest adds dead-lettering and automatic recovery.
     local rc=0
-    "$root/tests/java/run.sh" || rc=1
+    "${T[@]}" "$root/tests/java/run.sh" || rc=1
     { java_build && timeout -k 5 90 java -cp "$here/java/build:$(java_cp)" ClientTest; } || rc=1
     return "$rc"
 }
-recover_java() { java_build && java -cp "$here/java/build:$(java_cp)" ClientTest recovery; }
+recover_java() { java_build && "${TR[@]}" java -cp "$here/java/build:$(java_cp)" ClientTest recovery; }
 run_amqplib() {
     local rc=0
-    node "$here/node/promise_api.js" || rc=1
-    node "$here/node/callback_api.js" || rc=1
+    "${T[@]}" node "$here/node/promise_api.js" || rc=1
+    "${T[@]}" node "$here/node/callback_api.js" || rc=1
     return "$rc"
 }
-recover_amqplib() { node "$here/node/promise_api.js" recovery; }
+recover_amqplib() { "${TR[@]}" node "$here/node/promise_api.js" recovery; }
 run_amqp091-go() {
-    (cd "$here/go" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= go run client.go)
+    (cd "$here/go" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= "${T[@]}" go run client.go)
 }
-run_lapin() { timeout -k 5 120 "$here/rust/target/release/lapin-client"; }
-recover_lapin() { "$here/rust/target/release/lapin-client" recovery; }
-run_amqprs() { timeout -k 5 120 "$here/rust/target/release/amqprs-client"; }
-run_bunny() { ruby "$here/ruby/bunny_client.rb"; }
-recover_bunny() { ruby "$here/ruby/bunny_client.rb" recovery; }
-run_php-amqplib() { php "$here/php/client.php"; }
-run_amqp-tools() { bash "$here/amqp-tools/client.sh"; }
+run_lapin() { "${T[@]}" "$here/rust/target/release/lapin-client"; }
+recover_lapin() { "${TR[@]}" "$here/rust/target/release/lapin-client" recovery; }
+run_amqprs() { "${T[@]}" "$here/rust/target/release/amqprs-client"; }
+run_bunny() { "${T[@]}" ruby "$here/ruby/bunny_client.rb"; }
+recover_bunny() { "${TR[@]}" ruby "$here/ruby/bunny_client.rb" recovery; }
+run_php-amqplib() { "${T[@]}" php "$here/php/client.php"; }
+run_amqp-tools() { "${T[@]}" bash "$here/amqp-tools/client.sh"; }
 
 # ---------------------------------------------------------------- brokers
 
@@ -202,15 +208,21 @@ broker_down() {
     [ -n "$broker_dir" ] && rm -rf "$broker_dir"
     broker_dir=""
 }
-trap 'broker_down; [ -n "${rec_pid:-}" ] && kill "$rec_pid" 2>/dev/null' EXIT
+trap 'broker_down; [ -n "${rec_pid:-}" ] && stop_rec; [ -n "${broker_dir_tmp:-}" ] && rm -rf "$broker_dir_tmp"' EXIT
 
+stop_rec() { # the recovery-mode client and what it started (each also ends by itself, TR)
+    pkill -TERM -P "$rec_pid" 2>/dev/null
+    kill "$rec_pid" 2>/dev/null
+    wait "$rec_pid" 2>/dev/null
+    rec_pid=""
+}
 recovery_test() { # client
     local out="$broker_dir_tmp/recovery.out"
     : >"$out"
     "recover_$1" >"$out" 2>&1 &
     rec_pid=$!
     local i ready=0
-    for i in $(seq 1 300); do
+    for i in $(seq 1 600); do
         grep -q '^READY' "$out" && { ready=1; break; }
         kill -0 "$rec_pid" 2>/dev/null || break
         sleep 0.1
@@ -218,22 +230,17 @@ recovery_test() { # client
     if [ "$ready" = 0 ]; then
         cat "$out"
         echo "FAIL recovery: client never became ready"
-        kill "$rec_pid" 2>/dev/null; wait "$rec_pid" 2>/dev/null; rec_pid=""
+        stop_rec
         return 1
     fi
     echo "  (restarting the broker under the running client)"
     if ! broker_restart; then
-        kill "$rec_pid" 2>/dev/null; wait "$rec_pid" 2>/dev/null; rec_pid=""
+        stop_rec
         cat "$out"; echo "FAIL recovery: broker restart failed"; return 1
     fi
     echo "RESTARTED" >"$broker_dir_tmp/restarted"
     local rc
-    # Watchdog: ends with the client, or kills it after 60 s.
-    ( for _ in $(seq 1 600); do kill -0 "$rec_pid" 2>/dev/null || exit 0; sleep 0.1; done
-      kill "$rec_pid" 2>/dev/null ) >/dev/null 2>&1 &
-    local watchdog=$!
-    wait "$rec_pid"; rc=$?
-    wait "$watchdog" 2>/dev/null
+    wait "$rec_pid"; rc=$? # bounded by TR in recover_X
     rec_pid=""
     cat "$out"
     return "$rc"
