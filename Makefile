@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-rust bench bench-durability lint fmt clean
+.PHONY: run build release test test-rust test-clients bench bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -12,8 +12,13 @@ build:
 release:
 	$(CARGO) build --release -p warren
 
-test: ## Every test: unit, lapin integration, pika suite, Java client, seed scripts
+test: ## Every test: unit, lapin integration, pika suite, seed scripts, client libraries
 	scripts/test.sh
+
+# Client-library compatibility suite (tests/clients); CLIENT=pika (or "pika lapin") runs those only
+test-clients:
+	$(CARGO) build -p warren
+	tests/clients/run.sh $(CLIENT)
 
 bench: ## Side-by-side benchmarks against RabbitMQ and garagemq; writes docs/benchmarks.md
 	scripts/bench.sh
