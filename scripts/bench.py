@@ -128,7 +128,9 @@ class Warren(Broker):
         self.tmp = tempfile.mkdtemp(prefix="bench-warren-")
         t0 = time.monotonic()
         self.proc = subprocess.Popen([WARREN, "--listen", "127.0.0.1:%d" % self.port, "--data-dir",
-                                      os.path.join(self.tmp, "data"), "--log", "warn"],
+                                      os.path.join(self.tmp, "data"), "--log", "warn",
+                                      # RabbitMQ here runs without its management plugin
+                                      "--http-listen", "off", "--prometheus-listen", "off"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
         ok = wait_for_start(self.port, time.monotonic() + 30)

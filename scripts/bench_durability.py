@@ -103,7 +103,8 @@ class WarrenD(bench.Warren):
         t0 = time.monotonic()
         self.proc = subprocess.Popen([bench.WARREN, "--listen", "127.0.0.1:%d" % self.port, "--data-dir",
                                       os.path.join(self.tmp, "data"), "--config",
-                                      os.path.join(self.tmp, "warren.toml"), "--log", "warn"],
+                                      os.path.join(self.tmp, "warren.toml"), "--log", "warn",
+                                      "--http-listen", "off", "--prometheus-listen", "off"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.pid = self.proc.pid
         ok = bench.wait_for_start(self.port, time.monotonic() + 600)

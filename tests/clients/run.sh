@@ -161,7 +161,7 @@ free_port() {
 
 start_warren() { # uses broker_dir, broker_port
     NO_COLOR=1 "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
-        >>"$broker_dir/warren.log" 2>&1 &
+        --http-listen off --prometheus-listen off >>"$broker_dir/warren.log" 2>&1 &
     broker_pid=$!
     local i
     for i in $(seq 1 100); do

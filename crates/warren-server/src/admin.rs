@@ -733,22 +733,9 @@ impl Broker {
 
 /// Deletes a queue outside any channel: bindings go, consumers get basic.cancel.
 pub fn remove_queue(broker: &Broker, vhost: &VHost, name: &str) -> Option<u32> {
-    let queue = vhost.topology.write().remove_queue(name)?;
-    if let Err(e) = vhost.record(vhost.queue_deleted_op(&queue)) {
-        tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
-    }
-    broker.admin.retire_queue(&queue);
-    queue.deleted.store(true, Ordering::Release);
-    let message_count = queue.purge();
-    queue.forget_stored();
-    let consumers = queue.state.lock().drain_consumers();
-    for c in consumers {
-        let _ = c.handle.conn.inbox.send(ConnEvent::Cancelled {
-            channel: c.handle.channel,
-            consumer_tag: c.tag,
-        });
-    }
-    Some(message_count)
+    let deleted = vhost.delete_queue(name, None)?;
+    broker.admin.retire_queue(&deleted.queue);
+    Some(deleted.message_count)
 }
 
 #[cfg(test)]

@@ -2066,29 +2066,9 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
 /// Deletes a queue: bindings go, consumers are told, messages are dropped. Returns how
 /// many ready messages it held, or `None` if there was no such queue.
 pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<u32> {
-    let queue = vhost.topology.write().remove_queue(name)?;
-    if let Err(e) = vhost.record(vhost.queue_deleted_op(&queue)) {
-        tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
-    }
-    ctx.broker.admin.retire_queue(&queue); // management stats
-    queue.deleted.store(true, Ordering::Release);
-    let message_count = queue.purge();
-    queue.forget_stored();
-    let consumers = queue.state.lock().drain_consumers();
-    for c in consumers {
-        if c.handle.conn.id == ctx.handle.id {
-            ctx.cancelled_here.push((c.handle.channel, c.tag));
-        } else {
-            let _ = c
-                .handle
-                .conn
-                .inbox
-                .send(crate::queue::ConnEvent::Cancelled {
-                    channel: c.handle.channel,
-                    consumer_tag: c.tag,
-                });
-        }
-    }
+    let deleted = vhost.delete_queue(name, Some(ctx.handle.id))?;
+    ctx.broker.admin.retire_queue(&deleted.queue); // management stats
+    ctx.cancelled_here.extend(deleted.local_consumers);
     ctx.exclusive_queues.retain(|q| q.as_ref() != name);
-    Some(message_count)
+    Some(deleted.message_count)
 }

@@ -582,7 +582,7 @@ impl Queue {
                 self.schedule(now.saturating_add(expires));
             } else if now >= unused_since.saturating_add(expires) {
                 if let Some(vhost) = self.home() {
-                    vhost.delete_queue_detached(&self.name);
+                    vhost.delete_queue(&self.name, None);
                 }
             } else {
                 self.schedule(unused_since.saturating_add(expires));

@@ -43,6 +43,10 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    // RabbitMQ's default tcp_listen_options include {linger, {true, 0}}: a
+                    // connection the broker closes (or loses when it dies) is reset, so a
+                    // client's next write fails at once instead of vanishing.
+                    let _ = stream.set_zero_linger();
                     tasks.spawn(connection::run(stream, peer, broker.clone()));
                 }
                 Err(e) => {

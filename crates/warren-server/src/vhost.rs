@@ -45,6 +45,15 @@ pub struct Topology {
     removed_durable: Vec<Arc<str>>,
 }
 
+/// What [`VHost::delete_queue`] removed.
+pub struct DeletedQueue {
+    pub queue: Arc<Queue>,
+    /// Ready messages dropped with it.
+    pub message_count: u32,
+    /// (channel, consumer tag) of the deleting connection's own consumers.
+    pub local_consumers: Vec<(u16, Arc<str>)>,
+}
+
 pub struct VHost {
     pub name: Arc<str>,
     pub topology: RwLock<Topology>,
@@ -206,12 +215,13 @@ impl VHost {
         }
     }
 
-    /// Deletes a queue on the broker's own initiative (`x-expires`): bindings go,
-    /// consumers are told through their connections, messages are dropped.
-    pub fn delete_queue_detached(&self, name: &str) -> Option<u32> {
+    /// Deletes a queue: bindings go, the deletion is recorded, messages are dropped
+    /// (and released on disk), consumers are told through their connections, except
+    /// those of connection `local`, returned as (channel, tag) for it to handle in order.
+    pub fn delete_queue(&self, name: &str, local: Option<u64>) -> Option<DeletedQueue> {
         let queue = self.topology.write().remove_queue(name)?;
         if let Err(e) = self.record(self.queue_deleted_op(&queue)) {
-            tracing::warn!(queue = %name, error = %e.text, "expired queue deletion not recorded");
+            tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
         }
         queue
             .deleted
@@ -219,13 +229,22 @@ impl VHost {
         let count = queue.purge();
         queue.forget_stored();
         let consumers = queue.state.lock().drain_consumers();
+        let mut here = Vec::new();
         for c in consumers {
-            let _ = c.handle.conn.inbox.send(ConnEvent::Cancelled {
-                channel: c.handle.channel,
-                consumer_tag: c.tag,
-            });
+            if Some(c.handle.conn.id) == local {
+                here.push((c.handle.channel, c.tag));
+            } else {
+                let _ = c.handle.conn.inbox.send(ConnEvent::Cancelled {
+                    channel: c.handle.channel,
+                    consumer_tag: c.tag,
+                });
+            }
         }
-        Some(count)
+        Some(DeletedQueue {
+            queue,
+            message_count: count,
+            local_consumers: here,
+        })
     }
 }
 
