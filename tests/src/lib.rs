@@ -201,6 +201,11 @@ impl Broker {
         self.child.id()
     }
 
+    /// The broker's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
     /// Everything the broker logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()

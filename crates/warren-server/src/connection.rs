@@ -86,6 +86,9 @@ enum Phase {
     Done,
 }
 
+/// How long a client that failed the handshake waits before its socket closes.
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
+
 struct Connection {
     ctx: ConnCtx,
     channels: HashMap<u16, Channel>,
@@ -98,6 +101,8 @@ struct Connection {
     channel_max: u16,
     heartbeat: u16,
     auth_failure_close: bool,
+    /// A handshake error closes the socket without a word, after a delay.
+    silent_close: bool,
     started: Instant,
     last_recv: Instant,
     last_send: Instant,
@@ -143,6 +148,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         channel_max: broker.config.channel_max,
         heartbeat: 0,
         auth_failure_close: false,
+        silent_close: false,
         started: now,
         last_recv: now,
         last_send: now,
@@ -324,6 +330,12 @@ impl Connection {
             self.drain_inbox(&mut inbox);
             self.flush();
             if self.phase == Phase::Done {
+                if self.silent_close {
+                    // RabbitMQ makes a client that failed the handshake wait before the
+                    // socket closes (SILENT_CLOSE_DELAY, 3 s), so failed logins cannot
+                    // be retried at full speed.
+                    tokio::time::sleep(SILENT_CLOSE_DELAY).await;
+                }
                 return;
             }
             // Idle connections hold no read buffer (kilobytes each, times thousands);
@@ -601,6 +613,7 @@ impl Connection {
             // (authentication_failure_close).
             info!(peer = %self.peer, text = %err.text, "closing connection during handshake");
             self.phase = Phase::Done;
+            self.silent_close = true;
             return;
         }
         info!(peer = %self.peer, name = %self.name, code = err.code.code(), text = %err.text, "closing AMQP connection");

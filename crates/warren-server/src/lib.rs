@@ -23,6 +23,7 @@ pub mod persist;
 pub mod policy;
 pub mod queue;
 mod server;
+pub mod spill;
 pub mod stats;
 pub mod storage;
 pub mod timers;

@@ -203,6 +203,8 @@ pub struct Persistence {
     pub resident: Arc<AtomicUsize>,
     /// Above this many resident bytes, new message bodies are kept on disk only.
     budget: AtomicUsize,
+    /// Where long queues keep their tails (set when the message store opens).
+    pub spill_root: crate::spill::SpillRoot,
 }
 
 impl std::fmt::Debug for Persistence {

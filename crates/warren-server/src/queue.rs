@@ -224,6 +224,12 @@ impl Queue {
     pub fn new(decl: QueueDecl, home: &Arc<VHost>) -> Arc<Self> {
         let mut state = QueueState::with_config(decl.settings.config.clone());
         state.set_resident_counter(home.persistence.resident.clone());
+        state.set_tail_store(
+            Box::new(crate::spill::FileTail::new(
+                home.persistence.spill_root.clone(),
+            )),
+            warren_store::DEFAULT_TAIL_WINDOW,
+        );
         let queue = Arc::new(Queue {
             name: decl.name,
             vhost: home.name.clone(),
@@ -333,11 +339,8 @@ impl Queue {
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
-        let purged = self.state.lock().purge();
-        for e in &purged {
-            self.release(&e.message);
-        }
-        purged.len() as u32
+        let purged = self.state.lock().purge_each(|e| self.release(&e.message));
+        purged as u32
     }
 
     /// The queue is gone: its messages on disk go with it.

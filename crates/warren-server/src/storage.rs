@@ -33,6 +33,15 @@ fn to_ref(l: Location) -> StoredRef {
     }
 }
 
+/// A stored message as recovery reads it: the body only while memory allows.
+struct Recovered {
+    exchange: String,
+    routing_key: String,
+    properties: bytes::Bytes,
+    body: Option<bytes::Bytes>,
+    body_len: usize,
+}
+
 /// The broker's message store.
 pub struct Storage {
     journal: Journal,
@@ -92,6 +101,10 @@ impl Storage {
 /// Opens the message store under `dir` and puts every surviving persistent message back
 /// into its durable queue. Call after the metadata is restored.
 pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize, JournalError> {
+    // Queue tails from the last run are stale: recovery below rebuilds every queue.
+    let spill = dir.join("spill");
+    crate::spill::reset(&spill);
+    let _ = broker.persistence.spill_root.set(spill);
     let mut live = HashSet::new();
     for vhost in broker.vhosts() {
         for q in vhost.topology.read().queues.values() {
@@ -140,7 +153,26 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
             let now = now_ms();
             let mut state = q.state.lock();
             for m in messages {
-                let stored = match journal.read(m.location) {
+                // Past the memory budget only the header is read: the body stays on
+                // disk (its checksum is checked when it is delivered).
+                let record = if broker.persistence.over_budget(0) {
+                    journal.read_header(m.location).map(|h| Recovered {
+                        exchange: h.exchange,
+                        routing_key: h.routing_key,
+                        properties: h.properties,
+                        body: None,
+                        body_len: h.body_len,
+                    })
+                } else {
+                    journal.read(m.location).map(|s| Recovered {
+                        exchange: s.exchange,
+                        routing_key: s.routing_key,
+                        properties: s.properties,
+                        body_len: s.body.len(),
+                        body: Some(s.body),
+                    })
+                };
+                let stored = match record {
                     Ok(s) => s,
                     Err(e) => {
                         warn!(queue = %q.name, error = %e, "unreadable message skipped");
@@ -164,7 +196,9 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                     (a, b) => a.or(b),
                 };
                 // Beyond the memory budget the body stays on disk until delivery.
-                let paged = broker.persistence.over_budget(stored.body.len());
+                let body = stored
+                    .body
+                    .filter(|b| !broker.persistence.over_budget(b.len()));
                 let message = Arc::new(Message {
                     exchange: Arc::from(stored.exchange),
                     routing_key: Arc::from(stored.routing_key),
@@ -173,13 +207,9 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
                     expiration,
                     bcc: None,
                     stored: Some(to_ref(m.location)),
-                    paged_len: paged.then_some(stored.body.len()),
+                    paged_len: body.is_none().then_some(stored.body_len),
                     properties: stored.properties,
-                    body: if paged {
-                        bytes::Bytes::new()
-                    } else {
-                        stored.body
-                    },
+                    body: body.unwrap_or_default(),
                 });
                 state.push_recovered(
                     message,

@@ -6,13 +6,19 @@
 //! costs O(log n) per message and runs without a consumer), length limits with their
 //! overflow behaviour, and quorum-style delivery limits. Messages that must be
 //! dead-lettered come back to the caller as [`Dead`] entries; routing them is the server's
-//! job. Time is a parameter (milliseconds), so every rule is a deterministic unit test.
+//! job. Past a window of in-memory entries a long queue keeps its tail in a [`TailStore`]
+//! (files, in the server) and reads it back in order. Time is a parameter (milliseconds), so every rule is a deterministic unit test.
 #![forbid(unsafe_code)]
 
 mod config;
 mod message;
 mod queue;
+pub mod tail;
 
 pub use config::{DeathReason, Overflow, QueueConfig};
 pub use message::{Message, StoredRef};
-pub use queue::{ConsumerId, ConsumerSlot, Dead, Dispatched, Entry, PushOutcome, QueueState};
+pub use queue::{
+    ConsumerId, ConsumerSlot, Dead, Dispatched, Entry, PushOutcome, QueueState,
+    DEFAULT_TAIL_WINDOW, ENTRY_OVERHEAD,
+};
+pub use tail::{TailError, TailStore};

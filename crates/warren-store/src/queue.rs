@@ -7,7 +7,20 @@ use std::{
     },
 };
 
-use crate::{DeathReason, Message, Overflow, QueueConfig};
+use crate::{tail::TailStore, DeathReason, Message, Overflow, QueueConfig};
+
+/// Memory an in-memory ready entry costs besides its body and properties (the entry,
+/// its slot, the shared message and its names), counted against the memory budget so
+/// that long queues of small messages page out too.
+pub const ENTRY_OVERHEAD: usize = 256;
+
+/// In-memory ready entries of a queue with a tail store before new ones go to the tail.
+pub const DEFAULT_TAIL_WINDOW: usize = 2048;
+
+/// What one ready message in memory counts against the memory budget.
+fn resident_size(message: &Message) -> usize {
+    message.body.len() + message.properties.len() + ENTRY_OVERHEAD
+}
 
 /// Broker-wide unique id of one consumer (tags are only unique per channel).
 pub type ConsumerId = u64;
@@ -71,8 +84,8 @@ pub struct Dispatched<'a, C> {
     pub consumer: &'a ConsumerSlot<C>,
 }
 
-/// Body bytes of ready messages: all of them (for `x-max-length-bytes`), and the
-/// in-memory ones into a counter shared across queues (for the memory budget).
+/// Body bytes of ready messages: all of them (for `x-max-length-bytes`), and what the
+/// in-memory ones take into a counter shared across queues (for the memory budget).
 #[derive(Debug, Default)]
 struct ByteAccounts {
     bytes: usize,
@@ -83,14 +96,14 @@ impl ByteAccounts {
     fn add(&mut self, message: &Message) {
         self.bytes += message.body_size();
         if let Some(r) = &self.resident {
-            r.fetch_add(message.body.len(), Ordering::Relaxed);
+            r.fetch_add(resident_size(message), Ordering::Relaxed);
         }
     }
 
     fn sub(&mut self, message: &Message) {
         self.bytes -= message.body_size();
         if let Some(r) = &self.resident {
-            r.fetch_sub(message.body.len(), Ordering::Relaxed);
+            r.fetch_sub(resident_size(message), Ordering::Relaxed);
         }
     }
 }
@@ -121,6 +134,12 @@ pub struct QueueState<C> {
     consumers: Vec<ConsumerSlot<C>>,
     /// Round-robin position: the consumer index tried first by the next dispatch.
     cursor: usize,
+    /// Where ready entries past `tail_window` in-memory ones go, when the server gave
+    /// one. Holds the newest ready entries (highest seqs); counted in `ready`.
+    tail: Option<Box<dyn TailStore>>,
+    tail_len: usize,
+    tail_bytes: usize,
+    tail_window: usize,
 }
 
 impl<C> Default for QueueState<C> {
@@ -146,6 +165,10 @@ impl<C> QueueState<C> {
             unacked: 0,
             consumers: Vec::new(),
             cursor: 0,
+            tail: None,
+            tail_len: 0,
+            tail_bytes: 0,
+            tail_window: DEFAULT_TAIL_WINDOW,
         }
     }
 
@@ -164,6 +187,24 @@ impl<C> QueueState<C> {
         if self.config.overflow == Overflow::DropHead {
             self.drop_over_limit(dead);
         }
+    }
+
+    /// Gives the queue somewhere to keep its tail: once `window` ready entries are in
+    /// memory, newer ones whose bodies were paged out (and every one after them) go to
+    /// `store`. Only for queues without priority levels whose returned messages go back
+    /// to their place (classic), where the tail is always the newest messages.
+    pub fn set_tail_store(&mut self, store: Box<dyn TailStore>, window: usize) {
+        self.tail = Some(store);
+        self.tail_window = window.max(2);
+    }
+
+    /// Ready messages kept in the tail store rather than memory.
+    pub fn tail_len(&self) -> usize {
+        self.tail_len
+    }
+
+    fn mem_ready(&self) -> usize {
+        self.ready - self.tail_len
     }
 
     /// Counts this queue's in-memory bodies into `counter` from now on.
@@ -219,7 +260,7 @@ impl<C> QueueState<C> {
             return PushOutcome::Rejected;
         }
         self.next_seq += 1;
-        self.insert_ordered(entry);
+        self.enqueue_new(entry);
         if self.config.overflow == Overflow::DropHead {
             self.drop_over_limit(dead);
         }
@@ -256,7 +297,80 @@ impl<C> QueueState<C> {
             delivery_count: 0,
         };
         self.next_seq += 1;
+        self.enqueue_new(entry);
+    }
+
+    /// Appends a new entry (the highest seq so far): to the tail store once the queue
+    /// keeps one, or when it holds a window of entries in memory and this one's body is
+    /// on disk already (the budget is short); to memory otherwise.
+    fn enqueue_new(&mut self, entry: Entry) {
+        let spill =
+            self.tail_len > 0 || (entry.message.is_paged() && self.mem_ready() >= self.tail_window);
+        if spill && self.levels.len() == 1 && !self.config.returns_to_back {
+            if let Some(tail) = self.tail.as_mut() {
+                match tail.append(&entry) {
+                    Ok(()) => {
+                        let size = entry.message.body_size();
+                        self.ready += 1;
+                        self.tail_len += 1;
+                        self.tail_bytes += size;
+                        self.acct.bytes += size;
+                        return;
+                    }
+                    // Kept in memory instead; insert_ordered still keeps seq order. A
+                    // store that fails while empty is given up, rather than retried
+                    // (and logged) for every message.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue tail store append failed");
+                        if self.tail_len == 0 {
+                            self.tail = None;
+                        }
+                    }
+                }
+            }
+        }
         self.insert_ordered(entry);
+    }
+
+    /// Reads entries back from the tail store while memory holds less than half a
+    /// window; returns how many came back. A tail that cannot be read is lost (its
+    /// persistent messages are still in the message store for the next start).
+    fn refill(&mut self) -> usize {
+        if self.tail_len == 0 || self.mem_ready() > self.tail_window / 2 {
+            return 0;
+        }
+        let want = (self.tail_window - self.mem_ready()).min(self.tail_len);
+        let Some(tail) = self.tail.as_mut() else {
+            return 0;
+        };
+        let mut batch = Vec::with_capacity(want);
+        let result = tail.read_front(want, &mut batch);
+        let loaded = batch.len();
+        for entry in batch {
+            let size = entry.message.body_size();
+            self.ready -= 1;
+            self.tail_len -= 1;
+            self.tail_bytes = self.tail_bytes.saturating_sub(size);
+            self.acct.bytes = self.acct.bytes.saturating_sub(size);
+            self.insert_ordered(entry);
+        }
+        if result.is_err() || loaded == 0 {
+            tracing::error!(
+                lost = self.tail_len,
+                error = ?result.err(),
+                "queue tail store unreadable; the messages in it are dropped"
+            );
+            self.ready -= self.tail_len;
+            self.acct.bytes = self.acct.bytes.saturating_sub(self.tail_bytes);
+            self.tail_len = 0;
+            self.tail_bytes = 0;
+        }
+        if self.tail_len == 0 {
+            if let Some(tail) = self.tail.as_mut() {
+                tail.clear();
+            }
+        }
+        loaded
     }
 
     /// Puts an entry into its level at its `seq` position.
@@ -365,6 +479,7 @@ impl<C> QueueState<C> {
     /// so a TTL 0 message can still go to a consumer that is ready in the same instant.
     fn settle_head(&mut self, now: u64, dead: &mut Vec<Dead>) -> bool {
         loop {
+            self.refill();
             let Some(deque) = self.levels.iter_mut().rev().find(|d| !d.is_empty()) else {
                 return false;
             };
@@ -397,6 +512,7 @@ impl<C> QueueState<C> {
 
     /// Removes the head message without looking at its deadline.
     fn pop_head(&mut self) -> Option<Entry> {
+        self.refill();
         for deque in self.levels.iter_mut().rev() {
             while let Some(slot) = deque.pop_front() {
                 if let Some(entry) = slot.entry {
@@ -552,6 +668,24 @@ impl<C> QueueState<C> {
     /// Removes every ready message whose deadline is `now` or earlier, wherever it is in
     /// the queue, adding them to `dead`. Costs O(log n) per expired message.
     pub fn expire(&mut self, now: u64, dead: &mut Vec<Dead>) {
+        loop {
+            self.expire_in_memory(now, dead);
+            // Tail entries are not in the deadline heap: once memory runs low, read more
+            // back (refill registers their deadlines) and expire those that are due.
+            if self.refill() == 0 {
+                break;
+            }
+        }
+        if self.mem_ready() == 0 {
+            // Nothing left in memory to expire: drop tombstones and stale deadlines.
+            for deque in &mut self.levels {
+                deque.clear();
+            }
+            self.deadlines.clear();
+        }
+    }
+
+    fn expire_in_memory(&mut self, now: u64, dead: &mut Vec<Dead>) {
         while let Some(Reverse((at, seq, level))) = self.deadlines.peek().copied() {
             if at > now {
                 break;
@@ -585,29 +719,49 @@ impl<C> QueueState<C> {
                 }
             }
         }
-        if self.ready == 0 {
-            // Nothing left to expire: drop tombstones and stale deadlines at once.
-            for deque in &mut self.levels {
-                deque.clear();
-            }
-            self.deadlines.clear();
-        }
     }
 
     /// Drops every ready message; returns them (their storage must be released).
     pub fn purge(&mut self) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.ready);
+        self.purge_each(|e| out.push(e));
+        out
+    }
+
+    /// Drops every ready message, handing each to `release` (the tail store's too, read
+    /// back a window at a time); returns how many.
+    pub fn purge_each(&mut self, mut release: impl FnMut(Entry)) -> usize {
+        let mut held = 0;
+        let count = self.ready;
         for deque in &mut self.levels {
-            out.extend(deque.drain(..).filter_map(|s| s.entry));
+            for entry in deque.drain(..).filter_map(|s| s.entry) {
+                held += resident_size(&entry.message);
+                release(entry);
+            }
         }
-        self.deadlines.clear();
-        self.ready = 0;
-        self.acct.bytes = 0;
         if let Some(r) = &self.acct.resident {
-            let held: usize = out.iter().map(|e| e.message.body.len()).sum();
             r.fetch_sub(held, Ordering::Relaxed);
         }
-        out
+        self.deadlines.clear();
+        if let Some(tail) = self.tail.as_mut() {
+            let mut batch = Vec::new();
+            while self.tail_len > 0 {
+                let want = self.tail_window.min(self.tail_len);
+                let result = tail.read_front(want, &mut batch);
+                if batch.is_empty() {
+                    tracing::error!(lost = self.tail_len, error = ?result.err(), "queue tail store unreadable while purging");
+                    break;
+                }
+                self.tail_len -= batch.len();
+                batch.drain(..).for_each(&mut release);
+            }
+            tail.clear();
+        }
+        self.tail_len = 0;
+        self.tail_bytes = 0;
+        self.ready = 0;
+        self.acct.bytes = 0;
+        count
     }
 }
 
@@ -1129,5 +1283,221 @@ mod tests {
             proptest::prop_assert_eq!(seqs, sorted);
             proptest::prop_assert_eq!(q.unacked_len(), held.len());
         }
+    }
+
+    // ---- the tail store
+
+    /// A message whose body is "on disk": the stored ref's offset carries its number.
+    fn paged(n: u32) -> Arc<Message> {
+        Arc::new(Message {
+            stored: Some(crate::StoredRef {
+                segment: 1,
+                offset: n,
+                len: 10,
+            }),
+            paged_len: Some(10),
+            body: Bytes::new(),
+            ..(*msg("")).clone()
+        })
+    }
+
+    fn number(e: &Entry) -> u32 {
+        e.message.stored.map_or(u32::MAX, |r| r.offset)
+    }
+
+    fn tailed(config: QueueConfig, window: usize) -> QueueState<ConsumerId> {
+        let mut q = with(config);
+        q.set_tail_store(Box::new(crate::tail::MemoryTail::default()), window);
+        q
+    }
+
+    fn get_all(q: &mut QueueState<ConsumerId>, now: u64) -> Vec<Entry> {
+        let mut dead = Vec::new();
+        std::iter::from_fn(|| q.pop_for_get(now, &mut dead, false)).collect()
+    }
+
+    #[test]
+    fn tail_keeps_fifo_order_and_counts_and_bounds_memory() {
+        let mut q = tailed(QueueConfig::default(), 8);
+        let mut dead = Vec::new();
+        for n in 0..100 {
+            q.push(paged(n), 0, &mut dead);
+            assert!(q.mem_ready() <= 8, "memory holds {}", q.mem_ready());
+        }
+        // A body still in memory after the tail started goes to the tail too (order).
+        q.push(msg("in-memory"), 0, &mut dead);
+        assert_eq!(q.ready_len(), 101);
+        assert_eq!(q.tail_len(), 93);
+        assert_eq!(q.ready_bytes(), 100 * 10 + 9);
+        let mut seen = Vec::new();
+        let mut dead = Vec::new();
+        while let Some(e) = q.pop_for_get(0, &mut dead, false) {
+            assert!(q.mem_ready() <= 8);
+            seen.push(e);
+        }
+        let numbers: Vec<u32> = seen[..100].iter().map(number).collect();
+        assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+        assert_eq!(body(&seen[100]), b"in-memory");
+        assert_eq!((q.ready_len(), q.tail_len(), q.ready_bytes()), (0, 0, 0));
+    }
+
+    #[test]
+    fn in_memory_bodies_alone_never_start_a_tail() {
+        let mut q = tailed(QueueConfig::default(), 4);
+        let mut dead = Vec::new();
+        for i in 0..50 {
+            q.push(msg(&i.to_string()), 0, &mut dead);
+        }
+        assert_eq!(q.tail_len(), 0);
+        assert_eq!(bodies(&mut q, 0).len(), 50);
+    }
+
+    #[test]
+    fn requeued_messages_go_before_the_tail() {
+        let mut q = tailed(QueueConfig::default(), 4);
+        q.add_consumer(slot(1, 2, false));
+        let mut dead = Vec::new();
+        for n in 0..20 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        let first: Vec<Entry> = drain(&mut q).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(first.iter().map(number).collect::<Vec<_>>(), vec![0, 1]);
+        q.requeue(Some(1), first, &mut dead);
+        q.remove_consumer(1);
+        let all = get_all(&mut q, 0);
+        assert_eq!(
+            all.iter().map(number).collect::<Vec<_>>(),
+            (0..20).collect::<Vec<_>>()
+        );
+        assert!(all[0].redelivered && all[1].redelivered && !all[2].redelivered);
+    }
+
+    #[test]
+    fn ttl_expires_through_the_tail_without_consumers() {
+        let mut q = tailed(
+            QueueConfig {
+                message_ttl: Some(100),
+                ..Default::default()
+            },
+            4,
+        );
+        let mut dead = Vec::new();
+        for n in 0..30 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        q.push(paged(30), 500, &mut dead);
+        assert!(q.tail_len() > 0);
+        q.expire(200, &mut dead);
+        assert_eq!(dead.len(), 30);
+        assert!(dead.iter().all(|d| d.reason == DeathReason::Expired));
+        assert_eq!(
+            dead.iter().map(|d| number(&d.entry)).collect::<Vec<_>>(),
+            (0..30).collect::<Vec<_>>()
+        );
+        assert_eq!(q.ready_len(), 1);
+        assert_eq!(q.next_deadline(), Some(600));
+    }
+
+    #[test]
+    fn purge_releases_the_tail_too() {
+        let mut q = tailed(QueueConfig::default(), 4);
+        let mut dead = Vec::new();
+        for n in 0..25 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        let purged = q.purge();
+        assert_eq!(
+            purged.iter().map(number).collect::<Vec<_>>(),
+            (0..25).collect::<Vec<_>>()
+        );
+        assert_eq!((q.ready_len(), q.tail_len(), q.ready_bytes()), (0, 0, 0));
+        q.push(paged(99), 0, &mut dead);
+        assert_eq!(
+            get_all(&mut q, 0).iter().map(number).collect::<Vec<_>>(),
+            vec![99]
+        );
+    }
+
+    #[test]
+    fn drop_head_limit_counts_the_tail() {
+        let mut q = tailed(
+            QueueConfig {
+                max_length: Some(10),
+                ..Default::default()
+            },
+            4,
+        );
+        let mut dead = Vec::new();
+        for n in 0..30 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        assert_eq!(q.ready_len(), 10);
+        assert_eq!(dead.len(), 20);
+        assert_eq!(
+            get_all(&mut q, 0).iter().map(number).collect::<Vec<_>>(),
+            (20..30).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn priority_and_quorum_queues_keep_everything_in_memory() {
+        for config in [
+            QueueConfig {
+                max_priority: Some(3),
+                ..Default::default()
+            },
+            QueueConfig {
+                returns_to_back: true,
+                ..Default::default()
+            },
+        ] {
+            let mut q = tailed(config, 2);
+            let mut dead = Vec::new();
+            for n in 0..10 {
+                q.push(paged(n), 0, &mut dead);
+            }
+            assert_eq!(q.tail_len(), 0);
+            assert_eq!(get_all(&mut q, 0).len(), 10);
+        }
+    }
+
+    #[test]
+    fn failed_tail_appends_stay_in_memory_in_order() {
+        let mut q = with(QueueConfig::default());
+        let mut tail = crate::tail::MemoryTail::default();
+        tail.fail_appends = true;
+        q.set_tail_store(Box::new(tail), 2);
+        let mut dead = Vec::new();
+        for n in 0..10 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        assert_eq!(q.tail_len(), 0);
+        assert_eq!(
+            get_all(&mut q, 0).iter().map(number).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn resident_counter_covers_entries_and_returns_to_zero() {
+        let counter = Arc::new(AtomicUsize::new(0));
+        let mut q = tailed(QueueConfig::default(), 4);
+        q.set_resident_counter(counter.clone());
+        let mut dead = Vec::new();
+        q.push(msg("abc"), 0, &mut dead);
+        assert_eq!(counter.load(Ordering::Relaxed), 3 + 2 + ENTRY_OVERHEAD);
+        for n in 0..20 {
+            q.push(paged(n), 0, &mut dead);
+        }
+        // Only the in-memory window is counted.
+        assert_eq!(
+            counter.load(Ordering::Relaxed),
+            3 + 2 + ENTRY_OVERHEAD + 3 * (2 + ENTRY_OVERHEAD)
+        );
+        get_all(&mut q, 0);
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
+        q.push(msg("x"), 0, &mut dead);
+        q.purge();
+        assert_eq!(counter.load(Ordering::Relaxed), 0);
     }
 }
