@@ -154,7 +154,7 @@ class RabbitD(bench.RabbitMQ):
                        RABBITMQ_LOG_BASE=os.path.join(self.tmp, "log"),
                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.tmp, "enabled_plugins"))
             t0 = time.monotonic()
-            self.proc = subprocess.Popen(["rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(bench.rabbitmq_command(), env=env, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, start_new_session=True)
             self.pid = self.proc.pid
             ok = bench.wait_for_start(self.port, time.monotonic() + 600)

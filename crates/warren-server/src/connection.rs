@@ -19,7 +19,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpStream},
-    sync::mpsc,
 };
 use tracing::{debug, info, warn};
 use warren_codec::{
@@ -103,11 +102,13 @@ struct Connection {
     auth_failure_close: bool,
     /// A handshake error closes the socket without a word, after a delay.
     silent_close: bool,
+    /// Capacity for the next round's output buffer (the last round's size).
+    out_hint: usize,
     started: Instant,
     last_recv: Instant,
     last_send: Instant,
     closing_since: Option<Instant>,
-    writer: mpsc::UnboundedSender<Bytes>,
+    writer: crate::mailbox::Sender<Bytes>,
     /// For the management API (admin.rs): local address, client properties, mechanism.
     local: SocketAddr,
     client_properties: FieldTable,
@@ -119,8 +120,8 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     let id = broker.next_id();
     let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = crate::mailbox::mailbox();
+    let (inbox_tx, inbox_rx) = crate::mailbox::mailbox();
     let handle = Arc::new(ConnHandle::new(id, inbox_tx));
     let writer = tokio::spawn(write_loop(wr, out_rx, handle.clone()));
     let frame_max = broker.config.frame_max;
@@ -131,7 +132,8 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             handle,
             vhost: None,
             user: String::new(),
-            out: BytesMut::with_capacity(4096),
+            // Allocated for each round of output (see `flush`): idle connections hold none.
+            out: BytesMut::new(),
             frame_max,
             cancel_notify: false,
             exclusive_queues: Vec::new(),
@@ -149,6 +151,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         heartbeat: 0,
         auth_failure_close: false,
         silent_close: false,
+        out_hint: 4096,
         started: now,
         last_recv: now,
         last_send: now,
@@ -172,24 +175,30 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
 /// write when the socket is slower than the producer.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: crate::mailbox::Receiver<Bytes>,
     handle: Arc<ConnHandle>,
 ) {
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
         let (result, written) = match rx.try_recv() {
-            Err(_) => (wr.write_all(&first).await, first.len()),
-            Ok(second) => {
+            None => (wr.write_all(&first).await, first.len()),
+            Some(second) => {
                 batch.clear();
                 batch.extend_from_slice(&first);
                 batch.extend_from_slice(&second);
                 while batch.len() < 1 << 20 {
                     match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
+                        Some(more) => batch.extend_from_slice(&more),
+                        None => break,
                     }
                 }
-                (wr.write_all(&batch).await, batch.len())
+                let result = (wr.write_all(&batch).await, batch.len());
+                // A burst may have grown the batch to megabytes: do not keep that for
+                // a connection that goes quiet.
+                if batch.capacity() > 256 << 10 {
+                    batch = BytesMut::new();
+                }
+                result
             }
         };
         if result.is_err() {
@@ -285,7 +294,7 @@ impl Connection {
     async fn serve(
         &mut self,
         mut rd: OwnedReadHalf,
-        mut inbox: mpsc::UnboundedReceiver<ConnEvent>,
+        mut inbox: crate::mailbox::Receiver<ConnEvent>,
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let handshake = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
@@ -367,7 +376,10 @@ impl Connection {
                     }
                 },
                 event = inbox.recv() => match event {
-                    Some(ev) => self.on_event(ev),
+                    Some(ev) => {
+                        self.reserve_out();
+                        self.on_event(ev);
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(tick.into()) => {
@@ -430,19 +442,32 @@ impl Connection {
         if self.ctx.out.is_empty() {
             return;
         }
-        let chunk = self.ctx.out.split().freeze();
+        // Take the whole buffer: a split would keep its spare capacity alive (kilobytes
+        // per idle connection). The next round allocates what this one needed.
+        self.out_hint = self.ctx.out.len().clamp(256, 64 << 10);
+        let chunk = std::mem::take(&mut self.ctx.out).freeze();
         self.last_send = Instant::now();
         self.io.sent(chunk.len()); // management stats
         self.ctx.handle.queued(chunk.len());
         let _ = self.writer.send(chunk);
     }
 
-    fn drain_inbox(&mut self, inbox: &mut mpsc::UnboundedReceiver<ConnEvent>) {
+    /// One allocation for the round's output instead of growing from nothing.
+    fn reserve_out(&mut self) {
+        if self.ctx.out.capacity() == 0 {
+            self.ctx.out.reserve(self.out_hint);
+        }
+    }
+
+    fn drain_inbox(&mut self, inbox: &mut crate::mailbox::Receiver<ConnEvent>) {
         // Bounded so a flood of deliveries cannot starve reads (acks) forever.
         for _ in 0..1024 {
             match inbox.try_recv() {
-                Ok(ev) => self.on_event(ev),
-                Err(_) => break,
+                Some(ev) => {
+                    self.reserve_out();
+                    self.on_event(ev);
+                }
+                None => break,
             }
             if self.ctx.out.len() > 1 << 20 {
                 self.flush();
@@ -523,6 +548,9 @@ impl Connection {
     }
 
     fn process_buffer(&mut self, buf: &mut BytesMut) {
+        if !buf.is_empty() {
+            self.reserve_out();
+        }
         loop {
             if self.phase == Phase::Done {
                 return;

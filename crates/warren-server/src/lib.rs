@@ -18,6 +18,7 @@ mod deadletter;
 pub mod definitions;
 pub mod error;
 pub mod json;
+pub mod mailbox;
 mod names;
 pub mod persist;
 pub mod policy;

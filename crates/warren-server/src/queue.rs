@@ -12,7 +12,6 @@ use std::sync::{
 
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use warren_store::{ConsumerId, Dead, DeathReason, Entry, Message, PushOutcome, QueueState};
 
 use crate::{
@@ -65,7 +64,7 @@ pub struct Delivery {
 #[derive(Debug)]
 pub struct ConnHandle {
     pub id: u64,
-    pub inbox: mpsc::UnboundedSender<ConnEvent>,
+    pub inbox: crate::mailbox::Sender<ConnEvent>,
     /// Bytes handed to the writer task and not yet written to the socket.
     pub write_backlog: AtomicUsize,
     /// Set while the backlog is above the high-water mark: queues stop handing this
@@ -79,7 +78,7 @@ pub const WRITE_HIGH_WATER: usize = 8 << 20;
 pub const WRITE_LOW_WATER: usize = 1 << 20;
 
 impl ConnHandle {
-    pub fn new(id: u64, inbox: mpsc::UnboundedSender<ConnEvent>) -> Self {
+    pub fn new(id: u64, inbox: crate::mailbox::Sender<ConnEvent>) -> Self {
         ConnHandle {
             id,
             inbox,
@@ -463,9 +462,7 @@ impl Queue {
                 no_ack: d.consumer.no_ack,
                 entry: d.entry,
             };
-            if let Err(mpsc::error::SendError(ConnEvent::Deliver(back))) =
-                conn.inbox.send(ConnEvent::Deliver(delivery))
-            {
+            if let Err(ConnEvent::Deliver(back)) = conn.inbox.send(ConnEvent::Deliver(delivery)) {
                 // The consumer's connection is gone; its cleanup removes the consumer.
                 // Put the message back and stop handing messages to that consumer now.
                 let id = back.consumer_id;
@@ -600,7 +597,7 @@ mod tests {
 
     #[test]
     fn write_backlog_blocks_above_high_water_and_unblocks_below_low_water() {
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = crate::mailbox::mailbox();
         let h = ConnHandle::new(1, tx);
         h.queued(WRITE_HIGH_WATER);
         assert!(!h.write_blocked.load(Ordering::Acquire));
