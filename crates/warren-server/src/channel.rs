@@ -656,7 +656,7 @@ impl Channel {
             // Persistent messages for durable queues go to disk, and so does any body
             // that would take the broker over its memory budget (then kept on disk only).
             let durable = message.persistent && queues.iter().any(|q| q.is_recoverable());
-            let page = vhost.persistence.over_budget(message.body.len());
+            let page = vhost.persistence.should_page(message.body.len(), durable);
             let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
             if let (true, Some(ids)) = (durable || page, ids) {
                 let callback = durable_callback(ctx, self.id, token.filter(|_| durable));
@@ -2044,23 +2044,20 @@ fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes
 }
 
 fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
-    let _ = target
-        .conn
-        .inbox
-        .send(crate::queue::ConnEvent::Deliver(Delivery {
-            channel: target.channel,
-            queue: None,
-            consumer_id: 0,
-            consumer_tag: target.consumer_tag,
-            no_ack: true,
-            entry: Entry {
-                message,
-                seq: 0,
-                redelivered: false,
-                expires_at: None,
-                delivery_count: 0,
-            },
-        }));
+    let _ = target.conn.send_delivery(Delivery {
+        channel: target.channel,
+        queue: None,
+        consumer_id: 0,
+        consumer_tag: target.consumer_tag,
+        no_ack: true,
+        entry: Entry {
+            message,
+            seq: 0,
+            redelivered: false,
+            expires_at: None,
+            delivery_count: 0,
+        },
+    });
 }
 
 /// Deletes a queue: bindings go, consumers are told, messages are dropped. Returns how

@@ -482,7 +482,15 @@ impl Connection {
 
     fn on_event(&mut self, ev: ConnEvent) {
         match ev {
-            ConnEvent::Deliver(d) => self.on_delivery(d),
+            ConnEvent::Deliver(d) => {
+                self.on_delivery(d);
+                if self.ctx.handle.delivery_handled() {
+                    // Queues held messages back while the inbox was full: ask again.
+                    for ch in self.channels.values() {
+                        ch.redispatch_consumers();
+                    }
+                }
+            }
             ConnEvent::Cancelled {
                 channel,
                 consumer_tag,

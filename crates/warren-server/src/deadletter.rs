@@ -83,7 +83,7 @@ fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Que
     let mut message = message;
     if let (false, Some(storage)) = (targets.is_empty(), vhost.persistence.storage()) {
         let durable = message.persistent && targets.iter().any(|q| q.is_recoverable());
-        let page = vhost.persistence.over_budget(message.body.len());
+        let page = vhost.persistence.should_page(message.body.len(), durable);
         let ids: Option<Vec<u64>> = targets.iter().map(|q| q.store_id).collect();
         if let (true, Some(ids)) = (durable || page, ids) {
             // Nobody waits for this sync: dead-lettering is at-most-once, as in RabbitMQ.

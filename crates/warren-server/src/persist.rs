@@ -191,6 +191,9 @@ impl MetaLog {
     }
 }
 
+/// Smallest transient body written to the journal to save memory (see `should_page`).
+pub const PAGE_MIN_TRANSIENT_BODY: usize = 4096;
+
 /// Where the broker's durable metadata goes; empty until [`open`] attaches a log (tests
 /// and embedded brokers may run without one).
 #[derive(Default)]
@@ -202,7 +205,7 @@ pub struct Persistence {
     /// Body bytes of ready messages held in memory, all queues together.
     pub resident: Arc<AtomicUsize>,
     /// Above this many resident bytes, new message bodies are kept on disk only.
-    budget: AtomicUsize,
+    pub budget: Arc<AtomicUsize>,
     /// Where long queues keep their tails (set when the message store opens).
     pub spill_root: crate::spill::SpillRoot,
 }
@@ -219,9 +222,17 @@ impl std::fmt::Debug for Persistence {
 impl Persistence {
     pub fn new(memory_budget: usize) -> Arc<Self> {
         Arc::new(Persistence {
-            budget: AtomicUsize::new(memory_budget),
+            budget: Arc::new(AtomicUsize::new(memory_budget)),
             ..Persistence::default()
         })
+    }
+
+    /// Whether a new message's body should be kept on disk only. Past the budget a body
+    /// that goes to disk anyway (persistent, durable queue) always is; a transient one
+    /// only when large: a small one costs a journal write and a read per delivery, more
+    /// than it saves, and long queues keep it in their tail file instead.
+    pub fn should_page(&self, len: usize, on_disk_anyway: bool) -> bool {
+        self.over_budget(len) && (on_disk_anyway || len >= PAGE_MIN_TRANSIENT_BODY)
     }
 
     /// Whether a body of `len` more bytes would take resident bodies over the budget.

@@ -70,7 +70,18 @@ pub struct ConnHandle {
     /// Set while the backlog is above the high-water mark: queues stop handing this
     /// connection deliveries, so a slow reader cannot make the broker buffer without bound.
     pub write_blocked: AtomicBool,
+    /// Deliveries in the inbox the connection task has not handled yet.
+    pending_deliveries: AtomicUsize,
+    /// A queue held a delivery back because of `pending_deliveries`: it must be asked to
+    /// dispatch again once the connection catches up.
+    inbox_full: AtomicBool,
 }
+
+/// Deliveries waiting in a connection's inbox beyond which queues keep messages (where
+/// they count as ready, expire and page out) instead of handing them over...
+pub const INBOX_HIGH_WATER: usize = 4096;
+/// ...until the connection has worked its inbox down to this.
+pub const INBOX_LOW_WATER: usize = 1024;
 
 /// Backlog above which a connection gets no more deliveries...
 pub const WRITE_HIGH_WATER: usize = 8 << 20;
@@ -84,6 +95,8 @@ impl ConnHandle {
             inbox,
             write_backlog: AtomicUsize::new(0),
             write_blocked: AtomicBool::new(false),
+            pending_deliveries: AtomicUsize::new(0),
+            inbox_full: AtomicBool::new(false),
         }
     }
 
@@ -93,6 +106,45 @@ impl ConnHandle {
         if total > WRITE_HIGH_WATER {
             self.write_blocked.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether a queue may hand this connection another delivery. The flag is raised
+    /// before the second look so that the connection, which lowers the count and then
+    /// reads the flag, cannot miss it (both sides SeqCst: a Dekker-style handshake).
+    pub fn has_delivery_room(&self) -> bool {
+        if self.pending_deliveries.load(Ordering::SeqCst) < INBOX_HIGH_WATER {
+            return true;
+        }
+        self.inbox_full.store(true, Ordering::SeqCst);
+        self.pending_deliveries.load(Ordering::SeqCst) < INBOX_HIGH_WATER
+    }
+
+    /// Puts a delivery in the inbox; gives it back when the connection is gone.
+    pub fn send_delivery(&self, delivery: Delivery) -> Result<(), Delivery> {
+        self.pending_deliveries.fetch_add(1, Ordering::SeqCst);
+        match self.inbox.send(ConnEvent::Deliver(delivery)) {
+            Ok(()) => Ok(()),
+            Err(ev) => {
+                self.pending_deliveries.fetch_sub(1, Ordering::SeqCst);
+                match ev {
+                    ConnEvent::Deliver(d) => Err(d),
+                    // send gives back what it was given
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The connection task handled a delivery; true when queues held deliveries back
+    /// and the inbox is now low enough to ask them again.
+    pub fn delivery_handled(&self) -> bool {
+        let left = self
+            .pending_deliveries
+            .fetch_sub(1, Ordering::SeqCst)
+            .saturating_sub(1);
+        left <= INBOX_LOW_WATER
+            && self.inbox_full.load(Ordering::SeqCst)
+            && self.inbox_full.swap(false, Ordering::SeqCst)
     }
 
     /// Accounts bytes written; true when this unblocked deliveries (the connection must
@@ -222,7 +274,10 @@ pub struct QueueDecl {
 impl Queue {
     pub fn new(decl: QueueDecl, home: &Arc<VHost>) -> Arc<Self> {
         let mut state = QueueState::with_config(decl.settings.config.clone());
-        state.set_resident_counter(home.persistence.resident.clone());
+        state.set_memory_accounts(
+            home.persistence.resident.clone(),
+            home.persistence.budget.clone(),
+        );
         state.set_tail_store(
             Box::new(crate::spill::FileTail::new(
                 home.persistence.spill_root.clone(),
@@ -442,7 +497,9 @@ impl Queue {
         dead: &mut Vec<Dead>,
     ) {
         while let Some(d) = state.dispatch(now, dead, |h| {
-            !h.conn.write_blocked.load(Ordering::Acquire) && h.shared.try_reserve(h.no_ack)
+            !h.conn.write_blocked.load(Ordering::Acquire)
+                && h.conn.has_delivery_room()
+                && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
             // management stats
@@ -462,7 +519,7 @@ impl Queue {
                 no_ack: d.consumer.no_ack,
                 entry: d.entry,
             };
-            if let Err(ConnEvent::Deliver(back)) = conn.inbox.send(ConnEvent::Deliver(delivery)) {
+            if let Err(back) = conn.send_delivery(delivery) {
                 // The consumer's connection is gone; its cleanup removes the consumer.
                 // Put the message back and stop handing messages to that consumer now.
                 let id = back.consumer_id;
@@ -594,6 +651,61 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn delivery(n: u64) -> Delivery {
+        Delivery {
+            channel: 1,
+            queue: None,
+            consumer_id: n,
+            consumer_tag: Arc::from("c"),
+            no_ack: true,
+            entry: Entry {
+                message: Arc::new(Message {
+                    exchange: Arc::from(""),
+                    routing_key: Arc::from("q"),
+                    properties: bytes::Bytes::new(),
+                    body: bytes::Bytes::new(),
+                    persistent: false,
+                    priority: 0,
+                    expiration: None,
+                    bcc: None,
+                    stored: None,
+                    paged_len: None,
+                }),
+                seq: n,
+                redelivered: false,
+                expires_at: None,
+                delivery_count: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_inbox_holds_deliveries_back_until_worked_down() {
+        let (tx, mut rx) = crate::mailbox::mailbox();
+        let h = ConnHandle::new(1, tx);
+        for n in 0..INBOX_HIGH_WATER as u64 {
+            assert!(h.has_delivery_room());
+            assert!(h.send_delivery(delivery(n)).is_ok());
+        }
+        assert!(!h.has_delivery_room(), "full at the high-water mark");
+        // Handled down to just above the low-water mark: no call to dispatch yet.
+        for _ in 0..INBOX_HIGH_WATER - INBOX_LOW_WATER - 1 {
+            assert!(rx.try_recv().is_some());
+            assert!(!h.delivery_handled());
+        }
+        assert!(rx.try_recv().is_some());
+        assert!(
+            h.delivery_handled(),
+            "at the low-water mark queues are asked again"
+        );
+        assert!(h.has_delivery_room());
+        // Once only, and not at all when nothing was held back.
+        assert!(!h.delivery_handled());
+        // A connection that is gone gives the delivery back and counts nothing.
+        drop(rx);
+        assert!(h.send_delivery(delivery(7)).is_err());
+    }
 
     #[test]
     fn write_backlog_blocks_above_high_water_and_unblocks_below_low_water() {

@@ -90,6 +90,8 @@ pub struct Dispatched<'a, C> {
 struct ByteAccounts {
     bytes: usize,
     resident: Option<Arc<AtomicUsize>>,
+    /// The memory budget `resident` is held to.
+    budget: Option<Arc<AtomicUsize>>,
 }
 
 impl ByteAccounts {
@@ -212,6 +214,20 @@ impl<C> QueueState<C> {
         self.acct.resident = Some(counter);
     }
 
+    /// [`Self::set_resident_counter`], and the budget that, once exceeded, sends entries
+    /// past the window to the tail store even with their bodies still in memory.
+    pub fn set_memory_accounts(&mut self, counter: Arc<AtomicUsize>, budget: Arc<AtomicUsize>) {
+        self.acct.resident = Some(counter);
+        self.acct.budget = Some(budget);
+    }
+
+    fn memory_short(&self) -> bool {
+        match (&self.acct.resident, &self.acct.budget) {
+            (Some(r), Some(b)) => r.load(Ordering::Relaxed) > b.load(Ordering::Relaxed),
+            _ => false,
+        }
+    }
+
     fn level_of(&self, message: &Message) -> u8 {
         match self.config.max_priority {
             Some(max) => message.priority.min(max),
@@ -301,11 +317,12 @@ impl<C> QueueState<C> {
     }
 
     /// Appends a new entry (the highest seq so far): to the tail store once the queue
-    /// keeps one, or when it holds a window of entries in memory and this one's body is
-    /// on disk already (the budget is short); to memory otherwise.
+    /// keeps one, or when it holds a window of entries in memory and memory is short
+    /// (the body was paged out, or the budget is exceeded); to memory otherwise.
     fn enqueue_new(&mut self, entry: Entry) {
-        let spill =
-            self.tail_len > 0 || (entry.message.is_paged() && self.mem_ready() >= self.tail_window);
+        let spill = self.tail_len > 0
+            || (self.mem_ready() >= self.tail_window
+                && (entry.message.is_paged() || self.memory_short()));
         if spill && self.levels.len() == 1 && !self.config.returns_to_back {
             if let Some(tail) = self.tail.as_mut() {
                 match tail.append(&entry) {
@@ -1350,6 +1367,24 @@ mod tests {
         }
         assert_eq!(q.tail_len(), 0);
         assert_eq!(bodies(&mut q, 0).len(), 50);
+    }
+
+    #[test]
+    fn past_the_budget_in_memory_bodies_go_to_the_tail_with_their_bodies() {
+        let mut q = tailed(QueueConfig::default(), 4);
+        let resident = Arc::new(AtomicUsize::new(0));
+        let budget = Arc::new(AtomicUsize::new(10 * ENTRY_OVERHEAD));
+        q.set_memory_accounts(resident.clone(), budget);
+        let mut dead = Vec::new();
+        for i in 0..40 {
+            q.push(msg(&format!("m{i}")), 0, &mut dead);
+        }
+        // Ten entries fit the budget; past it, only the window stays in memory.
+        assert_eq!(q.mem_ready(), 10);
+        assert_eq!(q.tail_len(), 30);
+        let expected: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        assert_eq!(bodies(&mut q, 0), expected);
+        assert_eq!(resident.load(Ordering::Relaxed), 0);
     }
 
     #[test]
