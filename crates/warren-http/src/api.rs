@@ -658,7 +658,9 @@ fn fd_counts() -> (u64, u64) {
 }
 
 fn node_json(b: &Broker) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
     let (fd_used, fd_total) = fd_counts();
+    let alarms = b.alarms.current();
     let mut v = churn(b);
     if let Value::Object(m) = &mut v {
         let extra = json!({
@@ -669,8 +671,12 @@ fn node_json(b: &Broker) -> Value {
             "uptime": b.admin.started.elapsed().as_millis() as u64,
             "mem_used": proc_rss_bytes(),
             "mem_used_details": rate(0.0),
-            "mem_alarm": false,
-            "disk_free_alarm": false,
+            "mem_limit": b.alarms.mem_limit.load(Relaxed),
+            "mem_alarm": alarms.memory,
+            "disk_free": b.alarms.disk_free.load(Relaxed),
+            "disk_free_details": rate(0.0),
+            "disk_free_limit": b.alarms.disk_free_limit.load(Relaxed),
+            "disk_free_alarm": alarms.disk,
             "fd_used": fd_used,
             "fd_total": fd_total,
             "sockets_used": b.admin.connections.len(),
@@ -1827,7 +1833,7 @@ fn connection_json(c: &ConnInfo) -> Value {
         "name": c.name,
         "node": node_name(),
         "type": "network",
-        "state": "running",
+        "state": c.handle.flow_state().as_str(),
         "protocol": "AMQP 0-9-1",
         "host": c.local.ip().to_string(),
         "port": c.local.port(),

@@ -71,6 +71,9 @@ pub struct ConnHandle {
     /// Set while the backlog is above the high-water mark: queues stop handing this
     /// connection deliveries, so a slow reader cannot make the broker buffer without bound.
     pub write_blocked: AtomicBool,
+    /// Resource-alarm state for the management API ([`crate::alarm::FlowState`]); not
+    /// to be confused with `write_blocked`, which is about this socket's backlog.
+    pub flow_state: std::sync::atomic::AtomicU8,
 }
 
 /// Backlog above which a connection gets no more deliveries...
@@ -85,7 +88,12 @@ impl ConnHandle {
             inbox,
             write_backlog: AtomicUsize::new(0),
             write_blocked: AtomicBool::new(false),
+            flow_state: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    pub fn flow_state(&self) -> crate::alarm::FlowState {
+        crate::alarm::FlowState::from_u8(self.flow_state.load(Ordering::Relaxed))
     }
 
     /// Accounts bytes queued for writing; blocks deliveries past the high-water mark.

@@ -38,6 +38,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
     let mut stop = shutdown.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     let timers = tokio::spawn(broker.timers.clone().run());
+    let alarms = tokio::spawn(crate::alarm::monitor(
+        broker.alarms.clone(),
+        broker.config.data_dir.clone(),
+        broker.config.vm_memory_high_watermark,
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,4 +84,5 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
         }
     }
     timers.abort();
+    alarms.abort();
 }
