@@ -196,11 +196,12 @@ def test_publisher_not_blocked_without_alarm(name):
     try:
         ch = conn.channel()
         ch.confirm_delivery()
-        ch.queue_declare(name, exclusive=True)
+        q = name("blocked")
+        ch.queue_declare(q, exclusive=True)
         for i in range(20):
-            ch.basic_publish("", name, b"m%d" % i)
+            ch.basic_publish("", q, b"m%d" % i)
         drain(conn, 0.3)
         assert events == []
-        assert ch.queue_declare(name, passive=True).method.message_count == 20
+        assert ch.queue_declare(q, passive=True).method.message_count == 20
     finally:
         safe_close(conn)

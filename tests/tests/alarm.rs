@@ -4,8 +4,9 @@
 //! connection.blocked "low on disk" after the first publish, not at open; the socket is
 //! no longer read; consumers keep working; the management API shows the alarm and the
 //! `blocking`/`blocked` states. The unblock path (connection.unblocked, reading resumed)
-//! needs the alarm to clear, which a test cannot cause: it is covered by the unit tests
-//! of warren-server's alarm module.
+//! needs the alarm to clear, which cannot be caused from outside (limits are fixed at
+//! start): crates/warren-server/tests/alarm_unblock.rs covers it in-process, and the
+//! alarm module's unit tests cover the state machine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -212,6 +213,17 @@ async fn disk_alarm_blocks_publishers_but_not_consumers() {
         connection_states(broker.http_port),
         vec!["blocked", "blocked", "blocking"]
     );
+    // Health checks fail as RabbitMQ's do (503, measured on 3.10.8).
+    let health = api(broker.http_port, "/api/health/checks/alarms");
+    assert_eq!(health["status"], "failed", "{health}");
+    assert_eq!(
+        health["reason"], "There are alarms in effect in the cluster",
+        "{health}"
+    );
+    assert_eq!(health["alarms"][0]["resource"], "disk space", "{health}");
+    assert_eq!(health["alarms"].as_array().unwrap().len(), 1, "{health}");
+    let local = api(broker.http_port, "/api/health/checks/local-alarms");
+    assert_eq!(local["reason"], "There are alarms in effect on the node");
     let metrics = {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
         write!(
@@ -236,6 +248,10 @@ async fn default_limit_publishes_freely() {
     assert_eq!(node["disk_free_alarm"], Value::Bool(false), "{node}");
     assert_eq!(node["mem_alarm"], Value::Bool(false), "{node}");
     assert_eq!(node["disk_free_limit"].as_u64(), Some(50_000_000));
+    assert_eq!(
+        api(broker.http_port, "/api/health/checks/alarms"),
+        serde_json::json!({"status": "ok"})
+    );
 
     let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
@@ -262,6 +278,14 @@ async fn memory_and_disk_alarms_are_both_named() {
     let node = node_when_sampled(broker.http_port).await;
     assert_eq!(node["mem_alarm"], Value::Bool(true), "{node}");
     assert_eq!(node["mem_limit"].as_u64(), Some(1_000_000));
+    let health = api(broker.http_port, "/api/health/checks/alarms");
+    let resources: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["disk space", "memory"], "{health}");
     let mut publisher = raw_open(broker.port, true).await;
     raw_publish(&mut publisher, "", b"x").await;
     match method_within(&mut publisher, WAIT).await {

@@ -116,8 +116,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
             get(policy).put(put_policy).delete(delete_policy),
         )
         .route("/api/healthchecks/node", get(health_ok))
-        .route("/api/health/checks/alarms", get(health_ok))
-        .route("/api/health/checks/local-alarms", get(health_ok))
+        .route("/api/health/checks/alarms", get(health_alarms))
+        .route("/api/health/checks/local-alarms", get(health_local_alarms))
         .route("/api/health/checks/virtual-hosts", get(health_ok))
         .route("/api/health/checks/port-listener/{port}", get(health_port))
         .route(
@@ -2259,6 +2259,46 @@ async fn health_ok(
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?;
     Ok(Json(json!({"status": "ok"})).into_response())
+}
+
+/// 503 with the alarms in effect, as RabbitMQ 3.10.8 answers (measured; resource names
+/// "disk space" and "memory").
+fn alarms_health(b: &Broker, reason: &str) -> Response {
+    let alarms = b.alarms.current();
+    if !alarms.any() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    let list: Vec<Value> = [(alarms.disk, "disk space"), (alarms.memory, "memory")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, resource)| json!({"node": node_name(), "resource": resource}))
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "failed", "reason": reason, "alarms": list})),
+    )
+        .into_response()
+}
+
+async fn health_alarms(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?;
+    Ok(alarms_health(
+        &b,
+        "There are alarms in effect in the cluster",
+    ))
+}
+
+async fn health_local_alarms(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?;
+    Ok(alarms_health(&b, "There are alarms in effect on the node"))
 }
 
 async fn health_port(
