@@ -12,21 +12,24 @@
 //!   reading resumes; a `blocking` one just goes back to `running` (nothing is sent).
 //!
 //! The state machines ([`Throttle`], [`evaluate`]) are pure; [`monitor`] samples the
-//! system (statvfs, /proc) at the edge and publishes the alarm set through a watch
-//! channel that every open connection follows.
+//! system (statvfs, /proc) at the edge, stores the alarm set and, when it changes, sends
+//! every open connection a [`ConnEvent::AlarmsChanged`] through the inbox it already
+//! polls (a watch channel would cost each connection a shared-lock registration per loop
+//! turn on the hot path).
 
 use std::{
     path::Path,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc,
     },
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::{broker::Broker, queue::ConnEvent};
 
 /// The resources in alarm, as a tiny set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +50,17 @@ impl AlarmSet {
 
     /// The reason text of connection.blocked. RabbitMQ 3.10.8 (measured) names the
     /// resources in sorted order joined by " & ", whichever alarm came first.
+    fn bits(self) -> u8 {
+        u8::from(self.disk) | (u8::from(self.memory) << 1)
+    }
+
+    fn from_bits(bits: u8) -> AlarmSet {
+        AlarmSet {
+            disk: bits & 1 != 0,
+            memory: bits & 2 != 0,
+        }
+    }
+
     pub fn reason(self) -> String {
         let mut names = Vec::with_capacity(2);
         if self.disk {
@@ -207,10 +221,10 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("byte size '{text}' is too large"))
 }
 
-/// The broker-wide alarm state: the current set (followed by connections) and the last
-/// sample with its limits (for the management API).
+/// The broker-wide alarm state: the current set and the last sample with its limits
+/// (for the management API).
 pub struct Alarms {
-    tx: watch::Sender<AlarmSet>,
+    current: AtomicU8,
     pub disk_free: AtomicU64,
     pub disk_free_limit: AtomicU64,
     pub mem_used: AtomicU64,
@@ -219,9 +233,8 @@ pub struct Alarms {
 
 impl Alarms {
     pub fn new(disk_free_limit: u64) -> Self {
-        let (tx, _) = watch::channel(AlarmSet::NONE);
         Alarms {
-            tx,
+            current: AtomicU8::new(0),
             disk_free: AtomicU64::new(0),
             disk_free_limit: AtomicU64::new(disk_free_limit),
             mem_used: AtomicU64::new(0),
@@ -230,18 +243,14 @@ impl Alarms {
     }
 
     pub fn current(&self) -> AlarmSet {
-        *self.tx.borrow()
+        AlarmSet::from_bits(self.current.load(Ordering::Acquire))
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<AlarmSet> {
-        self.tx.subscribe()
-    }
-
-    /// Publishes a new alarm set; connections react only to real changes.
-    pub fn set(&self, alarms: AlarmSet) {
-        let old = self.current();
+    /// Stores a new alarm set; true if it changed (connections must then be told).
+    pub fn set(&self, alarms: AlarmSet) -> bool {
+        let old = AlarmSet::from_bits(self.current.swap(alarms.bits(), Ordering::AcqRel));
         if old == alarms {
-            return;
+            return false;
         }
         for (was, is, what) in [
             (old.disk, alarms.disk, "disk"),
@@ -255,7 +264,7 @@ impl Alarms {
                 _ => {}
             }
         }
-        self.tx.send_replace(alarms);
+        true
     }
 }
 
@@ -295,9 +304,16 @@ fn total_memory() -> Option<u64> {
     Some(kb.saturating_mul(1024))
 }
 
-/// Samples disk and memory every second and publishes the alarm set. Runs inside
-/// [`crate::serve`] until aborted.
-pub async fn monitor(alarms: Arc<Alarms>, data_dir: std::path::PathBuf, watermark: Watermark) {
+/// Samples disk and memory every second and tells connections when the alarm set
+/// changes. Runs inside [`crate::serve`] until aborted.
+///
+/// No change is lost to a connection that is opening meanwhile: it registers in
+/// `broker.connections` before it reads the current set, and the set is stored before
+/// connections are walked, so it either reads the new set or gets the event.
+pub async fn monitor(broker: Arc<Broker>) {
+    let alarms = broker.alarms.clone();
+    let data_dir = broker.config.data_dir.clone();
+    let watermark = broker.config.vm_memory_high_watermark;
     let mem_limit = watermark.limit(total_memory());
     alarms
         .mem_limit
@@ -317,7 +333,11 @@ pub async fn monitor(alarms: Arc<Alarms>, data_dir: std::path::PathBuf, watermar
             .mem_used
             .store(sample.mem_used.unwrap_or(0), Ordering::Relaxed);
         let disk_limit = alarms.disk_free_limit.load(Ordering::Relaxed);
-        alarms.set(evaluate(sample, disk_limit, mem_limit));
+        if alarms.set(evaluate(sample, disk_limit, mem_limit)) {
+            for conn in broker.connections.iter() {
+                let _ = conn.inbox.send(ConnEvent::AlarmsChanged);
+            }
+        }
     }
 }
 
@@ -427,6 +447,18 @@ mod tests {
         assert!(parse_bytes("12XB").is_err());
         assert!(parse_bytes("MB").is_err());
         assert!(parse_bytes("99999999999999TB").is_err());
+    }
+
+    #[test]
+    fn alarm_set_reports_changes_only() {
+        let a = Alarms::new(1);
+        assert_eq!(a.current(), AlarmSet::NONE);
+        assert!(!a.set(AlarmSet::NONE));
+        assert!(a.set(BOTH));
+        assert_eq!(a.current(), BOTH);
+        assert!(!a.set(BOTH));
+        assert!(a.set(MEM));
+        assert_eq!(a.current(), MEM);
     }
 
     #[test]

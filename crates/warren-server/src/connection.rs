@@ -313,10 +313,6 @@ impl Connection {
             }
         }
         let _ = buf.split_to(PROTOCOL_HEADER.len());
-        // Alarm changes reach open connections through this; the state at open is read
-        // in on_open, so changes before that need no handling.
-        let mut alarm_rx = self.ctx.broker.alarms.subscribe();
-        let mut alarms_live = true;
         let start = connection::Start {
             version_major: 0,
             version_minor: 9,
@@ -346,15 +342,6 @@ impl Connection {
             let tick = self.next_tick;
             let paused = self.reading_paused();
             tokio::select! {
-                changed = alarm_rx.changed(), if alarms_live && self.phase == Phase::Open => {
-                    match changed {
-                        Ok(()) => {
-                            let set = *alarm_rx.borrow_and_update();
-                            self.apply_alarms(set);
-                        }
-                        Err(_) => alarms_live = false,
-                    }
-                },
                 // A connection blocked by a resource alarm is not read at all (RabbitMQ
                 // stops its reader); what is already buffered waits too.
                 ready = rd.readable(), if !paused => {
@@ -494,6 +481,10 @@ impl Connection {
                 if let Some(ch) = self.channels.get_mut(&channel) {
                     ch.on_durable(&mut self.ctx, token, stored);
                 }
+            }
+            ConnEvent::AlarmsChanged => {
+                let alarms = self.ctx.broker.alarms.current();
+                self.apply_alarms(alarms);
             }
             ConnEvent::Writable => {
                 for ch in self.channels.values() {

@@ -41,6 +41,8 @@ pub enum ConnEvent {
     },
     /// The socket caught up with the write backlog: deliveries may flow again.
     Writable,
+    /// The broker's resource alarms changed (alarm.rs): re-read them.
+    AlarmsChanged,
     /// The message store synced (`stored`) or failed to store something of a channel.
     Durable {
         channel: u16,

@@ -38,11 +38,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
     let mut stop = shutdown.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     let timers = tokio::spawn(broker.timers.clone().run());
-    let alarms = tokio::spawn(crate::alarm::monitor(
-        broker.alarms.clone(),
-        broker.config.data_dir.clone(),
-        broker.config.vm_memory_high_watermark,
-    ));
+    let alarms = tokio::spawn(crate::alarm::monitor(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
