@@ -4,7 +4,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from conftest import close_info, connect, params
+from conftest import close_info, connect, drain, params, safe_close
 
 ACCESS_REFUSED_TEXT = ("ACCESS_REFUSED - Login was refused using authentication mechanism "
                        "PLAIN. For details see the broker logfile.")
@@ -28,7 +28,7 @@ def test_server_properties(connection):
     assert isinstance(props["version"], (str, bytes)) and props["version"]
     caps = props["capabilities"]
     for cap in ("publisher_confirms", "exchange_exchange_bindings", "basic.nack",
-                "consumer_cancel_notify", "authentication_failure_close",
+                "consumer_cancel_notify", "connection.blocked", "authentication_failure_close",
                 "per_consumer_qos", "direct_reply_to"):
         assert caps.get(cap) is True, cap
     assert connection._impl.publisher_confirms is True
@@ -182,3 +182,26 @@ def test_connection_params_url_form():
         assert conn.channel().is_open
     finally:
         conn.close()
+
+
+def test_publisher_not_blocked_without_alarm(name):
+    """pika announces the connection.blocked capability; with no resource alarm in
+    effect (the shared broker runs with the default limits) publishing never brings
+    connection.blocked. The blocked path needs a broker with an alarm in effect, which
+    this suite cannot cause on the shared broker: tests/tests/alarm.rs covers it."""
+    conn = connect()
+    events = []
+    conn.add_on_connection_blocked_callback(lambda _c, frame: events.append(frame))
+    conn.add_on_connection_unblocked_callback(lambda _c, frame: events.append(frame))
+    try:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        q = name("blocked")
+        ch.queue_declare(q, exclusive=True)
+        for i in range(20):
+            ch.basic_publish("", q, b"m%d" % i)
+        drain(conn, 0.3)
+        assert events == []
+        assert ch.queue_declare(q, passive=True).method.message_count == 20
+    finally:
+        safe_close(conn)

@@ -115,7 +115,7 @@ def test_connection_start_fields(raw):
     assert isinstance(props["version"], bytes) and props["version"]
     caps = props["capabilities"]
     for cap in ("publisher_confirms", "exchange_exchange_bindings", "basic.nack",
-                "consumer_cancel_notify", "authentication_failure_close",
+                "consumer_cancel_notify", "connection.blocked", "authentication_failure_close",
                 "per_consumer_qos", "direct_reply_to"):
         assert caps.get(cap) is True, cap
 

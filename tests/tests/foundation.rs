@@ -181,6 +181,7 @@ async fn server_properties_in_connection_start() {
     let expected = [
         "authentication_failure_close",
         "basic.nack",
+        "connection.blocked",
         "consumer_cancel_notify",
         "direct_reply_to",
         "exchange_exchange_bindings",

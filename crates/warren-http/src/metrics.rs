@@ -305,6 +305,40 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         "",
         rss,
     );
+    // RabbitMQ 3.10's alarm and limit gauges (rabbitmq_prometheus core metrics).
+    let alarms = b.alarms.current();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, v) in [
+            (
+                "rabbitmq_alarms_free_disk_space_watermark",
+                "is 1 if free disk space watermark alarm is in effect",
+                u64::from(alarms.disk),
+            ),
+            (
+                "rabbitmq_alarms_memory_used_watermark",
+                "is 1 if VM memory watermark alarm is in effect",
+                u64::from(alarms.memory),
+            ),
+            (
+                "rabbitmq_disk_space_available_bytes",
+                "Disk space available in bytes",
+                b.alarms.disk_free.load(Relaxed),
+            ),
+            (
+                "rabbitmq_disk_space_available_limit_bytes",
+                "Free disk space low-watermark in bytes",
+                b.alarms.disk_free_limit.load(Relaxed),
+            ),
+            (
+                "rabbitmq_resident_memory_limit_bytes",
+                "Memory high watermark in bytes",
+                b.alarms.mem_limit.load(Relaxed),
+            ),
+        ] {
+            metric(&mut out, name, "gauge", help, "", v);
+        }
+    }
     metric(
         &mut out,
         "rabbitmq_process_open_fds",

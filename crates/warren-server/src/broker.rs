@@ -74,6 +74,8 @@ pub struct Broker {
     pub reply_to: DashMap<String, ReplyTarget>,
     /// Queue TTL and `x-expires` deadlines; its task runs inside [`crate::serve`].
     pub timers: Arc<Timers>,
+    /// Disk and memory alarms; sampled by a task inside [`crate::serve`].
+    pub alarms: Arc<crate::alarm::Alarms>,
     /// Durable metadata log (attached by [`crate::persist::open`]).
     pub persistence: Arc<Persistence>,
     next_id: AtomicU64,
@@ -100,6 +102,7 @@ impl Broker {
             connections: DashMap::new(),
             reply_to: DashMap::new(),
             timers: Timers::new(),
+            alarms: Arc::new(crate::alarm::Alarms::new(config.disk_free_limit)),
             persistence: Persistence::new(
                 usize::try_from(config.memory_budget_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),

@@ -32,6 +32,12 @@ pub struct ServerConfig {
     /// Memory for message bodies of ready messages, in MiB, all queues together: beyond
     /// it new bodies stay on disk only and are read back in order on delivery.
     pub memory_budget_mb: u64,
+    /// Free space (bytes) on the data directory's filesystem below which the disk alarm
+    /// blocks publishers (RabbitMQ's disk_free_limit.absolute, default 50 MB).
+    pub disk_free_limit: u64,
+    /// Resident memory above which the memory alarm blocks publishers: a fraction of
+    /// total RAM or bytes (RabbitMQ's vm_memory_high_watermark, default 0.4).
+    pub vm_memory_high_watermark: crate::alarm::Watermark,
 }
 
 impl ServerConfig {
@@ -68,6 +74,8 @@ impl Default for ServerConfig {
             loopback_users: vec!["guest".into()],
             fsync: "always".into(),
             memory_budget_mb: 256,
+            disk_free_limit: 50_000_000,
+            vm_memory_high_watermark: crate::alarm::Watermark::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ use warren_codec::{
 };
 
 use crate::{
+    alarm::{AlarmSet, Notice, Throttle},
     broker::{AuthError, Broker},
     channel::Channel,
     error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
@@ -114,6 +115,10 @@ struct Connection {
     client_properties: FieldTable,
     auth_mechanism: String,
     io: Arc<crate::admin::IoCounters>,
+    /// Resource-alarm blocking (alarm.rs); `blocked_notify` is the client's
+    /// `connection.blocked` capability.
+    throttle: Throttle,
+    blocked_notify: bool,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
@@ -161,6 +166,8 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         client_properties: FieldTable::default(),
         auth_mechanism: String::new(),
         io: Arc::default(),
+        throttle: Throttle::default(),
+        blocked_notify: false,
     };
     debug!(%peer, "accepting AMQP connection");
     conn.serve(rd, inbox_rx).await;
@@ -264,6 +271,7 @@ impl Connection {
             "exchange_exchange_bindings",
             "basic.nack",
             "consumer_cancel_notify",
+            "connection.blocked",
             "authentication_failure_close",
             "per_consumer_qos",
             "direct_reply_to",
@@ -353,8 +361,11 @@ impl Connection {
                 buf = BytesMut::new();
             }
             let tick = self.next_tick;
+            let paused = self.reading_paused();
             tokio::select! {
-                ready = rd.readable() => {
+                // A connection blocked by a resource alarm is not read at all (RabbitMQ
+                // stops its reader); what is already buffered waits too.
+                ready = rd.readable(), if !paused => {
                     if ready.is_err() {
                         return;
                     }
@@ -410,6 +421,14 @@ impl Connection {
         match self.phase {
             Phase::Open if self.heartbeat > 0 => {
                 let interval = Duration::from_secs(u64::from(self.heartbeat));
+                // While blocked we do not read, so silence proves nothing (RabbitMQ
+                // pauses its heartbeat receiver too); heartbeats still go out.
+                if self.throttle.paused() {
+                    if now.duration_since(self.last_send) >= interval / 2 {
+                        encode_heartbeat(&mut self.ctx.out);
+                    }
+                    return false;
+                }
                 // RabbitMQ drops a silent peer after about three intervals (measured: ~3 s for 1 s).
                 if now.duration_since(self.last_recv) > interval * 5 / 2 {
                     warn!(peer = %self.peer, name = %self.name, "missed heartbeats from client, timeout: {}s", self.heartbeat);
@@ -508,6 +527,10 @@ impl Connection {
                     ch.on_durable(&mut self.ctx, token, stored);
                 }
             }
+            ConnEvent::AlarmsChanged => {
+                let alarms = self.ctx.broker.alarms.current();
+                self.apply_alarms(alarms);
+            }
             ConnEvent::Writable => {
                 for ch in self.channels.values() {
                     ch.redispatch_consumers();
@@ -567,6 +590,9 @@ impl Connection {
                 buf.clear();
                 return;
             }
+            if self.reading_paused() {
+                break;
+            }
             let frame_max = if matches!(self.phase, Phase::Open) {
                 self.ctx.frame_max
             } else {
@@ -578,8 +604,18 @@ impl Connection {
                         self.on_frame_while_closing(frame);
                         continue;
                     }
+                    let content = matches!(
+                        frame,
+                        Frame::Header { channel, .. } | Frame::Body { channel, .. } if channel != 0
+                    );
                     if let Err(err) = self.on_frame(frame) {
                         self.close_with(&err);
+                    }
+                    if content && self.phase == Phase::Open {
+                        // RabbitMQ's maybe_block: a publish during an alarm blocks here.
+                        if let Some(notice) = self.throttle.on_content() {
+                            self.on_throttle(notice);
+                        }
                     }
                     if self.ctx.out.len() > 1 << 20 {
                         self.flush();
@@ -892,6 +928,7 @@ impl Connection {
         }
         if let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") {
             self.ctx.cancel_notify = table_bool(caps, "consumer_cancel_notify");
+            self.blocked_notify = table_bool(caps, "connection.blocked");
             self.auth_failure_close = table_bool(caps, "authentication_failure_close");
         }
         let mechanism = ok.mechanism.as_str();
@@ -1018,7 +1055,55 @@ impl Connection {
                 io: self.io.clone(),
             });
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
+        // Like RabbitMQ's rabbit_alarm:register at open: an alarm in effect makes the
+        // connection `blocking` at once (connection.blocked waits for a publish).
+        let alarms = self.ctx.broker.alarms.current();
+        self.apply_alarms(alarms);
         Ok(())
+    }
+
+    fn reading_paused(&self) -> bool {
+        self.phase == Phase::Open && self.throttle.paused()
+    }
+
+    fn apply_alarms(&mut self, alarms: AlarmSet) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let notice = self.throttle.on_alarms(alarms);
+        self.publish_flow_state();
+        if let Some(notice) = notice {
+            self.on_throttle(notice);
+        }
+    }
+
+    /// Tells a client with the `connection.blocked` capability about a transition.
+    fn on_throttle(&mut self, notice: Notice) {
+        self.publish_flow_state();
+        let method = match notice {
+            Notice::Blocked(reason) => {
+                info!(peer = %self.peer, name = %self.name, %reason, "connection blocked by a resource alarm");
+                connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: reason.into(),
+                })
+            }
+            Notice::Unblocked => {
+                info!(peer = %self.peer, name = %self.name, "connection unblocked");
+                // Reading resumes now: the heartbeat clock starts afresh.
+                self.last_recv = Instant::now();
+                connection::AMQPMethod::Unblocked(connection::Unblocked {})
+            }
+        };
+        if self.blocked_notify {
+            self.ctx.send_method(0, &AMQPClass::Connection(method));
+        }
+    }
+
+    fn publish_flow_state(&self) {
+        self.ctx.handle.flow_state.store(
+            self.throttle.state() as u8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Connection gone: channels torn down (unacked messages requeued), exclusive queues

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alarm;
 pub mod args;
 pub mod auth;
 pub mod broker;

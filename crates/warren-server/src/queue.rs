@@ -40,6 +40,8 @@ pub enum ConnEvent {
     },
     /// The socket caught up with the write backlog: deliveries may flow again.
     Writable,
+    /// The broker's resource alarms changed (alarm.rs): re-read them.
+    AlarmsChanged,
     /// The message store synced (`stored`) or failed to store something of a channel.
     Durable {
         channel: u16,
@@ -75,6 +77,9 @@ pub struct ConnHandle {
     /// A queue held a delivery back because of `pending_deliveries`: it must be asked to
     /// dispatch again once the connection catches up.
     inbox_full: AtomicBool,
+    /// Resource-alarm state for the management API ([`crate::alarm::FlowState`]); not
+    /// to be confused with `write_blocked`, which is about this socket's backlog.
+    pub flow_state: std::sync::atomic::AtomicU8,
 }
 
 /// Deliveries waiting in a connection's inbox beyond which queues keep messages (where
@@ -97,7 +102,12 @@ impl ConnHandle {
             write_blocked: AtomicBool::new(false),
             pending_deliveries: AtomicUsize::new(0),
             inbox_full: AtomicBool::new(false),
+            flow_state: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    pub fn flow_state(&self) -> crate::alarm::FlowState {
+        crate::alarm::FlowState::from_u8(self.flow_state.load(Ordering::Relaxed))
     }
 
     /// Accounts bytes queued for writing; blocks deliveries past the high-water mark.

@@ -38,6 +38,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
     let mut stop = shutdown.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     let timers = tokio::spawn(broker.timers.clone().run());
+    let alarms = tokio::spawn(crate::alarm::monitor(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -79,4 +80,5 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
         }
     }
     timers.abort();
+    alarms.abort();
 }

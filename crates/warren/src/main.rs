@@ -71,9 +71,87 @@ struct FileConfig {
     loopback_users: Option<Vec<String>>,
     fsync: Option<String>,
     memory_budget_mb: Option<u64>,
+    disk_free_limit: Option<DiskFreeLimit>,
+    vm_memory_high_watermark: Option<MemoryWatermark>,
     http_listen: Option<String>,
     prometheus_listen: Option<String>,
     load_definitions: Option<PathBuf>,
+}
+
+/// A byte size: a number of bytes or a string with a unit ("50MB", "1GiB").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Bytes {
+    Number(u64),
+    Text(String),
+}
+
+impl Bytes {
+    fn value(&self) -> Result<u64, String> {
+        match self {
+            Bytes::Number(n) => Ok(*n),
+            Bytes::Text(t) => warren_server::alarm::parse_bytes(t),
+        }
+    }
+}
+
+/// `disk_free_limit = "50MB"` or, as in rabbitmq.conf, `disk_free_limit.absolute = "50MB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DiskFreeLimit {
+    Plain(Bytes),
+    Table(AbsoluteOnly),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbsoluteOnly {
+    absolute: Bytes,
+}
+
+/// `vm_memory_high_watermark = 0.4`, `vm_memory_high_watermark.relative = 0.4` or
+/// `vm_memory_high_watermark.absolute = "2GB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MemoryWatermark {
+    Fraction(f64),
+    Table(WatermarkTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatermarkTable {
+    relative: Option<f64>,
+    absolute: Option<Bytes>,
+}
+
+impl MemoryWatermark {
+    fn value(&self) -> Result<warren_server::alarm::Watermark, String> {
+        use warren_server::alarm::Watermark;
+        let relative = |f: f64| {
+            if f.is_finite() && f >= 0.0 {
+                Ok(Watermark::Relative(f))
+            } else {
+                Err(format!(
+                    "vm_memory_high_watermark must be a fraction >= 0, not {f}"
+                ))
+            }
+        };
+        match self {
+            MemoryWatermark::Fraction(f) => relative(*f),
+            MemoryWatermark::Table(WatermarkTable {
+                relative: Some(f),
+                absolute: None,
+            }) => relative(*f),
+            MemoryWatermark::Table(WatermarkTable {
+                relative: None,
+                absolute: Some(b),
+            }) => b.value().map(Watermark::Absolute),
+            MemoryWatermark::Table(_) => {
+                Err("vm_memory_high_watermark takes one of .relative or .absolute".into())
+            }
+        }
+    }
 }
 
 /// What the binary serves besides AMQP.
@@ -144,6 +222,16 @@ fn load_config(cli: &Cli) -> Result<(ServerConfig, Extras), String> {
         default_vhost,
         loopback_users
     );
+    if let Some(limit) = &file.disk_free_limit {
+        cfg.disk_free_limit = match limit {
+            DiskFreeLimit::Plain(b) | DiskFreeLimit::Table(AbsoluteOnly { absolute: b }) => b,
+        }
+        .value()
+        .map_err(|e| format!("disk_free_limit: {e}"))?;
+    }
+    if let Some(mark) = &file.vm_memory_high_watermark {
+        cfg.vm_memory_high_watermark = mark.value()?;
+    }
     if let Some(listen) = cli.listen {
         cfg.listen = listen;
     }

@@ -1,0 +1,329 @@
+//! Resource alarms: a broker whose disk_free_limit no disk can meet (1000 TB) has its
+//! disk alarm in effect from boot, so publishers are blocked the way RabbitMQ 3.10.8
+//! blocks them (measured against a real one, see docs/compatibility.md):
+//! connection.blocked "low on disk" after the first publish, not at open; the socket is
+//! no longer read; consumers keep working; the management API shows the alarm and the
+//! `blocking`/`blocked` states. The unblock path (connection.unblocked, reading resumed)
+//! needs the alarm to clear, which cannot be caused from outside (limits are fixed at
+//! start): crates/warren-server/tests/alarm_unblock.rs covers it in-process, and the
+//! alarm module's unit tests cover the state machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    io::{Read, Write},
+    time::Duration,
+};
+
+use lapin::{
+    options::*,
+    protocol::{self, AMQPClass},
+};
+use serde_json::Value;
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+use warren_integration::{client::*, raw::*, Broker};
+
+/// A broker started with a TOML config file holding `config`.
+fn broker_with_config(test: &str, config: &str) -> Broker {
+    let path =
+        std::env::temp_dir().join(format!("warren-alarm-{}-{test}.toml", std::process::id()));
+    std::fs::write(&path, config).expect("write config");
+    let broker = Broker::start_with(&["--config", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    broker
+}
+
+/// GET on the management API as guest; the JSON body.
+fn api(port: u16, path: &str) -> Value {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {raw}"))
+}
+
+/// Polls /api/nodes until the sampler has run (it samples once a second).
+async fn node_when_sampled(port: u16) -> Value {
+    for _ in 0..50 {
+        let nodes = api(port, "/api/nodes");
+        if nodes[0]["disk_free"].as_u64().unwrap_or(0) > 0 {
+            return nodes[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("disk_free never sampled");
+}
+
+/// Client properties announcing (or not) the connection.blocked capability.
+fn client_properties(blocked_capability: bool) -> Vec<u8> {
+    let mut caps = Vec::new();
+    if blocked_capability {
+        caps.extend(shortstr("connection.blocked"));
+        caps.extend_from_slice(b"t\x01");
+    }
+    let mut entries = shortstr("capabilities");
+    entries.push(b'F');
+    entries.extend_from_slice(&(caps.len() as u32).to_be_bytes());
+    entries.extend(caps);
+    let mut table = (entries.len() as u32).to_be_bytes().to_vec();
+    table.extend(entries);
+    table
+}
+
+/// A raw connection through the handshake (no heartbeats) with channel 1 open. Nothing
+/// may arrive between open-ok and channel.open-ok: RabbitMQ sends connection.blocked
+/// only once a blocked connection publishes.
+async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
+    let mut sock = raw_connect(port).await;
+    assert!(matches!(
+        read_method(&mut sock).await,
+        (
+            0,
+            AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
+        )
+    ));
+    let mut args = client_properties(blocked_capability);
+    args.extend(shortstr("PLAIN"));
+    let response = b"\0guest\0guest";
+    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    args.extend_from_slice(response);
+    args.extend(shortstr("en_US"));
+    write_method(&mut sock, 0, 10, 11, &args).await;
+    let tune = match read_method(&mut sock).await {
+        (0, AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t))) => t,
+        other => panic!("expected connection.tune, got {other:?}"),
+    };
+    let mut args = tune.channel_max.to_be_bytes().to_vec();
+    args.extend_from_slice(&tune.frame_max.to_be_bytes());
+    args.extend_from_slice(&0u16.to_be_bytes());
+    write_method(&mut sock, 0, 10, 31, &args).await;
+    let mut args = shortstr("/");
+    args.extend(shortstr(""));
+    args.push(0);
+    write_method(&mut sock, 0, 10, 40, &args).await;
+    assert!(matches!(
+        read_method(&mut sock).await,
+        (
+            0,
+            AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
+        )
+    ));
+    write_method(&mut sock, 1, 20, 10, &shortstr("")).await;
+    match read_method(&mut sock).await {
+        (1, AMQPClass::Channel(protocol::channel::AMQPMethod::OpenOk(_))) => {}
+        other => panic!("expected channel.open-ok, got {other:?}"),
+    }
+    sock
+}
+
+/// basic.publish with its header and body, in one write.
+async fn raw_publish(sock: &mut TcpStream, queue: &str, body: &[u8]) {
+    let mut args = 0u16.to_be_bytes().to_vec();
+    args.extend(shortstr(""));
+    args.extend(shortstr(queue));
+    args.push(0);
+    let mut bytes = method_frame(1, 60, 40, &args);
+    let mut header = 60u16.to_be_bytes().to_vec();
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    bytes.extend(frame_bytes(FRAME_HEADER, 1, &header));
+    bytes.extend(frame_bytes(FRAME_BODY, 1, body));
+    within("publish", sock.write_all(&bytes)).await.unwrap();
+}
+
+/// The next method frame, or `None` if none arrives within `limit`.
+async fn method_within(sock: &mut TcpStream, limit: Duration) -> Option<(u16, AMQPClass)> {
+    tokio::time::timeout(limit, read_method(sock)).await.ok()
+}
+
+fn connection_states(http_port: u16) -> Vec<String> {
+    let conns = api(http_port, "/api/connections");
+    let mut states: Vec<String> = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["state"].as_str().unwrap().to_string())
+        .collect();
+    states.sort();
+    states
+}
+
+#[tokio::test]
+async fn disk_alarm_blocks_publishers_but_not_consumers() {
+    let broker = broker_with_config(
+        "blocks",
+        "disk_free_limit.absolute = \"1000TB\"\nvm_memory_high_watermark = 0.4\n",
+    );
+    let node = node_when_sampled(broker.http_port).await;
+    assert_eq!(node["disk_free_alarm"], Value::Bool(true), "{node}");
+    assert_eq!(node["mem_alarm"], Value::Bool(false), "{node}");
+    assert_eq!(
+        node["disk_free_limit"].as_u64(),
+        Some(1_000_000_000_000_000)
+    );
+    assert!(node["mem_limit"].as_u64().unwrap() > 0, "{node}");
+
+    // A consumer-only connection: declares, consumes, gets; none of it is blocked.
+    let consumer_conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&consumer_conn).await;
+    declare_queue(&ch, "alarm-q", QueueDeclareOptions::default()).await;
+    let mut consumer = consume(&ch, "alarm-q", "c1", true).await;
+
+    // The publisher: nothing arrives at open (RabbitMQ waits for a publish)...
+    let mut publisher = raw_open(broker.port, true).await;
+    assert!(method_within(&mut publisher, QUIET).await.is_none());
+    raw_publish(&mut publisher, "alarm-q", b"must wait").await;
+    // ...and the publish brings connection.blocked with RabbitMQ's reason text.
+    match method_within(&mut publisher, WAIT).await {
+        Some((0, AMQPClass::Connection(protocol::connection::AMQPMethod::Blocked(b)))) => {
+            assert_eq!(b.reason.as_str(), "low on disk");
+        }
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
+    // The message is not routed: the consumer gets nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_delivery(&mut consumer).await;
+    // The broker no longer reads the publisher: a queue.declare goes unanswered.
+    let mut args = 0u16.to_be_bytes().to_vec();
+    args.extend(shortstr("alarm-other"));
+    args.push(0);
+    args.extend_from_slice(&0u32.to_be_bytes());
+    write_method(&mut publisher, 1, 50, 10, &args).await;
+    assert!(method_within(&mut publisher, Duration::from_millis(700))
+        .await
+        .is_none());
+
+    // A client without the capability is blocked just the same, silently.
+    let mut silent = raw_open(broker.port, false).await;
+    raw_publish(&mut silent, "alarm-q", b"also waits").await;
+    assert!(method_within(&mut silent, QUIET).await.is_none());
+
+    // The consumer connection still works.
+    let ch2 = channel(&consumer_conn).await;
+    assert!(get(&ch2, "alarm-q", true).await.is_none());
+    assert_no_delivery(&mut consumer).await;
+
+    // The management API: two blocked publishers, the consumer `blocking`.
+    assert_eq!(
+        connection_states(broker.http_port),
+        vec!["blocked", "blocked", "blocking"]
+    );
+    // Health checks fail as RabbitMQ's do (503, measured on 3.10.8).
+    let health = api(broker.http_port, "/api/health/checks/alarms");
+    assert_eq!(health["status"], "failed", "{health}");
+    assert_eq!(
+        health["reason"], "There are alarms in effect in the cluster",
+        "{health}"
+    );
+    assert_eq!(health["alarms"][0]["resource"], "disk space", "{health}");
+    assert_eq!(health["alarms"].as_array().unwrap().len(), 1, "{health}");
+    let local = api(broker.http_port, "/api/health/checks/local-alarms");
+    assert_eq!(local["reason"], "There are alarms in effect on the node");
+    let metrics = {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", broker.metrics_port)).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    assert!(
+        metrics.contains("\nrabbitmq_alarms_free_disk_space_watermark 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn default_limit_publishes_freely() {
+    let broker = Broker::start();
+    let node = node_when_sampled(broker.http_port).await;
+    assert_eq!(node["disk_free_alarm"], Value::Bool(false), "{node}");
+    assert_eq!(node["mem_alarm"], Value::Bool(false), "{node}");
+    assert_eq!(node["disk_free_limit"].as_u64(), Some(50_000_000));
+    assert_eq!(
+        api(broker.http_port, "/api/health/checks/alarms"),
+        serde_json::json!({"status": "ok"})
+    );
+
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    declare_queue(&ch, "free-q", QueueDeclareOptions::default()).await;
+    let mut consumer = consume(&ch, "free-q", "c1", true).await;
+
+    let mut publisher = raw_open(broker.port, true).await;
+    raw_publish(&mut publisher, "free-q", b"flows").await;
+    assert_eq!(body_str(&next_delivery(&mut consumer).await), "flows");
+    assert!(method_within(&mut publisher, QUIET).await.is_none());
+    assert_eq!(
+        connection_states(broker.http_port),
+        vec!["running", "running"]
+    );
+}
+
+#[tokio::test]
+async fn memory_and_disk_alarms_are_both_named() {
+    // A 1 MB watermark: any broker is above it.
+    let broker = broker_with_config(
+        "both",
+        "disk_free_limit = \"1000TB\"\nvm_memory_high_watermark.absolute = \"1MB\"\n",
+    );
+    let node = node_when_sampled(broker.http_port).await;
+    assert_eq!(node["mem_alarm"], Value::Bool(true), "{node}");
+    assert_eq!(node["mem_limit"].as_u64(), Some(1_000_000));
+    let health = api(broker.http_port, "/api/health/checks/alarms");
+    let resources: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["disk space", "memory"], "{health}");
+    let mut publisher = raw_open(broker.port, true).await;
+    raw_publish(&mut publisher, "", b"x").await;
+    match method_within(&mut publisher, WAIT).await {
+        Some((0, AMQPClass::Connection(protocol::connection::AMQPMethod::Blocked(b)))) => {
+            // RabbitMQ 3.10.8 names them in this order whichever came first.
+            assert_eq!(b.reason.as_str(), "low on disk & memory");
+        }
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_alarm_settings_stop_the_boot() {
+    for (config, text) in [
+        ("disk_free_limit = \"12XB\"\n", "disk_free_limit"),
+        (
+            "vm_memory_high_watermark = -1.0\n",
+            "vm_memory_high_watermark",
+        ),
+    ] {
+        let path =
+            std::env::temp_dir().join(format!("warren-alarm-{}-bad.toml", std::process::id()));
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(warren_integration::warren_bin())
+            .args([
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--http-listen", "off", "--prometheus-listen", "off"])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(out.status.code(), Some(2), "{config}");
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains(text), "{config}: {log}");
+    }
+}
