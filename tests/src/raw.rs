@@ -117,3 +117,81 @@ pub async fn read_channel0_method(sock: &mut TcpStream) -> AMQPClass {
     assert_eq!(frame.channel, 0, "on channel 0");
     decode_method(&frame.payload)
 }
+
+/// Client properties announcing (or not) the connection.blocked capability.
+pub fn client_properties(blocked_capability: bool) -> Vec<u8> {
+    let mut caps = Vec::new();
+    if blocked_capability {
+        caps.extend(shortstr("connection.blocked"));
+        caps.extend_from_slice(b"t\x01");
+    }
+    let mut entries = shortstr("capabilities");
+    entries.push(b'F');
+    entries.extend_from_slice(&(caps.len() as u32).to_be_bytes());
+    entries.extend(caps);
+    let mut table = (entries.len() as u32).to_be_bytes().to_vec();
+    table.extend(entries);
+    table
+}
+
+/// A raw connection through the handshake (no heartbeats) with channel 1 open. Nothing
+/// may arrive between open-ok and channel.open-ok: RabbitMQ sends connection.blocked
+/// only once a blocked connection publishes.
+pub async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
+    let mut sock = raw_connect(port).await;
+    assert!(matches!(
+        read_method(&mut sock).await,
+        (
+            0,
+            AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
+        )
+    ));
+    let mut args = client_properties(blocked_capability);
+    args.extend(shortstr("PLAIN"));
+    let response = b"\0guest\0guest";
+    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    args.extend_from_slice(response);
+    args.extend(shortstr("en_US"));
+    write_method(&mut sock, 0, 10, 11, &args).await;
+    let tune = match read_method(&mut sock).await {
+        (0, AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t))) => t,
+        other => panic!("expected connection.tune, got {other:?}"),
+    };
+    let mut args = tune.channel_max.to_be_bytes().to_vec();
+    args.extend_from_slice(&tune.frame_max.to_be_bytes());
+    args.extend_from_slice(&0u16.to_be_bytes());
+    write_method(&mut sock, 0, 10, 31, &args).await;
+    let mut args = shortstr("/");
+    args.extend(shortstr(""));
+    args.push(0);
+    write_method(&mut sock, 0, 10, 40, &args).await;
+    assert!(matches!(
+        read_method(&mut sock).await,
+        (
+            0,
+            AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
+        )
+    ));
+    write_method(&mut sock, 1, 20, 10, &shortstr("")).await;
+    match read_method(&mut sock).await {
+        (1, AMQPClass::Channel(protocol::channel::AMQPMethod::OpenOk(_))) => {}
+        other => panic!("expected channel.open-ok, got {other:?}"),
+    }
+    sock
+}
+
+/// basic.publish with its header and body, in one write.
+pub async fn raw_publish(sock: &mut TcpStream, queue: &str, body: &[u8]) {
+    let mut args = 0u16.to_be_bytes().to_vec();
+    args.extend(shortstr(""));
+    args.extend(shortstr(queue));
+    args.push(0);
+    let mut bytes = method_frame(1, 60, 40, &args);
+    let mut header = 60u16.to_be_bytes().to_vec();
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    header.extend_from_slice(&0u16.to_be_bytes());
+    bytes.extend(frame_bytes(FRAME_HEADER, 1, &header));
+    bytes.extend(frame_bytes(FRAME_BODY, 1, body));
+    within("publish", sock.write_all(&bytes)).await.unwrap();
+}

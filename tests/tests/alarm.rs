@@ -19,8 +19,8 @@ use lapin::{
     protocol::{self, AMQPClass},
 };
 use serde_json::Value;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
-use warren_integration::{client::*, raw::*, Broker};
+use tokio::net::TcpStream;
+use warren_integration::{api, client::*, raw::*, Broker};
 
 /// A broker started with a TOML config file holding `config`.
 fn broker_with_config(test: &str, config: &str) -> Broker {
@@ -30,20 +30,6 @@ fn broker_with_config(test: &str, config: &str) -> Broker {
     let broker = Broker::start_with(&["--config", path.to_str().unwrap()], &[]);
     let _ = std::fs::remove_file(&path);
     broker
-}
-
-/// GET on the management API as guest; the JSON body.
-fn api(port: u16, path: &str) -> Value {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {raw}"))
 }
 
 /// Polls /api/nodes until the sampler has run (it samples once a second).
@@ -56,84 +42,6 @@ async fn node_when_sampled(port: u16) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("disk_free never sampled");
-}
-
-/// Client properties announcing (or not) the connection.blocked capability.
-fn client_properties(blocked_capability: bool) -> Vec<u8> {
-    let mut caps = Vec::new();
-    if blocked_capability {
-        caps.extend(shortstr("connection.blocked"));
-        caps.extend_from_slice(b"t\x01");
-    }
-    let mut entries = shortstr("capabilities");
-    entries.push(b'F');
-    entries.extend_from_slice(&(caps.len() as u32).to_be_bytes());
-    entries.extend(caps);
-    let mut table = (entries.len() as u32).to_be_bytes().to_vec();
-    table.extend(entries);
-    table
-}
-
-/// A raw connection through the handshake (no heartbeats) with channel 1 open. Nothing
-/// may arrive between open-ok and channel.open-ok: RabbitMQ sends connection.blocked
-/// only once a blocked connection publishes.
-async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
-    let mut sock = raw_connect(port).await;
-    assert!(matches!(
-        read_method(&mut sock).await,
-        (
-            0,
-            AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
-        )
-    ));
-    let mut args = client_properties(blocked_capability);
-    args.extend(shortstr("PLAIN"));
-    let response = b"\0guest\0guest";
-    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
-    args.extend_from_slice(response);
-    args.extend(shortstr("en_US"));
-    write_method(&mut sock, 0, 10, 11, &args).await;
-    let tune = match read_method(&mut sock).await {
-        (0, AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t))) => t,
-        other => panic!("expected connection.tune, got {other:?}"),
-    };
-    let mut args = tune.channel_max.to_be_bytes().to_vec();
-    args.extend_from_slice(&tune.frame_max.to_be_bytes());
-    args.extend_from_slice(&0u16.to_be_bytes());
-    write_method(&mut sock, 0, 10, 31, &args).await;
-    let mut args = shortstr("/");
-    args.extend(shortstr(""));
-    args.push(0);
-    write_method(&mut sock, 0, 10, 40, &args).await;
-    assert!(matches!(
-        read_method(&mut sock).await,
-        (
-            0,
-            AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
-        )
-    ));
-    write_method(&mut sock, 1, 20, 10, &shortstr("")).await;
-    match read_method(&mut sock).await {
-        (1, AMQPClass::Channel(protocol::channel::AMQPMethod::OpenOk(_))) => {}
-        other => panic!("expected channel.open-ok, got {other:?}"),
-    }
-    sock
-}
-
-/// basic.publish with its header and body, in one write.
-async fn raw_publish(sock: &mut TcpStream, queue: &str, body: &[u8]) {
-    let mut args = 0u16.to_be_bytes().to_vec();
-    args.extend(shortstr(""));
-    args.extend(shortstr(queue));
-    args.push(0);
-    let mut bytes = method_frame(1, 60, 40, &args);
-    let mut header = 60u16.to_be_bytes().to_vec();
-    header.extend_from_slice(&0u16.to_be_bytes());
-    header.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    header.extend_from_slice(&0u16.to_be_bytes());
-    bytes.extend(frame_bytes(FRAME_HEADER, 1, &header));
-    bytes.extend(frame_bytes(FRAME_BODY, 1, body));
-    within("publish", sock.write_all(&bytes)).await.unwrap();
 }
 
 /// The next method frame, or `None` if none arrives within `limit`.

@@ -82,6 +82,8 @@ pub enum FlowState {
     Blocking = 1,
     /// It published during an alarm: the broker no longer reads its socket.
     Blocked = 2,
+    /// Held back by credit flow: a queue it publishes to cannot deliver fast enough.
+    Flow = 3,
 }
 
 impl FlowState {
@@ -90,6 +92,7 @@ impl FlowState {
             FlowState::Running => "running",
             FlowState::Blocking => "blocking",
             FlowState::Blocked => "blocked",
+            FlowState::Flow => "flow",
         }
     }
 
@@ -97,6 +100,7 @@ impl FlowState {
         match v {
             1 => FlowState::Blocking,
             2 => FlowState::Blocked,
+            3 => FlowState::Flow,
             _ => FlowState::Running,
         }
     }
@@ -463,7 +467,12 @@ mod tests {
 
     #[test]
     fn flow_state_round_trips() {
-        for s in [FlowState::Running, FlowState::Blocking, FlowState::Blocked] {
+        for s in [
+            FlowState::Running,
+            FlowState::Blocking,
+            FlowState::Blocked,
+            FlowState::Flow,
+        ] {
             assert_eq!(FlowState::from_u8(s as u8), s);
         }
     }

@@ -700,6 +700,10 @@ impl Channel {
                 if q.publish(message.clone()) == PushOutcome::Rejected {
                     routed.accepted = false;
                 }
+                // Credit flow: the connection stops reading until this queue catches up.
+                if q.flow_pressured() && !ctx.flow_queues.iter().any(|f| Arc::ptr_eq(f, &q)) {
+                    ctx.flow_queues.push(q);
+                }
             }
         }
         ctx.route_buf = queues;

@@ -56,6 +56,9 @@ pub(crate) struct ConnCtx {
     pub cancelled_here: Vec<(u16, Arc<str>)>,
     /// The user's permission in this vhost, refreshed when permissions change (auth.rs).
     pub perm_cache: crate::auth::PermCache,
+    /// Queues this connection published to whose deliveries back up: it reads no more
+    /// until they are relieved (credit flow; connection state `flow`).
+    pub flow_queues: Vec<Arc<Queue>>,
 }
 
 impl ConnCtx {
@@ -85,6 +88,9 @@ enum Phase {
     PeerClosing,
     Done,
 }
+
+/// How often a connection held back by credit flow looks at its queues again.
+const FLOW_POLL: Duration = Duration::from_millis(1);
 
 /// How long a client that failed the handshake waits before its socket closes.
 const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
@@ -145,6 +151,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             route_buf: Vec::new(),
             cancelled_here: Vec::new(),
             perm_cache: crate::auth::PermCache::default(),
+            flow_queues: Vec::new(),
         },
         channels: HashMap::new(),
         closed_by_client: HashSet::new(),
@@ -361,8 +368,11 @@ impl Connection {
                 buf = BytesMut::new();
             }
             let tick = self.next_tick;
+            let in_flow = self.update_flow();
             let paused = self.reading_paused();
             tokio::select! {
+                // Credit flow: look again at the queues that hold this publisher back.
+                _ = tokio::time::sleep(FLOW_POLL), if in_flow => {}
                 // A connection blocked by a resource alarm is not read at all (RabbitMQ
                 // stops its reader); what is already buffered waits too.
                 ready = rd.readable(), if !paused => {
@@ -423,7 +433,7 @@ impl Connection {
                 let interval = Duration::from_secs(u64::from(self.heartbeat));
                 // While blocked we do not read, so silence proves nothing (RabbitMQ
                 // pauses its heartbeat receiver too); heartbeats still go out.
-                if self.throttle.paused() {
+                if self.reading_paused() {
                     if now.duration_since(self.last_send) >= interval / 2 {
                         encode_heartbeat(&mut self.ctx.out);
                     }
@@ -1063,7 +1073,28 @@ impl Connection {
     }
 
     fn reading_paused(&self) -> bool {
-        self.phase == Phase::Open && self.throttle.paused()
+        self.phase == Phase::Open && (self.throttle.paused() || !self.ctx.flow_queues.is_empty())
+    }
+
+    /// Drops the queues that no longer hold this publisher back; true while some do.
+    fn update_flow(&mut self) -> bool {
+        if self.ctx.flow_queues.is_empty() {
+            return false;
+        }
+        self.ctx.flow_queues.retain(|q| !q.flow_relieved());
+        if self.ctx.flow_queues.is_empty() {
+            // The socket was not read while held back: silence then proved nothing.
+            self.last_recv = Instant::now();
+            self.publish_flow_state();
+            return false;
+        }
+        if self.throttle.state() == crate::alarm::FlowState::Running {
+            self.ctx.handle.flow_state.store(
+                crate::alarm::FlowState::Flow as u8,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        true
     }
 
     fn apply_alarms(&mut self, alarms: AlarmSet) {

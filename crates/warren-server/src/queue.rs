@@ -258,7 +258,17 @@ pub struct Queue {
     last_used: AtomicU64,
     /// Message counters for the management API (stats.rs).
     pub stats: crate::stats::Stats,
+    /// Set by a dispatch that left at least `FLOW_HIGH_WATER` messages ready because the
+    /// consumers' connections could take no more (full inbox or socket backlog), though
+    /// the consumers had credit: the broker, not the consumers, is behind. Publishers to
+    /// such a queue pause (RabbitMQ's credit flow) until it is relieved.
+    flow_pressure: AtomicBool,
 }
+
+/// Ready messages at which a queue whose deliveries back up slows its publishers...
+pub const FLOW_HIGH_WATER: usize = 8192;
+/// ...until it is down to this (or has no consumer left).
+pub const FLOW_LOW_WATER: usize = 4096;
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,6 +322,7 @@ impl Queue {
             timers: home.timers.clone(),
             scheduled: AtomicU64::new(u64::MAX),
             last_used: AtomicU64::new(now_ms()),
+            flow_pressure: AtomicBool::new(false),
         });
         queue.touch();
         queue
@@ -489,6 +500,21 @@ impl Queue {
         (outcome, dead)
     }
 
+    /// Whether publishers to this queue should pause (see `flow_pressure`).
+    pub fn flow_pressured(&self) -> bool {
+        self.flow_pressure.load(Ordering::Relaxed)
+    }
+
+    /// Whether a publisher paused on this queue may go on: the backlog went down, the
+    /// consumers left, or deliveries flow again.
+    pub fn flow_relieved(&self) -> bool {
+        if !self.flow_pressure.load(Ordering::Relaxed) || self.is_deleted() {
+            return true;
+        }
+        let state = self.state.lock();
+        state.ready_len() < FLOW_LOW_WATER || state.consumer_count() == 0
+    }
+
     /// Hands ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
         let mut dead = Vec::new();
@@ -506,10 +532,15 @@ impl Queue {
         now: u64,
         dead: &mut Vec<Dead>,
     ) {
+        // Whether a consumer with credit was passed over because its connection could
+        // take no more: the broker's delivery path is the bottleneck.
+        let mut connection_full = false;
         while let Some(d) = state.dispatch(now, dead, |h| {
-            !h.conn.write_blocked.load(Ordering::Acquire)
-                && h.conn.has_delivery_room()
-                && h.shared.try_reserve(h.no_ack)
+            let room = !h.conn.write_blocked.load(Ordering::Acquire) && h.conn.has_delivery_room();
+            if !room {
+                connection_full = true;
+            }
+            room && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
             // management stats
@@ -539,6 +570,10 @@ impl Queue {
                 state.reinsert(vec![back.entry]);
                 state.remove_consumer(id);
             }
+        }
+        let pressured = connection_full && state.ready_len() >= FLOW_HIGH_WATER;
+        if pressured != self.flow_pressure.load(Ordering::Relaxed) {
+            self.flow_pressure.store(pressured, Ordering::Relaxed);
         }
     }
 
