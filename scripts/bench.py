@@ -77,6 +77,16 @@ def process_tree_pids(pid):
     return pids
 
 
+def ensure_free(port):
+    """Exits if something listens on `port`: a broker left over there would be measured
+    instead of the one started here (and look like it booted in no time)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return
+    sys.exit("port %d is already in use: stop what listens there first" % port)
+
+
 def wait_for_start(port, deadline):
     """Seconds until a connection gets connection.start, or None."""
     while time.monotonic() < deadline:
@@ -305,6 +315,8 @@ def main():
     brokers = [Warren("warren", 5801), RabbitMQ("RabbitMQ", 5802)]
     if shutil.which("garagemq"):
         brokers.append(GarageMQ("garagemq", 5803))
+    for b in brokers:
+        ensure_free(b.port)
     results = {b.name: {} for b in brokers}
     boot = {}
     idle = {}

@@ -206,6 +206,8 @@ def main():
     if not os.path.exists(bench.WARREN):
         sys.exit("build warren first: cargo build --release -p warren")
     results = {}
+    for port in (5811, 5812, 5813):
+        bench.ensure_free(port)
     for b in [WarrenD("warren", 5811), RabbitD("RabbitMQ", 5812)]:
         results[b.name] = run(b)
         print(b.name, results[b.name], flush=True)
