@@ -352,7 +352,7 @@ impl Connection {
             // Process everything already buffered before waiting again.
             self.process_buffer(&mut buf);
             self.drain_inbox(&mut inbox);
-            self.flush_direct(rd.as_ref());
+            self.flush();
             if self.phase == Phase::Done {
                 if self.silent_close {
                     // RabbitMQ makes a client that failed the handshake wait before the
@@ -479,33 +479,6 @@ impl Connection {
         self.io.sent(chunk.len()); // management stats
         self.ctx.handle.queued(chunk.len());
         let _ = self.writer.send(chunk);
-    }
-
-    /// [`Self::flush`], writing to the socket from this task when the writer task has
-    /// nothing in hand (so the order of bytes is kept): a delivery then reaches the
-    /// client without waking a second task. What the socket does not take at once goes
-    /// to the writer as usual.
-    fn flush_direct(&mut self, socket: &TcpStream) {
-        if self.ctx.out.is_empty() {
-            return;
-        }
-        if self.ctx.handle.write_backlog.load(std::sync::atomic::Ordering::Acquire) == 0 {
-            match socket.try_write(&self.ctx.out) {
-                Ok(n) if n == self.ctx.out.len() => {
-                    self.out_hint = n.clamp(256, 64 << 10);
-                    self.last_send = Instant::now();
-                    self.io.sent(n); // management stats
-                    self.ctx.out = BytesMut::new();
-                    return;
-                }
-                Ok(n) => {
-                    self.io.sent(n); // management stats
-                    let _ = self.ctx.out.split_to(n);
-                }
-                Err(_) => {} // WouldBlock, or an error the writer will meet too
-            }
-        }
-        self.flush();
     }
 
     /// One allocation for the round's output instead of growing from nothing.
