@@ -58,58 +58,6 @@ fn broker_with_handshake_timeout(test: &str, secs: u64) -> Broker {
 // helpers: raw AMQP frames (the frame codec lives in warren_integration::raw)
 // ---------------------------------------------------------------------------------------
 
-/// A raw connection through the whole handshake (guest/guest, vhost "/", no heartbeats)
-/// with channel 1 open.
-async fn raw_open(port: u16) -> TcpStream {
-    let mut sock = raw_connect(port).await;
-    assert!(matches!(
-        read_method(&mut sock).await,
-        (
-            0,
-            AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
-        )
-    ));
-    // connection.start-ok: no client properties, PLAIN guest/guest, en_US.
-    let mut args = 0u32.to_be_bytes().to_vec();
-    args.extend(shortstr("PLAIN"));
-    let response = b"\0guest\0guest";
-    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
-    args.extend_from_slice(response);
-    args.extend(shortstr("en_US"));
-    write_method(&mut sock, 0, 10, 11, &args).await;
-    let tune = match read_method(&mut sock).await {
-        (0, AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t))) => t,
-        other => panic!("expected connection.tune, got {other:?}"),
-    };
-    // connection.tune-ok with the server's channel_max/frame_max and no heartbeats.
-    let mut args = tune.channel_max.to_be_bytes().to_vec();
-    args.extend_from_slice(&tune.frame_max.to_be_bytes());
-    args.extend_from_slice(&0u16.to_be_bytes());
-    write_method(&mut sock, 0, 10, 31, &args).await;
-    // connection.open "/".
-    let mut args = shortstr("/");
-    args.extend(shortstr(""));
-    args.push(0);
-    write_method(&mut sock, 0, 10, 40, &args).await;
-    assert!(matches!(
-        read_method(&mut sock).await,
-        (
-            0,
-            AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
-        )
-    ));
-    // channel.open on channel 1.
-    write_method(&mut sock, 1, 20, 10, &shortstr("")).await;
-    assert!(matches!(
-        read_method(&mut sock).await,
-        (
-            1,
-            AMQPClass::Channel(protocol::channel::AMQPMethod::OpenOk(_))
-        )
-    ));
-    sock
-}
-
 /// queue.declare on channel 1 of a raw connection; waits for declare-ok.
 async fn raw_queue_declare(sock: &mut TcpStream, name: &str, exclusive: bool) {
     let mut args = 0u16.to_be_bytes().to_vec();
@@ -286,7 +234,7 @@ async fn slow_handshake() {
 #[tokio::test]
 async fn connection_dropped_mid_content() {
     let broker = Broker::start();
-    let mut sock = raw_open(broker.port).await;
+    let mut sock = raw_open(broker.port, false).await;
     raw_queue_declare(&mut sock, "midcontent", false).await;
     // An exclusive queue marks when the broker has finished with the dead connection.
     raw_queue_declare(&mut sock, "midcontent-marker", true).await;
@@ -361,7 +309,7 @@ async fn unacked_messages_go_to_another_consumer_when_connection_dies() {
     }
 
     // Consumer A: a raw connection with prefetch 10 and manual acks.
-    let mut a = raw_open(broker.port).await;
+    let mut a = raw_open(broker.port, false).await;
     let mut args = 0u32.to_be_bytes().to_vec(); // prefetch-size
     args.extend_from_slice(&10u16.to_be_bytes()); // prefetch-count
     args.push(0); // global
@@ -502,7 +450,7 @@ async fn cancel_unknown_consumer_tag_is_ok() {
     assert_channel_works(&ch).await;
 
     // Same at the protocol level: the cancel-ok echoes the tag.
-    let mut sock = raw_open(broker.port).await;
+    let mut sock = raw_open(broker.port, false).await;
     let mut args = shortstr("nope");
     args.push(0); // no-wait off
     write_method(&mut sock, 1, 60, 30, &args).await;
@@ -521,7 +469,7 @@ async fn cancel_unknown_consumer_tag_is_ok() {
 async fn garbage_after_handshake_other_connections_unaffected() {
     let broker = Broker::start();
     let url = broker.amqp_url();
-    let sock = raw_open(broker.port).await;
+    let sock = raw_open(broker.port, false).await;
     let (mut rd, mut wr) = sock.into_split();
     let garbage = pseudo_random_bytes(64 * 1024, 0x5EED_0BAD_F00D_CAFE);
     let vandal = tokio::spawn(async move {
@@ -961,7 +909,7 @@ async fn publisher_floods_while_consumer_is_slow() {
 #[tokio::test]
 async fn stalled_no_ack_consumer_gets_back_pressure() {
     let broker = Broker::start();
-    let mut stalled = raw_open(broker.port).await;
+    let mut stalled = raw_open(broker.port, false).await;
     raw_queue_declare(&mut stalled, "stalled", false).await;
     let mut args = 0u16.to_be_bytes().to_vec();
     args.extend(shortstr("stalled"));
