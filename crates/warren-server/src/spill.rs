@@ -31,6 +31,10 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 /// before they reach a queue).
 const MAX_RECORD: usize = 1 << 30;
 
+/// Write and read buffer of each queue's tail: every queue with a tail holds both, so
+/// they stay small (a refill reads a window of ~2048 records, a few hundred KiB).
+const IO_BUFFER: usize = 64 << 10;
+
 static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
 /// Where spill directories go: set once the data directory is known (tests and brokers
@@ -108,7 +112,7 @@ impl FileTail {
             .open(Self::segment_path(&dir, n))?;
         self.next_segment += 1;
         self.segments.push_back(n);
-        self.writer = Some(BufWriter::with_capacity(256 << 10, file));
+        self.writer = Some(BufWriter::with_capacity(IO_BUFFER, file));
         self.written = 0;
         Ok(())
     }
@@ -161,7 +165,7 @@ impl TailStore for FileTail {
                 let dir = self.dir()?;
                 let mut file = File::open(Self::segment_path(&dir, front))?;
                 file.seek(SeekFrom::Start(self.read_at))?;
-                self.reader = Some(BufReader::with_capacity(256 << 10, file));
+                self.reader = Some(BufReader::with_capacity(IO_BUFFER, file));
             }
             let Some(reader) = self.reader.as_mut() else {
                 return Ok(());
