@@ -117,7 +117,7 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
         sync,
         ..Default::default()
     };
-    let (journal, recovery) = Journal::open(dir, opts, &live)?;
+    let (journal, mut recovery) = Journal::open(dir, opts, &live)?;
     let report = &recovery.report;
     // Name the queues that lost messages to damaged records.
     for (id, lost) in &report.lost {
@@ -147,12 +147,13 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
         let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
         for q in queues {
             let Some(id) = q.store_id else { continue };
-            let Some(messages) = recovery.queues.get(&QueueId(id)) else {
+            // Taken out, so each queue's index is freed once the queue is rebuilt.
+            let Some(messages) = recovery.queues.remove(&QueueId(id)) else {
                 continue;
             };
             let now = now_ms();
             let mut state = q.state.lock();
-            for m in messages {
+            for m in &messages {
                 // Past the memory budget only the header is read: the body stays on
                 // disk (its checksum is checked when it is delivered).
                 let record = if broker.persistence.over_budget(0) {
