@@ -134,10 +134,9 @@ pub fn client_properties(blocked_capability: bool) -> Vec<u8> {
     table
 }
 
-/// A raw connection through the handshake (no heartbeats) with channel 1 open. Nothing
-/// may arrive between open-ok and channel.open-ok: RabbitMQ sends connection.blocked
-/// only once a blocked connection publishes.
-pub async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
+/// A raw connection through the handshake (guest/guest, no heartbeats) up to
+/// connection.open-ok on vhost "/".
+pub async fn raw_open_connection(port: u16, blocked_capability: bool) -> TcpStream {
     let mut sock = raw_connect(port).await;
     assert!(matches!(
         read_method(&mut sock).await,
@@ -172,6 +171,14 @@ pub async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
             AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
         )
     ));
+    sock
+}
+
+/// A raw connection through the handshake (no heartbeats) with channel 1 open. Nothing
+/// may arrive between open-ok and channel.open-ok: RabbitMQ sends connection.blocked
+/// only once a blocked connection publishes.
+pub async fn raw_open(port: u16, blocked_capability: bool) -> TcpStream {
+    let mut sock = raw_open_connection(port, blocked_capability).await;
     write_method(&mut sock, 1, 20, 10, &shortstr("")).await;
     match read_method(&mut sock).await {
         (1, AMQPClass::Channel(protocol::channel::AMQPMethod::OpenOk(_))) => {}

@@ -98,37 +98,7 @@ async fn client_close_ends_cleanly_closed() {
 #[tokio::test]
 async fn broker_leaves_socket_for_client_to_close_after_close_ok() {
     let broker = Broker::start();
-    let mut sock = raw_connect(broker.port).await;
-    assert!(matches!(
-        read_channel0_method(&mut sock).await,
-        AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
-    ));
-    // connection.start-ok: no client properties, PLAIN guest/guest, en_US.
-    let mut args = 0u32.to_be_bytes().to_vec();
-    args.extend(shortstr("PLAIN"));
-    let response = b"\0guest\0guest";
-    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
-    args.extend_from_slice(response);
-    args.extend(shortstr("en_US"));
-    write_method(&mut sock, 0, 10, 11, &args).await;
-    let tune = match read_channel0_method(&mut sock).await {
-        AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t)) => t,
-        other => panic!("expected connection.tune, got {other:?}"),
-    };
-    // connection.tune-ok with the server's channel_max/frame_max and no heartbeats.
-    let mut args = tune.channel_max.to_be_bytes().to_vec();
-    args.extend_from_slice(&tune.frame_max.to_be_bytes());
-    args.extend_from_slice(&0u16.to_be_bytes());
-    write_method(&mut sock, 0, 10, 31, &args).await;
-    // connection.open "/".
-    let mut args = shortstr("/");
-    args.extend(shortstr(""));
-    args.push(0);
-    write_method(&mut sock, 0, 10, 40, &args).await;
-    assert!(matches!(
-        read_channel0_method(&mut sock).await,
-        AMQPClass::Connection(protocol::connection::AMQPMethod::OpenOk(_))
-    ));
+    let mut sock = raw_open_connection(broker.port, false).await;
     // connection.close 200 "bye".
     let mut args = 200u16.to_be_bytes().to_vec();
     args.extend(shortstr("bye"));
