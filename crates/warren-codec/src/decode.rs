@@ -131,6 +131,8 @@ fn parse_method(payload: &Bytes) -> Result<AMQPClass, CodecError> {
             return Err(CodecError::PrefetchSize(size));
         }
     }
+    let pruned = check_method_tables(class_id, method_id, payload)?;
+    let payload = pruned.as_ref().unwrap_or(payload);
     match amq_protocol::protocol::parse_class(&payload[..]) {
         Ok((&[], method)) => Ok(method),
         _ => Err(CodecError::MalformedMethod {
@@ -139,6 +141,78 @@ fn parse_method(payload: &Bytes) -> Result<AMQPClass, CodecError> {
             arguments: payload.slice(4..),
         }),
     }
+}
+
+/// Fields that precede a method's field-table argument.
+#[derive(Clone, Copy)]
+enum Before {
+    Octet,
+    Short,
+    ShortStr,
+}
+
+/// The fields before the field-table argument of each method that has one.
+fn fields_before_table(class_id: u16, method_id: u16) -> Option<&'static [Before]> {
+    use Before::{Octet, Short, ShortStr};
+    Some(match (class_id, method_id) {
+        (10, 10) => &[Octet, Octet],
+        (10, 11) => &[],
+        (40, 10) => &[Short, ShortStr, ShortStr, Octet],
+        (40, 30) | (40, 40) | (50, 20) => &[Short, ShortStr, ShortStr, ShortStr, Octet],
+        (50, 10) => &[Short, ShortStr, Octet],
+        (50, 50) => &[Short, ShortStr, ShortStr, ShortStr],
+        (60, 20) => &[Short, ShortStr, ShortStr, Octet],
+        _ => return None,
+    })
+}
+
+/// Keeps amq-protocol's recursive parser away from deeply nested argument tables: a
+/// table deeper than [`crate::MAX_PARSE_DEPTH`] is refused, except connection.start-ok's
+/// client properties, which RabbitMQ accepts at any depth and warren only displays: their
+/// too-deep entries are dropped and the method is returned re-encoded. A malformed table
+/// is left for `parse_class` to report.
+fn check_method_tables(
+    class_id: u16,
+    method_id: u16,
+    payload: &Bytes,
+) -> Result<Option<Bytes>, CodecError> {
+    let Some(fields) = fields_before_table(class_id, method_id) else {
+        return Ok(None);
+    };
+    let mut pos = 4;
+    for field in fields {
+        pos += match field {
+            Before::Octet => 1,
+            Before::Short => 2,
+            Before::ShortStr => 1 + usize::from(payload.get(pos).copied().unwrap_or(0)),
+        };
+    }
+    let Some(len) = payload.get(pos..pos + 4) else {
+        return Ok(None);
+    };
+    let end = pos + 4 + u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let Some(table) = payload.get(pos..end) else {
+        return Ok(None);
+    };
+    let Ok(depth) = crate::table_depth(table) else {
+        return Ok(None);
+    };
+    if depth <= crate::MAX_PARSE_DEPTH {
+        return Ok(None);
+    }
+    if (class_id, method_id) != (10, 11) {
+        return Err(CodecError::TableTooDeep {
+            class_id,
+            method_id,
+            depth,
+        });
+    }
+    let shallow = crate::filter_table(table, |_, d| d < crate::MAX_PARSE_DEPTH)?;
+    let mut rebuilt = BytesMut::with_capacity(payload.len());
+    rebuilt.extend_from_slice(&payload[..pos]);
+    rebuilt.extend_from_slice(&shallow);
+    rebuilt.extend_from_slice(&payload[end..]);
+    Ok(Some(rebuilt.freeze()))
 }
 
 fn parse_header(channel: u16, payload: Bytes) -> Result<Frame, CodecError> {

@@ -35,6 +35,14 @@ pub enum CodecError {
     /// amq-protocol's `basic::Qos` does not keep the field.
     #[error("basic.qos prefetch_size {0} is not supported")]
     PrefetchSize(u32),
+    /// A method argument table nested deeper than [`crate::MAX_PARSE_DEPTH`]: refused
+    /// rather than handed to a recursive parser.
+    #[error("a field table of method {class_id}/{method_id} nests {depth} levels deep")]
+    TableTooDeep {
+        class_id: u16,
+        method_id: u16,
+        depth: usize,
+    },
     #[error("malformed content header")]
     MalformedHeader,
     #[error("malformed content properties")]

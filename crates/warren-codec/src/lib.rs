@@ -11,6 +11,7 @@
 mod decode;
 mod encode;
 mod error;
+mod nesting;
 mod properties;
 mod table;
 
@@ -22,6 +23,7 @@ pub use encode::{
     encode_heartbeat, encode_method, encode_method_to_vec, encode_nack, encode_properties,
 };
 pub use error::CodecError;
+pub use nesting::{filter_table, parse_table_bounded, table_depth, MAX_PARSE_DEPTH};
 pub use properties::{
     parse_properties, rewrite_properties, BasicProperties, PropertiesEdit, PropertiesView,
 };

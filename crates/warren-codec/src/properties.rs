@@ -142,8 +142,26 @@ impl PropertiesView {
     }
 }
 
-/// Fully parses a raw property block with amq-protocol's parser.
+/// Fully parses a raw property block with amq-protocol's parser. Headers nested deeper
+/// than [`crate::MAX_PARSE_DEPTH`] lose their too-deep top-level entries (see
+/// [`crate::parse_table_bounded`]); the raw block a consumer receives is never this one.
 pub fn parse_properties(raw: &[u8]) -> Result<BasicProperties, CodecError> {
+    let view = PropertiesView::scan(raw)?;
+    let shallow;
+    let raw = match view.headers {
+        Some(range) if crate::table_depth(&raw[range.clone()])? > crate::MAX_PARSE_DEPTH => {
+            let headers = crate::filter_table(&raw[range], |_, d| d < crate::MAX_PARSE_DEPTH)?;
+            shallow = rewrite_properties(
+                raw,
+                &PropertiesEdit {
+                    headers: Some(Some(headers)),
+                    ..PropertiesEdit::default()
+                },
+            )?;
+            &shallow[..]
+        }
+        _ => raw,
+    };
     match basic::parse_properties(raw) {
         Ok((&[], props)) => Ok(props),
         _ => Err(CodecError::MalformedProperties),
@@ -157,6 +175,8 @@ pub struct PropertiesEdit {
     /// `Some(None)` removes them, `None` keeps them.
     pub headers: Option<Option<Bytes>>,
     pub remove_expiration: bool,
+    /// Replaces (or adds) reply-to; the value is the string without its length octet.
+    pub reply_to: Option<Bytes>,
 }
 
 /// Applies `edit` to a raw property block.
@@ -215,6 +235,17 @@ pub fn rewrite_properties(raw: &[u8], edit: &PropertiesEdit) -> Result<Bytes, Co
                 None => {}
             }
         }
+        if flag == REPLY_TO {
+            if let Some(value) = &edit.reply_to {
+                let len = u8::try_from(value.len()).map_err(|_| {
+                    CodecError::Encode(format!("reply-to of {} bytes", value.len()))
+                })?;
+                new_flags |= REPLY_TO;
+                out.put_u8(len);
+                out.put_slice(value);
+                continue;
+            }
+        }
         if flag == EXPIRATION && edit.remove_expiration {
             new_flags &= !EXPIRATION;
             continue;
@@ -252,6 +283,7 @@ mod rewrite_tests {
         let edit = PropertiesEdit {
             headers: Some(Some(t.to_bytes())),
             remove_expiration: true,
+            reply_to: None,
         };
         let out = rewrite_properties(&raw, &edit).expect("rewrites");
         let back = parse_properties(&out).expect("parses");
@@ -286,6 +318,7 @@ mod rewrite_tests {
         let edit = PropertiesEdit {
             headers: Some(None),
             remove_expiration: false,
+            reply_to: None,
         };
         let out = rewrite_properties(&raw, &edit).expect("rewrites");
         let back = parse_properties(&out).expect("parses");

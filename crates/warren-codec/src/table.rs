@@ -10,7 +10,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::CodecError;
 
-/// Nesting depth refused as hostile; RabbitMQ's own messages nest two or three levels.
+/// Nesting depth parsed into values; deeper tables and arrays stay encoded ([`Value::Raw`]).
+/// RabbitMQ's own messages nest two or three levels.
 const MAX_DEPTH: usize = 64;
 
 /// One field value, tagged as RabbitMQ tags it on the wire.
@@ -33,6 +34,9 @@ pub enum Value {
     Table(Table),
     Void,
     ByteArray(Bytes),
+    /// A table or array nested deeper than this parser goes, kept encoded (type octet
+    /// first, validated) and written back byte for byte.
+    Raw(Bytes),
 }
 
 impl Value {
@@ -139,6 +143,7 @@ impl Table {
 
 fn encode_value(v: &Value, out: &mut BytesMut) {
     match v {
+        Value::Raw(encoded) => out.put_slice(encoded),
         Value::Bool(b) => {
             out.put_u8(b't');
             out.put_u8(u8::from(*b));
@@ -252,9 +257,6 @@ impl<'a> Reader<'a> {
     }
 
     fn table(&mut self, depth: usize) -> Result<Table, CodecError> {
-        if depth > MAX_DEPTH {
-            return Err(CodecError::MalformedProperties);
-        }
         let len = self.u32()? as usize;
         let body = self.take(len)?;
         let mut inner = Reader { raw: body, pos: 0 };
@@ -290,10 +292,13 @@ impl<'a> Reader<'a> {
                 let len = self.u32()? as usize;
                 Value::LongStr(Bytes::copy_from_slice(self.take(len)?))
             }
+            b'F' | b'A' if depth >= MAX_DEPTH => {
+                let start = self.pos - 1;
+                let (end, _) = crate::nesting::value_span(self.raw, start, self.raw.len())?;
+                self.pos = end;
+                Value::Raw(Bytes::copy_from_slice(&self.raw[start..end]))
+            }
             b'A' => {
-                if depth >= MAX_DEPTH {
-                    return Err(CodecError::MalformedProperties);
-                }
                 let len = self.u32()? as usize;
                 let body = self.take(len)?;
                 let mut inner = Reader { raw: body, pos: 0 };

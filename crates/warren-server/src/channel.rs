@@ -11,7 +11,7 @@ use amq_protocol::{
     types::{AMQPValue, FieldTable, ShortString},
 };
 use bytes::{Bytes, BytesMut};
-use warren_codec::{encode_content, encode_deliver, PropertiesView};
+use warren_codec::{encode_content, encode_deliver, PropertiesEdit, PropertiesView};
 use warren_router::{field_type_name, values_equal, Destination, ExchangeKind};
 use warren_store::{ConsumerId, ConsumerSlot, Entry, Message, PushOutcome};
 
@@ -485,12 +485,12 @@ impl Channel {
                         "fast reply consumer does not exist",
                     ));
                 };
-                let mut props = warren_codec::parse_properties(&properties)
+                let edit = PropertiesEdit {
+                    reply_to: Some(Bytes::from(format!("{REPLY_TO_PREFIX}{token}"))),
+                    ..PropertiesEdit::default()
+                };
+                properties = warren_codec::rewrite_properties(&properties, &edit)
                     .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
-                props = props.with_reply_to(ShortString::from(format!("{REPLY_TO_PREFIX}{token}")));
-                properties = Bytes::from(
-                    warren_codec::encode_properties(&props).map_err(AmqpError::internal)?,
-                );
                 view = PropertiesView::scan(&properties)
                     .map_err(|_| AmqpError::internal("re-encoded properties do not scan"))?;
             }
@@ -541,8 +541,7 @@ impl Channel {
     ) -> AmqpResult<Routed> {
         let headers = match &view.headers {
             Some(range) => Some(
-                amq_protocol::types::parsing::parse_field_table(&publish.properties[range.clone()])
-                    .map(|(_, t)| t)
+                warren_codec::parse_table_bounded(&publish.properties[range.clone()])
                     .map_err(|_| AmqpError::frame_error("invalid headers table"))?,
             ),
             None => None,
@@ -564,18 +563,17 @@ impl Channel {
                     }
                 }
             }
-            if h.contains_key("BCC") {
-                // BCC must not reach consumers.
-                let mut props = warren_codec::parse_properties(&properties)
+            if let (true, Some(range)) = (h.contains_key("BCC"), &view.headers) {
+                // BCC must not reach consumers; the other headers go on byte for byte.
+                let stripped =
+                    warren_codec::filter_table(&properties[range.clone()], |k, _| k != b"BCC")
+                        .map_err(|_| AmqpError::frame_error("invalid headers table"))?;
+                let edit = PropertiesEdit {
+                    headers: Some(Some(stripped)),
+                    ..PropertiesEdit::default()
+                };
+                properties = warren_codec::rewrite_properties(&properties, &edit)
                     .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
-                let mut stripped = h.clone();
-                let mut inner = stripped.inner().clone();
-                inner.remove("BCC");
-                stripped = FieldTable::from(inner);
-                props = props.with_headers(stripped);
-                properties = Bytes::from(
-                    warren_codec::encode_properties(&props).map_err(AmqpError::internal)?,
-                );
             }
         }
         let bcc = match headers.as_ref().and_then(|h| h.inner().get("BCC")) {
@@ -716,8 +714,8 @@ impl Channel {
             &AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                 reply_code: 312,
                 reply_text: "NO_ROUTE".into(),
-                exchange: publish.exchange.as_ref().into(),
-                routing_key: publish.routing_key.as_ref().into(),
+                exchange: short_str(&publish.exchange),
+                routing_key: short_str(&publish.routing_key),
             })),
         );
         let frame_max = ctx.frame_max;
@@ -1954,8 +1952,8 @@ impl Channel {
             &AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                exchange: msg.exchange.as_ref().into(),
-                routing_key: msg.routing_key.as_ref().into(),
+                exchange: short_str(&msg.exchange),
+                routing_key: short_str(&msg.routing_key),
                 message_count: remaining,
             })),
         );
@@ -2040,11 +2038,22 @@ fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes
         warren_codec::Value::I64(i64::from(entry.delivery_count)),
     );
     headers.sort();
-    let edit = warren_codec::PropertiesEdit {
+    let edit = PropertiesEdit {
         headers: Some(Some(headers.to_bytes())),
-        remove_expiration: false,
+        ..PropertiesEdit::default()
     };
     warren_codec::rewrite_properties(raw, &edit).unwrap_or_else(|_| raw.clone())
+}
+
+/// A name or routing key as a shortstr. Only a dead-letter routing key (a longstr queue
+/// argument) can be longer than 255 bytes; it is cut at a character boundary, as
+/// basic.deliver's encoder cuts it, instead of tripping amq-protocol's length assertion.
+fn short_str(s: &str) -> ShortString {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    ShortString::from(&s[..end])
 }
 
 fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {

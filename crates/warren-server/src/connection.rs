@@ -6,8 +6,12 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    future::Future,
     net::SocketAddr,
+    panic::{catch_unwind, AssertUnwindSafe},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -20,7 +24,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpStream},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use warren_codec::{
     check_protocol_header, decode_frame, encode_heartbeat, CodecError, Frame, ProtocolHeaderCheck,
     PROTOCOL_HEADER,
@@ -177,12 +181,47 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         blocked_notify: false,
     };
     debug!(%peer, "accepting AMQP connection");
-    conn.serve(rd, inbox_rx).await;
-    conn.cleanup();
+    let served = {
+        let serve = std::pin::pin!(conn.serve(rd, inbox_rx));
+        CatchPanic(serve).await
+    };
+    if let Err(panic) = served {
+        conn.close_after_panic(&panic);
+    }
+    // Channels hand unacked messages back here; a second panic must not skip the
+    // deregistration below.
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| conn.cleanup())) {
+        error!(%peer, panic = %panic_text(&*panic), "connection cleanup panicked");
+    }
     broker.connections.remove(&id);
     broker.admin.connection_closed(id);
     drop(conn);
     let _ = writer.await;
+}
+
+/// Polls a connection's future and turns a panic inside it into `Err(text)`, so that one
+/// client's connection is closed with 541 and every other connection carries on.
+struct CatchPanic<F>(F);
+
+impl<F: Future + Unpin> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll(cx))) {
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic_text(&*panic))),
+        }
+    }
+}
+
+/// The message a panic carried (`panic!("...")` gives a `&str` or a `String`).
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
+    }
 }
 
 /// Writes whatever the connection task hands over, coalescing queued buffers into one
@@ -262,7 +301,7 @@ fn sasl_credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)
             let mut framed = Vec::with_capacity(response.len() + 4);
             framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
             framed.extend_from_slice(response);
-            let (_, table) = amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
+            let table = warren_codec::parse_table_bounded(&framed).ok()?;
             Some((table_str(&table, "LOGIN")?, table_str(&table, "PASSWORD")?))
         }
         _ => None,
@@ -1139,6 +1178,25 @@ impl Connection {
 
     /// Connection gone: channels torn down (unacked messages requeued), exclusive queues
     /// deleted.
+    /// After a panic in this connection's task: whatever the round had half-written is
+    /// dropped (it may end in a torn frame) and the client gets 541 INTERNAL_ERROR, as
+    /// RabbitMQ sends when a connection process crashes.
+    fn close_after_panic(&mut self, panic: &str) {
+        error!(peer = %self.peer, name = %self.name, panic = %panic, "connection task panicked; closing the connection with 541 INTERNAL_ERROR");
+        self.ctx.out.clear();
+        self.ctx.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                reply_code: ReplyCode::InternalError.code(),
+                reply_text: "INTERNAL_ERROR".into(),
+                class_id: 0,
+                method_id: 0,
+            })),
+        );
+        self.flush();
+        self.phase = Phase::Done;
+    }
+
     fn cleanup(&mut self) {
         let mut channels = std::mem::take(&mut self.channels);
         for ch in channels.values_mut() {
@@ -1219,6 +1277,15 @@ fn codec_error(e: &CodecError) -> CodecVerdict {
             arguments,
         } => AmqpError::frame_error(format_args!("cannot decode {}", erlang_binary(arguments)))
             .with_method(*class_id, *method_id),
+        CodecError::TableTooDeep {
+            class_id,
+            method_id,
+            depth,
+        } => AmqpError::frame_error(format_args!(
+            "cannot decode a field table nested {depth} levels deep (at most {})",
+            warren_codec::MAX_PARSE_DEPTH
+        ))
+        .with_method(*class_id, *method_id),
         CodecError::PrefetchSize(size) => {
             AmqpError::not_implemented(format_args!("prefetch_size!=0 ({size})"))
                 .with_method(60, 10)
@@ -1233,6 +1300,46 @@ fn codec_error(e: &CodecError) -> CodecVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_connection_future_becomes_an_error() {
+        let calm = CatchPanic(std::pin::pin!(async { 7 })).await;
+        assert_eq!(calm, Ok(7));
+        let panicking = CatchPanic(std::pin::pin!(async {
+            tokio::task::yield_now().await;
+            let at = std::hint::black_box(3u8);
+            if at == 3 {
+                panic!("boom at {at}");
+            }
+            at
+        }))
+        .await;
+        assert_eq!(panicking, Err("boom at 3".to_string()));
+        let static_text = CatchPanic(std::pin::pin!(async { panic!("static") })).await;
+        assert_eq!(static_text, Err::<(), _>("static".to_string()));
+    }
+
+    #[test]
+    fn amqplain_login_survives_a_deeply_nested_response() {
+        // LOGIN and PASSWORD, then a table nested 3,000 levels deep (without the outer
+        // length prefix, as AMQPLAIN sends it).
+        let mut response = Vec::new();
+        response.extend_from_slice(b"\x05LOGINS\x00\x00\x00\x05guest");
+        response.extend_from_slice(b"\x08PASSWORDS\x00\x00\x00\x05guest");
+        let mut deep = vec![0u8, 0, 0, 0];
+        for _ in 0..3_000 {
+            let mut entry = vec![1, b'k', b'F'];
+            entry.extend_from_slice(&deep);
+            deep = (entry.len() as u32).to_be_bytes().to_vec();
+            deep.extend_from_slice(&entry);
+        }
+        response.extend_from_slice(b"\x04deepF");
+        response.extend_from_slice(&deep);
+        assert_eq!(
+            sasl_credentials("AMQPLAIN", &response),
+            Some(("guest".to_string(), "guest".to_string()))
+        );
+    }
 
     #[test]
     fn sasl_plain_and_amqplain() {

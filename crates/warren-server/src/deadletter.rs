@@ -124,9 +124,7 @@ fn headers_table(properties: &[u8]) -> Option<Table> {
 fn routing_headers(properties: &[u8]) -> Option<FieldTable> {
     let view = PropertiesView::scan(properties).ok()?;
     let range = view.headers?;
-    amq_protocol::types::parsing::parse_field_table(properties.get(range)?)
-        .ok()
-        .map(|(_, t)| t)
+    warren_codec::parse_table_bounded(properties.get(range)?).ok()
 }
 
 fn str_field<'a>(t: &'a Table, key: &str) -> Option<&'a [u8]> {
@@ -249,6 +247,7 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         &PropertiesEdit {
             headers: Some(Some(headers.to_bytes())),
             remove_expiration: true,
+            ..PropertiesEdit::default()
         },
     )
     .ok()?;
