@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{info, warn};
 
-use crate::{broker::Broker, connection};
+use crate::{model::broker::Broker, session::connection};
 
 /// Tells every task to stop. Dropping or signalling it starts a graceful shutdown.
 #[derive(Clone)]
@@ -38,7 +38,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
     let mut stop = shutdown.subscribe();
     let mut tasks = tokio::task::JoinSet::new();
     let timers = tokio::spawn(broker.timers.clone().run());
-    let alarms = tokio::spawn(crate::alarm::monitor(broker.clone()));
+    let alarms = tokio::spawn(crate::model::alarm::monitor(broker.clone()));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -61,15 +61,18 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Shutdow
         }
     }
     info!(
-        connections = broker.connections.len(),
+        connections = broker.admin.connections.len(),
         "closing client connections"
     );
-    for conn in broker.connections.iter() {
-        let _ = conn.inbox.send(crate::queue::ConnEvent::ForceClose {
-            code: 320,
-            text: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
-                .into(),
-        });
+    for conn in broker.admin.connections.iter() {
+        let _ = conn
+            .handle
+            .inbox
+            .send(crate::model::handles::ConnEvent::ForceClose {
+                code: 320,
+                text: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+                    .into(),
+            });
     }
     let deadline = tokio::time::sleep(std::time::Duration::from_secs(5));
     tokio::pin!(deadline);

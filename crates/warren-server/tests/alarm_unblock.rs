@@ -138,7 +138,12 @@ impl Client {
 }
 
 fn states(broker: &Broker) -> Vec<FlowState> {
-    broker.connections.iter().map(|c| c.flow_state()).collect()
+    broker
+        .admin
+        .connections
+        .iter()
+        .map(|c| c.handle.flow_state())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -327,7 +327,7 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         Broker::new(cfg)
     };
     let meta_dir = broker.config.data_dir.join("meta");
-    match warren_server::persist::open(&broker, &meta_dir) {
+    match warren_server::recovery::metadata::open(&broker, &meta_dir) {
         Ok(n) => info!(changes = n, "durable metadata restored"),
         Err(e) => {
             error!("cannot open metadata in {}: {e}", meta_dir.display());
@@ -342,7 +342,7 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         }
     };
     let store_dir = broker.config.data_dir.clone();
-    if let Err(e) = warren_server::storage::open(&broker, &store_dir, sync) {
+    if let Err(e) = warren_server::recovery::messages::open(&broker, &store_dir, sync) {
         error!(
             "cannot open the message store in {}: {e}",
             store_dir.display()

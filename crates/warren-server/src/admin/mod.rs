@@ -2,285 +2,26 @@
 //! message statistics, policies, and the declare/delete/bind/purge/get/publish operations
 //! the HTTP API and definitions import perform without an AMQP channel.
 
-use std::{
-    collections::BTreeSet,
-    net::SocketAddr,
-    sync::{
-        atomic::{AtomicU16, AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Instant, SystemTime, UNIX_EPOCH},
-};
+pub mod definitions;
+
+pub use crate::model::registry::{AdminState, ConnInfo, IoCounters, IoSnapshot};
+
+use std::sync::{atomic::Ordering, Arc};
 
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
-use dashmap::DashMap;
-use parking_lot::Mutex;
 use warren_router::{Destination, ExchangeKind};
 use warren_store::{Entry, Message};
 
 use crate::{
-    broker::Broker,
-    channel::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
-    error::AmqpError,
-    policy::PolicyStore,
-    queue::{ConnEvent, ConnHandle, Queue},
-    stats::{Stat, StatsSnapshot, STAT_COUNT},
-    vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
+    model::broker::Broker,
+    model::equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
+    model::handles::ConnEvent,
+    model::queue::Queue,
+    model::stats::Stat,
+    model::vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
+    util::error::AmqpError,
 };
-
-/// Bytes and frames-ish counts of one connection's socket (its own atomics: only its task
-/// writes them), with a rate window like [`Stats`]'.
-#[derive(Debug)]
-pub struct IoCounters {
-    recv_oct: AtomicU64,
-    recv_cnt: AtomicU64,
-    send_oct: AtomicU64,
-    send_cnt: AtomicU64,
-    samples: Mutex<std::collections::VecDeque<(Instant, [u64; 2])>>,
-}
-
-impl Default for IoCounters {
-    fn default() -> Self {
-        let mut samples = std::collections::VecDeque::new();
-        samples.push_back((Instant::now(), [0, 0]));
-        IoCounters {
-            recv_oct: AtomicU64::new(0),
-            recv_cnt: AtomicU64::new(0),
-            send_oct: AtomicU64::new(0),
-            send_cnt: AtomicU64::new(0),
-            samples: Mutex::new(samples),
-        }
-    }
-}
-
-/// Octet and read/write counts with octet rates (per second).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct IoSnapshot {
-    pub recv_oct: u64,
-    pub recv_cnt: u64,
-    pub send_oct: u64,
-    pub send_cnt: u64,
-    pub recv_rate: f64,
-    pub send_rate: f64,
-}
-
-impl IoCounters {
-    /// A socket read of `n` bytes.
-    #[inline]
-    pub fn received(&self, n: usize) {
-        self.recv_oct.fetch_add(n as u64, Ordering::Relaxed);
-        self.recv_cnt.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A buffer of `n` bytes handed to the socket writer.
-    #[inline]
-    pub fn sent(&self, n: usize) {
-        self.send_oct.fetch_add(n as u64, Ordering::Relaxed);
-        self.send_cnt.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Keeps a sample a second inside the rate window (the management ticker calls this).
-    pub fn sample(&self) {
-        let now = Instant::now();
-        let cur = [
-            self.recv_oct.load(Ordering::Relaxed),
-            self.send_oct.load(Ordering::Relaxed),
-        ];
-        let mut samples = self.samples.lock();
-        if samples
-            .back()
-            .is_none_or(|(t, _)| now.saturating_duration_since(*t).as_secs() >= 1)
-        {
-            samples.push_back((now, cur));
-        }
-        while samples.len() > 2
-            && samples.get(1).is_some_and(|(t, _)| {
-                now.saturating_duration_since(*t) >= crate::stats::RATE_WINDOW
-            })
-        {
-            samples.pop_front();
-        }
-    }
-
-    pub fn snapshot(&self) -> IoSnapshot {
-        let now = Instant::now();
-        let recv_oct = self.recv_oct.load(Ordering::Relaxed);
-        let send_oct = self.send_oct.load(Ordering::Relaxed);
-        let (mut recv_rate, mut send_rate) = (0.0, 0.0);
-        if let Some((t0, [r0, s0])) = self.samples.lock().front() {
-            let dt = now.saturating_duration_since(*t0).as_secs_f64();
-            if dt >= 0.5 {
-                recv_rate = recv_oct.saturating_sub(*r0) as f64 / dt;
-                send_rate = send_oct.saturating_sub(*s0) as f64 / dt;
-            }
-        }
-        IoSnapshot {
-            recv_oct,
-            recv_cnt: self.recv_cnt.load(Ordering::Relaxed),
-            send_oct,
-            send_cnt: self.send_cnt.load(Ordering::Relaxed),
-            recv_rate,
-            send_rate,
-        }
-    }
-}
-
-/// What an open AMQP connection looks like to the management API.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub id: u64,
-    /// RabbitMQ's connection name: `peer -> local`.
-    pub name: String,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub user: String,
-    pub vhost: String,
-    pub client_properties: FieldTable,
-    pub auth_mechanism: String,
-    pub frame_max: u32,
-    pub channel_max: u16,
-    pub heartbeat: u16,
-    /// Milliseconds since the Unix epoch.
-    pub connected_at: u64,
-    pub handle: Arc<ConnHandle>,
-    /// Numbers of the open channels.
-    pub channels: Mutex<BTreeSet<u16>>,
-    /// Socket counters, shared with the connection task.
-    pub io: Arc<IoCounters>,
-}
-
-/// Management state held by the broker.
-#[derive(Debug)]
-pub struct AdminState {
-    pub connections: DashMap<u64, Arc<ConnInfo>>,
-    pub connections_opened: AtomicU64,
-    pub connections_closed: AtomicU64,
-    pub channels_opened: AtomicU64,
-    pub channels_closed: AtomicU64,
-    pub queues_declared: AtomicU64,
-    pub queues_deleted: AtomicU64,
-    pub policies: PolicyStore,
-    pub started: Instant,
-    /// The HTTP and Prometheus listeners, for the port-listener health check.
-    pub listeners: Mutex<Vec<(String, SocketAddr)>>,
-    /// The AMQP port actually bound (set by the binary).
-    pub amqp_port: AtomicU16,
-    /// Counters of deleted queues, so broker-wide totals never go down.
-    retired: Mutex<[u64; STAT_COUNT]>,
-    /// Publish-side counters of deleted vhosts, for the same reason.
-    retired_vhosts: Mutex<[u64; STAT_COUNT]>,
-}
-
-impl Default for AdminState {
-    fn default() -> Self {
-        AdminState {
-            connections: DashMap::new(),
-            connections_opened: AtomicU64::new(0),
-            connections_closed: AtomicU64::new(0),
-            channels_opened: AtomicU64::new(0),
-            channels_closed: AtomicU64::new(0),
-            queues_declared: AtomicU64::new(0),
-            queues_deleted: AtomicU64::new(0),
-            policies: PolicyStore::default(),
-            started: Instant::now(),
-            listeners: Mutex::new(Vec::new()),
-            amqp_port: AtomicU16::new(0),
-            retired: Mutex::new([0; STAT_COUNT]),
-            retired_vhosts: Mutex::new([0; STAT_COUNT]),
-        }
-    }
-}
-
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-impl AdminState {
-    pub(crate) fn connection_opened(&self, info: ConnInfo) {
-        self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        self.connections.insert(info.id, Arc::new(info));
-    }
-
-    pub(crate) fn connection_closed(&self, id: u64) {
-        if let Some((_, info)) = self.connections.remove(&id) {
-            self.connections_closed.fetch_add(1, Ordering::Relaxed);
-            let open = info.channels.lock().len() as u64;
-            self.channels_closed.fetch_add(open, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn channel_opened(&self, conn: u64, channel: u16) {
-        if let Some(info) = self.connections.get(&conn) {
-            info.channels.lock().insert(channel);
-            self.channels_opened.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn channel_closed(&self, conn: u64, channel: u16) {
-        if let Some(info) = self.connections.get(&conn) {
-            if info.channels.lock().remove(&channel) {
-                self.channels_closed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// A queue is gone: its counters stay in the broker-wide totals.
-    pub fn retire_queue(&self, queue: &Queue) {
-        let snap = queue.stats.snapshot();
-        let mut retired = self.retired.lock();
-        for (r, c) in retired.iter_mut().zip(snap.counts) {
-            *r += c;
-        }
-        self.queues_deleted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Queue-side counters summed over every queue, deleted ones included (rates over the
-    /// live queues only).
-    pub fn queue_totals(&self, broker: &Broker) -> StatsSnapshot {
-        let mut total = StatsSnapshot {
-            counts: *self.retired.lock(),
-            rates: [0.0; STAT_COUNT],
-        };
-        for vh in broker.vhosts() {
-            let queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
-            for q in queues {
-                let s = q.stats.snapshot();
-                for i in 0..STAT_COUNT {
-                    total.counts[i] += s.counts[i];
-                    total.rates[i] += s.rates[i];
-                }
-            }
-        }
-        total
-    }
-
-    /// Publish-side counters (publish, confirm, unroutable) of the whole broker: every
-    /// vhost's, deleted ones included (rates over the live vhosts only).
-    pub fn publish_totals(&self, broker: &Broker) -> StatsSnapshot {
-        let mut total = StatsSnapshot {
-            counts: *self.retired_vhosts.lock(),
-            rates: [0.0; STAT_COUNT],
-        };
-        for vh in broker.vhosts() {
-            let s = vh.stats.snapshot();
-            for i in 0..STAT_COUNT {
-                total.counts[i] += s.counts[i];
-                total.rates[i] += s.rates[i];
-            }
-        }
-        total
-    }
-
-    /// Connections sorted by name.
-    pub fn connection_list(&self) -> Vec<Arc<ConnInfo>> {
-        let mut all: Vec<_> = self.connections.iter().map(|c| c.value().clone()).collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
-    }
-}
 
 /// Why a management operation failed; the HTTP layer maps these to status codes.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -365,7 +106,7 @@ impl Broker {
             .queue_settings_with_policy(vhost, name, &arguments)
             .map_err(AdminError::from_amqp)?;
         let q = Queue::new(
-            crate::queue::QueueDecl {
+            crate::model::queue::QueueDecl {
                 name: Arc::from(name),
                 durable,
                 auto_delete,
@@ -608,7 +349,7 @@ impl Broker {
             entry.router.table.unbind(&destination, key, arguments);
         }
         drop(topo);
-        let op = crate::persist::binding_op(&vh, bind, source, &destination, key, arguments);
+        let op = crate::model::vhost::binding_op(&vh, bind, source, &destination, key, arguments);
         if !bind {
             vh.topology.write().maybe_auto_delete(source);
         }
@@ -750,7 +491,7 @@ pub fn remove_queue(broker: &Broker, vhost: &VHost, name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServerConfig;
+    use crate::model::config::ServerConfig;
 
     #[test]
     fn declare_publish_get_purge_delete() {

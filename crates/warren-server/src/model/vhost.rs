@@ -11,10 +11,11 @@ use parking_lot::RwLock;
 use warren_router::{Destination, Exchange, ExchangeKind, RoutingTable};
 
 use crate::{
-    error::{AmqpError, AmqpResult},
+    model::handles::ConnEvent,
+    model::queue::Queue,
+    model::timers::Timers,
     persist::{MetaOp, Persistence},
-    queue::{ConnEvent, Queue},
-    timers::Timers,
+    util::error::{AmqpError, AmqpResult},
 };
 
 pub const DEFAULT_EXCHANGE: &str = "";
@@ -33,7 +34,7 @@ pub struct ExchangeEntry {
     pub meta: ExchangeMeta,
     pub router: Exchange,
     /// publish_in / publish_out counters for the management API (stats.rs).
-    pub stats: crate::stats::Stats,
+    pub stats: crate::model::stats::Stats,
 }
 
 #[derive(Default)]
@@ -62,7 +63,7 @@ pub struct VHost {
     /// The broker's durable metadata log.
     pub persistence: Arc<Persistence>,
     /// Publish-side message counters of this vhost (management API, stats.rs).
-    pub stats: crate::stats::Stats,
+    pub stats: crate::model::stats::Stats,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -80,7 +81,7 @@ impl VHost {
             topology: RwLock::new(Topology::default()),
             timers,
             persistence,
-            stats: crate::stats::Stats::striped(),
+            stats: crate::model::stats::Stats::striped(),
         };
         {
             let mut topo = vhost.topology.write();
@@ -177,9 +178,9 @@ impl VHost {
         let before = out.len();
         out.extend(names.iter().filter_map(|n| topo.queues.get(n).cloned()));
         // management stats
-        start.stats.inc_local(crate::stats::Stat::PublishIn);
+        start.stats.inc_local(crate::model::stats::Stat::PublishIn);
         if out.len() > before {
-            start.stats.inc_local(crate::stats::Stat::PublishOut);
+            start.stats.inc_local(crate::model::stats::Stat::PublishOut);
         }
         Ok(())
     }
@@ -262,7 +263,7 @@ impl Topology {
             ExchangeEntry {
                 meta,
                 router,
-                stats: crate::stats::Stats::striped(),
+                stats: crate::model::stats::Stats::striped(),
             },
         );
     }
@@ -318,4 +319,57 @@ impl Topology {
         self.remove_destination(&Destination::Queue(queue.name.clone()));
         Some(queue)
     }
+}
+
+/// Ops for a binding change, when both ends are durable.
+pub fn binding_op(
+    vhost: &VHost,
+    bind: bool,
+    source: &str,
+    destination: &Destination,
+    key: &str,
+    arguments: &FieldTable,
+) -> Option<MetaOp> {
+    let topo = vhost.topology.read();
+    let source_durable = topo.exchanges.get(source).is_some_and(|e| e.meta.durable);
+    let (to_queue, dest_durable) = match destination {
+        Destination::Queue(q) => (
+            true,
+            topo.queues
+                .get(q)
+                .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+        ),
+        Destination::Exchange(x) => (false, topo.exchanges.get(x).is_some_and(|x| x.meta.durable)),
+    };
+    // An unbind must be recorded even if an end is gone by now (the source may have
+    // been auto-deleted by it); replaying it is harmless.
+    if bind && !(source_durable && dest_durable) {
+        return None;
+    }
+    let (vhost, source, destination, key, arguments) = (
+        vhost.name.to_string(),
+        source.to_string(),
+        destination.name().to_string(),
+        key.to_string(),
+        crate::persist::encode_args(arguments),
+    );
+    Some(if bind {
+        MetaOp::Bind {
+            vhost,
+            source,
+            destination,
+            to_queue,
+            key,
+            arguments,
+        }
+    } else {
+        MetaOp::Unbind {
+            vhost,
+            source,
+            destination,
+            to_queue,
+            key,
+            arguments,
+        }
+    })
 }

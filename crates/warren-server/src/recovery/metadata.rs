@@ -1,336 +1,18 @@
-//! Durable metadata: vhosts, durable exchanges, durable queues and the bindings between
-//! durable ends survive a restart.
-//!
-//! Every change is appended to `meta.log` as one checksummed JSON line and synced before
-//! the client hears declare-ok (as RabbitMQ commits to its metadata store first). At start
-//! the snapshot `meta.json` plus the log are replayed through the same topology code the
-//! channel uses, so cascades (auto-delete exchanges losing their last binding) replay
-//! exactly; then the state is written back as a fresh snapshot (write, sync, rename, sync
-//! the directory) and the log is emptied. A torn last line, from a crash mid-append, is
-//! ignored; a damaged line elsewhere is skipped with a warning. The broker always starts.
+//! Replays the durable metadata into a broker at start: the snapshot and the log, through
+//! the same topology code the channel uses, so cascades (auto-delete exchanges losing
+//! their last binding) replay exactly; then writes the state back as a fresh snapshot.
 
-use std::{
-    fs::{self, File, OpenOptions},
-    io::{self, Write},
-    path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, OnceLock,
-    },
-};
+use std::{io, path::Path, sync::Arc};
 
-use amq_protocol::types::FieldTable;
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 use warren_router::{Destination, ExchangeKind};
 
 use crate::{
-    broker::Broker,
-    queue::{Queue, QueueDecl},
-    storage::Storage,
-    vhost::{ExchangeMeta, VHost},
+    model::broker::Broker,
+    model::queue::{Queue, QueueDecl},
+    model::vhost::ExchangeMeta,
+    persist::meta::{decode_args, encode_args, MetaLog, MetaOp},
 };
-
-const SNAPSHOT: &str = "meta.json";
-const LOG: &str = "meta.log";
-
-/// One change to durable metadata. Arguments are field tables in wire format (hex), so
-/// their AMQP types survive exactly for equivalence checks after a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum MetaOp {
-    Vhost {
-        name: String,
-    },
-    DeleteVhost {
-        name: String,
-    },
-    User {
-        name: String,
-        password_hash: String,
-        hashing_algorithm: String,
-        tags: Vec<String>,
-    },
-    DeleteUser {
-        name: String,
-    },
-    Permission {
-        user: String,
-        vhost: String,
-        configure: String,
-        write: String,
-        read: String,
-    },
-    ClearPermission {
-        user: String,
-        vhost: String,
-    },
-    /// A policy, as the management API shows it (JSON).
-    Policy {
-        vhost: String,
-        name: String,
-        policy: String,
-    },
-    DeletePolicy {
-        vhost: String,
-        name: String,
-    },
-    Exchange {
-        vhost: String,
-        name: String,
-        kind: String,
-        auto_delete: bool,
-        internal: bool,
-        arguments: String,
-    },
-    DeleteExchange {
-        vhost: String,
-        name: String,
-    },
-    Queue {
-        vhost: String,
-        name: String,
-        auto_delete: bool,
-        arguments: String,
-        /// The queue's id in the message store (0 in files written before it existed).
-        #[serde(default)]
-        id: u64,
-    },
-    DeleteQueue {
-        vhost: String,
-        name: String,
-    },
-    Bind {
-        vhost: String,
-        source: String,
-        destination: String,
-        to_queue: bool,
-        key: String,
-        arguments: String,
-    },
-    Unbind {
-        vhost: String,
-        source: String,
-        destination: String,
-        to_queue: bool,
-        key: String,
-        arguments: String,
-    },
-}
-
-pub fn encode_args(t: &FieldTable) -> String {
-    let raw = warren_codec::encode_field_table(t).unwrap_or_default();
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_args(hex: &str) -> FieldTable {
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    bytes
-        .and_then(|b| warren_codec::decode_field_table(&b).ok())
-        .unwrap_or_default()
-}
-
-/// FNV-1a, enough to tell a damaged line from a good one.
-fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// The append-only metadata log of a running broker.
-pub struct MetaLog {
-    dir: PathBuf,
-    file: Mutex<File>,
-}
-
-impl MetaLog {
-    /// Appends changes and syncs them.
-    pub fn append(&self, ops: &[MetaOp]) -> io::Result<()> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::new();
-        for op in ops {
-            let json = serde_json::to_vec(op).map_err(io::Error::other)?;
-            buf.extend_from_slice(format!("{:016x} ", checksum(&json)).as_bytes());
-            buf.extend_from_slice(&json);
-            buf.push(b'\n');
-        }
-        let mut file = self.file.lock();
-        file.write_all(&buf)?;
-        file.sync_data()
-    }
-
-    /// Writes `ops` as the new snapshot and empties the log.
-    fn compact(&self, ops: &[MetaOp]) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        let json = serde_json::to_vec_pretty(ops).map_err(io::Error::other)?;
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, self.dir.join(SNAPSHOT))?;
-        sync_dir(&self.dir);
-        let file = self.file.lock();
-        file.set_len(0)?;
-        file.sync_all()
-    }
-}
-
-/// Smallest transient body written to the journal to save memory (see `should_page`).
-pub const PAGE_MIN_TRANSIENT_BODY: usize = 4096;
-
-/// Where the broker's durable metadata goes; empty until [`open`] attaches a log (tests
-/// and embedded brokers may run without one).
-#[derive(Default)]
-pub struct Persistence {
-    log: OnceLock<MetaLog>,
-    storage: OnceLock<Storage>,
-    /// Highest message-store queue id handed out or seen.
-    last_queue_id: AtomicU64,
-    /// Body bytes of ready messages held in memory, all queues together.
-    pub resident: Arc<AtomicUsize>,
-    /// Above this many resident bytes, new message bodies are kept on disk only.
-    pub budget: Arc<AtomicUsize>,
-    /// Where long queues keep their tails (set when the message store opens).
-    pub spill_root: crate::spill::SpillRoot,
-}
-
-impl std::fmt::Debug for Persistence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Persistence")
-            .field("log", &self.log.get().is_some())
-            .field("storage", &self.storage.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Persistence {
-    pub fn new(memory_budget: usize) -> Arc<Self> {
-        Arc::new(Persistence {
-            budget: Arc::new(AtomicUsize::new(memory_budget)),
-            ..Persistence::default()
-        })
-    }
-
-    /// Whether a new message's body should be kept on disk only. Past the budget a body
-    /// that goes to disk anyway (persistent, durable queue) always is; a transient one
-    /// only when large: a small one costs a journal write and a read per delivery, more
-    /// than it saves, and long queues keep it in their tail file instead.
-    pub fn should_page(&self, len: usize, on_disk_anyway: bool) -> bool {
-        self.over_budget(len) && (on_disk_anyway || len >= PAGE_MIN_TRANSIENT_BODY)
-    }
-
-    /// Whether a body of `len` more bytes would take resident bodies over the budget.
-    pub fn over_budget(&self, len: usize) -> bool {
-        self.resident.load(Ordering::Relaxed).saturating_add(len)
-            > self.budget.load(Ordering::Relaxed)
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.log.get().is_some()
-    }
-
-    /// The message store, once opened.
-    pub fn storage(&self) -> Option<&Storage> {
-        self.storage.get()
-    }
-
-    pub fn attach_storage(&self, storage: Storage) -> Result<(), Storage> {
-        self.storage.set(storage)
-    }
-
-    /// A message-store id for a new durable queue: never one used before, even across
-    /// restarts (ids grow with the clock and past every id seen in the metadata).
-    pub fn next_queue_id(&self) -> u64 {
-        let floor = crate::clock::now_ms() << 12;
-        let prev = self
-            .last_queue_id
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(last.max(floor).saturating_add(1))
-            })
-            .unwrap_or(floor);
-        prev.max(floor).saturating_add(1)
-    }
-
-    fn saw_queue_id(&self, id: u64) {
-        self.last_queue_id.fetch_max(id, Ordering::AcqRel);
-    }
-
-    /// [`Persistence::record`] for changes whose callers cannot report a failure: it is
-    /// logged.
-    pub fn record_logged(&self, ops: &[MetaOp]) {
-        if let Err(e) = self.record(ops) {
-            warn!(error = %e, "metadata change not recorded");
-        }
-    }
-
-    /// Records changes; the caller answers the client only after this returns.
-    pub fn record(&self, ops: &[MetaOp]) -> io::Result<()> {
-        match self.log.get() {
-            Some(log) => log.append(ops),
-            None => Ok(()),
-        }
-    }
-}
-
-fn read_snapshot(dir: &Path) -> Vec<MetaOp> {
-    let path = dir.join(SNAPSHOT);
-    match fs::read(&path) {
-        Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
-            warn!(file = %path.display(), error = %e, "metadata snapshot unreadable; starting from the log alone");
-            Vec::new()
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            warn!(file = %path.display(), error = %e, "cannot read metadata snapshot");
-            Vec::new()
-        }
-    }
-}
-
-fn read_log(dir: &Path) -> Vec<MetaOp> {
-    let path = dir.join(LOG);
-    let data = match fs::read(&path) {
-        Ok(d) => d,
-        Err(_) => return Vec::new(),
-    };
-    let mut ops = Vec::new();
-    let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-    let last = lines.len().saturating_sub(1);
-    for (i, line) in lines.iter().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let parsed = (|| {
-            let (sum, json) = (line.get(..16)?, line.get(17..)?);
-            let sum = u64::from_str_radix(std::str::from_utf8(sum).ok()?, 16).ok()?;
-            (sum == checksum(json)).then_some(())?;
-            serde_json::from_slice::<MetaOp>(json).ok()
-        })();
-        match parsed {
-            Some(op) => ops.push(op),
-            // The unterminated last line is a write cut short by a crash: never confirmed.
-            None if i == last => info!("ignoring a torn metadata log tail"),
-            None => warn!(line = i + 1, "skipping a damaged metadata log line"),
-        }
-    }
-    ops
-}
 
 /// Applies one change to the broker's topology, as at declare time.
 pub fn apply(broker: &Broker, op: &MetaOp) {
@@ -346,7 +28,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             password_hash,
             hashing_algorithm,
             tags,
-        } => broker.put_user(crate::broker::User {
+        } => broker.put_user(crate::model::broker::User {
             name: name.clone(),
             password_hash: password_hash.clone(),
             hashing_algorithm: hashing_algorithm.clone(),
@@ -361,7 +43,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             configure,
             write,
             read,
-        } => match crate::auth::Permission::new(configure, write, read) {
+        } => match crate::model::auth::Permission::new(configure, write, read) {
             Ok(p) => broker.set_permission(user, vhost, p),
             Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
         },
@@ -375,7 +57,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
         } => {
             let parsed = serde_json::from_str::<serde_json::Value>(policy)
                 .map_err(|e| e.to_string())
-                .and_then(|v| crate::policy::Policy::from_json(vhost, name, &v));
+                .and_then(|v| crate::model::policy::Policy::from_json(vhost, name, &v));
             match parsed {
                 Ok(p) => {
                     broker.admin.policies.put(p);
@@ -623,10 +305,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
 /// Loads the durable metadata from `dir` into `broker`, writes a compacted snapshot and
 /// attaches the log so later changes are recorded. Returns how many changes it replayed.
 pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
-    fs::create_dir_all(dir)?;
-    let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
-    let mut ops = read_snapshot(dir);
-    ops.extend(read_log(dir));
+    let (log, ops) = MetaLog::open(dir)?;
     for op in &ops {
         apply(broker, op);
     }
@@ -634,83 +313,29 @@ pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
     for vhost in broker.vhosts() {
         broker.admin.policies.apply(&vhost);
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(LOG))?;
-    let log = MetaLog {
-        dir: dir.to_path_buf(),
-        file: Mutex::new(file),
-    };
     log.compact(&snapshot(broker))?;
-    let _ = broker.persistence.log.set(log);
+    let _ = broker.persistence.attach_log(log);
     Ok(ops.len())
-}
-
-/// Ops for a binding change, when both ends are durable.
-pub fn binding_op(
-    vhost: &VHost,
-    bind: bool,
-    source: &str,
-    destination: &Destination,
-    key: &str,
-    arguments: &FieldTable,
-) -> Option<MetaOp> {
-    let topo = vhost.topology.read();
-    let source_durable = topo.exchanges.get(source).is_some_and(|e| e.meta.durable);
-    let (to_queue, dest_durable) = match destination {
-        Destination::Queue(q) => (
-            true,
-            topo.queues
-                .get(q)
-                .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
-        ),
-        Destination::Exchange(x) => (false, topo.exchanges.get(x).is_some_and(|x| x.meta.durable)),
-    };
-    // An unbind must be recorded even if an end is gone by now (the source may have
-    // been auto-deleted by it); replaying it is harmless.
-    if bind && !(source_durable && dest_durable) {
-        return None;
-    }
-    let (vhost, source, destination, key, arguments) = (
-        vhost.name.to_string(),
-        source.to_string(),
-        destination.name().to_string(),
-        key.to_string(),
-        encode_args(arguments),
-    );
-    Some(if bind {
-        MetaOp::Bind {
-            vhost,
-            source,
-            destination,
-            to_queue,
-            key,
-            arguments,
-        }
-    } else {
-        MetaOp::Unbind {
-            vhost,
-            source,
-            destination,
-            to_queue,
-            key,
-            arguments,
-        }
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServerConfig;
+    use crate::model::config::ServerConfig;
+    use crate::persist::meta::{LOG, SNAPSHOT};
     use amq_protocol::types::AMQPValue;
+    use amq_protocol::types::FieldTable;
+    use std::{
+        fs::{self, OpenOptions},
+        io::Write,
+        path::PathBuf,
+    };
 
     fn temp_dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
             "warren-persist-{tag}-{}-{}",
             std::process::id(),
-            crate::clock::now_ms()
+            crate::util::clock::now_ms()
         ));
         let _ = fs::remove_dir_all(&dir);
         dir

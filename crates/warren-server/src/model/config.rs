@@ -37,7 +37,7 @@ pub struct ServerConfig {
     pub disk_free_limit: u64,
     /// Resident memory above which the memory alarm blocks publishers: a fraction of
     /// total RAM or bytes (RabbitMQ's vm_memory_high_watermark, default 0.4).
-    pub vm_memory_high_watermark: crate::alarm::Watermark,
+    pub vm_memory_high_watermark: crate::model::alarm::Watermark,
 }
 
 impl ServerConfig {
@@ -75,7 +75,7 @@ impl Default for ServerConfig {
             fsync: "always".into(),
             memory_budget_mb: 256,
             disk_free_limit: 50_000_000,
-            vm_memory_high_watermark: crate::alarm::Watermark::default(),
+            vm_memory_high_watermark: crate::model::alarm::Watermark::default(),
         }
     }
 }

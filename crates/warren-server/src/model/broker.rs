@@ -13,12 +13,16 @@ use std::{
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
+use amq_protocol::types::FieldTable;
+
 use crate::{
-    config::ServerConfig,
+    model::auth::{refused, Access, Resource},
+    model::config::ServerConfig,
+    model::handles::{ChannelShared, ConnHandle},
+    model::timers::Timers,
+    model::vhost::VHost,
     persist::{MetaOp, Persistence},
-    queue::{ChannelShared, ConnHandle},
-    timers::Timers,
-    vhost::VHost,
+    util::error::AmqpResult,
 };
 
 #[derive(Debug, Clone)]
@@ -35,14 +39,14 @@ impl User {
     pub fn with_password(name: &str, password: &str, tags: Vec<String>) -> Self {
         User {
             name: name.to_string(),
-            password_hash: crate::auth::hash_password(password),
-            hashing_algorithm: crate::auth::HASHING_ALGORITHM.to_string(),
+            password_hash: crate::model::auth::hash_password(password),
+            hashing_algorithm: crate::model::auth::HASHING_ALGORITHM.to_string(),
             tags,
         }
     }
 }
 
-pub use crate::auth::Permission;
+pub use crate::model::auth::Permission;
 
 /// A consumer of `amq.rabbitmq.reply-to`, reachable by its token.
 #[derive(Debug, Clone)]
@@ -68,15 +72,14 @@ pub struct Broker {
     permissions: RwLock<HashMap<(String, String), Arc<Permission>>>,
     /// Bumped on every user or permission change; connections re-read their permission then.
     permission_generation: AtomicU64,
-    /// Management state: connection details, statistics, policies (see admin.rs).
-    pub admin: crate::admin::AdminState,
-    pub connections: DashMap<u64, Arc<ConnHandle>>,
+    /// The open connections (the one registry), broker-wide counters, policies.
+    pub admin: crate::model::registry::AdminState,
     pub reply_to: DashMap<String, ReplyTarget>,
     /// Queue TTL and `x-expires` deadlines; its task runs inside [`crate::serve`].
     pub timers: Arc<Timers>,
     /// Disk and memory alarms; sampled by a task inside [`crate::serve`].
-    pub alarms: Arc<crate::alarm::Alarms>,
-    /// Durable metadata log (attached by [`crate::persist::open`]).
+    pub alarms: Arc<crate::model::alarm::Alarms>,
+    /// Durable metadata log (attached by `crate::recovery::metadata::open`).
     pub persistence: Arc<Persistence>,
     next_id: AtomicU64,
 }
@@ -98,11 +101,10 @@ impl Broker {
             users: RwLock::new(HashMap::new()),
             permissions: RwLock::new(HashMap::new()),
             permission_generation: AtomicU64::new(0),
-            admin: crate::admin::AdminState::default(),
-            connections: DashMap::new(),
+            admin: crate::model::registry::AdminState::default(),
             reply_to: DashMap::new(),
             timers: Timers::new(),
-            alarms: Arc::new(crate::alarm::Alarms::new(config.disk_free_limit)),
+            alarms: Arc::new(crate::model::alarm::Alarms::new(config.disk_free_limit)),
             persistence: Persistence::new(
                 usize::try_from(config.memory_budget_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
@@ -279,13 +281,64 @@ impl Broker {
         let Some(found) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
-        if !crate::auth::verify_password(&found.password_hash, &found.hashing_algorithm, password) {
+        if !crate::model::auth::verify_password(
+            &found.password_hash,
+            &found.hashing_algorithm,
+            password,
+        ) {
             return Err(AuthError::BadCredentials);
         }
         if self.config.loopback_users.iter().any(|u| u == user) && !peer.is_loopback() {
             return Err(AuthError::LoopbackOnly);
         }
         Ok(())
+    }
+}
+
+/// Access checks (rules in auth.rs).
+impl Broker {
+    /// May `user` do `access` on `name` in `vhost`? Returns RabbitMQ's 403 otherwise.
+    pub fn check_access(
+        &self,
+        user: &str,
+        vhost: &str,
+        access: Access,
+        resource: Resource,
+        name: &str,
+    ) -> AmqpResult<()> {
+        match self.permission(user, vhost) {
+            Some(p) if p.allows(access, name) => Ok(()),
+            _ => Err(refused(resource, name, vhost, user)),
+        }
+    }
+}
+
+/// Policies applied to queue arguments (rules in policy.rs).
+impl Broker {
+    /// A new queue's settings: its own arguments are validated (their errors are the
+    /// client's), then merged with the policy that applies to it.
+    pub fn queue_settings_with_policy(
+        &self,
+        vhost: &str,
+        name: &str,
+        arguments: &FieldTable,
+    ) -> crate::util::error::AmqpResult<crate::model::args::QueueSettings> {
+        let what = format!("queue '{name}' in vhost '{vhost}'");
+        let own = crate::model::args::queue_settings(arguments, &what)?;
+        let effective = self
+            .admin
+            .policies
+            .effective_queue_args(vhost, name, arguments);
+        Ok(crate::model::args::queue_settings(&effective, &what).unwrap_or(own))
+    }
+
+    /// The arguments a queue's features should obey: its own `x-` arguments merged with its
+    /// effective policy (see [`PolicyStore::effective_queue_args`]). Policies can change at
+    /// any time, so callers read this when they need the values, not once at declaration.
+    pub fn effective_queue_args(&self, queue: &crate::model::queue::Queue) -> FieldTable {
+        self.admin
+            .policies
+            .effective_queue_args(&queue.vhost, &queue.name, &queue.arguments)
     }
 }
 

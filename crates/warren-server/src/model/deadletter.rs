@@ -10,7 +10,7 @@ use tracing::debug;
 use warren_codec::{rewrite_properties, PropertiesEdit, PropertiesView, Table, Value};
 use warren_store::{Dead, DeathReason, Message};
 
-use crate::{clock::now_secs, queue::Queue, vhost::VHost};
+use crate::{model::queue::Queue, model::vhost::VHost, util::clock::now_secs};
 
 /// Upper bound of republishes for one batch, a guard against pathological topologies
 /// (RabbitMQ's own cycle rules already stop automatic loops).

@@ -31,12 +31,13 @@ use warren_codec::{
 };
 
 use crate::{
-    alarm::{AlarmSet, Notice, Throttle},
-    broker::{AuthError, Broker},
-    channel::Channel,
-    error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
-    queue::{ConnEvent, ConnHandle, Delivery, Queue},
-    vhost::VHost,
+    model::alarm::{AlarmSet, Notice, Throttle},
+    model::broker::{AuthError, Broker},
+    model::handles::{ConnEvent, ConnHandle, Delivery},
+    model::queue::Queue,
+    model::vhost::VHost,
+    session::channel::Channel,
+    util::error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
 };
 
 /// Read buffer growth step: large enough for many small frames per read syscall.
@@ -59,7 +60,7 @@ pub(crate) struct ConnCtx {
     /// Consumers of this connection whose queue this connection just deleted.
     pub cancelled_here: Vec<(u16, Arc<str>)>,
     /// The user's permission in this vhost, refreshed when permissions change (auth.rs).
-    pub perm_cache: crate::auth::PermCache,
+    pub perm_cache: PermCache,
     /// Queues this connection published to whose deliveries back up: it reads no more
     /// until they are relieved (credit flow; connection state `flow`).
     pub flow_queues: Vec<Arc<Queue>>,
@@ -75,6 +76,46 @@ impl ConnCtx {
     pub fn send_method(&mut self, channel: u16, method: &AMQPClass) {
         if let Err(e) = warren_codec::encode_method(&mut self.out, channel, method) {
             warn!(error = %e, "failed to encode a method frame");
+        }
+    }
+}
+
+/// A connection's copy of its user's permission in its vhost, refreshed when the broker's
+/// permission generation changes (so the hot publish path takes no lock).
+#[derive(Debug, Default)]
+pub(crate) struct PermCache {
+    generation: u64,
+    loaded: bool,
+    permission: Option<Arc<crate::model::auth::Permission>>,
+}
+
+impl ConnCtx {
+    /// Checks an AMQP operation against the connection's user permissions in its vhost.
+    pub(crate) fn check(
+        &mut self,
+        access: crate::model::auth::Access,
+        resource: crate::model::auth::Resource,
+        name: &str,
+    ) -> AmqpResult<()> {
+        // Disjoint field borrows: no clone of the vhost name on the publish path.
+        let Some(vhost) = self.vhost.as_ref() else {
+            return Err(AmqpError::internal("connection is not open"));
+        };
+        let generation = self.broker.permission_generation();
+        let cache = &mut self.perm_cache;
+        if !cache.loaded || cache.generation != generation {
+            cache.permission = self.broker.permission(&self.user, &vhost.name);
+            cache.generation = generation;
+            cache.loaded = true;
+        }
+        match &cache.permission {
+            Some(p) if p.allows(access, name) => Ok(()),
+            _ => Err(crate::model::auth::refused(
+                resource,
+                name,
+                &vhost.name,
+                &self.user,
+            )),
         }
     }
 }
@@ -119,12 +160,12 @@ struct Connection {
     last_recv: Instant,
     last_send: Instant,
     closing_since: Option<Instant>,
-    writer: crate::mailbox::Sender<Bytes>,
+    writer: crate::util::mailbox::Sender<Bytes>,
     /// For the management API (admin.rs): local address, client properties, mechanism.
     local: SocketAddr,
     client_properties: FieldTable,
     auth_mechanism: String,
-    io: Arc<crate::admin::IoCounters>,
+    io: Arc<crate::model::registry::IoCounters>,
     /// Resource-alarm blocking (alarm.rs); `blocked_notify` is the client's
     /// `connection.blocked` capability.
     throttle: Throttle,
@@ -135,8 +176,8 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     let id = broker.next_id();
     let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
-    let (out_tx, out_rx) = crate::mailbox::mailbox();
-    let (inbox_tx, inbox_rx) = crate::mailbox::mailbox();
+    let (out_tx, out_rx) = crate::util::mailbox::mailbox();
+    let (inbox_tx, inbox_rx) = crate::util::mailbox::mailbox();
     let handle = Arc::new(ConnHandle::new(id, inbox_tx));
     let writer = tokio::spawn(write_loop(wr, out_rx, handle.clone()));
     let frame_max = broker.config.frame_max;
@@ -154,7 +195,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             exclusive_queues: Vec::new(),
             route_buf: Vec::new(),
             cancelled_here: Vec::new(),
-            perm_cache: crate::auth::PermCache::default(),
+            perm_cache: PermCache::default(),
             flow_queues: Vec::new(),
         },
         channels: HashMap::new(),
@@ -193,7 +234,6 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| conn.cleanup())) {
         error!(%peer, panic = %panic_text(&*panic), "connection cleanup panicked");
     }
-    broker.connections.remove(&id);
     broker.admin.connection_closed(id);
     drop(conn);
     let _ = writer.await;
@@ -228,7 +268,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// write when the socket is slower than the producer.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    mut rx: crate::mailbox::Receiver<Bytes>,
+    mut rx: crate::util::mailbox::Receiver<Bytes>,
     handle: Arc<ConnHandle>,
 ) {
     let mut batch = BytesMut::new();
@@ -348,7 +388,7 @@ impl Connection {
     async fn serve(
         &mut self,
         mut rd: OwnedReadHalf,
-        mut inbox: crate::mailbox::Receiver<ConnEvent>,
+        mut inbox: crate::util::mailbox::Receiver<ConnEvent>,
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let handshake = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
@@ -527,7 +567,7 @@ impl Connection {
         }
     }
 
-    fn drain_inbox(&mut self, inbox: &mut crate::mailbox::Receiver<ConnEvent>) {
+    fn drain_inbox(&mut self, inbox: &mut crate::util::mailbox::Receiver<ConnEvent>) {
         // Bounded so a flood of deliveries cannot starve reads (acks) forever.
         for _ in 0..1024 {
             match inbox.try_recv() {
@@ -742,7 +782,7 @@ impl Connection {
             0,
             &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
                 reply_code: err.code.code(),
-                reply_text: crate::error::short_text(&err.text),
+                reply_text: crate::util::error::short_text(&err.text),
                 class_id: err.class_id,
                 method_id: err.method_id,
             })),
@@ -1081,12 +1121,8 @@ impl Connection {
         self.next_tick = self.tick_after();
         self.ctx
             .broker
-            .connections
-            .insert(self.ctx.handle.id, self.ctx.handle.clone());
-        self.ctx
-            .broker
             .admin
-            .connection_opened(crate::admin::ConnInfo {
+            .connection_opened(crate::model::registry::ConnInfo {
                 id: self.ctx.handle.id,
                 name: format!("{} -> {}", self.peer, self.local),
                 peer: self.peer,
@@ -1098,7 +1134,7 @@ impl Connection {
                 frame_max: self.ctx.frame_max,
                 channel_max: self.channel_max,
                 heartbeat: self.heartbeat,
-                connected_at: crate::admin::now_millis(),
+                connected_at: crate::util::clock::now_ms(),
                 handle: self.ctx.handle.clone(),
                 channels: Default::default(),
                 io: self.io.clone(),
@@ -1127,9 +1163,9 @@ impl Connection {
             self.publish_flow_state();
             return false;
         }
-        if self.throttle.state() == crate::alarm::FlowState::Running {
+        if self.throttle.state() == crate::model::alarm::FlowState::Running {
             self.ctx.handle.flow_state.store(
-                crate::alarm::FlowState::Flow as u8,
+                crate::model::alarm::FlowState::Flow as u8,
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
@@ -1204,7 +1240,7 @@ impl Connection {
         }
         if let Some(vhost) = self.ctx.vhost.clone() {
             for name in std::mem::take(&mut self.ctx.exclusive_queues) {
-                crate::channel::delete_queue(&mut self.ctx, &vhost, &name);
+                crate::session::channel::delete_queue(&mut self.ctx, &vhost, &name);
             }
         }
     }

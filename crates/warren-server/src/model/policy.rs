@@ -12,7 +12,7 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::{auth::Pattern, vhost::VHost};
+use crate::{model::auth::Pattern, model::vhost::VHost};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyTo {
@@ -431,7 +431,7 @@ impl PolicyStore {
         for q in queues {
             let effective = self.effective_queue_args(&vhost.name, &q.name, &q.arguments);
             let what = format!("queue '{}' in vhost '{}'", q.name, vhost.name);
-            match crate::args::queue_settings(&effective, &what) {
+            match crate::model::args::queue_settings(&effective, &what) {
                 Ok(settings) => q.update_settings(settings),
                 Err(e) => tracing::warn!(queue = %q.name, error = %e.text, "policy not applicable"),
             }
@@ -446,34 +446,6 @@ impl PolicyStore {
             entry.router.alternate_exchange =
                 self.alternate_exchange(&vhost.name, name, &entry.meta.arguments);
         }
-    }
-}
-
-impl crate::broker::Broker {
-    /// A new queue's settings: its own arguments are validated (their errors are the
-    /// client's), then merged with the policy that applies to it.
-    pub fn queue_settings_with_policy(
-        &self,
-        vhost: &str,
-        name: &str,
-        arguments: &FieldTable,
-    ) -> crate::error::AmqpResult<crate::args::QueueSettings> {
-        let what = format!("queue '{name}' in vhost '{vhost}'");
-        let own = crate::args::queue_settings(arguments, &what)?;
-        let effective = self
-            .admin
-            .policies
-            .effective_queue_args(vhost, name, arguments);
-        Ok(crate::args::queue_settings(&effective, &what).unwrap_or(own))
-    }
-
-    /// The arguments a queue's features should obey: its own `x-` arguments merged with its
-    /// effective policy (see [`PolicyStore::effective_queue_args`]). Policies can change at
-    /// any time, so callers read this when they need the values, not once at declaration.
-    pub fn effective_queue_args(&self, queue: &crate::queue::Queue) -> FieldTable {
-        self.admin
-            .policies
-            .effective_queue_args(&queue.vhost, &queue.name, &queue.arguments)
     }
 }
 

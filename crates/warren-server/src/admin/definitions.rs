@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 use warren_router::{Destination, ExchangeKind};
 
 use crate::{
-    auth::{Permission, HASHING_ALGORITHM},
-    broker::{Broker, User},
-    json::{json_to_table, table_to_json},
-    policy::Policy,
-    vhost::ExchangeMeta,
+    model::auth::{Permission, HASHING_ALGORITHM},
+    model::broker::{Broker, User},
+    model::policy::Policy,
+    model::vhost::ExchangeMeta,
+    util::json::{json_to_table, table_to_json},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -528,7 +528,7 @@ pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), Defini
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServerConfig;
+    use crate::model::config::ServerConfig;
 
     #[test]
     fn bad_entry_is_named_and_nothing_applies() {
@@ -550,7 +550,7 @@ mod tests {
     fn export_import_round_trip() {
         let a = Broker::new(ServerConfig::default());
         let doc = json!({
-            "users": [{"name": "u", "password_hash": crate::auth::hash_password("pw"),
+            "users": [{"name": "u", "password_hash": crate::model::auth::hash_password("pw"),
                        "hashing_algorithm": HASHING_ALGORITHM, "tags": "management"}],
             "vhosts": [{"name": "v"}],
             "permissions": [{"user": "u", "vhost": "v", "configure": "^c", "write": ".*", "read": ""}],

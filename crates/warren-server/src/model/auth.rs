@@ -5,24 +5,18 @@
 //! Permissions are three regexes per user and vhost (configure, write, read), matched
 //! anywhere in the resource name as Erlang's `re:run` does; the empty pattern matches nothing.
 
-use std::sync::Arc;
-
 use base64::{engine::general_purpose::STANDARD, Engine};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    broker::Broker,
-    connection::ConnCtx,
-    error::{AmqpError, AmqpResult},
-};
+use crate::util::error::AmqpError;
 
 /// The only hashing algorithm warren writes; the MD5 one RabbitMQ 3.0 used is also read.
 pub const HASHING_ALGORITHM: &str = "rabbit_password_hashing_sha256";
 
 /// Hashes `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> String {
-    let salt = (crate::names::random_u64() as u32).to_be_bytes();
+    let salt = (crate::util::names::random_u64() as u32).to_be_bytes();
     hash_with_salt(salt, password)
 }
 
@@ -174,58 +168,6 @@ pub fn refused(resource: Resource, name: &str, vhost: &str, user: &str) -> AmqpE
         "access to {} '{name}' in vhost '{vhost}' refused for user '{user}'",
         resource.as_str()
     ))
-}
-
-/// A connection's copy of its user's permission in its vhost, refreshed when the broker's
-/// permission generation changes (so the hot publish path takes no lock).
-#[derive(Debug, Default)]
-pub(crate) struct PermCache {
-    generation: u64,
-    loaded: bool,
-    permission: Option<Arc<Permission>>,
-}
-
-impl Broker {
-    /// May `user` do `access` on `name` in `vhost`? Returns RabbitMQ's 403 otherwise.
-    pub fn check_access(
-        &self,
-        user: &str,
-        vhost: &str,
-        access: Access,
-        resource: Resource,
-        name: &str,
-    ) -> AmqpResult<()> {
-        match self.permission(user, vhost) {
-            Some(p) if p.allows(access, name) => Ok(()),
-            _ => Err(refused(resource, name, vhost, user)),
-        }
-    }
-}
-
-impl ConnCtx {
-    /// Checks an AMQP operation against the connection's user permissions in its vhost.
-    pub(crate) fn check(
-        &mut self,
-        access: Access,
-        resource: Resource,
-        name: &str,
-    ) -> AmqpResult<()> {
-        // Disjoint field borrows: no clone of the vhost name on the publish path.
-        let Some(vhost) = self.vhost.as_ref() else {
-            return Err(AmqpError::internal("connection is not open"));
-        };
-        let generation = self.broker.permission_generation();
-        let cache = &mut self.perm_cache;
-        if !cache.loaded || cache.generation != generation {
-            cache.permission = self.broker.permission(&self.user, &vhost.name);
-            cache.generation = generation;
-            cache.loaded = true;
-        }
-        match &cache.permission {
-            Some(p) if p.allows(access, name) => Ok(()),
-            _ => Err(refused(resource, name, &vhost.name, &self.user)),
-        }
-    }
 }
 
 #[cfg(test)]

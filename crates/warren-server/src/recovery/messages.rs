@@ -1,37 +1,17 @@
-//! Persistent messages of durable queues on disk, through [`warren_journal`].
-//!
-//! A persistent message routed to durable queues is appended once (its body shared by
-//! every such queue); the publisher's confirm, or tx.commit-ok, waits for the journal's
-//! group commit. Acks, rejections, expiry, length-limit drops and purges release the
-//! queue's reference; deliveries are marked so that a restart redelivers with
-//! `redelivered` set. At start the journal's recovery refills each durable queue in its
-//! original order.
+//! Opens the message store at start and puts every surviving persistent message back into
+//! its durable queue, in its original order; expired ones leave as they would have.
 
 use std::{collections::HashSet, path::Path, sync::Arc};
 
 use tracing::{info, warn};
-use warren_journal::{
-    Callback, Journal, JournalError, JournalOptions, Location, NewRecord, QueueId, SyncPolicy,
+use warren_journal::{Journal, JournalError, JournalOptions, QueueId, SyncPolicy};
+use warren_store::Message;
+
+use crate::{
+    model::broker::Broker,
+    persist::storage::{to_ref, Storage},
+    util::clock::now_ms,
 };
-use warren_store::{Message, StoredRef};
-
-use crate::{broker::Broker, clock::now_ms};
-
-fn to_location(r: StoredRef) -> Location {
-    Location {
-        segment: r.segment,
-        offset: r.offset,
-        len: r.len,
-    }
-}
-
-fn to_ref(l: Location) -> StoredRef {
-    StoredRef {
-        segment: l.segment,
-        offset: l.offset,
-        len: l.len,
-    }
-}
 
 /// A stored message as recovery reads it: the body only while memory allows.
 struct Recovered {
@@ -42,68 +22,12 @@ struct Recovered {
     body_len: usize,
 }
 
-/// The broker's message store.
-pub struct Storage {
-    journal: Journal,
-}
-
-impl Storage {
-    /// Appends a message for `queues` (every queue it was routed to: each releases its
-    /// reference when the message leaves it); `on_durable` runs once it is synced. Only a
-    /// `persistent` record is recovered after a restart; the others are written to keep
-    /// bodies out of memory. The record keeps the publish time (as `expires_at_ms`, which
-    /// the journal does not interpret) so that TTLs keep counting across a restart.
-    pub fn append(
-        &self,
-        message: &Message,
-        persistent: bool,
-        queues: Vec<u64>,
-        on_durable: Callback,
-    ) -> Result<StoredRef, JournalError> {
-        let record = NewRecord {
-            msg_id: 0,
-            persistent,
-            expires_at_ms: Some(now_ms()),
-            queues: queues.into_iter().map(QueueId).collect(),
-            exchange: message.exchange.to_string(),
-            routing_key: message.routing_key.to_string(),
-            properties: message.properties.clone(),
-            body: message.body.clone(),
-        };
-        self.journal.append(record, on_durable).map(to_ref)
-    }
-
-    /// The body of a stored message (checksum verified).
-    pub fn read_body(&self, r: StoredRef) -> Result<bytes::Bytes, JournalError> {
-        self.journal.read(to_location(r)).map(|m| m.body)
-    }
-
-    pub fn ack(&self, queue: u64, r: StoredRef) {
-        self.journal.ack(QueueId(queue), to_location(r));
-    }
-
-    pub fn mark_delivered(&self, queue: u64, r: StoredRef) {
-        self.journal.mark_delivered(QueueId(queue), to_location(r));
-    }
-
-    pub fn forget_queue(&self, queue: u64) {
-        self.journal.forget_queue(QueueId(queue));
-    }
-
-    /// Syncs everything and stops the writer (clean shutdown).
-    pub fn close(&self) {
-        if let Err(e) = self.journal.close() {
-            warn!(error = %e, "closing the message store");
-        }
-    }
-}
-
 /// Opens the message store under `dir` and puts every surviving persistent message back
 /// into its durable queue. Call after the metadata is restored.
 pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize, JournalError> {
     // Queue tails from the last run are stale: recovery below rebuilds every queue.
     let spill = dir.join("spill");
-    crate::spill::reset(&spill);
+    crate::persist::spill::reset(&spill);
     let _ = broker.persistence.spill_root.set(spill);
     let mut live = HashSet::new();
     for vhost in broker.vhosts() {
@@ -230,6 +154,6 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
         segments = report.segments_scanned,
         "message store recovered"
     );
-    let _ = broker.persistence.attach_storage(Storage { journal });
+    let _ = broker.persistence.attach_storage(Storage::new(journal));
     Ok(restored)
 }

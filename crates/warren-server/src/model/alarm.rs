@@ -29,7 +29,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::{broker::Broker, queue::ConnEvent};
+use crate::{model::broker::Broker, model::handles::ConnEvent};
 
 /// The resources in alarm, as a tiny set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -312,7 +312,7 @@ fn total_memory() -> Option<u64> {
 /// changes. Runs inside [`crate::serve`] until aborted.
 ///
 /// No change is lost to a connection that is opening meanwhile: it registers in
-/// `broker.connections` before it reads the current set, and the set is stored before
+/// `broker.admin.connections` before it reads the current set, and the set is stored before
 /// connections are walked, so it either reads the new set or gets the event.
 pub async fn monitor(broker: Arc<Broker>) {
     let alarms = broker.alarms.clone();
@@ -338,8 +338,8 @@ pub async fn monitor(broker: Arc<Broker>) {
             .store(sample.mem_used.unwrap_or(0), Ordering::Relaxed);
         let disk_limit = alarms.disk_free_limit.load(Ordering::Relaxed);
         if alarms.set(evaluate(sample, disk_limit, mem_limit)) {
-            for conn in broker.connections.iter() {
-                let _ = conn.inbox.send(ConnEvent::AlarmsChanged);
+            for conn in broker.admin.connections.iter() {
+                let _ = conn.handle.inbox.send(ConnEvent::AlarmsChanged);
             }
         }
     }

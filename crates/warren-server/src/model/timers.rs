@@ -15,7 +15,7 @@ use std::{
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::{clock::now_ms, queue::Queue};
+use crate::{model::queue::Queue, util::clock::now_ms};
 
 struct Due {
     at: u64,

@@ -5,7 +5,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use warren_router::field_type_name;
 use warren_store::{Overflow, QueueConfig};
 
-use crate::error::{AmqpError, AmqpResult};
+use crate::util::error::{AmqpError, AmqpResult};
 
 /// rabbit_misc:check_expiry's upper bound for TTLs and x-expires (ten years in ms).
 const MAX_EXPIRY: i128 = 315_360_000_000;

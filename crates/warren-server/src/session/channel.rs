@@ -12,19 +12,21 @@ use amq_protocol::{
 };
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesEdit, PropertiesView};
-use warren_router::{field_type_name, values_equal, Destination, ExchangeKind};
+use warren_router::{Destination, ExchangeKind};
 use warren_store::{ConsumerId, ConsumerSlot, Entry, Message, PushOutcome};
 
 use crate::{
-    args,
-    auth::{Access, Resource},
-    broker::ReplyTarget,
-    connection::ConnCtx,
-    error::{AmqpError, AmqpResult},
-    names,
+    model::args,
+    model::auth::{Access, Resource},
+    model::broker::ReplyTarget,
+    model::equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
+    model::handles::{ChannelShared, ConsumerHandle, Delivery, DurableToken},
+    model::queue::{Queue, QueueDecl},
+    model::vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
     persist::{self, MetaOp},
-    queue::{ChannelShared, ConsumerHandle, Delivery, Queue, QueueDecl},
-    vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
+    session::connection::ConnCtx,
+    util::error::{AmqpError, AmqpResult},
+    util::names,
 };
 
 pub(crate) const REPLY_TO_QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -75,13 +77,6 @@ struct Confirms {
     nacked: BTreeSet<u64>,
 }
 
-/// What a message-store sync completes on a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DurableToken {
-    Confirm(u64),
-    TxCommit,
-}
-
 /// What a transaction has buffered until tx.commit.
 enum TxOp {
     Publish(Publish),
@@ -113,7 +108,7 @@ fn durable_callback(
     let inbox = ctx.handle.inbox.clone();
     Box::new(move |result| {
         if let Some(token) = token {
-            let _ = inbox.send(crate::queue::ConnEvent::Durable {
+            let _ = inbox.send(crate::model::handles::ConnEvent::Durable {
                 channel,
                 token,
                 stored: result.is_ok(),
@@ -170,133 +165,6 @@ fn intern(cache: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
 
 fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
     ctx.send_method(channel, &method);
-}
-
-fn value_text(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::ShortShortInt(n) => n.to_string(),
-        AMQPValue::ShortShortUInt(n) => n.to_string(),
-        AMQPValue::ShortInt(n) => n.to_string(),
-        AMQPValue::ShortUInt(n) => n.to_string(),
-        AMQPValue::LongInt(n) => n.to_string(),
-        AMQPValue::LongUInt(n) => n.to_string(),
-        AMQPValue::LongLongInt(n) => n.to_string(),
-        AMQPValue::Float(n) => n.to_string(),
-        AMQPValue::Double(n) => n.to_string(),
-        AMQPValue::Timestamp(n) => n.to_string(),
-        AMQPValue::ShortString(s) => s.as_str().to_string(),
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// Queue arguments RabbitMQ checks on redeclaration.
-pub(crate) const EQUIVALENCE_ARGS: &[&str] = &[
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-expires",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-in-memory-length",
-    "x-max-in-memory-bytes",
-    "x-max-priority",
-    "x-message-ttl",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-    "x-delivery-limit",
-    "x-queue-master-locator",
-    "x-quorum-initial-group-size",
-];
-
-pub(crate) fn check_args_equivalent(
-    current: &FieldTable,
-    received: &FieldTable,
-    what: &str,
-    vhost: &str,
-    keys: &[&str],
-) -> AmqpResult<()> {
-    // No x-queue-type means classic, both ways.
-    let classic = AMQPValue::LongString("classic".into());
-    let with_default = |t: &FieldTable, key: &str| match t.inner().get(key) {
-        None if key == "x-queue-type" => Some(classic.clone()),
-        v => v.cloned(),
-    };
-    let is_int = |v: &AMQPValue| {
-        matches!(
-            v,
-            AMQPValue::ShortShortInt(_)
-                | AMQPValue::ShortShortUInt(_)
-                | AMQPValue::ShortInt(_)
-                | AMQPValue::ShortUInt(_)
-                | AMQPValue::LongInt(_)
-                | AMQPValue::LongUInt(_)
-                | AMQPValue::LongLongInt(_)
-        )
-    };
-    for key in keys {
-        let (dcur, drec) = (with_default(current, key), with_default(received, key));
-        let differs = match (dcur.as_ref(), drec.as_ref()) {
-            (None, None) => false,
-            (Some(c), Some(r)) => !values_equal(c, r),
-            _ => true,
-        };
-        if !differs {
-            continue;
-        }
-        // The message shows what was actually sent and stored.
-        let (cur, rec) = (current.inner().get(*key), received.inner().get(*key));
-        let detail = match (rec, cur) {
-            (Some(r), Some(c))
-                if field_type_name(r) == field_type_name(c) || (is_int(r) && is_int(c)) =>
-            {
-                format!(
-                    "received '{}' but current is '{}'",
-                    value_text(r),
-                    value_text(c)
-                )
-            }
-            (Some(r), Some(c)) => format!(
-                "received the value '{}' of type '{}' but current is the value '{}' of type '{}'",
-                value_text(r),
-                field_type_name(r),
-                value_text(c),
-                field_type_name(c)
-            ),
-            (None, Some(c)) => format!(
-                "received none but current is the value '{}' of type '{}'",
-                value_text(c),
-                field_type_name(c)
-            ),
-            (Some(r), None) => format!(
-                "received the value '{}' of type '{}' but current is none",
-                value_text(r),
-                field_type_name(r)
-            ),
-            (None, None) => continue,
-        };
-        return Err(AmqpError::precondition(format_args!(
-            "inequivalent arg '{key}' for {what} in vhost '{vhost}': {detail}"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_flag(
-    name: &str,
-    received: bool,
-    current: bool,
-    what: &str,
-    vhost: &str,
-) -> AmqpResult<()> {
-    if received == current {
-        return Ok(());
-    }
-    Err(AmqpError::precondition(format_args!(
-        "inequivalent arg '{name}' for {what} in vhost '{vhost}': received '{received}' but current is '{current}'"
-    )))
 }
 
 /// What RabbitMQ 3.10's `rabbit_quorum_queue:declare` refuses (arguments are checked
@@ -514,7 +382,7 @@ impl Channel {
             // management stats
             vhost
                 .stats
-                .inc_at(ctx.handle.id, crate::stats::Stat::Confirm);
+                .inc_at(ctx.handle.id, crate::model::stats::Stat::Confirm);
         }
         if let Some(s) = seq {
             if !routed.accepted {
@@ -645,7 +513,7 @@ impl Channel {
         // management stats
         vhost
             .stats
-            .inc_at(ctx.handle.id, crate::stats::Stat::Publish);
+            .inc_at(ctx.handle.id, crate::model::stats::Stat::Publish);
         let mut routed = Routed {
             accepted: true,
             on_disk: false,
@@ -685,9 +553,9 @@ impl Channel {
         let message = Arc::new(message);
         if queues.is_empty() {
             let unroutable = if publish.mandatory {
-                crate::stats::Stat::ReturnUnroutable
+                crate::model::stats::Stat::ReturnUnroutable
             } else {
-                crate::stats::Stat::DropUnroutable
+                crate::model::stats::Stat::DropUnroutable
             };
             vhost.stats.inc_at(ctx.handle.id, unroutable);
             if publish.mandatory {
@@ -919,7 +787,7 @@ impl Channel {
         // management stats
         for u in &entries {
             if let Some(q) = &u.queue {
-                q.stats.inc(crate::stats::Stat::Ack);
+                q.stats.inc(crate::model::stats::Stat::Ack);
             }
         }
         self.settle(entries, Settle::Ack);
@@ -1395,7 +1263,9 @@ impl Channel {
             ctx.check(Access::Configure, Resource::Exchange, name)?;
             if !vhost.has_exchange(name) {
                 // A new exchange with an alternate exchange: read on it, write on the AE.
-                if let Some(ae) = crate::connection::table_str(&m.arguments, "alternate-exchange") {
+                if let Some(ae) =
+                    crate::session::connection::table_str(&m.arguments, "alternate-exchange")
+                {
                     ctx.check(Access::Read, Resource::Exchange, name)?;
                     ctx.check(Access::Write, Resource::Exchange, &ae)?;
                 }
@@ -1558,7 +1428,7 @@ impl Channel {
             entry.router.table.unbind(&dest, key.as_str(), args);
         }
         drop(topo);
-        let op = persist::binding_op(&vhost, bind, src, &dest, key.as_str(), args);
+        let op = crate::model::vhost::binding_op(&vhost, bind, src, &dest, key.as_str(), args);
         if !bind {
             vhost.topology.write().maybe_auto_delete(src);
         }
@@ -1619,7 +1489,7 @@ impl Channel {
             if !vhost.topology.read().queues.contains_key(&name) {
                 // A dead-letter exchange: read on the queue, write on the exchange.
                 if let Some(dlx) =
-                    crate::connection::table_str(&m.arguments, "x-dead-letter-exchange")
+                    crate::session::connection::table_str(&m.arguments, "x-dead-letter-exchange")
                 {
                     ctx.check(Access::Read, Resource::Queue, &name)?;
                     ctx.check(Access::Write, Resource::Exchange, &dlx)?;
@@ -1752,7 +1622,7 @@ impl Channel {
         }
         let q = match self.find_queue(ctx, &vhost, &qname) {
             Ok(q) => q,
-            Err(e) if !bind && e.code == crate::error::ReplyCode::NotFound => return Ok(()),
+            Err(e) if !bind && e.code == crate::util::error::ReplyCode::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         let mut topo = vhost.topology.write();
@@ -1769,7 +1639,7 @@ impl Channel {
             entry.router.table.unbind(&dest, &key, args);
         }
         drop(topo);
-        let op = persist::binding_op(&vhost, bind, xname, &dest, &key, args);
+        let op = crate::model::vhost::binding_op(&vhost, bind, xname, &dest, &key, args);
         if !bind {
             vhost.topology.write().maybe_auto_delete(xname);
         }
@@ -1932,9 +1802,9 @@ impl Channel {
         let got = q.get(!m.no_ack);
         // management stats
         q.stats.inc(match (&got, m.no_ack) {
-            (None, _) => crate::stats::Stat::GetEmpty,
-            (Some(_), true) => crate::stats::Stat::GetNoAck,
-            (Some(_), false) => crate::stats::Stat::Get,
+            (None, _) => crate::model::stats::Stat::GetEmpty,
+            (Some(_), true) => crate::model::stats::Stat::GetNoAck,
+            (Some(_), false) => crate::model::stats::Stat::Get,
         });
         let Some((entry, remaining)) = got else {
             ok(
@@ -1985,7 +1855,7 @@ impl Channel {
             self.id,
             &AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
                 reply_code: err.code.code(),
-                reply_text: crate::error::short_text(&err.text),
+                reply_text: crate::util::error::short_text(&err.text),
                 class_id: err.class_id,
                 method_id: err.method_id,
             })),
