@@ -125,3 +125,14 @@ fn node_name() -> String {
 fn amqp_port(b: &Broker) -> u16 {
     b.admin.amqp_port.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The resources' route tables join without overlapping paths (axum panics on those).
+    #[test]
+    fn resource_routes_merge() {
+        let _ = router(Broker::new(warren_server::ServerConfig::default()));
+    }
+}
