@@ -12,7 +12,7 @@ use axum::{
     routing::get,
     Router,
 };
-use warren_server::{queue::Queue, stats::Stat, Broker};
+use warren_server::{admin::AdminState, queue::Queue, stats::Stat, Broker};
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -215,9 +215,19 @@ pub fn render(b: &Broker) -> String {
 }
 
 fn render_mode(b: &Broker, mode: Mode) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
-    let a = &b.admin;
+    identity_metrics(&mut out, b);
+    churn_metrics(&mut out, &b.admin);
+    process_metrics(&mut out, b);
+    let rows = queue_rows(b, &[]);
+    queue_metrics(&mut out, &rows, mode);
+    object_metrics(&mut out, &b.admin, &rows);
+    global_metrics(&mut out, b, &rows);
+    out
+}
+
+/// `rabbitmq_identity_info` and `rabbitmq_build_info`.
+fn identity_metrics(out: &mut String, b: &Broker) {
     let node = label(&format!(
         "rabbit@{}",
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -225,7 +235,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
             .unwrap_or_else(|_| "localhost".into())
     ));
     metric(
-        &mut out,
+        out,
         "rabbitmq_identity_info",
         "untyped",
         "RabbitMQ node & cluster identity info",
@@ -237,7 +247,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         1,
     );
     metric(
-        &mut out,
+        out,
         "rabbitmq_build_info",
         "untyped",
         "RabbitMQ & Erlang/OTP version info",
@@ -249,6 +259,11 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         ),
         1,
     );
+}
+
+/// Connection, channel and queue churn counters.
+fn churn_metrics(out: &mut String, a: &AdminState) {
+    use std::sync::atomic::Ordering::Relaxed;
     for (name, help, v) in [
         (
             "rabbitmq_connections_opened_total",
@@ -286,8 +301,13 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
             a.queues_deleted.load(Relaxed),
         ),
     ] {
-        metric(&mut out, name, "counter", help, "", v);
+        metric(out, name, "counter", help, "", v);
     }
+}
+
+/// Resident memory and open file descriptors (both read first), with the alarm and limit
+/// gauges between them.
+fn process_metrics(out: &mut String, b: &Broker) {
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {
@@ -298,73 +318,70 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         .map_or(0, |p| p * 4096);
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
     metric(
-        &mut out,
+        out,
         "rabbitmq_process_resident_memory_bytes",
         "gauge",
         "Memory used in bytes",
         "",
         rss,
     );
-    // RabbitMQ 3.10's alarm and limit gauges (rabbitmq_prometheus core metrics).
-    let alarms = b.alarms.current();
-    {
-        use std::sync::atomic::Ordering::Relaxed;
-        for (name, help, v) in [
-            (
-                "rabbitmq_alarms_free_disk_space_watermark",
-                "is 1 if free disk space watermark alarm is in effect",
-                u64::from(alarms.disk),
-            ),
-            (
-                "rabbitmq_alarms_memory_used_watermark",
-                "is 1 if VM memory watermark alarm is in effect",
-                u64::from(alarms.memory),
-            ),
-            (
-                "rabbitmq_disk_space_available_bytes",
-                "Disk space available in bytes",
-                b.alarms.disk_free.load(Relaxed),
-            ),
-            (
-                "rabbitmq_disk_space_available_limit_bytes",
-                "Free disk space low-watermark in bytes",
-                b.alarms.disk_free_limit.load(Relaxed),
-            ),
-            (
-                "rabbitmq_resident_memory_limit_bytes",
-                "Memory high watermark in bytes",
-                b.alarms.mem_limit.load(Relaxed),
-            ),
-        ] {
-            metric(&mut out, name, "gauge", help, "", v);
-        }
-    }
+    alarm_metrics(out, b);
     metric(
-        &mut out,
+        out,
         "rabbitmq_process_open_fds",
         "gauge",
         "Open file descriptors",
         "",
         fds,
     );
+}
 
-    let rows = queue_rows(b, &[]);
+/// RabbitMQ 3.10's alarm and limit gauges (rabbitmq_prometheus core metrics).
+fn alarm_metrics(out: &mut String, b: &Broker) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let alarms = b.alarms.current();
+    for (name, help, v) in [
+        (
+            "rabbitmq_alarms_free_disk_space_watermark",
+            "is 1 if free disk space watermark alarm is in effect",
+            u64::from(alarms.disk),
+        ),
+        (
+            "rabbitmq_alarms_memory_used_watermark",
+            "is 1 if VM memory watermark alarm is in effect",
+            u64::from(alarms.memory),
+        ),
+        (
+            "rabbitmq_disk_space_available_bytes",
+            "Disk space available in bytes",
+            b.alarms.disk_free.load(Relaxed),
+        ),
+        (
+            "rabbitmq_disk_space_available_limit_bytes",
+            "Free disk space low-watermark in bytes",
+            b.alarms.disk_free_limit.load(Relaxed),
+        ),
+        (
+            "rabbitmq_resident_memory_limit_bytes",
+            "Memory high watermark in bytes",
+            b.alarms.mem_limit.load(Relaxed),
+        ),
+    ] {
+        metric(out, name, "gauge", help, "", v);
+    }
+}
+
+/// Queue depth and consumer gauges: totals, or one line per queue.
+fn queue_metrics(out: &mut String, rows: &[QueueRow], mode: Mode) {
     match mode {
         Mode::Aggregated => {
             for (name, help, f) in QUEUE_COARSE {
                 let total: u64 = rows.iter().map(f).sum();
-                metric(
-                    &mut out,
-                    &format!("rabbitmq_{name}"),
-                    "gauge",
-                    help,
-                    "",
-                    total,
-                );
+                metric(out, &format!("rabbitmq_{name}"), "gauge", help, "", total);
             }
             let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
             metric(
-                &mut out,
+                out,
                 "rabbitmq_queue_consumers",
                 "gauge",
                 "Consumers on a queue",
@@ -374,30 +391,27 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         }
         Mode::PerObject => {
             for (name, help, f) in QUEUE_COARSE {
-                family_lines(
-                    &mut out,
-                    &format!("rabbitmq_{name}"),
-                    "gauge",
-                    help,
-                    &rows,
-                    *f,
-                );
+                family_lines(out, &format!("rabbitmq_{name}"), "gauge", help, rows, *f);
             }
             family_lines(
-                &mut out,
+                out,
                 "rabbitmq_queue_consumers",
                 "gauge",
                 "Consumers on a queue",
-                &rows,
+                rows,
                 |r| r.consumers,
             );
         }
     }
+}
+
+/// How many connections, channels, consumers and queues there are.
+fn object_metrics(out: &mut String, a: &AdminState, rows: &[QueueRow]) {
     let conns = a.connections.len();
     let channels: usize = a.connections.iter().map(|c| c.channels.lock().len()).sum();
     let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
     metric(
-        &mut out,
+        out,
         "rabbitmq_connections",
         "gauge",
         "Connections currently open",
@@ -405,7 +419,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         conns,
     );
     metric(
-        &mut out,
+        out,
         "rabbitmq_channels",
         "gauge",
         "Channels currently open",
@@ -413,7 +427,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         channels,
     );
     metric(
-        &mut out,
+        out,
         "rabbitmq_consumers",
         "gauge",
         "Consumers currently connected",
@@ -421,14 +435,19 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         consumers,
     );
     metric(
-        &mut out,
+        out,
         "rabbitmq_queues",
         "gauge",
         "Queues available",
         "",
         rows.len(),
     );
+}
 
+/// The `rabbitmq_global_` consumer gauge and message counters.
+fn global_metrics(out: &mut String, b: &Broker, rows: &[QueueRow]) {
+    let a = &b.admin;
+    let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
     let g = a.publish_totals(b);
     let q = a.queue_totals(b);
     let proto = "{protocol=\"amqp091\"}";
@@ -437,7 +456,7 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
     let dropped = g.count(Stat::DropUnroutable);
     let returned = g.count(Stat::ReturnUnroutable);
     metric(
-        &mut out,
+        out,
         "rabbitmq_global_consumers",
         "gauge",
         "Current number of consumers",
@@ -459,9 +478,8 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
         ("rabbitmq_global_messages_redelivered_total", "Total number of messages redelivered to consumers", qproto, q.count(Stat::Redeliver)),
         ("rabbitmq_global_messages_acknowledged_total", "Total number of messages acknowledged by consumers", qproto, q.count(Stat::Ack)),
     ] {
-        metric(&mut out, name, "counter", help, labels, v);
+        metric(out, name, "counter", help, labels, v);
     }
-    out
 }
 
 #[cfg(test)]
@@ -473,6 +491,62 @@ mod tests {
         assert_eq!(percent_decode("%2F"), "/");
         assert_eq!(percent_decode("a+b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    /// The metric families of `/metrics` and `/metrics/per-object`, in page order.
+    #[test]
+    fn pages_keep_their_families_in_order() {
+        const FAMILIES: &[&str] = &[
+            "rabbitmq_identity_info",
+            "rabbitmq_build_info",
+            "rabbitmq_connections_opened_total",
+            "rabbitmq_connections_closed_total",
+            "rabbitmq_channels_opened_total",
+            "rabbitmq_channels_closed_total",
+            "rabbitmq_queues_declared_total",
+            "rabbitmq_queues_created_total",
+            "rabbitmq_queues_deleted_total",
+            "rabbitmq_process_resident_memory_bytes",
+            "rabbitmq_alarms_free_disk_space_watermark",
+            "rabbitmq_alarms_memory_used_watermark",
+            "rabbitmq_disk_space_available_bytes",
+            "rabbitmq_disk_space_available_limit_bytes",
+            "rabbitmq_resident_memory_limit_bytes",
+            "rabbitmq_process_open_fds",
+            "rabbitmq_queue_messages_ready",
+            "rabbitmq_queue_messages_unacked",
+            "rabbitmq_queue_messages",
+            "rabbitmq_queue_consumers",
+            "rabbitmq_connections",
+            "rabbitmq_channels",
+            "rabbitmq_consumers",
+            "rabbitmq_queues",
+            "rabbitmq_global_consumers",
+            "rabbitmq_global_messages_received_total",
+            "rabbitmq_global_messages_routed_total",
+            "rabbitmq_global_messages_unroutable_dropped_total",
+            "rabbitmq_global_messages_unroutable_returned_total",
+            "rabbitmq_global_messages_confirmed_total",
+            "rabbitmq_global_messages_delivered_total",
+            "rabbitmq_global_messages_delivered_consume_manual_ack_total",
+            "rabbitmq_global_messages_delivered_consume_auto_ack_total",
+            "rabbitmq_global_messages_delivered_get_manual_ack_total",
+            "rabbitmq_global_messages_delivered_get_auto_ack_total",
+            "rabbitmq_global_messages_get_empty_total",
+            "rabbitmq_global_messages_redelivered_total",
+            "rabbitmq_global_messages_acknowledged_total",
+        ];
+        let b = Broker::new(warren_server::ServerConfig::default());
+        for mode in [Mode::Aggregated, Mode::PerObject] {
+            let page = render_mode(&b, mode);
+            let types: Vec<&str> = page
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .collect();
+            assert_eq!(types, FAMILIES);
+        }
+        assert!(render(&b).contains("\nrabbitmq_queues 0\n"));
     }
 
     #[test]

@@ -1,0 +1,374 @@
+//! `/api/bindings`, and the binding lists of exchanges and queues.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use serde_json::{json, Value};
+use warren_router::Destination;
+use warren_server::{
+    auth::{Access, Resource},
+    vhost::VHost,
+    Broker,
+};
+
+use super::{auth, body_json, list::list_reply, no_content, str_field, Peer, B, Q};
+use crate::{
+    convert::{json_to_table, table_to_json},
+    ApiError, ApiResult,
+};
+
+pub(super) fn routes() -> Router<Arc<Broker>> {
+    Router::new()
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/source",
+            get(exchange_bindings_source),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/bindings/destination",
+            get(exchange_bindings_destination),
+        )
+        .route("/api/queues/{vhost}/{name}/bindings", get(queue_bindings))
+        .route("/api/bindings", get(bindings))
+        .route("/api/bindings/{vhost}", get(bindings_in))
+        .route(
+            "/api/bindings/{vhost}/e/{src}/{kind}/{dst}",
+            get(bindings_between).post(post_binding),
+        )
+        .route(
+            "/api/bindings/{vhost}/e/{src}/{kind}/{dst}/{props}",
+            get(binding).delete(delete_binding),
+        )
+}
+
+/// RabbitMQ's `properties_key`: the routing key, URL-quoted, plus `~hash` of the
+/// arguments when there are any ("~" alone for an empty key without arguments).
+fn properties_key(key: &str, args: &warren_codec::FieldTable) -> String {
+    let mut quoted = String::new();
+    for b in key.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => quoted.push(b as char),
+            b' ' => quoted.push('+'),
+            other => quoted.push_str(&format!("%25{other:02X}")),
+        }
+    }
+    if args.inner().is_empty() {
+        if quoted.is_empty() {
+            "~".into()
+        } else {
+            quoted
+        }
+    } else {
+        // A stable hash of the arguments (RabbitMQ uses erlang:phash2; the value differs but
+        // serves the same purpose: telling bindings with equal keys apart in URLs).
+        let text = table_to_json(args).to_string();
+        let mut h: u32 = 0x811c_9dc5;
+        for b in text.bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        format!("{quoted}~{h}")
+    }
+}
+
+struct BindingRow {
+    source: String,
+    destination: String,
+    is_queue: bool,
+    key: String,
+    args: warren_codec::FieldTable,
+}
+
+fn binding_json(vhost: &str, r: &BindingRow) -> Value {
+    json!({
+        "source": r.source,
+        "vhost": vhost,
+        "destination": r.destination,
+        "destination_type": if r.is_queue { "queue" } else { "exchange" },
+        "routing_key": r.key,
+        "arguments": table_to_json(&r.args),
+        "properties_key": properties_key(&r.key, &r.args),
+    })
+}
+
+/// Every binding of a vhost, the default exchange's implicit ones first.
+fn vhost_binding_rows(vh: &VHost) -> Vec<BindingRow> {
+    let topo = vh.topology.read();
+    let mut queues: Vec<&Arc<str>> = topo.queues.keys().collect();
+    queues.sort();
+    let mut rows: Vec<BindingRow> = queues
+        .iter()
+        .map(|q| BindingRow {
+            source: String::new(),
+            destination: q.to_string(),
+            is_queue: true,
+            key: q.to_string(),
+            args: Default::default(),
+        })
+        .collect();
+    let mut explicit = Vec::new();
+    for (name, x) in topo.exchanges.iter() {
+        for bnd in x.router.table.bindings() {
+            explicit.push(BindingRow {
+                source: name.to_string(),
+                destination: bnd.destination.name().to_string(),
+                is_queue: bnd.destination.is_queue(),
+                key: bnd.routing_key.to_string(),
+                args: bnd.arguments.clone(),
+            });
+        }
+    }
+    explicit.sort_by(|a, b| {
+        (&a.source, !a.is_queue, &a.destination, &a.key).cmp(&(
+            &b.source,
+            !b.is_queue,
+            &b.destination,
+            &b.key,
+        ))
+    });
+    rows.extend(explicit);
+    rows
+}
+
+fn bindings_where(b: &Broker, vhost: &str, f: impl Fn(&BindingRow) -> bool) -> ApiResult<Value> {
+    let vh = b.vhost(vhost).ok_or_else(ApiError::not_found)?;
+    Ok(Value::Array(
+        vhost_binding_rows(&vh)
+            .iter()
+            .filter(|r| f(r))
+            .map(|r| binding_json(vhost, r))
+            .collect(),
+    ))
+}
+
+async fn bindings(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    let mut all = Vec::new();
+    for vh in b.vhosts() {
+        if who.can_see_vhost(&b, &vh.name) {
+            all.extend(
+                vhost_binding_rows(&vh)
+                    .iter()
+                    .map(|r| binding_json(&vh.name, r)),
+            );
+        }
+    }
+    list_reply(Value::Array(all), &q)
+}
+
+async fn bindings_in(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+    Query(q): Q,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    list_reply(bindings_where(&b, &vhost, |_| true)?, &q)
+}
+
+async fn exchange_bindings_source(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    if !vh.has_exchange(&name) && name != "amq.default" {
+        return Err(ApiError::not_found());
+    }
+    let src = if name == "amq.default" {
+        ""
+    } else {
+        name.as_str()
+    };
+    Ok(Json(bindings_where(&b, &vhost, |r| r.source == src)?).into_response())
+}
+
+async fn exchange_bindings_destination(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    if !vh.has_exchange(&name) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(bindings_where(&b, &vhost, |r| {
+        !r.is_queue && r.destination == name
+    })?)
+    .into_response())
+}
+
+async fn queue_bindings(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    vh.queue(&name).ok_or_else(ApiError::not_found)?;
+    Ok(Json(bindings_where(&b, &vhost, |r| {
+        r.is_queue && r.destination == name
+    })?)
+    .into_response())
+}
+
+fn dest_kind(kind: &str) -> ApiResult<bool> {
+    match kind {
+        "q" => Ok(true),
+        "e" => Ok(false),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+async fn bindings_between(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, src, kind, dst)): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let is_queue = dest_kind(&kind)?;
+    let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    let dest_exists = if is_queue {
+        vh.queue(&dst).is_some()
+    } else {
+        vh.has_exchange(&dst)
+    };
+    if !vh.has_exchange(&src) || !dest_exists {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(bindings_where(&b, &vhost, |r| {
+        r.source == src && r.is_queue == is_queue && r.destination == dst
+    })?)
+    .into_response())
+}
+
+async fn post_binding(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, src, kind, dst)): Path<(String, String, String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let is_queue = dest_kind(&kind)?;
+    let v = body_json(&body)?;
+    let key = str_field(&v, "routing_key").unwrap_or("").to_string();
+    let args = json_to_table(v.get("arguments").unwrap_or(&Value::Null));
+    let dest_resource = if is_queue {
+        Resource::Queue
+    } else {
+        Resource::Exchange
+    };
+    who.check(&b, &vhost, Access::Write, dest_resource, &dst)?;
+    who.check(&b, &vhost, Access::Read, Resource::Exchange, &src)?;
+    let dest = if is_queue {
+        Destination::Queue(dst.as_str().into())
+    } else {
+        Destination::Exchange(dst.as_str().into())
+    };
+    b.admin_bind(&vhost, &src, dest, &key, &args, true)?;
+    let location = properties_key(&key, &args);
+    let mut resp = StatusCode::CREATED.into_response();
+    if let Ok(h) = axum::http::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, h);
+    }
+    Ok(resp)
+}
+
+fn find_binding(
+    b: &Broker,
+    vhost: &str,
+    src: &str,
+    is_queue: bool,
+    dst: &str,
+    props: &str,
+) -> ApiResult<BindingRow> {
+    let vh = b.vhost(vhost).ok_or_else(ApiError::not_found)?;
+    vhost_binding_rows(&vh)
+        .into_iter()
+        .find(|r| {
+            r.source == src
+                && r.is_queue == is_queue
+                && r.destination == dst
+                && properties_key(&r.key, &r.args).replace("%25", "%") == props.replace("%25", "%")
+        })
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn binding(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, src, kind, dst, props)): Path<(String, String, String, String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let row = find_binding(&b, &vhost, &src, dest_kind(&kind)?, &dst, &props)?;
+    Ok(Json(binding_json(&vhost, &row)).into_response())
+}
+
+async fn delete_binding(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, src, kind, dst, props)): Path<(String, String, String, String, String)>,
+) -> ApiResult<Response> {
+    let who = auth(&b, &headers, peer)?;
+    who.require_vhost(&b, &vhost)?;
+    let is_queue = dest_kind(&kind)?;
+    let row = find_binding(&b, &vhost, &src, is_queue, &dst, &props)?;
+    let dest_resource = if is_queue {
+        Resource::Queue
+    } else {
+        Resource::Exchange
+    };
+    who.check(&b, &vhost, Access::Write, dest_resource, &dst)?;
+    who.check(&b, &vhost, Access::Read, Resource::Exchange, &src)?;
+    let dest = if is_queue {
+        Destination::Queue(dst.as_str().into())
+    } else {
+        Destination::Exchange(dst.as_str().into())
+    };
+    b.admin_bind(&vhost, &src, dest, &row.key, &row.args, false)?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_keys() {
+        let empty = warren_codec::FieldTable::default();
+        assert_eq!(properties_key("k1", &empty), "k1");
+        assert_eq!(properties_key("", &empty), "~");
+        assert_eq!(properties_key("a/b", &empty), "a%252Fb");
+        let mut args = warren_codec::FieldTable::default();
+        args.insert("x".into(), warren_codec::AMQPValue::Boolean(true));
+        assert!(properties_key("k", &args).starts_with("k~"));
+    }
+}
