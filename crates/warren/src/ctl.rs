@@ -3,6 +3,7 @@
 //! people, `--format json` for scripts.
 
 mod http;
+mod list;
 
 use std::{
     process::ExitCode,
@@ -12,6 +13,7 @@ use std::{
 use serde_json::{json, Value};
 
 use http::seg;
+use list::{cell, text};
 
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
@@ -43,33 +45,9 @@ enum Format {
 
 #[derive(Debug, clap::Subcommand)]
 enum CtlCommand {
-    /// Queues of the vhost, with chosen columns (default: name messages).
-    #[command(name = "list_queues", alias = "list-queues")]
-    ListQueues { columns: Vec<String> },
-    /// Exchanges of the vhost (default: name type).
-    #[command(name = "list_exchanges", alias = "list-exchanges")]
-    ListExchanges { columns: Vec<String> },
-    /// Bindings of the vhost (default: source destination destination_type routing_key arguments).
-    #[command(name = "list_bindings", alias = "list-bindings")]
-    ListBindings { columns: Vec<String> },
-    /// Connections (default: user peer_host peer_port state).
-    #[command(name = "list_connections", alias = "list-connections")]
-    ListConnections { columns: Vec<String> },
-    /// Channels (default: name user vhost consumer_count messages_unacknowledged).
-    #[command(name = "list_channels", alias = "list-channels")]
-    ListChannels { columns: Vec<String> },
-    /// Consumers of the vhost (default: queue.name channel_details.name consumer_tag ack_required prefetch_count).
-    #[command(name = "list_consumers", alias = "list-consumers")]
-    ListConsumers { columns: Vec<String> },
-    #[command(name = "list_users", alias = "list-users")]
-    ListUsers,
-    #[command(name = "list_vhosts", alias = "list-vhosts")]
-    ListVhosts,
-    /// Permissions in the vhost.
-    #[command(name = "list_permissions", alias = "list-permissions")]
-    ListPermissions,
-    #[command(name = "list_policies", alias = "list-policies")]
-    ListPolicies,
+    /// list_queues, list_exchanges ...: one per row of [`list::LISTS`].
+    #[command(flatten)]
+    List(list::ListCommand),
     #[command(name = "add_user", alias = "add-user")]
     AddUser { name: String, password: String },
     #[command(name = "delete_user", alias = "delete-user")]
@@ -133,60 +111,6 @@ impl CtlArgs {
     }
 }
 
-/// A cell: dotted paths reach into objects; strings bare, everything else as JSON.
-fn cell(row: &Value, col: &str) -> Value {
-    let mut v = row;
-    for part in col.split('.') {
-        match v.get(part) {
-            Some(x) => v = x,
-            None => return Value::Null,
-        }
-    }
-    v.clone()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn print_rows(args: &CtlArgs, rows: &Value, columns: &[&str]) {
-    let items = rows.as_array().cloned().unwrap_or_default();
-    match args.format {
-        Format::Json => {
-            let out: Vec<Value> = items
-                .iter()
-                .map(|r| {
-                    let mut m = serde_json::Map::new();
-                    for c in columns {
-                        m.insert((*c).to_string(), cell(r, c));
-                    }
-                    Value::Object(m)
-                })
-                .collect();
-            println!("{}", Value::Array(out));
-        }
-        Format::Table => {
-            println!("{}", columns.join("\t"));
-            for r in &items {
-                let cells: Vec<String> = columns.iter().map(|c| text(&cell(r, c))).collect();
-                println!("{}", cells.join("\t"));
-            }
-        }
-    }
-}
-
-fn cols<'a>(given: &'a [String], default: &[&'a str]) -> Vec<&'a str> {
-    if given.is_empty() {
-        default.to_vec()
-    } else {
-        given.iter().map(String::as_str).collect()
-    }
-}
-
 pub fn main(args: CtlArgs) -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,98 +124,7 @@ pub fn main(args: CtlArgs) -> ExitCode {
 fn run(args: &CtlArgs) -> Result<(), String> {
     let vh = seg(&args.vhost);
     match &args.command {
-        CtlCommand::ListQueues { columns } => {
-            args.info(&format!("Listing queues for vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/queues/{vh}"), None)?;
-            print_rows(args, &rows, &cols(columns, &["name", "messages"]));
-        }
-        CtlCommand::ListExchanges { columns } => {
-            args.info(&format!("Listing exchanges for vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/exchanges/{vh}"), None)?;
-            print_rows(args, &rows, &cols(columns, &["name", "type"]));
-        }
-        CtlCommand::ListBindings { columns } => {
-            args.info(&format!("Listing bindings for vhost {}...", args.vhost));
-            let rows = args.call("GET", &format!("/api/bindings/{vh}"), None)?;
-            let default = [
-                "source",
-                "destination",
-                "destination_type",
-                "routing_key",
-                "arguments",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListConnections { columns } => {
-            args.info("Listing connections ...");
-            let rows = args.call("GET", "/api/connections", None)?;
-            print_rows(
-                args,
-                &rows,
-                &cols(columns, &["user", "peer_host", "peer_port", "state"]),
-            );
-        }
-        CtlCommand::ListChannels { columns } => {
-            args.info("Listing channels ...");
-            let rows = args.call("GET", "/api/channels", None)?;
-            let default = [
-                "name",
-                "user",
-                "vhost",
-                "consumer_count",
-                "messages_unacknowledged",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListConsumers { columns } => {
-            args.info(&format!("Listing consumers in vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/consumers/{vh}"), None)?;
-            let default = [
-                "queue.name",
-                "channel_details.name",
-                "consumer_tag",
-                "ack_required",
-                "prefetch_count",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListUsers => {
-            args.info("Listing users ...");
-            let rows = args.call("GET", "/api/users", None)?;
-            print_rows(args, &rows, &["name", "tags"]);
-        }
-        CtlCommand::ListVhosts => {
-            args.info("Listing vhosts ...");
-            let rows = args.call("GET", "/api/vhosts", None)?;
-            print_rows(args, &rows, &["name"]);
-        }
-        CtlCommand::ListPermissions => {
-            args.info(&format!(
-                "Listing permissions for vhost \"{}\" ...",
-                args.vhost
-            ));
-            let rows = args.call("GET", &format!("/api/vhosts/{vh}/permissions"), None)?;
-            print_rows(args, &rows, &["user", "configure", "write", "read"]);
-        }
-        CtlCommand::ListPolicies => {
-            args.info(&format!(
-                "Listing policies for vhost \"{}\" ...",
-                args.vhost
-            ));
-            let rows = args.call("GET", &format!("/api/policies/{vh}"), None)?;
-            print_rows(
-                args,
-                &rows,
-                &[
-                    "vhost",
-                    "name",
-                    "pattern",
-                    "apply-to",
-                    "definition",
-                    "priority",
-                ],
-            );
-        }
+        CtlCommand::List(cmd) => list::run(args, cmd)?,
         CtlCommand::AddUser { name, password } => {
             args.info(&format!("Adding user \"{name}\" ..."));
             if args
@@ -469,14 +302,4 @@ fn run(args: &CtlArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_follow_dotted_paths() {
-        assert_eq!(text(&cell(&json!({"a": {"b": 1}}), "a.b")), "1");
-    }
 }
