@@ -2,6 +2,7 @@
 //! management HTTP API (so it works against warren and RabbitMQ alike). Plain tables for
 //! people, `--format json` for scripts.
 
+mod admin;
 mod http;
 mod list;
 
@@ -10,9 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Value};
-
-use http::seg;
 use list::{cell, text};
 
 #[derive(Debug, clap::Args)]
@@ -48,51 +46,18 @@ enum CtlCommand {
     /// list_queues, list_exchanges ...: one per row of [`list::LISTS`].
     #[command(flatten)]
     List(list::ListCommand),
-    #[command(name = "add_user", alias = "add-user")]
-    AddUser { name: String, password: String },
-    #[command(name = "delete_user", alias = "delete-user")]
-    DeleteUser { name: String },
-    #[command(name = "change_password", alias = "change-password")]
-    ChangePassword { name: String, password: String },
-    #[command(name = "set_user_tags", alias = "set-user-tags")]
-    SetUserTags { name: String, tags: Vec<String> },
-    #[command(name = "add_vhost", alias = "add-vhost")]
-    AddVhost { name: String },
-    #[command(name = "delete_vhost", alias = "delete-vhost")]
-    DeleteVhost { name: String },
-    /// configure, write and read regexes of a user in the vhost (-p).
-    #[command(name = "set_permissions", alias = "set-permissions")]
-    SetPermissions {
-        user: String,
-        configure: String,
-        write: String,
-        read: String,
-    },
-    #[command(name = "clear_permissions", alias = "clear-permissions")]
-    ClearPermissions { user: String },
-    #[command(name = "set_policy", alias = "set-policy")]
-    SetPolicy {
-        name: String,
-        pattern: String,
-        /// JSON object, e.g. '{"max-length": 100}'.
-        definition: String,
-        #[arg(long, default_value_t = 0)]
-        priority: i64,
-        #[arg(long, default_value = "all")]
-        apply_to: String,
-    },
-    #[command(name = "clear_policy", alias = "clear-policy")]
-    ClearPolicy { name: String },
-    #[command(name = "purge_queue", alias = "purge-queue")]
-    PurgeQueue { name: String },
-    #[command(name = "delete_queue", alias = "delete-queue")]
-    DeleteQueue { name: String },
-    /// Imports a RabbitMQ definitions file.
-    #[command(name = "import_definitions", alias = "import-definitions")]
-    ImportDefinitions { file: String },
-    /// Writes the definitions to FILE (`-` for stdout).
-    #[command(name = "export_definitions", alias = "export-definitions")]
-    ExportDefinitions { file: String },
+    #[command(flatten)]
+    User(admin::UserCommand),
+    #[command(flatten)]
+    Vhost(admin::VhostCommand),
+    #[command(flatten)]
+    Permission(admin::PermissionCommand),
+    #[command(flatten)]
+    Policy(admin::PolicyCommand),
+    #[command(flatten)]
+    Queue(admin::QueueCommand),
+    #[command(flatten)]
+    Definitions(admin::DefinitionsCommand),
     /// Node status (overview).
     Status,
     /// Waits until the broker answers (for scripts), up to --timeout seconds.
@@ -122,184 +87,141 @@ pub fn main(args: CtlArgs) -> ExitCode {
 }
 
 fn run(args: &CtlArgs) -> Result<(), String> {
-    let vh = seg(&args.vhost);
     match &args.command {
-        CtlCommand::List(cmd) => list::run(args, cmd)?,
-        CtlCommand::AddUser { name, password } => {
-            args.info(&format!("Adding user \"{name}\" ..."));
-            if args
-                .request("GET", &format!("/api/users/{}", seg(name)), None)?
-                .status
-                == 200
-            {
-                return Err(format!("user_already_exists: {name}"));
-            }
-            args.call(
-                "PUT",
-                &format!("/api/users/{}", seg(name)),
-                Some(&json!({"password": password, "tags": ""})),
-            )?;
-        }
-        CtlCommand::DeleteUser { name } => {
-            args.info(&format!("Deleting user \"{name}\" ..."));
-            args.call("DELETE", &format!("/api/users/{}", seg(name)), None)?;
-        }
-        CtlCommand::ChangePassword { name, password } => {
-            args.info(&format!("Changing password for user \"{name}\" ..."));
-            let user = args.call("GET", &format!("/api/users/{}", seg(name)), None)?;
-            let tags = user.get("tags").cloned().unwrap_or(json!([]));
-            args.call(
-                "PUT",
-                &format!("/api/users/{}", seg(name)),
-                Some(&json!({"password": password, "tags": tags})),
-            )?;
-        }
-        CtlCommand::SetUserTags { name, tags } => {
-            args.info(&format!("Setting tags for user \"{name}\" to {tags:?} ..."));
-            let user = args.call("GET", &format!("/api/users/{}", seg(name)), None)?;
-            let mut body = json!({"tags": tags.join(",")});
-            body["password_hash"] = user.get("password_hash").cloned().unwrap_or(json!(""));
-            body["hashing_algorithm"] = user
-                .get("hashing_algorithm")
-                .cloned()
-                .unwrap_or(Value::Null);
-            args.call("PUT", &format!("/api/users/{}", seg(name)), Some(&body))?;
-        }
-        CtlCommand::AddVhost { name } => {
-            args.info(&format!("Adding vhost \"{name}\" ..."));
-            args.call("PUT", &format!("/api/vhosts/{}", seg(name)), None)?;
-        }
-        CtlCommand::DeleteVhost { name } => {
-            args.info(&format!("Deleting vhost \"{name}\" ..."));
-            args.call("DELETE", &format!("/api/vhosts/{}", seg(name)), None)?;
-        }
-        CtlCommand::SetPermissions {
-            user,
-            configure,
-            write,
-            read,
-        } => {
-            args.info(&format!(
-                "Setting permissions for user \"{user}\" in vhost \"{}\" ...",
-                args.vhost
-            ));
-            let body = json!({"configure": configure, "write": write, "read": read});
-            args.call(
-                "PUT",
-                &format!("/api/permissions/{vh}/{}", seg(user)),
-                Some(&body),
-            )?;
-        }
-        CtlCommand::ClearPermissions { user } => {
-            args.info(&format!(
-                "Clearing permissions for user \"{user}\" in vhost \"{}\" ...",
-                args.vhost
-            ));
-            args.call(
-                "DELETE",
-                &format!("/api/permissions/{vh}/{}", seg(user)),
-                None,
-            )?;
-        }
-        CtlCommand::SetPolicy {
-            name,
-            pattern,
-            definition,
-            priority,
-            apply_to,
-        } => {
-            args.info(&format!("Setting policy \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{}\" ...", args.vhost));
-            let def: Value = serde_json::from_str(definition)
-                .map_err(|e| format!("invalid definition JSON: {e}"))?;
-            let body = json!({"pattern": pattern, "definition": def, "priority": priority, "apply-to": apply_to});
-            args.call(
-                "PUT",
-                &format!("/api/policies/{vh}/{}", seg(name)),
-                Some(&body),
-            )?;
-        }
-        CtlCommand::ClearPolicy { name } => {
-            args.info(&format!(
-                "Clearing policy \"{name}\" on vhost \"{}\" ...",
-                args.vhost
-            ));
-            args.call("DELETE", &format!("/api/policies/{vh}/{}", seg(name)), None)?;
-        }
-        CtlCommand::PurgeQueue { name } => {
-            args.info(&format!(
-                "Purging queue '{name}' in vhost '{}' ...",
-                args.vhost
-            ));
-            args.call(
-                "DELETE",
-                &format!("/api/queues/{vh}/{}/contents", seg(name)),
-                None,
-            )?;
-        }
-        CtlCommand::DeleteQueue { name } => {
-            args.info(&format!(
-                "Deleting queue '{name}' on vhost '{}' ...",
-                args.vhost
-            ));
-            args.call("DELETE", &format!("/api/queues/{vh}/{}", seg(name)), None)?;
-        }
-        CtlCommand::ImportDefinitions { file } => {
-            args.info(&format!(
-                "Importing definitions in JSON from a file at \"{file}\" ..."
-            ));
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-            let doc: Value =
-                serde_json::from_str(&text).map_err(|e| format!("invalid JSON in {file}: {e}"))?;
-            args.call("POST", "/api/definitions", Some(&doc))?;
-        }
-        CtlCommand::ExportDefinitions { file } => {
-            let doc = args.call("GET", "/api/definitions", None)?;
-            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-            if file == "-" {
-                println!("{text}");
-            } else {
-                args.info(&format!(
-                    "Exporting definitions in JSON to a file at \"{file}\" ..."
-                ));
-                std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))?;
-            }
-        }
-        CtlCommand::Status => {
-            let o = args.call("GET", "/api/overview", None)?;
-            match args.format {
-                Format::Json => println!("{o}"),
-                Format::Table => {
-                    args.info("Status of node ...");
-                    for (label, path) in [
-                        ("Node", "node"),
-                        ("Cluster name", "cluster_name"),
-                        ("RabbitMQ version", "rabbitmq_version"),
-                        ("Product", "product_name"),
-                        ("Product version", "product_version"),
-                        ("Connections", "object_totals.connections"),
-                        ("Channels", "object_totals.channels"),
-                        ("Queues", "object_totals.queues"),
-                        ("Consumers", "object_totals.consumers"),
-                        ("Messages", "queue_totals.messages"),
-                    ] {
-                        println!("{label}: {}", text(&cell(&o, path)));
-                    }
-                }
-            }
-        }
-        CtlCommand::AwaitStartup { timeout } => {
-            let deadline = Instant::now() + Duration::from_secs(*timeout);
-            loop {
-                match args.call("GET", "/api/healthchecks/node", None) {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(format!("broker did not start within {timeout} s: {e}"))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
+        CtlCommand::List(cmd) => list::run(args, cmd),
+        CtlCommand::User(cmd) => admin::users(args, cmd),
+        CtlCommand::Vhost(cmd) => admin::vhosts(args, cmd),
+        CtlCommand::Permission(cmd) => admin::permissions(args, cmd),
+        CtlCommand::Policy(cmd) => admin::policies(args, cmd),
+        CtlCommand::Queue(cmd) => admin::queues(args, cmd),
+        CtlCommand::Definitions(cmd) => admin::definitions(args, cmd),
+        CtlCommand::Status => status(args),
+        CtlCommand::AwaitStartup { timeout } => await_startup(args, *timeout),
+    }
+}
+
+/// The overview: as it comes in JSON, or the lines rabbitmqctl status leads with.
+fn status(args: &CtlArgs) -> Result<(), String> {
+    let o = args.call("GET", "/api/overview", None)?;
+    match args.format {
+        Format::Json => println!("{o}"),
+        Format::Table => {
+            args.info("Status of node ...");
+            for (label, path) in [
+                ("Node", "node"),
+                ("Cluster name", "cluster_name"),
+                ("RabbitMQ version", "rabbitmq_version"),
+                ("Product", "product_name"),
+                ("Product version", "product_version"),
+                ("Connections", "object_totals.connections"),
+                ("Channels", "object_totals.channels"),
+                ("Queues", "object_totals.queues"),
+                ("Consumers", "object_totals.consumers"),
+                ("Messages", "queue_totals.messages"),
+            ] {
+                println!("{label}: {}", text(&cell(&o, path)));
             }
         }
     }
     Ok(())
+}
+
+/// Polls the node health check until it answers or `timeout` seconds have passed.
+fn await_startup(args: &CtlArgs, timeout: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        match args.call("GET", "/api/healthchecks/node", None) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("broker did not start within {timeout} s: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// `warren ctl` on its own.
+    #[derive(Debug, Parser)]
+    pub(in crate::ctl) struct Cli {
+        #[command(flatten)]
+        pub(in crate::ctl) ctl: CtlArgs,
+    }
+
+    #[test]
+    fn subcommands_keep_their_names_aliases_and_order() {
+        Cli::command().debug_assert();
+        let names = [
+            "list_queues",
+            "list_exchanges",
+            "list_bindings",
+            "list_connections",
+            "list_channels",
+            "list_consumers",
+            "list_users",
+            "list_vhosts",
+            "list_permissions",
+            "list_policies",
+            "add_user",
+            "delete_user",
+            "change_password",
+            "set_user_tags",
+            "add_vhost",
+            "delete_vhost",
+            "set_permissions",
+            "clear_permissions",
+            "set_policy",
+            "clear_policy",
+            "purge_queue",
+            "delete_queue",
+            "import_definitions",
+            "export_definitions",
+            "status",
+            "await_startup",
+        ];
+        let cmd = Cli::command();
+        let got: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(got, names);
+        // Each also answers to its dashed spelling.
+        for sub in cmd.get_subcommands() {
+            let dashed = sub.get_name().replace('_', "-");
+            if dashed != sub.get_name() {
+                assert!(
+                    sub.get_all_aliases().any(|a| a == dashed),
+                    "{}",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn family_commands_parse_into_their_family() {
+        let parse = |line: &[&str]| {
+            Cli::try_parse_from(std::iter::once("ctl").chain(line.iter().copied()))
+                .map(|c| c.ctl.command)
+        };
+        assert!(matches!(
+            parse(&["add-user", "u", "p"]),
+            Ok(CtlCommand::User(admin::UserCommand::AddUser { .. }))
+        ));
+        assert!(matches!(
+            parse(&["set_policy", "n", "^q", "{}", "--priority", "3"]),
+            Ok(CtlCommand::Policy(admin::PolicyCommand::SetPolicy {
+                priority: 3,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["await_startup", "-t", "5"]),
+            Ok(CtlCommand::AwaitStartup { timeout: 5 })
+        ));
+        assert!(matches!(parse(&["status"]), Ok(CtlCommand::Status)));
+        assert!(parse(&["list_nothing"]).is_err());
+    }
 }

@@ -323,13 +323,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ctl::CtlCommand;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        ctl: CtlArgs,
-    }
+    use crate::ctl::{tests::Cli, CtlCommand};
 
     fn parse(line: &[&str]) -> Result<ListCommand, clap::Error> {
         let cli = Cli::try_parse_from(std::iter::once("ctl").chain(line.iter().copied()))?;
