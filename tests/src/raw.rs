@@ -134,8 +134,49 @@ pub fn client_properties(blocked_capability: bool) -> Vec<u8> {
     table
 }
 
+/// connection.start-ok arguments: client properties (see [`client_properties`]), PLAIN
+/// as guest/guest, locale en_US.
+pub fn start_ok_args(blocked_capability: bool) -> Vec<u8> {
+    let mut args = client_properties(blocked_capability);
+    args.extend(shortstr("PLAIN"));
+    let response = b"\0guest\0guest";
+    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
+    args.extend_from_slice(response);
+    args.extend(shortstr("en_US"));
+    args
+}
+
+/// connection.tune-ok arguments, with no heartbeats.
+pub fn tune_ok_args(channel_max: u16, frame_max: u32) -> Vec<u8> {
+    let mut args = channel_max.to_be_bytes().to_vec();
+    args.extend_from_slice(&frame_max.to_be_bytes());
+    args.extend_from_slice(&0u16.to_be_bytes());
+    args
+}
+
+/// connection.open arguments for `vhost`.
+pub fn open_args(vhost: &str) -> Vec<u8> {
+    let mut args = shortstr(vhost);
+    args.extend(shortstr(""));
+    args.push(0);
+    args
+}
+
+/// The client's whole side of the handshake in one buffer, for tests that send it without
+/// waiting for the broker's replies: protocol header, start-ok (as [`raw_open_connection`]
+/// sends it), tune-ok (channel_max 2047, frame_max 131072, no heartbeats) and
+/// connection.open on vhost "/". The broker answers with start, tune and open-ok.
+pub fn handshake_bytes(blocked_capability: bool) -> Vec<u8> {
+    let mut out = PROTOCOL_HEADER.to_vec();
+    out.extend(method_frame(0, 10, 11, &start_ok_args(blocked_capability)));
+    out.extend(method_frame(0, 10, 31, &tune_ok_args(2047, 131_072)));
+    out.extend(method_frame(0, 10, 40, &open_args("/")));
+    out
+}
+
 /// A raw connection through the handshake (guest/guest, no heartbeats) up to
-/// connection.open-ok on vhost "/".
+/// connection.open-ok on vhost "/", each step waiting for the broker's reply (tune-ok
+/// accepts the broker's channel_max and frame_max).
 pub async fn raw_open_connection(port: u16, blocked_capability: bool) -> TcpStream {
     let mut sock = raw_connect(port).await;
     assert!(matches!(
@@ -145,25 +186,14 @@ pub async fn raw_open_connection(port: u16, blocked_capability: bool) -> TcpStre
             AMQPClass::Connection(protocol::connection::AMQPMethod::Start(_))
         )
     ));
-    let mut args = client_properties(blocked_capability);
-    args.extend(shortstr("PLAIN"));
-    let response = b"\0guest\0guest";
-    args.extend_from_slice(&(response.len() as u32).to_be_bytes());
-    args.extend_from_slice(response);
-    args.extend(shortstr("en_US"));
-    write_method(&mut sock, 0, 10, 11, &args).await;
+    write_method(&mut sock, 0, 10, 11, &start_ok_args(blocked_capability)).await;
     let tune = match read_method(&mut sock).await {
         (0, AMQPClass::Connection(protocol::connection::AMQPMethod::Tune(t))) => t,
         other => panic!("expected connection.tune, got {other:?}"),
     };
-    let mut args = tune.channel_max.to_be_bytes().to_vec();
-    args.extend_from_slice(&tune.frame_max.to_be_bytes());
-    args.extend_from_slice(&0u16.to_be_bytes());
+    let args = tune_ok_args(tune.channel_max, tune.frame_max);
     write_method(&mut sock, 0, 10, 31, &args).await;
-    let mut args = shortstr("/");
-    args.extend(shortstr(""));
-    args.push(0);
-    write_method(&mut sock, 0, 10, 40, &args).await;
+    write_method(&mut sock, 0, 10, 40, &open_args("/")).await;
     assert!(matches!(
         read_method(&mut sock).await,
         (

@@ -8,55 +8,19 @@
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 
-use amq_protocol::protocol::{basic, channel, connection, queue, AMQPClass};
-use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use amq_protocol::protocol::{basic, connection, queue, AMQPClass};
+use amq_protocol::types::FieldTable;
 use bytes::BytesMut;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
-use warren_codec::{decode_frame, encode_content, encode_method, Frame, PROTOCOL_HEADER};
+use warren_codec::{decode_frame, encode_content, encode_method, Frame};
+use warren_integration::raw::raw_open;
 use warren_server::{alarm::FlowState, serve, Broker, ServerConfig, Shutdown};
 
 fn method(out: &mut BytesMut, channel: u16, m: AMQPClass) {
     encode_method(out, channel, &m).unwrap();
-}
-
-/// Handshake (with or without the connection.blocked capability) and channel 1 open.
-fn handshake(blocked_capability: bool) -> BytesMut {
-    let mut caps = FieldTable::default();
-    caps.insert(
-        "connection.blocked".into(),
-        AMQPValue::Boolean(blocked_capability),
-    );
-    let mut props = FieldTable::default();
-    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    let mut out = BytesMut::new();
-    out.extend_from_slice(PROTOCOL_HEADER);
-    for m in [
-        connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: props,
-            mechanism: "PLAIN".into(),
-            response: LongString::from(b"\0guest\0guest".to_vec()),
-            locale: "en_US".into(),
-        }),
-        connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: 2047,
-            frame_max: 131_072,
-            heartbeat: 0,
-        }),
-        connection::AMQPMethod::Open(connection::Open {
-            virtual_host: "/".into(),
-        }),
-    ] {
-        method(&mut out, 0, AMQPClass::Connection(m));
-    }
-    method(
-        &mut out,
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-    );
-    out
 }
 
 fn declare(out: &mut BytesMut, name: &str, passive: bool) {
@@ -82,20 +46,12 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(broker: std::net::SocketAddr, setup: BytesMut) -> Client {
-        let mut sock = TcpStream::connect(broker).await.unwrap();
-        sock.write_all(&setup).await.unwrap();
-        let mut c = Client {
-            sock,
+    /// Through the handshake (shared with the black-box tests) with channel 1 open.
+    async fn connect(broker: std::net::SocketAddr, blocked_capability: bool) -> Client {
+        Client {
+            sock: raw_open(broker.port(), blocked_capability).await,
             buf: BytesMut::new(),
-        };
-        // start, tune, open-ok, channel.open-ok
-        for _ in 0..4 {
-            c.next_method(Duration::from_secs(5))
-                .await
-                .expect("handshake reply");
         }
-        c
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -168,7 +124,7 @@ async fn alarm_blocks_then_unblocks_and_reading_resumes() {
     assert!(broker.alarms.current().disk, "disk alarm never set");
 
     // A consumer (declares and consumes: neither blocks it).
-    let mut consumer = Client::connect(addr, handshake(false)).await;
+    let mut consumer = Client::connect(addr, false).await;
     let mut out = BytesMut::new();
     declare(&mut out, "held", false);
     method(
@@ -193,7 +149,7 @@ async fn alarm_blocks_then_unblocks_and_reading_resumes() {
     }
 
     // The publisher: blocked by its publish; the declare after it goes unread.
-    let mut publisher = Client::connect(addr, handshake(true)).await;
+    let mut publisher = Client::connect(addr, true).await;
     assert_eq!(states(&broker), vec![FlowState::Blocking; 2]);
     let mut out = BytesMut::new();
     method(

@@ -2,14 +2,16 @@
 //! management HTTP API (so it works against warren and RabbitMQ alike). Plain tables for
 //! people, `--format json` for scripts.
 
+mod admin;
+mod http;
+mod list;
+
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     process::ExitCode,
     time::{Duration, Instant},
 };
 
-use serde_json::{json, Value};
+use list::{cell, text};
 
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
@@ -41,78 +43,21 @@ enum Format {
 
 #[derive(Debug, clap::Subcommand)]
 enum CtlCommand {
-    /// Queues of the vhost, with chosen columns (default: name messages).
-    #[command(name = "list_queues", alias = "list-queues")]
-    ListQueues { columns: Vec<String> },
-    /// Exchanges of the vhost (default: name type).
-    #[command(name = "list_exchanges", alias = "list-exchanges")]
-    ListExchanges { columns: Vec<String> },
-    /// Bindings of the vhost (default: source destination destination_type routing_key arguments).
-    #[command(name = "list_bindings", alias = "list-bindings")]
-    ListBindings { columns: Vec<String> },
-    /// Connections (default: user peer_host peer_port state).
-    #[command(name = "list_connections", alias = "list-connections")]
-    ListConnections { columns: Vec<String> },
-    /// Channels (default: name user vhost consumer_count messages_unacknowledged).
-    #[command(name = "list_channels", alias = "list-channels")]
-    ListChannels { columns: Vec<String> },
-    /// Consumers of the vhost (default: queue.name channel_details.name consumer_tag ack_required prefetch_count).
-    #[command(name = "list_consumers", alias = "list-consumers")]
-    ListConsumers { columns: Vec<String> },
-    #[command(name = "list_users", alias = "list-users")]
-    ListUsers,
-    #[command(name = "list_vhosts", alias = "list-vhosts")]
-    ListVhosts,
-    /// Permissions in the vhost.
-    #[command(name = "list_permissions", alias = "list-permissions")]
-    ListPermissions,
-    #[command(name = "list_policies", alias = "list-policies")]
-    ListPolicies,
-    #[command(name = "add_user", alias = "add-user")]
-    AddUser { name: String, password: String },
-    #[command(name = "delete_user", alias = "delete-user")]
-    DeleteUser { name: String },
-    #[command(name = "change_password", alias = "change-password")]
-    ChangePassword { name: String, password: String },
-    #[command(name = "set_user_tags", alias = "set-user-tags")]
-    SetUserTags { name: String, tags: Vec<String> },
-    #[command(name = "add_vhost", alias = "add-vhost")]
-    AddVhost { name: String },
-    #[command(name = "delete_vhost", alias = "delete-vhost")]
-    DeleteVhost { name: String },
-    /// configure, write and read regexes of a user in the vhost (-p).
-    #[command(name = "set_permissions", alias = "set-permissions")]
-    SetPermissions {
-        user: String,
-        configure: String,
-        write: String,
-        read: String,
-    },
-    #[command(name = "clear_permissions", alias = "clear-permissions")]
-    ClearPermissions { user: String },
-    #[command(name = "set_policy", alias = "set-policy")]
-    SetPolicy {
-        name: String,
-        pattern: String,
-        /// JSON object, e.g. '{"max-length": 100}'.
-        definition: String,
-        #[arg(long, default_value_t = 0)]
-        priority: i64,
-        #[arg(long, default_value = "all")]
-        apply_to: String,
-    },
-    #[command(name = "clear_policy", alias = "clear-policy")]
-    ClearPolicy { name: String },
-    #[command(name = "purge_queue", alias = "purge-queue")]
-    PurgeQueue { name: String },
-    #[command(name = "delete_queue", alias = "delete-queue")]
-    DeleteQueue { name: String },
-    /// Imports a RabbitMQ definitions file.
-    #[command(name = "import_definitions", alias = "import-definitions")]
-    ImportDefinitions { file: String },
-    /// Writes the definitions to FILE (`-` for stdout).
-    #[command(name = "export_definitions", alias = "export-definitions")]
-    ExportDefinitions { file: String },
+    /// list_queues, list_exchanges ...: one per row of [`list::LISTS`].
+    #[command(flatten)]
+    List(list::ListCommand),
+    #[command(flatten)]
+    User(admin::UserCommand),
+    #[command(flatten)]
+    Vhost(admin::VhostCommand),
+    #[command(flatten)]
+    Permission(admin::PermissionCommand),
+    #[command(flatten)]
+    Policy(admin::PolicyCommand),
+    #[command(flatten)]
+    Queue(admin::QueueCommand),
+    #[command(flatten)]
+    Definitions(admin::DefinitionsCommand),
     /// Node status (overview).
     Status,
     /// Waits until the broker answers (for scripts), up to --timeout seconds.
@@ -123,184 +68,11 @@ enum CtlCommand {
     },
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-/// Percent-encodes a path segment (vhost `/` becomes `%2F`).
-fn seg(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn base64(input: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 impl CtlArgs {
-    /// One HTTP/1.1 request with `Connection: close`.
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
-        let mut stream = TcpStream::connect(&self.host)
-            .map_err(|e| format!("cannot connect to {}: {e}", self.host))?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let auth = base64(format!("{}:{}", self.user, self.password).as_bytes());
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.host,
-            payload.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(payload.as_bytes()))
-            .map_err(|e| format!("request failed: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("reading the reply failed: {e}"))?;
-        parse_reply(&raw)
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let r = self.request(method, path, body)?;
-        let doc: Value = if r.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&r.body).unwrap_or(Value::Null)
-        };
-        if r.status >= 400 {
-            let reason = doc
-                .get("reason")
-                .and_then(Value::as_str)
-                .map(String::from)
-                .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
-            return Err(format!("HTTP {}: {reason}", r.status));
-        }
-        Ok(doc)
-    }
-
     fn info(&self, line: &str) {
         if !self.quiet && self.format == Format::Table {
             println!("{line}");
         }
-    }
-}
-
-fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed HTTP reply")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("malformed HTTP status line")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok(Reply { status, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..eol]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = eol + 2;
-        let end = (start + size).min(data.len());
-        out.extend_from_slice(&data[start..end]);
-        data = &data[(end + 2).min(data.len())..];
-    }
-    out
-}
-
-/// A cell: dotted paths reach into objects; strings bare, everything else as JSON.
-fn cell(row: &Value, col: &str) -> Value {
-    let mut v = row;
-    for part in col.split('.') {
-        match v.get(part) {
-            Some(x) => v = x,
-            None => return Value::Null,
-        }
-    }
-    v.clone()
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn print_rows(args: &CtlArgs, rows: &Value, columns: &[&str]) {
-    let items = rows.as_array().cloned().unwrap_or_default();
-    match args.format {
-        Format::Json => {
-            let out: Vec<Value> = items
-                .iter()
-                .map(|r| {
-                    let mut m = serde_json::Map::new();
-                    for c in columns {
-                        m.insert((*c).to_string(), cell(r, c));
-                    }
-                    Value::Object(m)
-                })
-                .collect();
-            println!("{}", Value::Array(out));
-        }
-        Format::Table => {
-            println!("{}", columns.join("\t"));
-            for r in &items {
-                let cells: Vec<String> = columns.iter().map(|c| text(&cell(r, c))).collect();
-                println!("{}", cells.join("\t"));
-            }
-        }
-    }
-}
-
-fn cols<'a>(given: &'a [String], default: &[&'a str]) -> Vec<&'a str> {
-    if given.is_empty() {
-        default.to_vec()
-    } else {
-        given.iter().map(String::as_str).collect()
     }
 }
 
@@ -315,300 +87,141 @@ pub fn main(args: CtlArgs) -> ExitCode {
 }
 
 fn run(args: &CtlArgs) -> Result<(), String> {
-    let vh = seg(&args.vhost);
     match &args.command {
-        CtlCommand::ListQueues { columns } => {
-            args.info(&format!("Listing queues for vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/queues/{vh}"), None)?;
-            print_rows(args, &rows, &cols(columns, &["name", "messages"]));
-        }
-        CtlCommand::ListExchanges { columns } => {
-            args.info(&format!("Listing exchanges for vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/exchanges/{vh}"), None)?;
-            print_rows(args, &rows, &cols(columns, &["name", "type"]));
-        }
-        CtlCommand::ListBindings { columns } => {
-            args.info(&format!("Listing bindings for vhost {}...", args.vhost));
-            let rows = args.call("GET", &format!("/api/bindings/{vh}"), None)?;
-            let default = [
-                "source",
-                "destination",
-                "destination_type",
-                "routing_key",
-                "arguments",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListConnections { columns } => {
-            args.info("Listing connections ...");
-            let rows = args.call("GET", "/api/connections", None)?;
-            print_rows(
-                args,
-                &rows,
-                &cols(columns, &["user", "peer_host", "peer_port", "state"]),
-            );
-        }
-        CtlCommand::ListChannels { columns } => {
-            args.info("Listing channels ...");
-            let rows = args.call("GET", "/api/channels", None)?;
-            let default = [
-                "name",
-                "user",
-                "vhost",
-                "consumer_count",
-                "messages_unacknowledged",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListConsumers { columns } => {
-            args.info(&format!("Listing consumers in vhost {} ...", args.vhost));
-            let rows = args.call("GET", &format!("/api/consumers/{vh}"), None)?;
-            let default = [
-                "queue.name",
-                "channel_details.name",
-                "consumer_tag",
-                "ack_required",
-                "prefetch_count",
-            ];
-            print_rows(args, &rows, &cols(columns, &default));
-        }
-        CtlCommand::ListUsers => {
-            args.info("Listing users ...");
-            let rows = args.call("GET", "/api/users", None)?;
-            print_rows(args, &rows, &["name", "tags"]);
-        }
-        CtlCommand::ListVhosts => {
-            args.info("Listing vhosts ...");
-            let rows = args.call("GET", "/api/vhosts", None)?;
-            print_rows(args, &rows, &["name"]);
-        }
-        CtlCommand::ListPermissions => {
-            args.info(&format!(
-                "Listing permissions for vhost \"{}\" ...",
-                args.vhost
-            ));
-            let rows = args.call("GET", &format!("/api/vhosts/{vh}/permissions"), None)?;
-            print_rows(args, &rows, &["user", "configure", "write", "read"]);
-        }
-        CtlCommand::ListPolicies => {
-            args.info(&format!(
-                "Listing policies for vhost \"{}\" ...",
-                args.vhost
-            ));
-            let rows = args.call("GET", &format!("/api/policies/{vh}"), None)?;
-            print_rows(
-                args,
-                &rows,
-                &[
-                    "vhost",
-                    "name",
-                    "pattern",
-                    "apply-to",
-                    "definition",
-                    "priority",
-                ],
-            );
-        }
-        CtlCommand::AddUser { name, password } => {
-            args.info(&format!("Adding user \"{name}\" ..."));
-            if args
-                .request("GET", &format!("/api/users/{}", seg(name)), None)?
-                .status
-                == 200
-            {
-                return Err(format!("user_already_exists: {name}"));
-            }
-            args.call(
-                "PUT",
-                &format!("/api/users/{}", seg(name)),
-                Some(&json!({"password": password, "tags": ""})),
-            )?;
-        }
-        CtlCommand::DeleteUser { name } => {
-            args.info(&format!("Deleting user \"{name}\" ..."));
-            args.call("DELETE", &format!("/api/users/{}", seg(name)), None)?;
-        }
-        CtlCommand::ChangePassword { name, password } => {
-            args.info(&format!("Changing password for user \"{name}\" ..."));
-            let user = args.call("GET", &format!("/api/users/{}", seg(name)), None)?;
-            let tags = user.get("tags").cloned().unwrap_or(json!([]));
-            args.call(
-                "PUT",
-                &format!("/api/users/{}", seg(name)),
-                Some(&json!({"password": password, "tags": tags})),
-            )?;
-        }
-        CtlCommand::SetUserTags { name, tags } => {
-            args.info(&format!("Setting tags for user \"{name}\" to {tags:?} ..."));
-            let user = args.call("GET", &format!("/api/users/{}", seg(name)), None)?;
-            let mut body = json!({"tags": tags.join(",")});
-            body["password_hash"] = user.get("password_hash").cloned().unwrap_or(json!(""));
-            body["hashing_algorithm"] = user
-                .get("hashing_algorithm")
-                .cloned()
-                .unwrap_or(Value::Null);
-            args.call("PUT", &format!("/api/users/{}", seg(name)), Some(&body))?;
-        }
-        CtlCommand::AddVhost { name } => {
-            args.info(&format!("Adding vhost \"{name}\" ..."));
-            args.call("PUT", &format!("/api/vhosts/{}", seg(name)), None)?;
-        }
-        CtlCommand::DeleteVhost { name } => {
-            args.info(&format!("Deleting vhost \"{name}\" ..."));
-            args.call("DELETE", &format!("/api/vhosts/{}", seg(name)), None)?;
-        }
-        CtlCommand::SetPermissions {
-            user,
-            configure,
-            write,
-            read,
-        } => {
-            args.info(&format!(
-                "Setting permissions for user \"{user}\" in vhost \"{}\" ...",
-                args.vhost
-            ));
-            let body = json!({"configure": configure, "write": write, "read": read});
-            args.call(
-                "PUT",
-                &format!("/api/permissions/{vh}/{}", seg(user)),
-                Some(&body),
-            )?;
-        }
-        CtlCommand::ClearPermissions { user } => {
-            args.info(&format!(
-                "Clearing permissions for user \"{user}\" in vhost \"{}\" ...",
-                args.vhost
-            ));
-            args.call(
-                "DELETE",
-                &format!("/api/permissions/{vh}/{}", seg(user)),
-                None,
-            )?;
-        }
-        CtlCommand::SetPolicy {
-            name,
-            pattern,
-            definition,
-            priority,
-            apply_to,
-        } => {
-            args.info(&format!("Setting policy \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{}\" ...", args.vhost));
-            let def: Value = serde_json::from_str(definition)
-                .map_err(|e| format!("invalid definition JSON: {e}"))?;
-            let body = json!({"pattern": pattern, "definition": def, "priority": priority, "apply-to": apply_to});
-            args.call(
-                "PUT",
-                &format!("/api/policies/{vh}/{}", seg(name)),
-                Some(&body),
-            )?;
-        }
-        CtlCommand::ClearPolicy { name } => {
-            args.info(&format!(
-                "Clearing policy \"{name}\" on vhost \"{}\" ...",
-                args.vhost
-            ));
-            args.call("DELETE", &format!("/api/policies/{vh}/{}", seg(name)), None)?;
-        }
-        CtlCommand::PurgeQueue { name } => {
-            args.info(&format!(
-                "Purging queue '{name}' in vhost '{}' ...",
-                args.vhost
-            ));
-            args.call(
-                "DELETE",
-                &format!("/api/queues/{vh}/{}/contents", seg(name)),
-                None,
-            )?;
-        }
-        CtlCommand::DeleteQueue { name } => {
-            args.info(&format!(
-                "Deleting queue '{name}' on vhost '{}' ...",
-                args.vhost
-            ));
-            args.call("DELETE", &format!("/api/queues/{vh}/{}", seg(name)), None)?;
-        }
-        CtlCommand::ImportDefinitions { file } => {
-            args.info(&format!(
-                "Importing definitions in JSON from a file at \"{file}\" ..."
-            ));
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
-            let doc: Value =
-                serde_json::from_str(&text).map_err(|e| format!("invalid JSON in {file}: {e}"))?;
-            args.call("POST", "/api/definitions", Some(&doc))?;
-        }
-        CtlCommand::ExportDefinitions { file } => {
-            let doc = args.call("GET", "/api/definitions", None)?;
-            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-            if file == "-" {
-                println!("{text}");
-            } else {
-                args.info(&format!(
-                    "Exporting definitions in JSON to a file at \"{file}\" ..."
-                ));
-                std::fs::write(file, text).map_err(|e| format!("cannot write {file}: {e}"))?;
-            }
-        }
-        CtlCommand::Status => {
-            let o = args.call("GET", "/api/overview", None)?;
-            match args.format {
-                Format::Json => println!("{o}"),
-                Format::Table => {
-                    args.info("Status of node ...");
-                    for (label, path) in [
-                        ("Node", "node"),
-                        ("Cluster name", "cluster_name"),
-                        ("RabbitMQ version", "rabbitmq_version"),
-                        ("Product", "product_name"),
-                        ("Product version", "product_version"),
-                        ("Connections", "object_totals.connections"),
-                        ("Channels", "object_totals.channels"),
-                        ("Queues", "object_totals.queues"),
-                        ("Consumers", "object_totals.consumers"),
-                        ("Messages", "queue_totals.messages"),
-                    ] {
-                        println!("{label}: {}", text(&cell(&o, path)));
-                    }
-                }
-            }
-        }
-        CtlCommand::AwaitStartup { timeout } => {
-            let deadline = Instant::now() + Duration::from_secs(*timeout);
-            loop {
-                match args.call("GET", "/api/healthchecks/node", None) {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() >= deadline => {
-                        return Err(format!("broker did not start within {timeout} s: {e}"))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                }
+        CtlCommand::List(cmd) => list::run(args, cmd),
+        CtlCommand::User(cmd) => admin::users(args, cmd),
+        CtlCommand::Vhost(cmd) => admin::vhosts(args, cmd),
+        CtlCommand::Permission(cmd) => admin::permissions(args, cmd),
+        CtlCommand::Policy(cmd) => admin::policies(args, cmd),
+        CtlCommand::Queue(cmd) => admin::queues(args, cmd),
+        CtlCommand::Definitions(cmd) => admin::definitions(args, cmd),
+        CtlCommand::Status => status(args),
+        CtlCommand::AwaitStartup { timeout } => await_startup(args, *timeout),
+    }
+}
+
+/// The overview: as it comes in JSON, or the lines rabbitmqctl status leads with.
+fn status(args: &CtlArgs) -> Result<(), String> {
+    let o = args.call("GET", "/api/overview", None)?;
+    match args.format {
+        Format::Json => println!("{o}"),
+        Format::Table => {
+            args.info("Status of node ...");
+            for (label, path) in [
+                ("Node", "node"),
+                ("Cluster name", "cluster_name"),
+                ("RabbitMQ version", "rabbitmq_version"),
+                ("Product", "product_name"),
+                ("Product version", "product_version"),
+                ("Connections", "object_totals.connections"),
+                ("Channels", "object_totals.channels"),
+                ("Queues", "object_totals.queues"),
+                ("Consumers", "object_totals.consumers"),
+                ("Messages", "queue_totals.messages"),
+            ] {
+                println!("{label}: {}", text(&cell(&o, path)));
             }
         }
     }
     Ok(())
 }
 
+/// Polls the node health check until it answers or `timeout` seconds have passed.
+fn await_startup(args: &CtlArgs, timeout: u64) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        match args.call("GET", "/api/healthchecks/node", None) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("broker did not start within {timeout} s: {e}"))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
 
-    #[test]
-    fn encodes_segments_and_credentials() {
-        assert_eq!(seg("/"), "%2F");
-        assert_eq!(seg("a b"), "a%20b");
-        assert_eq!(base64(b"guest:guest"), "Z3Vlc3Q6Z3Vlc3Q=");
-        assert_eq!(base64(b"ab"), "YWI=");
+    /// `warren ctl` on its own.
+    #[derive(Debug, Parser)]
+    pub(in crate::ctl) struct Cli {
+        #[command(flatten)]
+        pub(in crate::ctl) ctl: CtlArgs,
     }
 
     #[test]
-    fn parses_replies() {
-        let r = parse_reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n[]").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"[]"[..]));
-        let r = parse_reply(
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (404, &b"{}"[..]));
-        assert_eq!(text(&cell(&json!({"a": {"b": 1}}), "a.b")), "1");
+    fn subcommands_keep_their_names_aliases_and_order() {
+        Cli::command().debug_assert();
+        let names = [
+            "list_queues",
+            "list_exchanges",
+            "list_bindings",
+            "list_connections",
+            "list_channels",
+            "list_consumers",
+            "list_users",
+            "list_vhosts",
+            "list_permissions",
+            "list_policies",
+            "add_user",
+            "delete_user",
+            "change_password",
+            "set_user_tags",
+            "add_vhost",
+            "delete_vhost",
+            "set_permissions",
+            "clear_permissions",
+            "set_policy",
+            "clear_policy",
+            "purge_queue",
+            "delete_queue",
+            "import_definitions",
+            "export_definitions",
+            "status",
+            "await_startup",
+        ];
+        let cmd = Cli::command();
+        let got: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(got, names);
+        // Each also answers to its dashed spelling.
+        for sub in cmd.get_subcommands() {
+            let dashed = sub.get_name().replace('_', "-");
+            if dashed != sub.get_name() {
+                assert!(
+                    sub.get_all_aliases().any(|a| a == dashed),
+                    "{}",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn family_commands_parse_into_their_family() {
+        let parse = |line: &[&str]| {
+            Cli::try_parse_from(std::iter::once("ctl").chain(line.iter().copied()))
+                .map(|c| c.ctl.command)
+        };
+        assert!(matches!(
+            parse(&["add-user", "u", "p"]),
+            Ok(CtlCommand::User(admin::UserCommand::AddUser { .. }))
+        ));
+        assert!(matches!(
+            parse(&["set_policy", "n", "^q", "{}", "--priority", "3"]),
+            Ok(CtlCommand::Policy(admin::PolicyCommand::SetPolicy {
+                priority: 3,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            parse(&["await_startup", "-t", "5"]),
+            Ok(CtlCommand::AwaitStartup { timeout: 5 })
+        ));
+        assert!(matches!(parse(&["status"]), Ok(CtlCommand::Status)));
+        assert!(parse(&["list_nothing"]).is_err());
     }
 }
