@@ -80,6 +80,11 @@ pub fn properties_from_json(v: &Value) -> Result<(Bytes, bool), PropertiesError>
     let text = |k: &str| -> Result<Option<ShortString>, PropertiesError> {
         match m.get(k) {
             None => Ok(None),
+            // A shortstr on the wire: longer would not encode.
+            Some(Value::String(s)) if s.len() > 255 => Err(PropertiesError::Invalid(format!(
+                "property {k} is {} bytes long; AMQP 0-9-1 allows at most 255",
+                s.len()
+            ))),
             Some(Value::String(s)) => Ok(Some(ShortString::from(s.clone()))),
             Some(other) => Err(PropertiesError::Invalid(format!(
                 "property {k} must be a string, got {other}"

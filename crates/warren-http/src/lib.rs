@@ -85,6 +85,11 @@ impl From<warren_server::admin::AdminError> for ApiError {
                 error: "access_refused",
                 reason,
             },
+            AdminError::Internal(reason) => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "internal_server_error",
+                reason,
+            },
         }
     }
 }

@@ -39,7 +39,6 @@ async fn aliveness(
         "aliveness-test",
         props,
         Bytes::from_static(b"test_message"),
-        false,
     )?;
     let got = b.admin_get(&vhost, "aliveness-test", 1, GetMode::AckRequeueFalse)?;
     if got.is_empty() {

@@ -228,8 +228,8 @@ async fn publish(
             )))
         }
     };
-    let (props, persistent) = properties_from_json(v.get("properties").unwrap_or(&Value::Null))
+    let (props, _persistent) = properties_from_json(v.get("properties").unwrap_or(&Value::Null))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let routed = b.admin_publish(&vhost, &name, key, props, body, persistent)?;
+    let routed = b.admin_publish(&vhost, &name, key, props, body)?;
     Ok(Json(json!({"routed": routed})).into_response())
 }

@@ -6,7 +6,7 @@ pub mod definitions;
 
 pub use crate::model::registry::{AdminState, ConnInfo, IoCounters, IoSnapshot};
 
-use std::sync::{atomic::Ordering, Arc};
+use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
@@ -15,12 +15,15 @@ use warren_store::{Entry, Message};
 
 use crate::{
     model::broker::Broker,
-    model::equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
     model::handles::ConnEvent,
-    model::queue::Queue,
+    model::ops::{
+        exchanges,
+        publish::{self, Publication},
+        queues::{self, QueueSpec},
+    },
     model::stats::Stat,
     model::vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
-    util::error::AmqpError,
+    util::error::{AmqpError, AmqpResult, ReplyCode},
 };
 
 /// Why a management operation failed; the HTTP layer maps these to status codes.
@@ -34,16 +37,31 @@ pub enum AdminError {
     /// 403-class refusals from the AMQP model (e.g. `amq.` names).
     #[error("{0}")]
     Refused(String),
+    /// 500: the broker failed (a metadata write, say); the cause is logged.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl AdminError {
-    /// The AMQP error's text without its `CODE - ` prefix, as the API shows it.
-    fn from_amqp(e: AmqpError) -> Self {
-        let text = match e.text.split_once(" - ") {
-            Some((_, rest)) => rest.to_string(),
-            None => e.text,
-        };
-        AdminError::BadRequest(text)
+    /// An operation's AMQP error, by reply code: 404 is Not Found, 403 a refusal, 541 an
+    /// internal failure (logged with its cause), the rest (406, 405, ...) a bad request
+    /// with the text after RabbitMQ's `CODE - ` prefix.
+    pub fn from_amqp(e: AmqpError) -> Self {
+        match e.code {
+            ReplyCode::NotFound => AdminError::NotFound,
+            ReplyCode::AccessRefused => AdminError::Refused(e.detail().to_string()),
+            ReplyCode::InternalError => {
+                tracing::error!(text = %e.text, cause = e.cause.as_deref().unwrap_or(""), "management operation failed");
+                AdminError::Internal(e.detail().to_string())
+            }
+            _ => AdminError::BadRequest(e.detail().to_string()),
+        }
+    }
+}
+
+impl From<AmqpError> for AdminError {
+    fn from(e: AmqpError) -> Self {
+        AdminError::from_amqp(e)
     }
 }
 
@@ -73,7 +91,7 @@ impl Broker {
     }
 
     /// `PUT /api/queues/{vhost}/{name}`: true when created, false when it existed already
-    /// with the same properties.
+    /// with the same properties. The same operation as AMQP's queue.declare.
     pub fn admin_declare_queue(
         &self,
         vhost: &str,
@@ -83,58 +101,15 @@ impl Broker {
         arguments: FieldTable,
     ) -> AdminResult<bool> {
         let vh = self.vhost_or_404(vhost)?;
-        if name.starts_with("amq.") {
-            return Err(AdminError::Refused(format!(
-                "queue name '{name}' contains reserved prefix 'amq.*'"
-            )));
-        }
-        let what = format!("queue '{name}'");
-        let mut topo = vh.topology.write();
-        if let Some(q) = topo.queues.get(name).cloned() {
-            drop(topo);
-            check_flag("durable", durable, q.durable, &what, vhost)
-                .map_err(AdminError::from_amqp)?;
-            check_flag("auto_delete", auto_delete, q.auto_delete, &what, vhost)
-                .map_err(AdminError::from_amqp)?;
-            check_args_equivalent(&q.arguments, &arguments, &what, vhost, EQUIVALENCE_ARGS)
-                .map_err(AdminError::from_amqp)?;
-            return Ok(false);
-        }
-        let what = format!("queue '{name}' in vhost '{vhost}'");
-        let _ = &what;
-        let settings = self
-            .queue_settings_with_policy(vhost, name, &arguments)
-            .map_err(AdminError::from_amqp)?;
-        let q = Queue::new(
-            crate::model::queue::QueueDecl {
-                name: Arc::from(name),
-                durable,
-                auto_delete,
-                exclusive_owner: None,
-                arguments: arguments.clone(),
-                settings,
-                store_id: vh
-                    .persistence
-                    .is_enabled()
-                    .then(|| vh.persistence.next_queue_id()),
-            },
-            &vh,
-        );
-        let store_id = q.store_id.unwrap_or(0);
-        topo.queues.insert(Arc::from(name), q);
-        drop(topo);
-        if durable {
-            vh.record(vec![crate::persist::MetaOp::Queue {
-                vhost: vhost.to_string(),
-                name: name.to_string(),
-                auto_delete,
-                arguments: crate::persist::encode_args(&arguments),
-                id: store_id,
-            }])
-            .map_err(AdminError::from_amqp)?;
-        }
-        self.admin.queues_declared.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        let spec = QueueSpec {
+            name,
+            server_named: false,
+            durable,
+            auto_delete,
+            exclusive_owner: None,
+            arguments: &arguments,
+        };
+        Ok(queues::declare_queue(self, &vh, spec)?.created())
     }
 
     /// `DELETE /api/queues/{vhost}/{name}`; returns the number of ready messages dropped.
@@ -160,7 +135,7 @@ impl Broker {
                 )));
             }
         }
-        Ok(remove_queue(self, &vh, name).unwrap_or(0))
+        Ok(remove_queue(self, &vh, name)?.unwrap_or(0))
     }
 
     /// `DELETE /api/queues/{vhost}/{name}/contents`.
@@ -218,7 +193,8 @@ impl Broker {
         Ok(out)
     }
 
-    /// `PUT /api/exchanges/{vhost}/{name}`: true when created.
+    /// `PUT /api/exchanges/{vhost}/{name}`: true when created. The same operation as
+    /// AMQP's exchange.declare (equivalence, reserved names, policy alternate exchange).
     pub fn admin_declare_exchange(
         &self,
         vhost: &str,
@@ -226,55 +202,7 @@ impl Broker {
         meta: ExchangeMeta,
     ) -> AdminResult<bool> {
         let vh = self.vhost_or_404(vhost)?;
-        if name.is_empty() || name == "amq.default" {
-            return Err(AdminError::Refused(
-                "operation not permitted on the default exchange".into(),
-            ));
-        }
-        let what = format!("exchange '{name}'");
-        let mut topo = vh.topology.write();
-        if let Some(cur) = topo.exchanges.get(name) {
-            let cur = cur.meta.clone();
-            drop(topo);
-            if cur.kind != meta.kind {
-                return Err(AdminError::BadRequest(format!(
-                    "inequivalent arg 'type' for {what} in vhost '{vhost}': received '{}' but current is '{}'",
-                    meta.kind.as_str(),
-                    cur.kind.as_str()
-                )));
-            }
-            check_flag("durable", meta.durable, cur.durable, &what, vhost)
-                .map_err(AdminError::from_amqp)?;
-            check_flag(
-                "auto_delete",
-                meta.auto_delete,
-                cur.auto_delete,
-                &what,
-                vhost,
-            )
-            .map_err(AdminError::from_amqp)?;
-            check_flag("internal", meta.internal, cur.internal, &what, vhost)
-                .map_err(AdminError::from_amqp)?;
-            return Ok(false);
-        }
-        if name.starts_with("amq.") {
-            return Err(AdminError::Refused(format!(
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
-            )));
-        }
-        let op = meta.durable.then(|| crate::persist::MetaOp::Exchange {
-            vhost: vhost.to_string(),
-            name: name.to_string(),
-            kind: meta.kind.as_str().into(),
-            auto_delete: meta.auto_delete,
-            internal: meta.internal,
-            arguments: crate::persist::encode_args(&meta.arguments),
-        });
-        topo.insert_exchange(name, meta);
-        drop(topo);
-        vh.record(op.into_iter().collect())
-            .map_err(AdminError::from_amqp)?;
-        Ok(true)
+        Ok(exchanges::declare_exchange(self, &vh, name, meta)?)
     }
 
     pub fn admin_delete_exchange(
@@ -358,8 +286,8 @@ impl Broker {
         Ok(())
     }
 
-    /// `POST /api/exchanges/{vhost}/{name}/publish`: routes one message; true if it
-    /// reached a queue.
+    /// `POST /api/exchanges/{vhost}/{name}/publish`: true when routed. The same operation
+    /// as AMQP's basic.publish (CC/BCC, expiration, persistence, paging to disk).
     pub fn admin_publish(
         &self,
         vhost: &str,
@@ -367,7 +295,6 @@ impl Broker {
         routing_key: &str,
         properties: Bytes,
         body: Bytes,
-        persistent: bool,
     ) -> AdminResult<bool> {
         let vh = self.vhost_or_404(vhost)?;
         // AMQP carries routing keys as shortstrs. RabbitMQ 3.10 accepts a longer one here
@@ -379,7 +306,7 @@ impl Broker {
                 routing_key.len()
             )));
         }
-        let exchange = if exchange == "amq.default" {
+        let exchange = if exchanges::is_default_exchange(exchange) {
             DEFAULT_EXCHANGE
         } else {
             exchange
@@ -387,46 +314,27 @@ impl Broker {
         if exchange != DEFAULT_EXCHANGE && !vh.has_exchange(exchange) {
             return Err(AdminError::NotFound);
         }
-        let mut queues = Vec::new();
-        vh.route(exchange, &[routing_key], None, &mut queues)
-            .map_err(AdminError::from_amqp)?;
-        vh.stats.inc(Stat::Publish);
-        if queues.is_empty() {
-            vh.stats.inc(Stat::DropUnroutable);
-            return Ok(false);
-        }
-        let view = warren_codec::PropertiesView::scan(&properties).ok();
-        let mut message = Message {
+        let view = warren_codec::PropertiesView::scan(&properties)
+            .map_err(|_| AdminError::BadRequest("invalid message properties".into()))?;
+        let publication = Publication {
             exchange: Arc::from(exchange),
             routing_key: Arc::from(routing_key),
-            priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
-            expiration: view
-                .as_ref()
-                .and_then(|v| v.expiration.clone())
-                .and_then(|r| std::str::from_utf8(properties.get(r)?).ok()?.parse().ok()),
+            mandatory: false,
             properties,
             body,
-            persistent,
-            bcc: None,
-            stored: None,
-            paged_len: None,
         };
-        // Persistent messages for durable queues are stored as from AMQP (without a
-        // confirm to wait for).
-        if let Some(storage) = vh.persistence.storage() {
-            let durable = persistent && queues.iter().any(|q| q.is_recoverable());
-            let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
-            if let (true, Some(ids)) = (durable, ids) {
-                if let Ok(r) = storage.append(&message, true, ids, Box::new(|_| {})) {
-                    message.stored = Some(r);
-                }
-            }
-        }
-        let message = Arc::new(message);
-        for q in queues {
-            q.publish(message.clone());
-        }
-        Ok(true)
+        // RabbitMQ's API answers a refused publish with the AMQP error, code and all:
+        // `406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer`.
+        let with_code = |e: AmqpError| match e.code {
+            ReplyCode::InternalError => AdminError::from_amqp(e),
+            code => AdminError::BadRequest(format!("{} {}", code.code(), e.text)),
+        };
+        let prepared = publish::prepare(publication, &view).map_err(with_code)?;
+        let mut queues = Vec::new();
+        let published =
+            publish::route_and_enqueue(&vh, prepared, false, 0, &mut queues, |_| Box::new(|_| {}))
+                .map_err(with_code)?;
+        Ok(published.routed)
     }
 
     /// `DELETE /api/connections/{name}`: closes it with 320 CONNECTION_FORCED.
@@ -474,7 +382,10 @@ impl Broker {
         }
         let names: Vec<Arc<str>> = vh.topology.read().queues.keys().cloned().collect();
         for q in names {
-            remove_queue(self, &vh, &q);
+            // The vhost is gone already; its metadata goes with the DeleteVhost record.
+            if let Err(e) = remove_queue(self, &vh, &q) {
+                tracing::warn!(queue = %q, error = %e.text, "queue of a deleted vhost not recorded as deleted");
+            }
         }
         self.admin.policies.remove_vhost(name);
         Ok(())
@@ -482,16 +393,24 @@ impl Broker {
 }
 
 /// Deletes a queue outside any channel: bindings go, consumers get basic.cancel.
-pub fn remove_queue(broker: &Broker, vhost: &VHost, name: &str) -> Option<u32> {
-    let deleted = vhost.delete_queue(name, None)?;
+/// `None` when there was no such queue.
+pub fn remove_queue(broker: &Broker, vhost: &VHost, name: &str) -> AmqpResult<Option<u32>> {
+    let Some(deleted) = crate::model::ops::queues::delete_queue(vhost, name, None)? else {
+        return Ok(None);
+    };
     broker.admin.retire_queue(&deleted.queue);
-    Some(deleted.message_count)
+    Ok(Some(deleted.message_count))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::config::ServerConfig;
+
+    /// An empty property block (no flags set).
+    fn props() -> Bytes {
+        Bytes::from_static(&[0, 0])
+    }
 
     #[test]
     fn declare_publish_get_purge_delete() {
@@ -514,23 +433,9 @@ mod tests {
             b.admin_declare_queue("nope", "q", true, false, FieldTable::default()),
             Err(AdminError::NotFound)
         );
-        let routed = b.admin_publish(
-            "/",
-            "amq.default",
-            "q",
-            Bytes::new(),
-            Bytes::from("hi"),
-            false,
-        );
+        let routed = b.admin_publish("/", "amq.default", "q", props(), Bytes::from("hi"));
         assert_eq!(routed, Ok(true));
-        let routed = b.admin_publish(
-            "/",
-            "amq.default",
-            "none",
-            Bytes::new(),
-            Bytes::new(),
-            false,
-        );
+        let routed = b.admin_publish("/", "amq.default", "none", props(), Bytes::new());
         assert_eq!(routed, Ok(false));
         let got = b
             .admin_get("/", "q", 5, GetMode::AckRequeueTrue)
@@ -571,7 +476,7 @@ mod tests {
         let args = FieldTable::default();
         assert_eq!(b.admin_bind("/", "x", q.clone(), "", &args, true), Ok(()));
         assert_eq!(
-            b.admin_publish("/", "x", "any", Bytes::new(), Bytes::new(), false),
+            b.admin_publish("/", "x", "any", props(), Bytes::new()),
             Ok(true)
         );
         assert_eq!(b.admin_bind("/", "x", q.clone(), "", &args, false), Ok(()));

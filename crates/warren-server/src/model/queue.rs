@@ -488,7 +488,11 @@ impl Queue {
                 self.schedule(now.saturating_add(expires));
             } else if now >= unused_since.saturating_add(expires) {
                 if let Some(vhost) = self.home() {
-                    vhost.delete_queue(&self.name, None);
+                    if let Err(e) = vhost.delete_queue(&self.name, None) {
+                        // It stays, and x-expires looks again one period from now.
+                        tracing::warn!(queue = %self.name, error = %e.text, cause = e.cause.as_deref().unwrap_or(""), "expired queue not deleted");
+                        self.schedule(now.saturating_add(expires));
+                    }
                 }
             } else {
                 self.schedule(unused_since.saturating_add(expires));

@@ -201,7 +201,7 @@ impl VHost {
         }));
         self.persistence
             .record(&ops)
-            .map_err(|e| AmqpError::internal(format_args!("cannot record metadata: {e}")))
+            .map_err(|e| AmqpError::internal("cannot record metadata").caused_by(e))
     }
 
     /// The op that records the deletion of `queue`, if it was durable.
@@ -219,10 +219,26 @@ impl VHost {
     /// Deletes a queue: bindings go, the deletion is recorded, messages are dropped
     /// (and released on disk), consumers are told through their connections, except
     /// those of connection `local`, returned as (channel, tag) for it to handle in order.
-    pub fn delete_queue(&self, name: &str, local: Option<u64>) -> Option<DeletedQueue> {
-        let queue = self.topology.write().remove_queue(name)?;
-        if let Err(e) = self.record(self.queue_deleted_op(&queue)) {
-            tracing::warn!(queue = %name, error = %e.text, "queue deletion not recorded");
+    ///
+    /// A durable queue's deletion is recorded before the queue leaves the topology; when
+    /// that fails nothing changes and the error is returned. Durable auto-delete
+    /// exchanges that lose their last binding with it are recorded afterwards; a failure
+    /// there is logged (the queue is gone by then).
+    pub fn delete_queue(&self, name: &str, local: Option<u64>) -> AmqpResult<Option<DeletedQueue>> {
+        let Some(queue) = self.queue(name) else {
+            return Ok(None);
+        };
+        let op = self.queue_deleted_op(&queue);
+        if !op.is_empty() {
+            self.persistence
+                .record(&op)
+                .map_err(|e| AmqpError::internal("cannot record metadata").caused_by(e))?;
+        }
+        let Some(queue) = self.topology.write().remove_queue(name) else {
+            return Ok(None);
+        };
+        if let Err(e) = self.record(Vec::new()) {
+            tracing::warn!(queue = %name, error = %e.text, cause = e.cause.as_deref().unwrap_or(""), "auto-deleted exchanges not recorded");
         }
         queue
             .deleted
@@ -241,11 +257,11 @@ impl VHost {
                 });
             }
         }
-        Some(DeletedQueue {
+        Ok(Some(DeletedQueue {
             queue,
             message_count: count,
             local_consumers: here,
-        })
+        }))
     }
 }
 

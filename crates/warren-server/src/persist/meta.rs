@@ -217,6 +217,19 @@ fn read_log(dir: &Path) -> Vec<MetaOp> {
 }
 
 impl MetaLog {
+    /// A log whose every append fails (its file is open for reading only), to test what
+    /// callers do when a metadata write fails.
+    #[cfg(test)]
+    pub(crate) fn failing(dir: &Path) -> io::Result<MetaLog> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(LOG);
+        File::create(&path)?;
+        Ok(MetaLog {
+            dir: dir.to_path_buf(),
+            file: Mutex::new(File::open(path)?),
+        })
+    }
+
     /// Reads what `dir` holds (the snapshot, then the log) and opens the log for appending.
     pub fn open(dir: &Path) -> io::Result<(MetaLog, Vec<MetaOp>)> {
         fs::create_dir_all(dir)?;

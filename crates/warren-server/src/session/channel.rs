@@ -8,22 +8,25 @@ use std::{
 
 use amq_protocol::{
     protocol::{basic, channel, confirm, exchange, queue, tx, AMQPClass},
-    types::{AMQPValue, FieldTable, ShortString},
+    types::{FieldTable, ShortString},
 };
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesEdit, PropertiesView};
 use warren_router::{Destination, ExchangeKind};
-use warren_store::{ConsumerId, ConsumerSlot, Entry, Message, PushOutcome};
+use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
 
 use crate::{
     model::args,
     model::auth::{Access, Resource},
     model::broker::ReplyTarget,
-    model::equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
     model::handles::{ChannelShared, ConsumerHandle, Delivery, DurableToken},
-    model::queue::{Queue, QueueDecl},
+    model::ops::{
+        exchanges,
+        publish::{self, Publication},
+        queues::{self, locked, Declared, QueueSpec},
+    },
+    model::queue::Queue,
     model::vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
-    persist::{self, MetaOp},
     session::connection::ConnCtx,
     util::error::{AmqpError, AmqpResult},
     util::names,
@@ -79,7 +82,7 @@ struct Confirms {
 
 /// What a transaction has buffered until tx.commit.
 enum TxOp {
-    Publish(Publish),
+    Publish(Publication),
     Ack {
         tag: u64,
         multiple: bool,
@@ -115,15 +118,6 @@ fn durable_callback(
             });
         }
     })
-}
-
-/// A complete publish: method plus content.
-struct Publish {
-    exchange: Arc<str>,
-    routing_key: Arc<str>,
-    mandatory: bool,
-    properties: Bytes,
-    body: Bytes,
 }
 
 pub(crate) struct Channel {
@@ -165,29 +159,6 @@ fn intern(cache: &mut Option<Arc<str>>, name: &str) -> Arc<str> {
 
 fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
     ctx.send_method(channel, &method);
-}
-
-/// What RabbitMQ 3.10's `rabbit_quorum_queue:declare` refuses (arguments are checked
-/// by [`args::queue_settings`]).
-fn check_quorum_declare(m: &queue::Declare, what: &str) -> AmqpResult<()> {
-    for (refused, property) in [
-        (m.auto_delete, "auto-delete"),
-        (m.exclusive, "exclusive-owner"),
-        (!m.durable, "non-durable"),
-    ] {
-        if refused {
-            return Err(AmqpError::precondition(format_args!(
-                "invalid property '{property}' for {what}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn locked(name: &str, vhost: &str) -> AmqpError {
-    AmqpError::resource_locked(format_args!(
-        "cannot obtain exclusive access to locked queue '{name}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
-    ))
 }
 
 impl Channel {
@@ -301,7 +272,7 @@ impl Channel {
             Some(b) => b,
             None => content.body.freeze(),
         };
-        let publish = Publish {
+        let publish = Publication {
             exchange: intern(&mut self.last_exchange, content.publish.exchange.as_str()),
             routing_key: intern(
                 &mut self.last_routing_key,
@@ -317,7 +288,7 @@ impl Channel {
 
     // ---- publishing -------------------------------------------------------------
 
-    fn publish(&mut self, ctx: &mut ConnCtx, publish: Publish) -> AmqpResult<()> {
+    fn publish(&mut self, ctx: &mut ConnCtx, publish: Publication) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let mut view = PropertiesView::scan(&publish.properties)
             .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
@@ -342,7 +313,7 @@ impl Channel {
             }
         }
         if let Some(range) = view.expiration.clone() {
-            validate_expiration(&publish.properties[range])?;
+            publish::validate_expiration(&publish.properties[range])?;
         }
         let mut properties = publish.properties.clone();
         // Direct reply-to: the publisher asks for replies on its own channel.
@@ -363,7 +334,7 @@ impl Channel {
                     .map_err(|_| AmqpError::internal("re-encoded properties do not scan"))?;
             }
         }
-        let publish = Publish {
+        let publish = Publication {
             properties,
             ..publish
         };
@@ -396,97 +367,28 @@ impl Channel {
         Ok(())
     }
 
-    /// Routes a complete publish and enqueues it; sends basic.return when mandatory and
-    /// unroutable. A persistent message for durable queues is appended to the message
-    /// store, and `token` comes back to this channel once it is synced.
+    /// Routes a complete publish and enqueues it (the broker's publish operation);
+    /// answers direct reply-to, sends basic.return when mandatory and unroutable, and
+    /// holds the connection back (credit flow) when a queue is pressured. A persistent
+    /// message for durable queues goes to the message store, and `token` comes back to
+    /// this channel once it is synced.
     fn route_and_deliver(
         &mut self,
         ctx: &mut ConnCtx,
         vhost: &Arc<VHost>,
-        publish: Publish,
+        publish: Publication,
         view: &PropertiesView,
         token: Option<DurableToken>,
     ) -> AmqpResult<Routed> {
-        let headers = match &view.headers {
-            Some(range) => Some(
-                warren_codec::parse_table_bounded(&publish.properties[range.clone()])
-                    .map_err(|_| AmqpError::frame_error("invalid headers table"))?,
-            ),
-            None => None,
-        };
-        // CC/BCC routing keys, when the headers carry any (rare: no allocation otherwise).
-        let mut keys: Vec<String> = Vec::new();
-        let mut properties = publish.properties.clone();
-        if let Some(h) = &headers {
-            for sender_key in ["CC", "BCC"] {
-                if let Some(AMQPValue::FieldArray(arr)) = h.inner().get(sender_key) {
-                    for v in arr.as_slice() {
-                        match v {
-                            AMQPValue::LongString(s) => {
-                                keys.push(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                            }
-                            AMQPValue::ShortString(s) => keys.push(s.as_str().to_string()),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            if let (true, Some(range)) = (h.contains_key("BCC"), &view.headers) {
-                // BCC must not reach consumers; the other headers go on byte for byte.
-                let stripped =
-                    warren_codec::filter_table(&properties[range.clone()], |k, _| k != b"BCC")
-                        .map_err(|_| AmqpError::frame_error("invalid headers table"))?;
-                let edit = PropertiesEdit {
-                    headers: Some(Some(stripped)),
-                    ..PropertiesEdit::default()
-                };
-                properties = warren_codec::rewrite_properties(&properties, &edit)
-                    .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
-            }
-        }
-        let bcc = match headers.as_ref().and_then(|h| h.inner().get("BCC")) {
-            Some(AMQPValue::FieldArray(arr)) => {
-                let keys: Vec<String> = arr
-                    .as_slice()
-                    .iter()
-                    .filter_map(|v| match v {
-                        AMQPValue::LongString(s) => {
-                            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                        }
-                        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                (!keys.is_empty()).then(|| Arc::from(keys))
-            }
-            _ => None,
-        };
-        let expiration = view
-            .expiration
-            .clone()
-            .and_then(|r| validate_expiration(&publish.properties[r]).ok());
-        let mut message = Message {
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key.clone(),
-            properties,
-            body: publish.body.clone(),
-            persistent: view.persistent(),
-            priority: view.priority.unwrap_or(0),
-            expiration,
-            bcc,
-            stored: None,
-            paged_len: None,
-        };
-
+        let mandatory = publish.mandatory;
+        let prepared = publish::prepare(publish, view)?;
         // Replies to a direct reply-to requester go straight to its channel.
-        if &*publish.exchange == DEFAULT_EXCHANGE {
-            if let Some(token) = publish.routing_key.strip_prefix(REPLY_TO_PREFIX) {
+        if &*prepared.message.exchange == DEFAULT_EXCHANGE {
+            if let Some(token) = prepared.message.routing_key.strip_prefix(REPLY_TO_PREFIX) {
                 let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
                 match target {
-                    Some(target) => {
-                        deliver_reply(target, Arc::new(message));
-                    }
-                    None if publish.mandatory => self.send_return(ctx, &publish),
+                    Some(target) => deliver_reply(target, Arc::new(prepared.message)),
+                    None if mandatory => self.send_return(ctx, &prepared.message),
                     None => {}
                 }
                 return Ok(Routed {
@@ -495,88 +397,34 @@ impl Channel {
                 });
             }
         }
-
         let mut queues = std::mem::take(&mut ctx.route_buf);
-        queues.clear();
-        if keys.is_empty() {
-            vhost.route(
-                &publish.exchange,
-                &[publish.routing_key.as_ref()],
-                headers.as_ref(),
-                &mut queues,
-            )?;
-        } else {
-            let mut key_refs: Vec<&str> = vec![publish.routing_key.as_ref()];
-            key_refs.extend(keys.iter().map(String::as_str));
-            vhost.route(&publish.exchange, &key_refs, headers.as_ref(), &mut queues)?;
-        }
-        // management stats
-        vhost
-            .stats
-            .inc_at(ctx.handle.id, crate::model::stats::Stat::Publish);
-        let mut routed = Routed {
-            accepted: true,
-            on_disk: false,
-        };
-        if let (false, Some(storage)) = (queues.is_empty(), vhost.persistence.storage()) {
-            // Persistent messages for durable queues go to disk, and so does any body
-            // that would take the broker over its memory budget (then kept on disk only).
-            let durable = message.persistent && queues.iter().any(|q| q.is_recoverable());
-            let page = vhost.persistence.should_page(message.body.len(), durable);
-            let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
-            if let (true, Some(ids)) = (durable || page, ids) {
-                let callback = durable_callback(ctx, self.id, token.filter(|_| durable));
-                match storage.append(&message, durable, ids, callback) {
-                    Ok(r) => {
-                        message.stored = Some(r);
-                        routed.on_disk = durable;
-                        if page {
-                            message.paged_len = Some(message.body.len());
-                            message.body = Bytes::new();
-                            // The properties are a slice of the read buffer: copy them so
-                            // that buffer (bodies and all) can be freed.
-                            message.properties = Bytes::copy_from_slice(&message.properties);
-                        }
-                    }
-                    Err(e) if durable => {
-                        // Not stored: refuse it rather than confirm something a restart
-                        // would lose (disk full and the like).
-                        tracing::warn!(error = %e, "message store append failed");
-                        ctx.route_buf = queues;
-                        routed.accepted = false;
-                        return Ok(routed);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "could not page a message out"),
-                }
-            }
-        }
-        let message = Arc::new(message);
-        if queues.is_empty() {
-            let unroutable = if publish.mandatory {
-                crate::model::stats::Stat::ReturnUnroutable
-            } else {
-                crate::model::stats::Stat::DropUnroutable
-            };
-            vhost.stats.inc_at(ctx.handle.id, unroutable);
-            if publish.mandatory {
-                self.send_return(ctx, &publish);
-            }
-        } else {
-            for q in queues.drain(..) {
-                if q.publish(message.clone()) == PushOutcome::Rejected {
-                    routed.accepted = false;
-                }
-                // Credit flow: the connection stops reading until this queue catches up.
-                if q.flow_pressured() && !ctx.flow_queues.iter().any(|f| Arc::ptr_eq(f, &q)) {
-                    ctx.flow_queues.push(q);
-                }
+        let channel = self.id;
+        let published = publish::route_and_enqueue(
+            vhost,
+            prepared,
+            mandatory,
+            ctx.handle.id,
+            &mut queues,
+            |durable| durable_callback(ctx, channel, token.filter(|_| durable)),
+        );
+        // Credit flow: the connection stops reading until pressured queues catch up.
+        for q in queues.drain(..) {
+            if q.flow_pressured() && !ctx.flow_queues.iter().any(|f| Arc::ptr_eq(f, &q)) {
+                ctx.flow_queues.push(q);
             }
         }
         ctx.route_buf = queues;
-        Ok(routed)
+        let published = published?;
+        if let (true, Some(message)) = (mandatory, &published.unroutable) {
+            self.send_return(ctx, message);
+        }
+        Ok(Routed {
+            accepted: published.accepted,
+            on_disk: published.on_disk,
+        })
     }
 
-    fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Publish) {
+    fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Message) {
         ctx.send_method(
             self.id,
             &AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -855,7 +703,7 @@ impl Channel {
             }
             if now_empty && q.auto_delete && q.had_consumer.load(Ordering::Acquire) {
                 if let Ok(vhost) = ctx.vhost() {
-                    delete_queue(ctx, &vhost, &q.name);
+                    delete_queue_logged(ctx, &vhost, &q.name);
                 }
             }
         }
@@ -1270,73 +1118,14 @@ impl Channel {
                     ctx.check(Access::Write, Resource::Exchange, &ae)?;
                 }
             }
-            let what = format!("exchange '{name}'");
-            let mut topo = vhost.topology.write();
-            match topo.exchanges.get(name) {
-                Some(existing) => {
-                    let cur = &existing.meta;
-                    if cur.kind != kind {
-                        return Err(AmqpError::precondition(format_args!(
-                            "inequivalent arg 'type' for {what} in vhost '{}': received '{}' but current is '{}'",
-                            vhost.name,
-                            kind.as_str(),
-                            cur.kind.as_str()
-                        )));
-                    }
-                    check_flag("durable", m.durable, cur.durable, &what, &vhost.name)?;
-                    check_flag(
-                        "auto_delete",
-                        m.auto_delete,
-                        cur.auto_delete,
-                        &what,
-                        &vhost.name,
-                    )?;
-                    check_flag("internal", m.internal, cur.internal, &what, &vhost.name)?;
-                    check_args_equivalent(
-                        &cur.arguments,
-                        &m.arguments,
-                        &what,
-                        &vhost.name,
-                        &["alternate-exchange"],
-                    )?;
-                }
-                None => {
-                    if name.starts_with("amq.") {
-                        return Err(AmqpError::access_refused(format_args!(
-                            "exchange name '{name}' contains reserved prefix 'amq.*'"
-                        )));
-                    }
-                    topo.insert_exchange(
-                        name,
-                        ExchangeMeta {
-                            kind,
-                            durable: m.durable,
-                            auto_delete: m.auto_delete,
-                            internal: m.internal,
-                            arguments: m.arguments.clone(),
-                        },
-                    );
-                    // Policies (alternate-exchange) apply to new exchanges too.
-                    if let Some(x) = topo.exchanges.get_mut(name) {
-                        x.router.alternate_exchange = ctx.broker.admin.policies.alternate_exchange(
-                            &vhost.name,
-                            name,
-                            &m.arguments,
-                        );
-                    }
-                    drop(topo);
-                    if m.durable {
-                        vhost.record(vec![MetaOp::Exchange {
-                            vhost: vhost.name.to_string(),
-                            name: name.to_string(),
-                            kind: kind.as_str().into(),
-                            auto_delete: m.auto_delete,
-                            internal: m.internal,
-                            arguments: persist::encode_args(&m.arguments),
-                        }])?;
-                    }
-                }
-            }
+            let meta = ExchangeMeta {
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments.clone(),
+            };
+            exchanges::declare_exchange(&ctx.broker, &vhost, name, meta)?;
         }
         if !m.nowait {
             ok(
@@ -1475,18 +1264,14 @@ impl Channel {
             let (messages, consumers) = q.counts();
             (q.name.clone(), messages, consumers)
         } else {
-            if requested.starts_with("amq.") {
-                return Err(AmqpError::access_refused(format_args!(
-                    "queue name '{requested}' contains reserved prefix 'amq.*'"
-                )));
-            }
+            queues::check_queue_name(requested)?;
             let name: Arc<str> = if requested.is_empty() {
                 Arc::from(names::queue_name())
             } else {
                 Arc::from(requested)
             };
             ctx.check(Access::Configure, Resource::Queue, &name)?;
-            if !vhost.topology.read().queues.contains_key(&name) {
+            if vhost.queue(&name).is_none() {
                 // A dead-letter exchange: read on the queue, write on the exchange.
                 if let Some(dlx) =
                     crate::session::connection::table_str(&m.arguments, "x-dead-letter-exchange")
@@ -1495,83 +1280,25 @@ impl Channel {
                     ctx.check(Access::Write, Resource::Exchange, &dlx)?;
                 }
             }
-            let what = format!("queue '{name}'");
-            let mut topo = vhost.topology.write();
-            if let Some(q) = topo.queues.get(&name).cloned() {
-                drop(topo);
-                if q.exclusive_owner
-                    .is_some_and(|owner| owner != ctx.handle.id)
-                    || (q.exclusive_owner.is_some() != m.exclusive)
-                {
-                    return Err(locked(&name, &vhost.name));
+            let spec = QueueSpec {
+                name: &name,
+                server_named: requested.is_empty(),
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                exclusive_owner: m.exclusive.then_some(ctx.handle.id),
+                arguments: &m.arguments,
+            };
+            match queues::declare_queue(&ctx.broker, &vhost, spec)? {
+                Declared::Created(q) => {
+                    if m.exclusive {
+                        ctx.exclusive_queues.push(q.name.clone());
+                    }
+                    (q.name.clone(), 0, 0)
                 }
-                check_flag("durable", m.durable, q.durable, &what, &vhost.name)?;
-                check_flag(
-                    "auto_delete",
-                    m.auto_delete,
-                    q.auto_delete,
-                    &what,
-                    &vhost.name,
-                )?;
-                check_args_equivalent(
-                    &q.arguments,
-                    &m.arguments,
-                    &what,
-                    &vhost.name,
-                    EQUIVALENCE_ARGS,
-                )?;
-                q.touch();
-                let (messages, consumers) = q.counts();
-                (name, messages, consumers)
-            } else {
-                let what = format!("queue '{name}' in vhost '{}'", vhost.name);
-                let settings =
-                    ctx.broker
-                        .queue_settings_with_policy(&vhost.name, &name, &m.arguments)?;
-                if args::is_stream(&m.arguments) {
-                    return Err(AmqpError::precondition(format_args!(
-                        "invalid arg 'x-queue-type' for {what}: stream queues are not supported by warren"
-                    )));
+                Declared::Existing(q) => {
+                    let (messages, consumers) = q.counts();
+                    (q.name.clone(), messages, consumers)
                 }
-                if settings.kind == args::QueueKind::Quorum {
-                    check_quorum_declare(&m, &what)?;
-                }
-                let owner = m.exclusive.then_some(ctx.handle.id);
-                let q = Queue::new(
-                    QueueDecl {
-                        name: name.clone(),
-                        durable: m.durable,
-                        auto_delete: m.auto_delete,
-                        exclusive_owner: owner,
-                        arguments: m.arguments.clone(),
-                        settings,
-                        // Every queue gets a message-store id once the store is open: durable
-                        // ones for persistence, all of them for paging bodies out.
-                        store_id: (vhost.persistence.is_enabled())
-                            .then(|| vhost.persistence.next_queue_id()),
-                    },
-                    &vhost,
-                );
-                topo.queues.insert(name.clone(), q);
-                drop(topo);
-                if m.durable && !m.exclusive {
-                    let id = vhost.queue(&name).and_then(|q| q.store_id).unwrap_or(0);
-                    vhost.record(vec![MetaOp::Queue {
-                        vhost: vhost.name.to_string(),
-                        name: name.to_string(),
-                        auto_delete: m.auto_delete,
-                        arguments: persist::encode_args(&m.arguments),
-                        id,
-                    }])?;
-                }
-                ctx.broker
-                    .admin
-                    .queues_declared
-                    .fetch_add(1, Ordering::Relaxed); // management stats
-                if m.exclusive {
-                    ctx.exclusive_queues.push(name.clone());
-                }
-                (name, 0, 0)
             }
         };
         self.last_queue = Some(queue.clone());
@@ -1673,7 +1400,7 @@ impl Channel {
                         )));
                     }
                 }
-                delete_queue(ctx, &vhost, &name).unwrap_or(0)
+                delete_queue(ctx, &vhost, &name)?.unwrap_or(0)
             }
         };
         if !m.nowait {
@@ -1865,31 +1592,6 @@ impl Channel {
     }
 }
 
-/// RabbitMQ's parse of the `expiration` property (`string:to_integer`, then
-/// `rabbit_misc:check_expiry`): the TTL in milliseconds, or its 406.
-fn validate_expiration(raw: &[u8]) -> AmqpResult<u64> {
-    let text = String::from_utf8_lossy(raw);
-    let fail = |detail: String| {
-        AmqpError::precondition(format_args!("invalid expiration '{text}': {detail}"))
-    };
-    let bytes = text.as_bytes();
-    let sign_len = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
-    let digits_len = bytes
-        .iter()
-        .skip(sign_len)
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits_len == 0 {
-        return Err(fail("no_integer".into()));
-    }
-    let (number, rest) = text.split_at(sign_len + digits_len);
-    if !rest.is_empty() {
-        return Err(fail(format!("{{leftover_string,\"{rest}\"}}")));
-    }
-    let n: i128 = number.trim_start_matches('+').parse().unwrap_or(i128::MAX);
-    args::check_expiry(n).map_err(|e| fail(e.text()))
-}
-
 /// The property block a delivery carries: as published, plus `x-delivery-count` for a
 /// message a quorum queue delivers again.
 fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes {
@@ -1944,11 +1646,26 @@ fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
 }
 
 /// Deletes a queue: bindings go, consumers are told, messages are dropped. Returns how
-/// many ready messages it held, or `None` if there was no such queue.
-pub(crate) fn delete_queue(ctx: &mut ConnCtx, vhost: &VHost, name: &str) -> Option<u32> {
-    let deleted = vhost.delete_queue(name, Some(ctx.handle.id))?;
+/// many ready messages it held, or `None` if there was no such queue; an error when its
+/// deletion could not be recorded (then it still exists).
+pub(crate) fn delete_queue(
+    ctx: &mut ConnCtx,
+    vhost: &VHost,
+    name: &str,
+) -> AmqpResult<Option<u32>> {
+    let Some(deleted) = queues::delete_queue(vhost, name, Some(ctx.handle.id))? else {
+        return Ok(None);
+    };
     ctx.broker.admin.retire_queue(&deleted.queue); // management stats
     ctx.cancelled_here.extend(deleted.local_consumers);
     ctx.exclusive_queues.retain(|q| q.as_ref() != name);
-    Some(deleted.message_count)
+    Ok(Some(deleted.message_count))
+}
+
+/// [`delete_queue`] where nobody waits for the answer (auto-delete, exclusive queues of a
+/// closing connection): a failure is logged with its cause.
+pub(crate) fn delete_queue_logged(ctx: &mut ConnCtx, vhost: &VHost, name: &str) {
+    if let Err(e) = delete_queue(ctx, vhost, name) {
+        tracing::warn!(queue = %name, error = %e.text, cause = e.cause.as_deref().unwrap_or(""), "queue deletion failed");
+    }
 }

@@ -640,6 +640,7 @@ impl Connection {
                         class_id: 0,
                         method_id: 0,
                         scope: Scope::Connection,
+                        cause: None,
                     };
                     self.close_with(&err);
                 } else {
@@ -777,7 +778,14 @@ impl Connection {
             self.silent_close = true;
             return;
         }
-        info!(peer = %self.peer, name = %self.name, code = err.code.code(), text = %err.text, "closing AMQP connection");
+        match &err.cause {
+            Some(cause) => {
+                warn!(peer = %self.peer, name = %self.name, code = err.code.code(), text = %err.text, %cause, "closing AMQP connection");
+            }
+            None => {
+                info!(peer = %self.peer, name = %self.name, code = err.code.code(), text = %err.text, "closing AMQP connection");
+            }
+        }
         self.ctx.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
@@ -1240,7 +1248,7 @@ impl Connection {
         }
         if let Some(vhost) = self.ctx.vhost.clone() {
             for name in std::mem::take(&mut self.ctx.exclusive_queues) {
-                crate::session::channel::delete_queue(&mut self.ctx, &vhost, &name);
+                crate::session::channel::delete_queue_logged(&mut self.ctx, &vhost, &name);
             }
         }
     }

@@ -96,6 +96,9 @@ pub struct AmqpError {
     pub class_id: u16,
     pub method_id: u16,
     pub scope: Scope,
+    /// What failed inside the broker (an I/O error, say), for the log; never sent to the
+    /// client, whose text stays RabbitMQ's.
+    pub cause: Option<String>,
 }
 
 impl AmqpError {
@@ -106,7 +109,22 @@ impl AmqpError {
             class_id: 0,
             method_id: 0,
             scope: code.scope(),
+            cause: None,
         }
+    }
+
+    /// Records what failed inside the broker (see [`AmqpError::cause`]).
+    pub fn caused_by(mut self, cause: impl fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+
+    /// The text after RabbitMQ's `CODE - ` prefix, as the management API shows it.
+    pub fn detail(&self) -> &str {
+        self.text
+            .strip_prefix(self.code.name())
+            .and_then(|t| t.strip_prefix(" - "))
+            .unwrap_or(&self.text)
     }
 
     /// Same text, but closes the connection even if the code is a soft one (RabbitMQ

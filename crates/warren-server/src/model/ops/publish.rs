@@ -1,0 +1,255 @@
+//! Publishing: a message's CC/BCC keys, expiration and headers read, routed through the
+//! vhost's exchanges, stored when persistent for durable queues (or paged out when over
+//! the memory budget), and pushed to its queues.
+
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+use bytes::Bytes;
+use warren_codec::{PropertiesEdit, PropertiesView};
+use warren_journal::Callback;
+use warren_store::{Message, PushOutcome};
+
+use crate::{
+    model::{args, queue::Queue, stats::Stat, vhost::VHost},
+    util::error::{AmqpError, AmqpResult},
+};
+
+/// A message as its publisher handed it over.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub exchange: Arc<str>,
+    pub routing_key: Arc<str>,
+    pub mandatory: bool,
+    pub properties: Bytes,
+    pub body: Bytes,
+}
+
+/// A publication made ready to route: the message queues will hold (BCC removed), the
+/// headers a headers exchange matches, and the CC/BCC routing keys.
+#[derive(Debug)]
+pub struct Prepared {
+    pub message: Message,
+    headers: Option<FieldTable>,
+    extra_keys: Vec<String>,
+}
+
+/// What became of a publication.
+#[derive(Debug)]
+pub struct Published {
+    /// At least one queue received it.
+    pub routed: bool,
+    /// False when a queue refused it (`x-overflow` reject-publish) or the message store
+    /// failed to take a persistent message (its confirm must be a nack).
+    pub accepted: bool,
+    /// It went to the message store as persistent: its confirm waits for the sync.
+    pub on_disk: bool,
+    /// The message, when no queue took it (for basic.return).
+    pub unroutable: Option<Message>,
+}
+
+/// `expiration` as RabbitMQ validates it (`invalid expiration '...': no_integer`, ...):
+/// milliseconds.
+pub fn validate_expiration(raw: &[u8]) -> AmqpResult<u64> {
+    let text = String::from_utf8_lossy(raw);
+    let fail = |detail: String| {
+        AmqpError::precondition(format_args!("invalid expiration '{text}': {detail}"))
+    };
+    let bytes = text.as_bytes();
+    let sign_len = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
+    let digits_len = bytes
+        .iter()
+        .skip(sign_len)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits_len == 0 {
+        return Err(fail("no_integer".into()));
+    }
+    let (number, rest) = text.split_at(sign_len + digits_len);
+    if !rest.is_empty() {
+        return Err(fail(format!("{{leftover_string,\"{rest}\"}}")));
+    }
+    let n: i128 = number.trim_start_matches('+').parse().unwrap_or(i128::MAX);
+    args::check_expiry(n).map_err(|e| fail(e.text()))
+}
+
+/// The string values of a CC or BCC header.
+fn sender_keys(value: Option<&AMQPValue>, into: &mut Vec<String>) {
+    if let Some(AMQPValue::FieldArray(arr)) = value {
+        for v in arr.as_slice() {
+            match v {
+                AMQPValue::LongString(s) => {
+                    into.push(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(s) => into.push(s.as_str().to_string()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads what routing needs from a publication and builds its message: CC and BCC add
+/// routing keys, BCC is removed from the headers consumers see (the rest byte for byte),
+/// an invalid expiration is refused.
+pub fn prepare(p: Publication, view: &PropertiesView) -> AmqpResult<Prepared> {
+    let expiration = match &view.expiration {
+        Some(r) => Some(validate_expiration(&p.properties[r.clone()])?),
+        None => None,
+    };
+    let headers = match &view.headers {
+        Some(range) => Some(
+            warren_codec::parse_table_bounded(&p.properties[range.clone()])
+                .map_err(|_| AmqpError::frame_error("invalid headers table"))?,
+        ),
+        None => None,
+    };
+    // CC/BCC routing keys, when the headers carry any (rare: no allocation otherwise).
+    let mut extra_keys = Vec::new();
+    let mut bcc = None;
+    let mut properties = p.properties;
+    if let Some(h) = &headers {
+        sender_keys(h.inner().get("CC"), &mut extra_keys);
+        let cc_count = extra_keys.len();
+        sender_keys(h.inner().get("BCC"), &mut extra_keys);
+        if extra_keys.len() > cc_count {
+            bcc = Some(Arc::from(extra_keys[cc_count..].to_vec()));
+        }
+        if let (true, Some(range)) = (h.contains_key("BCC"), &view.headers) {
+            // BCC must not reach consumers; the other headers go on byte for byte.
+            let stripped =
+                warren_codec::filter_table(&properties[range.clone()], |k, _| k != b"BCC")
+                    .map_err(|_| AmqpError::frame_error("invalid headers table"))?;
+            let edit = PropertiesEdit {
+                headers: Some(Some(stripped)),
+                ..PropertiesEdit::default()
+            };
+            properties = warren_codec::rewrite_properties(&properties, &edit)
+                .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+        }
+    }
+    let message = Message {
+        exchange: p.exchange,
+        routing_key: p.routing_key,
+        properties,
+        body: p.body,
+        persistent: view.persistent(),
+        priority: view.priority.unwrap_or(0),
+        expiration,
+        bcc,
+        stored: None,
+        paged_len: None,
+    };
+    Ok(Prepared {
+        message,
+        headers,
+        extra_keys,
+    })
+}
+
+/// Routes a prepared message and enqueues it. `publisher` keys the statistics (a
+/// connection id; 0 for the management API). A persistent message for durable queues is
+/// appended to the message store with the callback `on_durable` makes; a body over the
+/// memory budget is stored and dropped from memory. `queues` comes back holding the
+/// queues the message went to (for credit flow); its allocation is the caller's to reuse.
+pub fn route_and_enqueue(
+    vhost: &VHost,
+    prepared: Prepared,
+    mandatory: bool,
+    publisher: u64,
+    queues: &mut Vec<Arc<Queue>>,
+    on_durable: impl FnOnce(bool) -> Callback,
+) -> AmqpResult<Published> {
+    let Prepared {
+        mut message,
+        headers,
+        extra_keys,
+    } = prepared;
+    queues.clear();
+    if extra_keys.is_empty() {
+        vhost.route(
+            &message.exchange,
+            &[message.routing_key.as_ref()],
+            headers.as_ref(),
+            queues,
+        )?;
+    } else {
+        let mut keys: Vec<&str> = vec![message.routing_key.as_ref()];
+        keys.extend(extra_keys.iter().map(String::as_str));
+        vhost.route(&message.exchange, &keys, headers.as_ref(), queues)?;
+    }
+    vhost.stats.inc_at(publisher, Stat::Publish); // management stats
+    let mut published = Published {
+        routed: !queues.is_empty(),
+        accepted: true,
+        on_disk: false,
+        unroutable: None,
+    };
+    if queues.is_empty() {
+        let unroutable = if mandatory {
+            Stat::ReturnUnroutable
+        } else {
+            Stat::DropUnroutable
+        };
+        vhost.stats.inc_at(publisher, unroutable);
+        published.unroutable = Some(message);
+        return Ok(published);
+    }
+    if let Some(storage) = vhost.persistence.storage() {
+        // Persistent messages for durable queues go to disk, and so does any body that
+        // would take the broker over its memory budget (then kept on disk only).
+        let durable = message.persistent && queues.iter().any(|q| q.is_recoverable());
+        let page = vhost.persistence.should_page(message.body.len(), durable);
+        let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
+        if let (true, Some(ids)) = (durable || page, ids) {
+            match storage.append(&message, durable, ids, on_durable(durable)) {
+                Ok(r) => {
+                    message.stored = Some(r);
+                    published.on_disk = durable;
+                    if page {
+                        message.paged_len = Some(message.body.len());
+                        message.body = Bytes::new();
+                        // The properties may be a slice of a read buffer: copy them so
+                        // that buffer (bodies and all) can be freed.
+                        message.properties = Bytes::copy_from_slice(&message.properties);
+                    }
+                }
+                Err(e) if durable => {
+                    // Not stored: refuse it rather than confirm something a restart
+                    // would lose (disk full and the like).
+                    tracing::warn!(error = %e, "message store append failed");
+                    queues.clear();
+                    published.accepted = false;
+                    return Ok(published);
+                }
+                Err(e) => tracing::debug!(error = %e, "could not page a message out"),
+            }
+        }
+    }
+    let message = Arc::new(message);
+    for q in queues.iter() {
+        if q.publish(message.clone()) == PushOutcome::Rejected {
+            published.accepted = false;
+        }
+    }
+    Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_texts_follow_rabbitmq() {
+        assert_eq!(validate_expiration(b"1500"), Ok(1500));
+        let e = validate_expiration(b"abc").unwrap_err();
+        assert_eq!(
+            e.text,
+            "PRECONDITION_FAILED - invalid expiration 'abc': no_integer"
+        );
+        let e = validate_expiration(b"12x").unwrap_err();
+        assert_eq!(
+            e.text,
+            "PRECONDITION_FAILED - invalid expiration '12x': {leftover_string,\"x\"}"
+        );
+    }
+}
