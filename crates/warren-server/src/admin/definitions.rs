@@ -9,13 +9,13 @@ use std::{collections::HashSet, sync::Arc};
 
 use amq_protocol::types::FieldTable;
 use serde_json::{json, Value};
-use warren_router::{Destination, ExchangeKind};
+use warren_router::{Binding, Destination, ExchangeKind};
 
 use crate::{
     model::auth::{Permission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
     model::policy::Policy,
-    model::vhost::ExchangeMeta,
+    model::vhost::{ExchangeMeta, VHost},
     util::json::{json_to_table, table_to_json},
 };
 
@@ -36,83 +36,33 @@ fn is_system_exchange(name: &str) -> bool {
     name.is_empty() || name.starts_with("amq.")
 }
 
+/// The queues, exchanges and bindings sections of an export.
+#[derive(Default)]
+struct ExportedTopology {
+    queues: Vec<Value>,
+    exchanges: Vec<Value>,
+    bindings: Vec<Value>,
+}
+
 /// The broker's state as a definitions document (`vhost` limits it to one vhost, in the
 /// shorter per-vhost format).
 pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
     let version = &b.config.rabbitmq_version;
-    let mut queues = Vec::new();
-    let mut exchanges = Vec::new();
-    let mut bindings = Vec::new();
+    let mut topology = ExportedTopology::default();
     for vh in b.vhosts() {
         if vhost.is_some_and(|v| v != vh.name.as_ref()) {
             continue;
         }
-        let topo = vh.topology.read();
-        let mut qs: Vec<_> = topo.queues.values().collect();
-        qs.sort_by(|a, b| a.name.cmp(&b.name));
-        for q in qs {
-            if q.exclusive_owner.is_some() {
-                continue;
-            }
-            let mut e = json!({
-                "name": q.name.as_ref(),
-                "durable": q.durable,
-                "auto_delete": q.auto_delete,
-                "arguments": table_to_json(&q.arguments),
-            });
-            if vhost.is_none() {
-                e["vhost"] = json!(vh.name.as_ref());
-            }
-            queues.push(e);
-        }
-        let mut xs: Vec<_> = topo.exchanges.iter().collect();
-        xs.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, x) in xs {
-            for bnd in x.router.table.bindings() {
-                let mut e = json!({
-                    "source": name.as_ref(),
-                    "destination": bnd.destination.name().as_ref(),
-                    "destination_type": if bnd.destination.is_queue() { "queue" } else { "exchange" },
-                    "routing_key": bnd.routing_key.as_ref(),
-                    "arguments": table_to_json(&bnd.arguments),
-                });
-                if vhost.is_none() {
-                    e["vhost"] = json!(vh.name.as_ref());
-                }
-                bindings.push(e);
-            }
-            if is_system_exchange(name) {
-                continue;
-            }
-            let mut e = json!({
-                "name": name.as_ref(),
-                "type": x.meta.kind.as_str(),
-                "durable": x.meta.durable,
-                "auto_delete": x.meta.auto_delete,
-                "internal": x.meta.internal,
-                "arguments": table_to_json(&x.meta.arguments),
-            });
-            if vhost.is_none() {
-                e["vhost"] = json!(vh.name.as_ref());
-            }
-            exchanges.push(e);
-        }
+        // The full format names each entry's vhost; the per-vhost one leaves it out.
+        let entry_vhost = vhost.is_none().then_some(vh.name.as_ref());
+        export_vhost_topology(&vh, entry_vhost, &mut topology);
     }
-    let policies: Vec<Value> = b
-        .admin
-        .policies
-        .list(vhost)
-        .iter()
-        .map(|p| {
-            let mut v = p.to_json();
-            if vhost.is_some() {
-                if let Value::Object(m) = &mut v {
-                    m.remove("vhost");
-                }
-            }
-            v
-        })
-        .collect();
+    let ExportedTopology {
+        queues,
+        exchanges,
+        bindings,
+    } = topology;
+    let policies = export_policies(b, vhost);
     if vhost.is_some() {
         return json!({
             "rabbit_version": version,
@@ -123,34 +73,9 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
             "bindings": bindings,
         });
     }
-    let users: Vec<Value> = b
-        .users()
-        .iter()
-        .map(|u| {
-            json!({
-                "name": u.name,
-                "password_hash": u.password_hash,
-                "hashing_algorithm": u.hashing_algorithm,
-                "tags": u.tags,
-                "limits": {},
-            })
-        })
-        .collect();
-    let vhosts: Vec<Value> = b
-        .vhosts()
-        .iter()
-        .map(|v| json!({"name": v.name.as_ref()}))
-        .collect();
-    let permissions: Vec<Value> = b
-        .permissions()
-        .iter()
-        .map(|(u, v, p)| {
-            json!({
-                "user": u, "vhost": v,
-                "configure": p.configure.source, "write": p.write.source, "read": p.read.source,
-            })
-        })
-        .collect();
+    let users = export_users(b);
+    let vhosts = export_vhosts(b);
+    let permissions = export_permissions(b);
     json!({
         "rabbit_version": version,
         "rabbitmq_version": version,
@@ -167,6 +92,120 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
         "exchanges": exchanges,
         "bindings": bindings,
     })
+}
+
+/// `e` with a `vhost` field added when `vhost` is given.
+fn with_vhost(mut e: Value, vhost: Option<&str>) -> Value {
+    if let Some(v) = vhost {
+        e["vhost"] = json!(v);
+    }
+    e
+}
+
+/// Adds one vhost's queues (not exclusive ones), exchanges (not system ones) and bindings
+/// to `out`, sorted by name; `entry_vhost` is the vhost to name in each entry, if any.
+fn export_vhost_topology(vh: &VHost, entry_vhost: Option<&str>, out: &mut ExportedTopology) {
+    let topo = vh.topology.read();
+    let mut qs: Vec<_> = topo.queues.values().collect();
+    qs.sort_by(|a, b| a.name.cmp(&b.name));
+    for q in qs {
+        if q.exclusive_owner.is_some() {
+            continue;
+        }
+        let e = json!({
+            "name": q.name.as_ref(),
+            "durable": q.durable,
+            "auto_delete": q.auto_delete,
+            "arguments": table_to_json(&q.arguments),
+        });
+        out.queues.push(with_vhost(e, entry_vhost));
+    }
+    let mut xs: Vec<_> = topo.exchanges.iter().collect();
+    xs.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, x) in xs {
+        for bnd in x.router.table.bindings() {
+            out.bindings
+                .push(with_vhost(binding_json(name, &bnd), entry_vhost));
+        }
+        if is_system_exchange(name) {
+            continue;
+        }
+        out.exchanges
+            .push(with_vhost(exchange_json(name, &x.meta), entry_vhost));
+    }
+}
+
+fn binding_json(source: &str, bnd: &Binding) -> Value {
+    json!({
+        "source": source,
+        "destination": bnd.destination.name().as_ref(),
+        "destination_type": if bnd.destination.is_queue() { "queue" } else { "exchange" },
+        "routing_key": bnd.routing_key.as_ref(),
+        "arguments": table_to_json(&bnd.arguments),
+    })
+}
+
+fn exchange_json(name: &str, meta: &ExchangeMeta) -> Value {
+    json!({
+        "name": name,
+        "type": meta.kind.as_str(),
+        "durable": meta.durable,
+        "auto_delete": meta.auto_delete,
+        "internal": meta.internal,
+        "arguments": table_to_json(&meta.arguments),
+    })
+}
+
+/// The policies section; the per-vhost format (`vhost` given) leaves out their vhost.
+fn export_policies(b: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    b.admin
+        .policies
+        .list(vhost)
+        .iter()
+        .map(|p| {
+            let mut v = p.to_json();
+            if vhost.is_some() {
+                if let Value::Object(m) = &mut v {
+                    m.remove("vhost");
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+fn export_users(b: &Broker) -> Vec<Value> {
+    b.users()
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "password_hash": u.password_hash,
+                "hashing_algorithm": u.hashing_algorithm,
+                "tags": u.tags,
+                "limits": {},
+            })
+        })
+        .collect()
+}
+
+fn export_vhosts(b: &Broker) -> Vec<Value> {
+    b.vhosts()
+        .iter()
+        .map(|v| json!({"name": v.name.as_ref()}))
+        .collect()
+}
+
+fn export_permissions(b: &Broker) -> Vec<Value> {
+    b.permissions()
+        .iter()
+        .map(|(u, v, p)| {
+            json!({
+                "user": u, "vhost": v,
+                "configure": p.configure.source, "write": p.write.source, "read": p.read.source,
+            })
+        })
+        .collect()
 }
 
 /// Everything an import will do, checked before any of it happens.
