@@ -9,13 +9,13 @@ use std::{collections::HashSet, sync::Arc};
 
 use amq_protocol::types::FieldTable;
 use serde_json::{json, Value};
-use warren_router::{Destination, ExchangeKind};
+use warren_router::{Binding, Destination, ExchangeKind};
 
 use crate::{
     model::auth::{Permission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
     model::policy::Policy,
-    model::vhost::ExchangeMeta,
+    model::vhost::{ExchangeMeta, VHost},
     util::json::{json_to_table, table_to_json},
 };
 
@@ -36,83 +36,33 @@ fn is_system_exchange(name: &str) -> bool {
     name.is_empty() || name.starts_with("amq.")
 }
 
+/// The queues, exchanges and bindings sections of an export.
+#[derive(Default)]
+struct ExportedTopology {
+    queues: Vec<Value>,
+    exchanges: Vec<Value>,
+    bindings: Vec<Value>,
+}
+
 /// The broker's state as a definitions document (`vhost` limits it to one vhost, in the
 /// shorter per-vhost format).
 pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
     let version = &b.config.rabbitmq_version;
-    let mut queues = Vec::new();
-    let mut exchanges = Vec::new();
-    let mut bindings = Vec::new();
+    let mut topology = ExportedTopology::default();
     for vh in b.vhosts() {
         if vhost.is_some_and(|v| v != vh.name.as_ref()) {
             continue;
         }
-        let topo = vh.topology.read();
-        let mut qs: Vec<_> = topo.queues.values().collect();
-        qs.sort_by(|a, b| a.name.cmp(&b.name));
-        for q in qs {
-            if q.exclusive_owner.is_some() {
-                continue;
-            }
-            let mut e = json!({
-                "name": q.name.as_ref(),
-                "durable": q.durable,
-                "auto_delete": q.auto_delete,
-                "arguments": table_to_json(&q.arguments),
-            });
-            if vhost.is_none() {
-                e["vhost"] = json!(vh.name.as_ref());
-            }
-            queues.push(e);
-        }
-        let mut xs: Vec<_> = topo.exchanges.iter().collect();
-        xs.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, x) in xs {
-            for bnd in x.router.table.bindings() {
-                let mut e = json!({
-                    "source": name.as_ref(),
-                    "destination": bnd.destination.name().as_ref(),
-                    "destination_type": if bnd.destination.is_queue() { "queue" } else { "exchange" },
-                    "routing_key": bnd.routing_key.as_ref(),
-                    "arguments": table_to_json(&bnd.arguments),
-                });
-                if vhost.is_none() {
-                    e["vhost"] = json!(vh.name.as_ref());
-                }
-                bindings.push(e);
-            }
-            if is_system_exchange(name) {
-                continue;
-            }
-            let mut e = json!({
-                "name": name.as_ref(),
-                "type": x.meta.kind.as_str(),
-                "durable": x.meta.durable,
-                "auto_delete": x.meta.auto_delete,
-                "internal": x.meta.internal,
-                "arguments": table_to_json(&x.meta.arguments),
-            });
-            if vhost.is_none() {
-                e["vhost"] = json!(vh.name.as_ref());
-            }
-            exchanges.push(e);
-        }
+        // The full format names each entry's vhost; the per-vhost one leaves it out.
+        let entry_vhost = vhost.is_none().then_some(vh.name.as_ref());
+        export_vhost_topology(&vh, entry_vhost, &mut topology);
     }
-    let policies: Vec<Value> = b
-        .admin
-        .policies
-        .list(vhost)
-        .iter()
-        .map(|p| {
-            let mut v = p.to_json();
-            if vhost.is_some() {
-                if let Value::Object(m) = &mut v {
-                    m.remove("vhost");
-                }
-            }
-            v
-        })
-        .collect();
+    let ExportedTopology {
+        queues,
+        exchanges,
+        bindings,
+    } = topology;
+    let policies = export_policies(b, vhost);
     if vhost.is_some() {
         return json!({
             "rabbit_version": version,
@@ -123,34 +73,9 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
             "bindings": bindings,
         });
     }
-    let users: Vec<Value> = b
-        .users()
-        .iter()
-        .map(|u| {
-            json!({
-                "name": u.name,
-                "password_hash": u.password_hash,
-                "hashing_algorithm": u.hashing_algorithm,
-                "tags": u.tags,
-                "limits": {},
-            })
-        })
-        .collect();
-    let vhosts: Vec<Value> = b
-        .vhosts()
-        .iter()
-        .map(|v| json!({"name": v.name.as_ref()}))
-        .collect();
-    let permissions: Vec<Value> = b
-        .permissions()
-        .iter()
-        .map(|(u, v, p)| {
-            json!({
-                "user": u, "vhost": v,
-                "configure": p.configure.source, "write": p.write.source, "read": p.read.source,
-            })
-        })
-        .collect();
+    let users = export_users(b);
+    let vhosts = export_vhosts(b);
+    let permissions = export_permissions(b);
     json!({
         "rabbit_version": version,
         "rabbitmq_version": version,
@@ -169,16 +94,140 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
     })
 }
 
+/// `e` with a `vhost` field added when `vhost` is given.
+fn with_vhost(mut e: Value, vhost: Option<&str>) -> Value {
+    if let Some(v) = vhost {
+        e["vhost"] = json!(v);
+    }
+    e
+}
+
+/// Adds one vhost's queues (not exclusive ones), exchanges (not system ones) and bindings
+/// to `out`, sorted by name; `entry_vhost` is the vhost to name in each entry, if any.
+fn export_vhost_topology(vh: &VHost, entry_vhost: Option<&str>, out: &mut ExportedTopology) {
+    let topo = vh.topology.read();
+    let mut qs: Vec<_> = topo.queues.values().collect();
+    qs.sort_by(|a, b| a.name.cmp(&b.name));
+    for q in qs {
+        if q.exclusive_owner.is_some() {
+            continue;
+        }
+        let e = json!({
+            "name": q.name.as_ref(),
+            "durable": q.durable,
+            "auto_delete": q.auto_delete,
+            "arguments": table_to_json(&q.arguments),
+        });
+        out.queues.push(with_vhost(e, entry_vhost));
+    }
+    let mut xs: Vec<_> = topo.exchanges.iter().collect();
+    xs.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, x) in xs {
+        for bnd in x.router.table.bindings() {
+            out.bindings
+                .push(with_vhost(binding_json(name, &bnd), entry_vhost));
+        }
+        if is_system_exchange(name) {
+            continue;
+        }
+        out.exchanges
+            .push(with_vhost(exchange_json(name, &x.meta), entry_vhost));
+    }
+}
+
+fn binding_json(source: &str, bnd: &Binding) -> Value {
+    json!({
+        "source": source,
+        "destination": bnd.destination.name().as_ref(),
+        "destination_type": if bnd.destination.is_queue() { "queue" } else { "exchange" },
+        "routing_key": bnd.routing_key.as_ref(),
+        "arguments": table_to_json(&bnd.arguments),
+    })
+}
+
+fn exchange_json(name: &str, meta: &ExchangeMeta) -> Value {
+    json!({
+        "name": name,
+        "type": meta.kind.as_str(),
+        "durable": meta.durable,
+        "auto_delete": meta.auto_delete,
+        "internal": meta.internal,
+        "arguments": table_to_json(&meta.arguments),
+    })
+}
+
+/// The policies section; the per-vhost format (`vhost` given) leaves out their vhost.
+fn export_policies(b: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    b.admin
+        .policies
+        .list(vhost)
+        .iter()
+        .map(|p| {
+            let mut v = p.to_json();
+            if vhost.is_some() {
+                if let Value::Object(m) = &mut v {
+                    m.remove("vhost");
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+fn export_users(b: &Broker) -> Vec<Value> {
+    b.users()
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.name,
+                "password_hash": u.password_hash,
+                "hashing_algorithm": u.hashing_algorithm,
+                "tags": u.tags,
+                "limits": {},
+            })
+        })
+        .collect()
+}
+
+fn export_vhosts(b: &Broker) -> Vec<Value> {
+    b.vhosts()
+        .iter()
+        .map(|v| json!({"name": v.name.as_ref()}))
+        .collect()
+}
+
+fn export_permissions(b: &Broker) -> Vec<Value> {
+    b.permissions()
+        .iter()
+        .map(|(u, v, p)| {
+            json!({
+                "user": u, "vhost": v,
+                "configure": p.configure.source, "write": p.write.source, "read": p.read.source,
+            })
+        })
+        .collect()
+}
+
 /// Everything an import will do, checked before any of it happens.
+#[derive(Default)]
 struct Plan {
     vhosts: Vec<String>,
     users: Vec<User>,
-    permissions: Vec<(String, String, Permission)>,
+    permissions: Vec<PlannedPermission>,
     policies: Vec<Policy>,
-    exchanges: Vec<(String, String, ExchangeMeta)>,
-    queues: Vec<(String, String, bool, bool, FieldTable)>,
-    bindings: Vec<(String, String, Destination, String, FieldTable)>,
+    exchanges: Vec<PlannedExchange>,
+    queues: Vec<PlannedQueue>,
+    bindings: Vec<PlannedBinding>,
 }
+
+/// User, vhost, permission.
+type PlannedPermission = (String, String, Permission);
+/// Vhost, name, exchange.
+type PlannedExchange = (String, String, ExchangeMeta);
+/// Vhost, name, durable, auto_delete, arguments.
+type PlannedQueue = (String, String, bool, bool, FieldTable);
+/// Vhost, source, destination, routing key, arguments.
+type PlannedBinding = (String, String, Destination, String, FieldTable);
 
 fn entries<'a>(doc: &'a Value, section: &'static str) -> Result<&'a [Value], DefinitionsError> {
     match doc.get(section) {
@@ -220,248 +269,368 @@ fn tags(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// An invalid entry: its section, index, name and what is wrong with it.
+fn bad(section: &'static str, index: usize, name: &str, reason: String) -> DefinitionsError {
+    DefinitionsError::Entry {
+        section,
+        index,
+        name: name.to_string(),
+        reason,
+    }
+}
+
+/// The vhost of an entry: the per-vhost import's, else the entry's own.
+fn vhost_of(only_vhost: Option<&str>, e: &Value) -> String {
+    only_vhost
+        .map(String::from)
+        .or_else(|| field(e, "vhost").map(String::from))
+        .unwrap_or_default()
+}
+
+/// Whether `v` exists already or is created by the import.
+fn vhost_known(b: &Broker, p: &Plan, v: &str) -> bool {
+    b.vhost(v).is_some() || p.vhosts.iter().any(|x| x == v)
+}
+
 fn plan(b: &Broker, doc: &Value, only_vhost: Option<&str>) -> Result<Plan, DefinitionsError> {
     if !doc.is_object() {
         return Err(DefinitionsError::Invalid(
             "a definitions file must be a JSON object".into(),
         ));
     }
-    let bad =
-        |section: &'static str, index: usize, name: &str, reason: String| DefinitionsError::Entry {
-            section,
-            index,
-            name: name.to_string(),
-            reason,
-        };
-    let mut p = Plan {
-        vhosts: Vec::new(),
-        users: Vec::new(),
-        permissions: Vec::new(),
-        policies: Vec::new(),
-        exchanges: Vec::new(),
-        queues: Vec::new(),
-        bindings: Vec::new(),
-    };
-    // The vhost of an entry: the per-vhost import's, else the entry's own.
-    let vhost_of = |e: &Value| -> Option<String> {
-        only_vhost
-            .map(String::from)
-            .or_else(|| field(e, "vhost").map(String::from))
-    };
+    let mut p = Plan::default();
+    // Vhosts, users and permissions only come with a whole-broker import.
     if only_vhost.is_none() {
-        for (i, e) in entries(doc, "vhosts")?.iter().enumerate() {
-            let name =
-                field(e, "name").ok_or_else(|| bad("vhosts", i, "?", "missing 'name'".into()))?;
-            p.vhosts.push(name.to_string());
-        }
-        for (i, e) in entries(doc, "users")?.iter().enumerate() {
-            let name =
-                field(e, "name").ok_or_else(|| bad("users", i, "?", "missing 'name'".into()))?;
-            let algorithm = field(e, "hashing_algorithm").unwrap_or(HASHING_ALGORITHM);
-            let user = if let Some(pw) = field(e, "password") {
-                User::with_password(name, pw, tags(e.get("tags")))
-            } else {
-                let hash = field(e, "password_hash")
-                    .ok_or_else(|| bad("users", i, name, "missing 'password_hash'".into()))?;
-                if !matches!(
-                    algorithm,
-                    "rabbit_password_hashing_sha256"
-                        | "rabbit_password_hashing_md5"
-                        | "rabbit_password_hashing_sha512"
-                ) {
-                    return Err(bad(
-                        "users",
-                        i,
-                        name,
-                        format!("unknown hashing_algorithm '{algorithm}'"),
-                    ));
-                }
-                User {
-                    name: name.to_string(),
-                    password_hash: hash.to_string(),
-                    hashing_algorithm: algorithm.to_string(),
-                    tags: tags(e.get("tags")),
-                }
-            };
-            p.users.push(user);
-        }
+        p.vhosts = plan_vhosts(doc)?;
+        p.users = plan_users(doc)?;
+        p.permissions = plan_permissions(b, doc, &p)?;
     }
-    let vhost_known = |v: &str, p: &Plan| b.vhost(v).is_some() || p.vhosts.iter().any(|x| x == v);
-    if only_vhost.is_none() {
-        for (i, e) in entries(doc, "permissions")?.iter().enumerate() {
-            let user = field(e, "user").unwrap_or("?");
-            let vhost = field(e, "vhost").unwrap_or("?");
-            let label = format!("user '{user}' in vhost '{vhost}'");
-            if !vhost_known(vhost, &p) {
-                return Err(bad("permissions", i, &label, format!("no vhost '{vhost}'")));
-            }
-            if b.user(user).is_none() && !p.users.iter().any(|u| u.name == user) {
-                return Err(bad("permissions", i, &label, format!("no user '{user}'")));
-            }
-            let (Some(c), Some(w), Some(r)) =
-                (field(e, "configure"), field(e, "write"), field(e, "read"))
-            else {
-                return Err(bad(
-                    "permissions",
-                    i,
-                    &label,
-                    "missing configure, write or read".into(),
-                ));
-            };
-            let perm = Permission::new(c, w, r)
-                .map_err(|err| bad("permissions", i, &label, err.to_string()))?;
-            p.permissions
-                .push((user.to_string(), vhost.to_string(), perm));
-        }
-    }
-    for (i, e) in entries(doc, "policies")?.iter().enumerate() {
-        let name = field(e, "name").unwrap_or("?");
-        let vhost = vhost_of(e).unwrap_or_default();
-        let label = format!("policy '{name}' in vhost '{vhost}'");
-        if !vhost_known(&vhost, &p) {
-            return Err(bad("policies", i, &label, format!("no vhost '{vhost}'")));
-        }
-        let policy =
-            Policy::from_json(&vhost, name, e).map_err(|r| bad("policies", i, &label, r))?;
-        p.policies.push(policy);
-    }
-    let mut new_exchanges: HashSet<(String, String)> = HashSet::new();
-    for (i, e) in entries(doc, "exchanges")?.iter().enumerate() {
-        let name = field(e, "name").unwrap_or("?");
-        let vhost = vhost_of(e).unwrap_or_default();
-        let label = format!("exchange '{name}' in vhost '{vhost}'");
-        if !vhost_known(&vhost, &p) {
-            return Err(bad("exchanges", i, &label, format!("no vhost '{vhost}'")));
-        }
-        let type_name = field(e, "type").unwrap_or("");
-        let kind = ExchangeKind::parse(type_name).ok_or_else(|| {
-            bad(
-                "exchanges",
-                i,
-                &label,
-                format!("unknown exchange type '{type_name}'"),
-            )
-        })?;
-        let meta = ExchangeMeta {
-            kind,
-            durable: flag(e, "durable", true).map_err(|r| bad("exchanges", i, &label, r))?,
-            auto_delete: flag(e, "auto_delete", false)
-                .map_err(|r| bad("exchanges", i, &label, r))?,
-            internal: flag(e, "internal", false).map_err(|r| bad("exchanges", i, &label, r))?,
-            arguments: json_to_table(e.get("arguments").unwrap_or(&Value::Null)),
-        };
-        if is_system_exchange(name) {
-            continue; // RabbitMQ skips them too.
-        }
-        if let Some(existing) = b.vhost(&vhost).and_then(|v| v.exchange_meta(name)) {
-            if existing.kind != meta.kind || existing.durable != meta.durable {
-                return Err(bad(
-                    "exchanges",
-                    i,
-                    &label,
-                    "exists with different type or durability".into(),
-                ));
-            }
-        }
-        new_exchanges.insert((vhost.clone(), name.to_string()));
-        p.exchanges.push((vhost, name.to_string(), meta));
-    }
-    let mut new_queues: HashSet<(String, String)> = HashSet::new();
-    for (i, e) in entries(doc, "queues")?.iter().enumerate() {
-        let name = field(e, "name").unwrap_or("?");
-        let vhost = vhost_of(e).unwrap_or_default();
-        let label = format!("queue '{name}' in vhost '{vhost}'");
-        if !vhost_known(&vhost, &p) {
-            return Err(bad("queues", i, &label, format!("no vhost '{vhost}'")));
-        }
-        if name.starts_with("amq.") {
-            return Err(bad("queues", i, &label, "reserved prefix 'amq.'".into()));
-        }
-        let durable = flag(e, "durable", true).map_err(|r| bad("queues", i, &label, r))?;
-        let auto_delete = flag(e, "auto_delete", false).map_err(|r| bad("queues", i, &label, r))?;
-        let args = json_to_table(e.get("arguments").unwrap_or(&Value::Null));
-        if let Some(q) = b.vhost(&vhost).and_then(|v| v.queue(name)) {
-            if q.durable != durable || q.auto_delete != auto_delete {
-                return Err(bad(
-                    "queues",
-                    i,
-                    &label,
-                    "exists with different durable/auto_delete".into(),
-                ));
-            }
-        }
-        new_queues.insert((vhost.clone(), name.to_string()));
-        p.queues
-            .push((vhost, name.to_string(), durable, auto_delete, args));
-    }
-    for (i, e) in entries(doc, "bindings")?.iter().enumerate() {
-        let source = field(e, "source").unwrap_or("");
-        let dest = field(e, "destination").unwrap_or("");
-        let vhost = vhost_of(e).unwrap_or_default();
-        let label = format!("binding '{source}' -> '{dest}' in vhost '{vhost}'");
-        if !vhost_known(&vhost, &p) {
-            return Err(bad("bindings", i, &label, format!("no vhost '{vhost}'")));
-        }
-        let vh = b.vhost(&vhost);
-        let exchange_known = |n: &str| {
-            new_exchanges.contains(&(vhost.clone(), n.to_string()))
-                || vh.as_ref().is_some_and(|v| v.has_exchange(n))
-                || (n.starts_with("amq.")
-                    && [
-                        "amq.direct",
-                        "amq.fanout",
-                        "amq.topic",
-                        "amq.headers",
-                        "amq.match",
-                    ]
-                    .contains(&n))
-        };
-        if source.is_empty() {
-            return Err(bad(
-                "bindings",
-                i,
-                &label,
-                "cannot bind to the default exchange".into(),
-            ));
-        }
-        if !exchange_known(source) {
-            return Err(bad(
-                "bindings",
-                i,
-                &label,
-                format!("no exchange '{source}'"),
-            ));
-        }
-        let destination = match field(e, "destination_type") {
-            Some("queue") => {
-                let known = new_queues.contains(&(vhost.clone(), dest.to_string()))
-                    || vh.as_ref().is_some_and(|v| v.queue(dest).is_some());
-                if !known {
-                    return Err(bad("bindings", i, &label, format!("no queue '{dest}'")));
-                }
-                Destination::Queue(Arc::from(dest))
-            }
-            Some("exchange") => {
-                if !exchange_known(dest) {
-                    return Err(bad("bindings", i, &label, format!("no exchange '{dest}'")));
-                }
-                Destination::Exchange(Arc::from(dest))
-            }
-            other => {
-                return Err(bad(
-                    "bindings",
-                    i,
-                    &label,
-                    format!("destination_type must be queue or exchange, got {other:?}"),
-                ))
-            }
-        };
-        let key = field(e, "routing_key").unwrap_or("").to_string();
-        let args = json_to_table(e.get("arguments").unwrap_or(&Value::Null));
-        p.bindings
-            .push((vhost, source.to_string(), destination, key, args));
-    }
+    p.policies = plan_policies(b, doc, only_vhost, &p)?;
+    p.exchanges = plan_exchanges(b, doc, only_vhost, &p)?;
+    p.queues = plan_queues(b, doc, only_vhost, &p)?;
+    p.bindings = plan_bindings(b, doc, only_vhost, &p)?;
     Ok(p)
+}
+
+fn plan_vhosts(doc: &Value) -> Result<Vec<String>, DefinitionsError> {
+    entries(doc, "vhosts")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            field(e, "name")
+                .map(String::from)
+                .ok_or_else(|| bad("vhosts", i, "?", "missing 'name'".into()))
+        })
+        .collect()
+}
+
+fn plan_users(doc: &Value) -> Result<Vec<User>, DefinitionsError> {
+    entries(doc, "users")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| plan_user(i, e))
+        .collect()
+}
+
+/// A user entry: with a plain `password`, or a `password_hash` in a known algorithm.
+fn plan_user(i: usize, e: &Value) -> Result<User, DefinitionsError> {
+    let name = field(e, "name").ok_or_else(|| bad("users", i, "?", "missing 'name'".into()))?;
+    let algorithm = field(e, "hashing_algorithm").unwrap_or(HASHING_ALGORITHM);
+    if let Some(pw) = field(e, "password") {
+        return Ok(User::with_password(name, pw, tags(e.get("tags"))));
+    }
+    let hash = field(e, "password_hash")
+        .ok_or_else(|| bad("users", i, name, "missing 'password_hash'".into()))?;
+    if !matches!(
+        algorithm,
+        "rabbit_password_hashing_sha256"
+            | "rabbit_password_hashing_md5"
+            | "rabbit_password_hashing_sha512"
+    ) {
+        return Err(bad(
+            "users",
+            i,
+            name,
+            format!("unknown hashing_algorithm '{algorithm}'"),
+        ));
+    }
+    Ok(User {
+        name: name.to_string(),
+        password_hash: hash.to_string(),
+        hashing_algorithm: algorithm.to_string(),
+        tags: tags(e.get("tags")),
+    })
+}
+
+fn plan_permissions(
+    b: &Broker,
+    doc: &Value,
+    p: &Plan,
+) -> Result<Vec<PlannedPermission>, DefinitionsError> {
+    entries(doc, "permissions")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| plan_permission(b, p, i, e))
+        .collect()
+}
+
+/// A permission entry, for a user and a vhost that exist or are created by the import.
+fn plan_permission(
+    b: &Broker,
+    p: &Plan,
+    i: usize,
+    e: &Value,
+) -> Result<PlannedPermission, DefinitionsError> {
+    let user = field(e, "user").unwrap_or("?");
+    let vhost = field(e, "vhost").unwrap_or("?");
+    let label = format!("user '{user}' in vhost '{vhost}'");
+    if !vhost_known(b, p, vhost) {
+        return Err(bad("permissions", i, &label, format!("no vhost '{vhost}'")));
+    }
+    if b.user(user).is_none() && !p.users.iter().any(|u| u.name == user) {
+        return Err(bad("permissions", i, &label, format!("no user '{user}'")));
+    }
+    let (Some(c), Some(w), Some(r)) = (field(e, "configure"), field(e, "write"), field(e, "read"))
+    else {
+        return Err(bad(
+            "permissions",
+            i,
+            &label,
+            "missing configure, write or read".into(),
+        ));
+    };
+    let perm =
+        Permission::new(c, w, r).map_err(|err| bad("permissions", i, &label, err.to_string()))?;
+    Ok((user.to_string(), vhost.to_string(), perm))
+}
+
+fn plan_policies(
+    b: &Broker,
+    doc: &Value,
+    only_vhost: Option<&str>,
+    p: &Plan,
+) -> Result<Vec<Policy>, DefinitionsError> {
+    entries(doc, "policies")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let name = field(e, "name").unwrap_or("?");
+            let vhost = vhost_of(only_vhost, e);
+            let label = format!("policy '{name}' in vhost '{vhost}'");
+            if !vhost_known(b, p, &vhost) {
+                return Err(bad("policies", i, &label, format!("no vhost '{vhost}'")));
+            }
+            Policy::from_json(&vhost, name, e).map_err(|r| bad("policies", i, &label, r))
+        })
+        .collect()
+}
+
+fn plan_exchanges(
+    b: &Broker,
+    doc: &Value,
+    only_vhost: Option<&str>,
+    p: &Plan,
+) -> Result<Vec<PlannedExchange>, DefinitionsError> {
+    let mut out = Vec::new();
+    for (i, e) in entries(doc, "exchanges")?.iter().enumerate() {
+        if let Some(x) = plan_exchange(b, p, i, e, vhost_of(only_vhost, e))? {
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
+/// An exchange entry in `vhost`: checked, then skipped if it is a system exchange (as
+/// RabbitMQ does); an existing exchange must match its type and durability.
+fn plan_exchange(
+    b: &Broker,
+    p: &Plan,
+    i: usize,
+    e: &Value,
+    vhost: String,
+) -> Result<Option<PlannedExchange>, DefinitionsError> {
+    let name = field(e, "name").unwrap_or("?");
+    let label = format!("exchange '{name}' in vhost '{vhost}'");
+    let fail = |reason: String| bad("exchanges", i, &label, reason);
+    if !vhost_known(b, p, &vhost) {
+        return Err(fail(format!("no vhost '{vhost}'")));
+    }
+    let type_name = field(e, "type").unwrap_or("");
+    let kind = ExchangeKind::parse(type_name)
+        .ok_or_else(|| fail(format!("unknown exchange type '{type_name}'")))?;
+    let meta = ExchangeMeta {
+        kind,
+        durable: flag(e, "durable", true).map_err(fail)?,
+        auto_delete: flag(e, "auto_delete", false).map_err(fail)?,
+        internal: flag(e, "internal", false).map_err(fail)?,
+        arguments: json_to_table(e.get("arguments").unwrap_or(&Value::Null)),
+    };
+    if is_system_exchange(name) {
+        return Ok(None); // RabbitMQ skips them too.
+    }
+    if let Some(existing) = b.vhost(&vhost).and_then(|v| v.exchange_meta(name)) {
+        if existing.kind != meta.kind || existing.durable != meta.durable {
+            return Err(fail("exists with different type or durability".into()));
+        }
+    }
+    Ok(Some((vhost, name.to_string(), meta)))
+}
+
+fn plan_queues(
+    b: &Broker,
+    doc: &Value,
+    only_vhost: Option<&str>,
+    p: &Plan,
+) -> Result<Vec<PlannedQueue>, DefinitionsError> {
+    entries(doc, "queues")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| plan_queue(b, p, i, e, vhost_of(only_vhost, e)))
+        .collect()
+}
+
+/// A queue entry in `vhost`; an existing queue must match its durable and auto_delete.
+fn plan_queue(
+    b: &Broker,
+    p: &Plan,
+    i: usize,
+    e: &Value,
+    vhost: String,
+) -> Result<PlannedQueue, DefinitionsError> {
+    let name = field(e, "name").unwrap_or("?");
+    let label = format!("queue '{name}' in vhost '{vhost}'");
+    let fail = |reason: String| bad("queues", i, &label, reason);
+    if !vhost_known(b, p, &vhost) {
+        return Err(fail(format!("no vhost '{vhost}'")));
+    }
+    if name.starts_with("amq.") {
+        return Err(fail("reserved prefix 'amq.'".into()));
+    }
+    let durable = flag(e, "durable", true).map_err(fail)?;
+    let auto_delete = flag(e, "auto_delete", false).map_err(fail)?;
+    let args = json_to_table(e.get("arguments").unwrap_or(&Value::Null));
+    if let Some(q) = b.vhost(&vhost).and_then(|v| v.queue(name)) {
+        if q.durable != durable || q.auto_delete != auto_delete {
+            return Err(fail("exists with different durable/auto_delete".into()));
+        }
+    }
+    Ok((vhost, name.to_string(), durable, auto_delete, args))
+}
+
+fn plan_bindings(
+    b: &Broker,
+    doc: &Value,
+    only_vhost: Option<&str>,
+    p: &Plan,
+) -> Result<Vec<PlannedBinding>, DefinitionsError> {
+    // What the import creates, for bindings that refer to it.
+    let new_exchanges: HashSet<(String, String)> = p
+        .exchanges
+        .iter()
+        .map(|(v, n, _)| (v.clone(), n.clone()))
+        .collect();
+    let new_queues: HashSet<(String, String)> = p
+        .queues
+        .iter()
+        .map(|(v, n, ..)| (v.clone(), n.clone()))
+        .collect();
+    entries(doc, "bindings")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let vhost = vhost_of(only_vhost, e);
+            let known = Known {
+                b,
+                p,
+                vh: b.vhost(&vhost),
+                vhost: &vhost,
+                new_exchanges: &new_exchanges,
+                new_queues: &new_queues,
+            };
+            plan_binding(&known, i, e)
+        })
+        .collect()
+}
+
+/// What a binding's source and destination may refer to: what exists in its vhost and
+/// what the import creates.
+struct Known<'a> {
+    b: &'a Broker,
+    p: &'a Plan,
+    vh: Option<Arc<VHost>>,
+    vhost: &'a str,
+    new_exchanges: &'a HashSet<(String, String)>,
+    new_queues: &'a HashSet<(String, String)>,
+}
+
+impl Known<'_> {
+    fn exchange(&self, n: &str) -> bool {
+        self.new_exchanges
+            .contains(&(self.vhost.to_string(), n.to_string()))
+            || self.vh.as_ref().is_some_and(|v| v.has_exchange(n))
+            || (n.starts_with("amq.")
+                && [
+                    "amq.direct",
+                    "amq.fanout",
+                    "amq.topic",
+                    "amq.headers",
+                    "amq.match",
+                ]
+                .contains(&n))
+    }
+
+    fn queue(&self, n: &str) -> bool {
+        self.new_queues
+            .contains(&(self.vhost.to_string(), n.to_string()))
+            || self.vh.as_ref().is_some_and(|v| v.queue(n).is_some())
+    }
+}
+
+/// A binding entry: from a named exchange that exists or is created, to such a queue or
+/// exchange.
+fn plan_binding(known: &Known, i: usize, e: &Value) -> Result<PlannedBinding, DefinitionsError> {
+    let source = field(e, "source").unwrap_or("");
+    let dest = field(e, "destination").unwrap_or("");
+    let vhost = known.vhost;
+    let label = format!("binding '{source}' -> '{dest}' in vhost '{vhost}'");
+    let fail = |reason: String| bad("bindings", i, &label, reason);
+    if !vhost_known(known.b, known.p, vhost) {
+        return Err(fail(format!("no vhost '{vhost}'")));
+    }
+    if source.is_empty() {
+        return Err(fail("cannot bind to the default exchange".into()));
+    }
+    if !known.exchange(source) {
+        return Err(fail(format!("no exchange '{source}'")));
+    }
+    let destination = match field(e, "destination_type") {
+        Some("queue") => {
+            if !known.queue(dest) {
+                return Err(fail(format!("no queue '{dest}'")));
+            }
+            Destination::Queue(Arc::from(dest))
+        }
+        Some("exchange") => {
+            if !known.exchange(dest) {
+                return Err(fail(format!("no exchange '{dest}'")));
+            }
+            Destination::Exchange(Arc::from(dest))
+        }
+        other => {
+            return Err(fail(format!(
+                "destination_type must be queue or exchange, got {other:?}"
+            )))
+        }
+    };
+    let key = field(e, "routing_key").unwrap_or("").to_string();
+    let args = json_to_table(e.get("arguments").unwrap_or(&Value::Null));
+    Ok((
+        vhost.to_string(),
+        source.to_string(),
+        destination,
+        key,
+        args,
+    ))
 }
 
 /// Imports a definitions document (`vhost`: the per-vhost form into that vhost). Nothing

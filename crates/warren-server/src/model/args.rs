@@ -124,105 +124,170 @@ fn one_of(
     }
 }
 
+/// How one `x-` argument is checked and what it sets: the argument's value, and all the
+/// arguments (some checks look at others).
+type ArgCheck = fn(&mut QueueSettings, &AMQPValue, &FieldTable) -> Result<(), Invalid>;
+
+/// The arguments `queue_settings` checks, in the order of RabbitMQ's declare_args list.
+const DECLARE_ARGS: [(&str, ArgCheck); 15] = [
+    ("x-expires", set_expires),
+    ("x-message-ttl", set_message_ttl),
+    ("x-dead-letter-exchange", set_dead_letter_exchange),
+    ("x-dead-letter-routing-key", set_dead_letter_routing_key),
+    ("x-max-length", set_max_length),
+    ("x-max-length-bytes", set_max_length_bytes),
+    ("x-max-in-memory-length", check_non_negative),
+    ("x-max-in-memory-bytes", check_non_negative),
+    ("x-max-priority", set_max_priority),
+    ("x-overflow", set_overflow),
+    ("x-queue-mode", check_queue_mode),
+    ("x-single-active-consumer", set_single_active_consumer),
+    ("x-queue-type", set_queue_type),
+    ("x-quorum-initial-group-size", check_non_negative),
+    ("x-delivery-limit", set_delivery_limit),
+];
+
+fn set_expires(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    let n = expiry(v)?;
+    if n == 0 {
+        return Err(Invalid::ValueZero(0));
+    }
+    s.expires = Some(n);
+    Ok(())
+}
+
+fn set_message_ttl(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    s.config.message_ttl = Some(expiry(v)?);
+    Ok(())
+}
+
+fn set_dead_letter_exchange(
+    s: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    // Its type is checked after the others, with its own message layout.
+    s.dead_letter_exchange = string_value(v);
+    Ok(())
+}
+
+fn set_dead_letter_routing_key(
+    s: &mut QueueSettings,
+    v: &AMQPValue,
+    args: &FieldTable,
+) -> Result<(), Invalid> {
+    let rk = long_str(v)?;
+    if !args.contains_key("x-dead-letter-exchange") {
+        return Err(Invalid::Atom("routing_key_but_no_dlx_defined"));
+    }
+    s.dead_letter_routing_key = Some(rk);
+    Ok(())
+}
+
+fn set_max_length(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    s.config.max_length = Some(non_neg(v)?);
+    Ok(())
+}
+
+fn set_max_length_bytes(
+    s: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    s.config.max_length_bytes = Some(non_neg(v)?);
+    Ok(())
+}
+
+/// Arguments that are checked but change nothing in warren.
+fn check_non_negative(_: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    non_neg(v)?;
+    Ok(())
+}
+
+fn set_max_priority(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    let n = non_neg(v)?;
+    if n > 255 {
+        return Err(Invalid::MaxValueExceeded(n as i128));
+    }
+    // 0 is accepted and means "no priorities", as in RabbitMQ.
+    if n > 0 {
+        s.config.max_priority = Some(n as u8);
+    }
+    Ok(())
+}
+
+fn set_overflow(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    let o = one_of(
+        v,
+        &["drop-head", "reject-publish", "reject-publish-dlx"],
+        |_| Invalid::Atom("invalid_overflow"),
+    )?;
+    s.config.overflow = Overflow::parse(o.as_bytes()).unwrap_or_default();
+    Ok(())
+}
+
+fn check_queue_mode(_: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    one_of(v, &["default", "lazy"], |m| {
+        Invalid::Quoted(format!("unsupported queue mode '{m}'"))
+    })?;
+    Ok(())
+}
+
+fn set_single_active_consumer(
+    s: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    match v {
+        AMQPValue::Boolean(b) => s.config.single_active_consumer = *b,
+        other => return Err(Invalid::UnacceptableType(field_type_name(other))),
+    }
+    Ok(())
+}
+
+fn set_queue_type(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    let t = one_of(v, &["classic", "quorum", "stream"], |t| {
+        Invalid::Quoted(format!("unsupported queue type '{t}'"))
+    })?;
+    s.kind = match t.as_str() {
+        "quorum" => QueueKind::Quorum,
+        _ => QueueKind::Classic,
+    };
+    Ok(())
+}
+
+/// Quorum queues take any x-delivery-limit without checking it; only a non-negative
+/// integer limits anything.
+fn set_delivery_limit(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    s.config.delivery_limit = int_value(v).and_then(|n| u64::try_from(n).ok());
+    Ok(())
+}
+
 /// Validates queue.declare arguments as RabbitMQ 3.10's `rabbit_amqqueue:declare_args`
 /// does and works out the queue's settings. `what` is e.g. `queue 'q' in vhost '/'`.
 pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings> {
     let mut s = QueueSettings::default();
-    let invalid = |key: &str, e: Invalid| {
-        AmqpError::precondition(format_args!("invalid arg '{key}' for {what}: {}", e.text()))
-    };
-    // RabbitMQ checks in the order of its declare_args list.
-    for (key, check) in [
-        ("x-expires", 0),
-        ("x-message-ttl", 1),
-        ("x-dead-letter-exchange", 2),
-        ("x-dead-letter-routing-key", 3),
-        ("x-max-length", 4),
-        ("x-max-length-bytes", 5),
-        ("x-max-in-memory-length", 6),
-        ("x-max-in-memory-bytes", 7),
-        ("x-max-priority", 8),
-        ("x-overflow", 9),
-        ("x-queue-mode", 10),
-        ("x-single-active-consumer", 11),
-        ("x-queue-type", 12),
-        ("x-quorum-initial-group-size", 13),
-        ("x-delivery-limit", 14),
-    ] {
+    for (key, check) in DECLARE_ARGS {
         let Some(v) = args.inner().get(key) else {
             continue;
         };
-        let result: Result<(), Invalid> = (|| {
-            match check {
-                0 => {
-                    let n = expiry(v)?;
-                    if n == 0 {
-                        return Err(Invalid::ValueZero(0));
-                    }
-                    s.expires = Some(n);
-                }
-                1 => s.config.message_ttl = Some(expiry(v)?),
-                2 => {
-                    // Checked below with its own message layout.
-                    s.dead_letter_exchange = string_value(v);
-                }
-                3 => {
-                    let rk = long_str(v)?;
-                    if !args.contains_key("x-dead-letter-exchange") {
-                        return Err(Invalid::Atom("routing_key_but_no_dlx_defined"));
-                    }
-                    s.dead_letter_routing_key = Some(rk);
-                }
-                4 => s.config.max_length = Some(non_neg(v)?),
-                5 => s.config.max_length_bytes = Some(non_neg(v)?),
-                6 | 7 | 13 => {
-                    non_neg(v)?;
-                }
-                8 => {
-                    let n = non_neg(v)?;
-                    if n > 255 {
-                        return Err(Invalid::MaxValueExceeded(n as i128));
-                    }
-                    // 0 is accepted and means "no priorities", as in RabbitMQ.
-                    if n > 0 {
-                        s.config.max_priority = Some(n as u8);
-                    }
-                }
-                9 => {
-                    let o = one_of(
-                        v,
-                        &["drop-head", "reject-publish", "reject-publish-dlx"],
-                        |_| Invalid::Atom("invalid_overflow"),
-                    )?;
-                    s.config.overflow = Overflow::parse(o.as_bytes()).unwrap_or_default();
-                }
-                10 => {
-                    one_of(v, &["default", "lazy"], |m| {
-                        Invalid::Quoted(format!("unsupported queue mode '{m}'"))
-                    })?;
-                }
-                11 => match v {
-                    AMQPValue::Boolean(b) => s.config.single_active_consumer = *b,
-                    other => return Err(Invalid::UnacceptableType(field_type_name(other))),
-                },
-                12 => {
-                    let t = one_of(v, &["classic", "quorum", "stream"], |t| {
-                        Invalid::Quoted(format!("unsupported queue type '{t}'"))
-                    })?;
-                    s.kind = match t.as_str() {
-                        "quorum" => QueueKind::Quorum,
-                        _ => QueueKind::Classic,
-                    };
-                }
-                // Quorum queues take any x-delivery-limit without checking it; only a
-                // non-negative integer limits anything.
-                14 => s.config.delivery_limit = int_value(v).and_then(|n| u64::try_from(n).ok()),
-                _ => {}
-            }
-            Ok(())
-        })();
-        result.map_err(|e| invalid(key, e))?;
+        check(&mut s, v, args).map_err(|e| invalid_arg(key, what, e))?;
     }
+    check_dead_letter_exchange_type(args, what)?;
+    check_queue_type_args(args, what, s.kind)?;
+    if s.kind == QueueKind::Quorum {
+        apply_quorum_rules(&mut s, args, what)?;
+    } else {
+        s.config.delivery_limit = None;
+    }
+    Ok(s)
+}
+
+fn invalid_arg(key: &str, what: &str, e: Invalid) -> AmqpError {
+    AmqpError::precondition(format_args!("invalid arg '{key}' for {what}: {}", e.text()))
+}
+
+fn check_dead_letter_exchange_type(args: &FieldTable, what: &str) -> AmqpResult<()> {
     if let Some(v) = args.inner().get("x-dead-letter-exchange") {
         if !matches!(v, AMQPValue::LongString(_)) {
             return Err(AmqpError::precondition(format_args!(
@@ -231,8 +296,12 @@ pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings
             )));
         }
     }
-    // Arguments of the other queue types (rabbit_queue_type's compatibility check).
-    let (foreign, type_name): (&[&str], &str) = match s.kind {
+    Ok(())
+}
+
+/// Refuses arguments of the other queue types (rabbit_queue_type's compatibility check).
+fn check_queue_type_args(args: &FieldTable, what: &str, kind: QueueKind) -> AmqpResult<()> {
+    let (foreign, type_name): (&[&str], &str) = match kind {
         QueueKind::Classic => (
             &[
                 "x-delivery-limit",
@@ -255,31 +324,33 @@ pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings
             "invalid arg '{key}' for {what} of queue type {type_name}"
         )));
     }
-    if s.kind == QueueKind::Quorum {
-        if let Some(v) = args.inner().get("x-dead-letter-strategy") {
-            let ok = matches!(
-                string_value(v).as_deref(),
-                Some("at-most-once" | "at-least-once")
-            );
-            if !ok {
-                return Err(invalid(
-                    "x-dead-letter-strategy",
-                    Invalid::Atom("invalid_dlx_strategy"),
-                ));
-            }
+    Ok(())
+}
+
+/// Checks `x-dead-letter-strategy` and sets how quorum queues differ: returns go to the
+/// back, limits are checked before enqueueing, no priorities, and reject-publish-dlx is
+/// not implemented (it behaves as drop-head).
+fn apply_quorum_rules(s: &mut QueueSettings, args: &FieldTable, what: &str) -> AmqpResult<()> {
+    if let Some(v) = args.inner().get("x-dead-letter-strategy") {
+        let ok = matches!(
+            string_value(v).as_deref(),
+            Some("at-most-once" | "at-least-once")
+        );
+        if !ok {
+            return Err(invalid_arg(
+                "x-dead-letter-strategy",
+                what,
+                Invalid::Atom("invalid_dlx_strategy"),
+            ));
         }
-        // Quorum queues: returns go to the back, limits are checked before enqueueing,
-        // and reject-publish-dlx is not implemented (it behaves as drop-head).
-        s.config.returns_to_back = true;
-        s.config.limit_before_enqueue = true;
-        s.config.max_priority = None;
-        if s.config.overflow == Overflow::RejectPublishDlx {
-            s.config.overflow = Overflow::DropHead;
-        }
-    } else {
-        s.config.delivery_limit = None;
     }
-    Ok(s)
+    s.config.returns_to_back = true;
+    s.config.limit_before_enqueue = true;
+    s.config.max_priority = None;
+    if s.config.overflow == Overflow::RejectPublishDlx {
+        s.config.overflow = Overflow::DropHead;
+    }
+    Ok(())
 }
 
 /// The queue type named by `x-queue-type`, if it is `stream` (refused by warren).

@@ -159,83 +159,8 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         Some(range) => Table::parse(old.properties.get(range.clone())?).ok()?,
         None => Table::new(),
     };
-    let mut routing_keys = vec![Value::long_str(old.routing_key.as_bytes())];
-    if let Some(Value::Array(cc)) = headers.get("CC") {
-        routing_keys.extend(cc.iter().filter_map(|v| v.as_bytes()).map(Value::long_str));
-    }
-    let mut info = vec![
-        (b"reason".as_slice(), Value::long_str(dead.reason.as_str())),
-        (b"queue".as_slice(), Value::long_str(queue.name.as_bytes())),
-        (b"time".as_slice(), Value::Timestamp(now_secs())),
-        (
-            b"exchange".as_slice(),
-            Value::long_str(old.exchange.as_bytes()),
-        ),
-        (b"routing-keys".as_slice(), Value::Array(routing_keys)),
-    ];
-    if let Some(range) = &view.expiration {
-        info.push((
-            b"original-expiration".as_slice(),
-            Value::LongStr(old.properties.slice(range.clone())),
-        ));
-    }
-    let info: Vec<(Bytes, Value)> = info
-        .into_iter()
-        .map(|(k, v)| (Bytes::from_static(k), v))
-        .collect();
-    let deaths = match headers.get("x-death") {
-        Some(Value::Array(existing)) => {
-            let (mut matched, others): (Vec<Value>, Vec<Value>) =
-                existing.iter().cloned().partition(|d| {
-                    matches!(d, Value::Table(t)
-                        if str_field(t, "queue") == Some(queue.name.as_bytes())
-                        && str_field(t, "reason") == Some(dead.reason.as_str().as_bytes()))
-                });
-            let mut entry = match matched.pop() {
-                Some(Value::Table(mut t)) => {
-                    let count = t.get("count").and_then(Value::as_i64).unwrap_or(0);
-                    t.set("count", Value::I64(count + 1));
-                    t
-                }
-                _ => {
-                    let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
-                    t.0.extend(info);
-                    t
-                }
-            };
-            entry.sort();
-            // RabbitMQ 3.10 regroups the old entries with a fold that reverses them: only
-            // the first entry is reliably the most recent.
-            let mut all = vec![Value::Table(entry)];
-            all.extend(others.into_iter().rev());
-            all
-        }
-        Some(_) => {
-            // A publisher-supplied x-death that is not an array is replaced, without the
-            // first-death headers.
-            let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
-            t.0.extend(info);
-            vec![Value::Table(t)]
-        }
-        None => {
-            // First death: its own top-level headers, and an entry in RabbitMQ's order.
-            headers.set(
-                "x-first-death-reason",
-                Value::long_str(dead.reason.as_str()),
-            );
-            headers.set(
-                "x-first-death-queue",
-                Value::long_str(queue.name.as_bytes()),
-            );
-            headers.set(
-                "x-first-death-exchange",
-                Value::long_str(old.exchange.as_bytes()),
-            );
-            let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
-            t.0.extend(info);
-            vec![Value::Table(t)]
-        }
-    };
+    let info = death_info(queue, dead, &headers, &view);
+    let deaths = record_death(&mut headers, queue, dead, info);
     headers.set("x-death", Value::Array(deaths.clone()));
     headers.sort();
     let dlrk = queue.settings().dead_letter_routing_key.clone();
@@ -275,6 +200,116 @@ fn make_message(queue: &Queue, dead: &Dead) -> Option<(Message, Vec<Value>)> {
         paged_len: None,
     };
     Some((message, deaths))
+}
+
+/// The fields of a new `x-death` entry, in RabbitMQ's order: why and where the message
+/// died, when, where it was published and with which routing keys (the publish key and
+/// CC), and its original expiration if it had one.
+fn death_info(
+    queue: &Queue,
+    dead: &Dead,
+    headers: &Table,
+    view: &PropertiesView,
+) -> Vec<(Bytes, Value)> {
+    let old = &dead.entry.message;
+    let mut routing_keys = vec![Value::long_str(old.routing_key.as_bytes())];
+    if let Some(Value::Array(cc)) = headers.get("CC") {
+        routing_keys.extend(cc.iter().filter_map(|v| v.as_bytes()).map(Value::long_str));
+    }
+    let mut info = vec![
+        (b"reason".as_slice(), Value::long_str(dead.reason.as_str())),
+        (b"queue".as_slice(), Value::long_str(queue.name.as_bytes())),
+        (b"time".as_slice(), Value::Timestamp(now_secs())),
+        (
+            b"exchange".as_slice(),
+            Value::long_str(old.exchange.as_bytes()),
+        ),
+        (b"routing-keys".as_slice(), Value::Array(routing_keys)),
+    ];
+    if let Some(range) = &view.expiration {
+        info.push((
+            b"original-expiration".as_slice(),
+            Value::LongStr(old.properties.slice(range.clone())),
+        ));
+    }
+    info.into_iter()
+        .map(|(k, v)| (Bytes::from_static(k), v))
+        .collect()
+}
+
+/// The message's `x-death` array with this death recorded; a first death also gets its
+/// `x-first-death-*` headers.
+fn record_death(
+    headers: &mut Table,
+    queue: &Queue,
+    dead: &Dead,
+    info: Vec<(Bytes, Value)>,
+) -> Vec<Value> {
+    match headers.get("x-death") {
+        Some(Value::Array(existing)) => add_death(existing, queue, dead, info),
+        Some(_) => {
+            // A publisher-supplied x-death that is not an array is replaced, without the
+            // first-death headers.
+            vec![Value::Table(new_death(info))]
+        }
+        None => {
+            // First death: its own top-level headers, and an entry in RabbitMQ's order.
+            set_first_death_headers(headers, queue, dead);
+            vec![Value::Table(new_death(info))]
+        }
+    }
+}
+
+/// A new `x-death` entry: a count of 1, then `info`.
+fn new_death(info: Vec<(Bytes, Value)>) -> Table {
+    let mut t = Table(vec![(Bytes::from_static(b"count"), Value::I64(1))]);
+    t.0.extend(info);
+    t
+}
+
+/// `existing` with the entry for this queue and reason counted once more (or a new one),
+/// first.
+fn add_death(
+    existing: &[Value],
+    queue: &Queue,
+    dead: &Dead,
+    info: Vec<(Bytes, Value)>,
+) -> Vec<Value> {
+    let (mut matched, others): (Vec<Value>, Vec<Value>) = existing.iter().cloned().partition(|d| {
+        matches!(d, Value::Table(t)
+                if str_field(t, "queue") == Some(queue.name.as_bytes())
+                && str_field(t, "reason") == Some(dead.reason.as_str().as_bytes()))
+    });
+    let mut entry = match matched.pop() {
+        Some(Value::Table(mut t)) => {
+            let count = t.get("count").and_then(Value::as_i64).unwrap_or(0);
+            t.set("count", Value::I64(count + 1));
+            t
+        }
+        _ => new_death(info),
+    };
+    entry.sort();
+    // RabbitMQ 3.10 regroups the old entries with a fold that reverses them: only
+    // the first entry is reliably the most recent.
+    let mut all = vec![Value::Table(entry)];
+    all.extend(others.into_iter().rev());
+    all
+}
+
+fn set_first_death_headers(headers: &mut Table, queue: &Queue, dead: &Dead) {
+    let old = &dead.entry.message;
+    headers.set(
+        "x-first-death-reason",
+        Value::long_str(dead.reason.as_str()),
+    );
+    headers.set(
+        "x-first-death-queue",
+        Value::long_str(queue.name.as_bytes()),
+    );
+    headers.set(
+        "x-first-death-exchange",
+        Value::long_str(old.exchange.as_bytes()),
+    );
 }
 
 #[cfg(test)]

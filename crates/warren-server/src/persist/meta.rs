@@ -125,10 +125,9 @@ fn checksum(data: &[u8]) -> u64 {
     })
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+/// fsyncs a directory, so a file created or renamed in it survives a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The append-only metadata log of a running broker.
@@ -155,7 +154,8 @@ impl MetaLog {
         file.sync_data()
     }
 
-    /// Writes `ops` as the new snapshot and empties the log.
+    /// Writes `ops` as the new snapshot and empties the log. Fails, leaving the log as it
+    /// was, if writing or syncing the temporary file, the rename or the directory sync fails.
     pub fn compact(&self, ops: &[MetaOp]) -> io::Result<()> {
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
         let json = serde_json::to_vec_pretty(ops).map_err(io::Error::other)?;
@@ -165,7 +165,7 @@ impl MetaLog {
             f.sync_all()?;
         }
         fs::rename(&tmp, self.dir.join(SNAPSHOT))?;
-        sync_dir(&self.dir);
+        sync_dir(&self.dir)?;
         let file = self.file.lock();
         file.set_len(0)?;
         file.sync_all()
@@ -245,5 +245,73 @@ impl MetaLog {
             file: Mutex::new(file),
         };
         Ok((log, ops))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "warren-meta-{tag}-{}-{}",
+            std::process::id(),
+            crate::util::clock::now_ms()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn op() -> MetaOp {
+        MetaOp::Vhost { name: "v".into() }
+    }
+
+    #[test]
+    fn compaction_replaces_the_log_with_a_snapshot() {
+        let dir = temp_dir("compact");
+        let (log, ops) = MetaLog::open(&dir).expect("open");
+        assert!(ops.is_empty());
+        log.append(&[op()]).expect("append");
+        log.compact(&[op(), op()]).expect("compact");
+        assert_eq!(fs::metadata(dir.join(LOG)).map(|m| m.len()).ok(), Some(0));
+        assert!(!dir.join(format!("{SNAPSHOT}.tmp")).exists());
+        drop(log);
+        let (_, ops) = MetaLog::open(&dir).expect("reopen");
+        assert_eq!(ops, vec![op(), op()]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn syncing_a_missing_directory_fails() {
+        let dir = temp_dir("sync-missing");
+        assert!(sync_dir(&dir).is_err());
+        fs::create_dir_all(&dir).expect("dir");
+        assert!(sync_dir(&dir).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn compaction_into_a_removed_directory_fails() {
+        let dir = temp_dir("compact-removed");
+        let (log, _) = MetaLog::open(&dir).expect("open");
+        fs::remove_dir_all(&dir).expect("remove");
+        assert!(log.compact(&[op()]).is_err());
+    }
+
+    #[test]
+    fn a_failed_rename_fails_compaction_and_keeps_the_log() {
+        let dir = temp_dir("compact-rename");
+        let (log, _) = MetaLog::open(&dir).expect("open");
+        log.append(&[op()]).expect("append");
+        // A non-empty directory where the snapshot goes: the rename cannot replace it,
+        // whoever runs the test.
+        fs::create_dir_all(dir.join(SNAPSHOT).join("in-the-way")).expect("dir");
+        assert!(log.compact(&[op(), op()]).is_err());
+        assert!(fs::metadata(dir.join(LOG)).map(|m| m.len()).unwrap_or(0) > 0);
+        drop(log);
+        fs::remove_dir_all(dir.join(SNAPSHOT)).expect("remove");
+        let (_, ops) = MetaLog::open(&dir).expect("reopen");
+        assert_eq!(ops, vec![op()], "the log still holds the change");
+        let _ = fs::remove_dir_all(&dir);
     }
 }

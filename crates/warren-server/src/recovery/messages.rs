@@ -4,11 +4,15 @@
 use std::{collections::HashSet, path::Path, sync::Arc};
 
 use tracing::{info, warn};
-use warren_journal::{Journal, JournalError, JournalOptions, QueueId, SyncPolicy};
+use warren_journal::{
+    Journal, JournalError, JournalOptions, Location, QueueId, RecoveredMessage, RecoveryReport,
+    SyncPolicy,
+};
 use warren_store::Message;
 
 use crate::{
     model::broker::Broker,
+    model::queue::Queue,
     persist::storage::{to_ref, Storage},
     util::clock::now_ms,
 };
@@ -29,6 +33,36 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     let spill = dir.join("spill");
     crate::persist::spill::reset(&spill);
     let _ = broker.persistence.spill_root.set(spill);
+    let live = recoverable_queue_ids(broker);
+    let opts = JournalOptions {
+        sync,
+        ..Default::default()
+    };
+    let (journal, mut recovery) = Journal::open(dir, opts, &live)?;
+    warn_of_damage(broker, &recovery.report);
+    let mut restored = 0usize;
+    for vhost in broker.vhosts() {
+        let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
+        for q in queues {
+            let Some(id) = q.store_id else { continue };
+            // Taken out, so each queue's index is freed once the queue is rebuilt.
+            let Some(messages) = recovery.queues.remove(&QueueId(id)) else {
+                continue;
+            };
+            restored += restore_queue(broker, &journal, &q, QueueId(id), messages);
+        }
+    }
+    info!(
+        messages = restored,
+        segments = recovery.report.segments_scanned,
+        "message store recovered"
+    );
+    let _ = broker.persistence.attach_storage(Storage::new(journal));
+    Ok(restored)
+}
+
+/// The store ids of the queues whose messages survive a restart.
+fn recoverable_queue_ids(broker: &Broker) -> HashSet<QueueId> {
     let mut live = HashSet::new();
     for vhost in broker.vhosts() {
         for q in vhost.topology.read().queues.values() {
@@ -37,13 +71,11 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
             }
         }
     }
-    let opts = JournalOptions {
-        sync,
-        ..Default::default()
-    };
-    let (journal, mut recovery) = Journal::open(dir, opts, &live)?;
-    let report = &recovery.report;
-    // Name the queues that lost messages to damaged records.
+    live
+}
+
+/// Warns of messages lost to damaged records, naming the queues that lost them.
+fn warn_of_damage(broker: &Broker, report: &RecoveryReport) {
     for (id, lost) in &report.lost {
         let name = broker.vhosts().into_iter().find_map(|v| {
             v.topology
@@ -66,94 +98,108 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
             "message store had damage; see the warnings above for the queues affected"
         );
     }
+}
+
+/// Puts `messages` back into `q` in order (unreadable ones are skipped and acked), then
+/// expires what passed its deadline while the broker was down. Returns how many it put back.
+fn restore_queue(
+    broker: &Broker,
+    journal: &Journal,
+    q: &Arc<Queue>,
+    id: QueueId,
+    messages: Vec<RecoveredMessage>,
+) -> usize {
     let mut restored = 0usize;
-    for vhost in broker.vhosts() {
-        let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
-        for q in queues {
-            let Some(id) = q.store_id else { continue };
-            // Taken out, so each queue's index is freed once the queue is rebuilt.
-            let Some(messages) = recovery.queues.remove(&QueueId(id)) else {
+    let now = now_ms();
+    let mut state = q.state.lock();
+    for m in &messages {
+        let stored = match read_stored(broker, journal, m.location) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(queue = %q.name, error = %e, "unreadable message skipped");
+                journal.ack(id, m.location);
                 continue;
-            };
-            let now = now_ms();
-            let mut state = q.state.lock();
-            for m in &messages {
-                // Past the memory budget only the header is read: the body stays on
-                // disk (its checksum is checked when it is delivered).
-                let record = if broker.persistence.over_budget(0) {
-                    journal.read_header(m.location).map(|h| Recovered {
-                        exchange: h.exchange,
-                        routing_key: h.routing_key,
-                        properties: h.properties,
-                        body: None,
-                        body_len: h.body_len,
-                    })
-                } else {
-                    journal.read(m.location).map(|s| Recovered {
-                        exchange: s.exchange,
-                        routing_key: s.routing_key,
-                        properties: s.properties,
-                        body_len: s.body.len(),
-                        body: Some(s.body),
-                    })
-                };
-                let stored = match record {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(queue = %q.name, error = %e, "unreadable message skipped");
-                        journal.ack(QueueId(id), m.location);
-                        continue;
-                    }
-                };
-                let view = warren_codec::PropertiesView::scan(&stored.properties).ok();
-                let expiration = view
-                    .as_ref()
-                    .and_then(|v| v.expiration.clone())
-                    .and_then(|r| {
-                        std::str::from_utf8(stored.properties.get(r)?)
-                            .ok()?
-                            .parse()
-                            .ok()
-                    });
-                let published = m.expires_at_ms.unwrap_or(now);
-                let ttl = match (q.settings().config.message_ttl, expiration) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                // Beyond the memory budget the body stays on disk until delivery.
-                let body = stored
-                    .body
-                    .filter(|b| !broker.persistence.over_budget(b.len()));
-                let message = Arc::new(Message {
-                    exchange: Arc::from(stored.exchange),
-                    routing_key: Arc::from(stored.routing_key),
-                    priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
-                    persistent: true,
-                    expiration,
-                    bcc: None,
-                    stored: Some(to_ref(m.location)),
-                    paged_len: body.is_none().then_some(stored.body_len),
-                    properties: stored.properties,
-                    body: body.unwrap_or_default(),
-                });
-                state.push_recovered(
-                    message,
-                    ttl.map(|t| published.saturating_add(t)),
-                    m.redelivered,
-                );
-                restored += 1;
             }
-            drop(state);
-            // Expire what passed its deadline while the broker was down.
-            q.dispatch();
-            q.arm_timers();
-        }
+        };
+        let (message, ttl) = rebuild_message(broker, q, m.location, stored);
+        let published = m.expires_at_ms.unwrap_or(now);
+        state.push_recovered(
+            message,
+            ttl.map(|t| published.saturating_add(t)),
+            m.redelivered,
+        );
+        restored += 1;
     }
-    info!(
-        messages = restored,
-        segments = report.segments_scanned,
-        "message store recovered"
-    );
-    let _ = broker.persistence.attach_storage(Storage::new(journal));
-    Ok(restored)
+    drop(state);
+    // Expire what passed its deadline while the broker was down.
+    q.dispatch();
+    q.arm_timers();
+    restored
+}
+
+/// Reads a stored message; past the memory budget only the header is read: the body
+/// stays on disk (its checksum is checked when it is delivered).
+fn read_stored(
+    broker: &Broker,
+    journal: &Journal,
+    location: Location,
+) -> Result<Recovered, JournalError> {
+    if broker.persistence.over_budget(0) {
+        journal.read_header(location).map(|h| Recovered {
+            exchange: h.exchange,
+            routing_key: h.routing_key,
+            properties: h.properties,
+            body: None,
+            body_len: h.body_len,
+        })
+    } else {
+        journal.read(location).map(|s| Recovered {
+            exchange: s.exchange,
+            routing_key: s.routing_key,
+            properties: s.properties,
+            body_len: s.body.len(),
+            body: Some(s.body),
+        })
+    }
+}
+
+/// The queue's message for a stored one, and its TTL: the shorter of the queue's and
+/// the message's own expiration.
+fn rebuild_message(
+    broker: &Broker,
+    q: &Queue,
+    location: Location,
+    stored: Recovered,
+) -> (Arc<Message>, Option<u64>) {
+    let view = warren_codec::PropertiesView::scan(&stored.properties).ok();
+    let expiration = view
+        .as_ref()
+        .and_then(|v| v.expiration.clone())
+        .and_then(|r| {
+            std::str::from_utf8(stored.properties.get(r)?)
+                .ok()?
+                .parse()
+                .ok()
+        });
+    let ttl = match (q.settings().config.message_ttl, expiration) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // Beyond the memory budget the body stays on disk until delivery.
+    let body = stored
+        .body
+        .filter(|b| !broker.persistence.over_budget(b.len()));
+    let message = Arc::new(Message {
+        exchange: Arc::from(stored.exchange),
+        routing_key: Arc::from(stored.routing_key),
+        priority: view.as_ref().and_then(|v| v.priority).unwrap_or(0),
+        persistent: true,
+        expiration,
+        bcc: None,
+        stored: Some(to_ref(location)),
+        paged_len: body.is_none().then_some(stored.body_len),
+        properties: stored.properties,
+        body: body.unwrap_or_default(),
+    });
+    (message, ttl)
 }

@@ -43,10 +43,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             configure,
             write,
             read,
-        } => match crate::model::auth::Permission::new(configure, write, read) {
-            Ok(p) => broker.set_permission(user, vhost, p),
-            Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
-        },
+        } => apply_permission(broker, user, vhost, configure, write, read),
         MetaOp::ClearPermission { user, vhost } => {
             broker.clear_permission(user, vhost);
         }
@@ -54,17 +51,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             vhost,
             name,
             policy,
-        } => {
-            let parsed = serde_json::from_str::<serde_json::Value>(policy)
-                .map_err(|e| e.to_string())
-                .and_then(|v| crate::model::policy::Policy::from_json(vhost, name, &v));
-            match parsed {
-                Ok(p) => {
-                    broker.admin.policies.put(p);
-                }
-                Err(e) => warn!(policy = %name, error = %e, "stored policy skipped"),
-            }
-        }
+        } => apply_policy(broker, vhost, name, policy),
         MetaOp::DeletePolicy { vhost, name } => {
             broker.admin.policies.remove(vhost, name);
         }
@@ -75,26 +62,15 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             auto_delete,
             internal,
             arguments,
-        } => {
-            let Some(kind) = ExchangeKind::parse(kind) else {
-                warn!(exchange = %name, kind = %kind, "stored exchange of unknown type skipped");
-                return;
-            };
-            let v = broker.add_vhost(vhost);
-            let mut topo = v.topology.write();
-            if !topo.exchanges.contains_key(name.as_str()) {
-                topo.insert_exchange(
-                    name,
-                    ExchangeMeta {
-                        kind,
-                        durable: true,
-                        auto_delete: *auto_delete,
-                        internal: *internal,
-                        arguments: decode_args(arguments),
-                    },
-                );
-            }
-        }
+        } => apply_exchange(
+            broker,
+            vhost,
+            name,
+            kind,
+            *auto_delete,
+            *internal,
+            arguments,
+        ),
         MetaOp::DeleteExchange { vhost, name } => {
             if let Some(v) = broker.vhost(vhost) {
                 v.topology.write().remove_exchange(name);
@@ -106,39 +82,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             auto_delete,
             arguments,
             id,
-        } => {
-            let v = broker.add_vhost(vhost);
-            if v.queue(name).is_some() {
-                return;
-            }
-            let id = if *id == 0 {
-                broker.persistence.next_queue_id()
-            } else {
-                broker.persistence.saw_queue_id(*id);
-                *id
-            };
-            let arguments = decode_args(arguments);
-            let settings = broker.queue_settings_with_policy(vhost, name, &arguments).unwrap_or_else(|e| {
-                warn!(queue = %name, error = %e.text, "stored queue arguments no longer valid; using defaults");
-                Default::default()
-            });
-            let q = Queue::new(
-                QueueDecl {
-                    name: Arc::from(name.as_str()),
-                    durable: true,
-                    auto_delete: *auto_delete,
-                    exclusive_owner: None,
-                    arguments,
-                    settings,
-                    store_id: Some(id),
-                },
-                &v,
-            );
-            v.topology
-                .write()
-                .queues
-                .insert(Arc::from(name.as_str()), q);
-        }
+        } => apply_queue(broker, vhost, name, *auto_delete, arguments, *id),
         MetaOp::DeleteQueue { vhost, name } => {
             if let Some(v) = broker.vhost(vhost) {
                 v.topology.write().remove_queue(name);
@@ -151,43 +95,181 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             to_queue,
             key,
             arguments,
-        }
-        | MetaOp::Unbind {
+        } => apply_bind(
+            broker,
+            vhost,
+            source,
+            destination_of(destination, *to_queue),
+            key,
+            arguments,
+        ),
+        MetaOp::Unbind {
             vhost,
             source,
             destination,
             to_queue,
             key,
             arguments,
-        } => {
-            let Some(v) = broker.vhost(vhost) else { return };
-            let mut topo = v.topology.write();
-            let exists = if *to_queue {
-                topo.queues.contains_key(destination.as_str())
-            } else {
-                topo.exchanges.contains_key(destination.as_str())
-            };
-            let dest = if *to_queue {
-                Destination::Queue(Arc::from(destination.as_str()))
-            } else {
-                Destination::Exchange(Arc::from(destination.as_str()))
-            };
-            let Some(entry) = topo.exchanges.get_mut(source.as_str()) else {
-                return;
-            };
-            if matches!(op, MetaOp::Bind { .. }) {
-                if exists {
-                    entry.router.table.bind(dest, key, &decode_args(arguments));
-                }
-            } else {
-                entry
-                    .router
-                    .table
-                    .unbind(&dest, key, &decode_args(arguments));
-                topo.maybe_auto_delete(source);
-            }
-        }
+        } => apply_unbind(
+            broker,
+            vhost,
+            source,
+            destination_of(destination, *to_queue),
+            key,
+            arguments,
+        ),
     }
+}
+
+/// A stored permission; one whose patterns no longer compile is skipped.
+fn apply_permission(
+    broker: &Broker,
+    user: &str,
+    vhost: &str,
+    configure: &str,
+    write: &str,
+    read: &str,
+) {
+    match crate::model::auth::Permission::new(configure, write, read) {
+        Ok(p) => broker.set_permission(user, vhost, p),
+        Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
+    }
+}
+
+/// A stored policy (its management JSON); one that no longer parses is skipped.
+fn apply_policy(broker: &Broker, vhost: &str, name: &str, policy: &str) {
+    let parsed = serde_json::from_str::<serde_json::Value>(policy)
+        .map_err(|e| e.to_string())
+        .and_then(|v| crate::model::policy::Policy::from_json(vhost, name, &v));
+    match parsed {
+        Ok(p) => {
+            broker.admin.policies.put(p);
+        }
+        Err(e) => warn!(policy = %name, error = %e, "stored policy skipped"),
+    }
+}
+
+/// A durable exchange, unless one of that name exists; one of an unknown type is skipped.
+fn apply_exchange(
+    broker: &Broker,
+    vhost: &str,
+    name: &str,
+    kind: &str,
+    auto_delete: bool,
+    internal: bool,
+    arguments: &str,
+) {
+    let Some(kind) = ExchangeKind::parse(kind) else {
+        warn!(exchange = %name, kind = %kind, "stored exchange of unknown type skipped");
+        return;
+    };
+    let v = broker.add_vhost(vhost);
+    let mut topo = v.topology.write();
+    if !topo.exchanges.contains_key(name) {
+        topo.insert_exchange(
+            name,
+            ExchangeMeta {
+                kind,
+                durable: true,
+                auto_delete,
+                internal,
+                arguments: decode_args(arguments),
+            },
+        );
+    }
+}
+
+/// A durable queue, unless one of that name exists, with its store id (a new one for
+/// files written before ids were stored) and the settings its arguments and the policies
+/// give it now (defaults if the arguments are no longer valid).
+fn apply_queue(
+    broker: &Broker,
+    vhost: &str,
+    name: &str,
+    auto_delete: bool,
+    arguments: &str,
+    id: u64,
+) {
+    let v = broker.add_vhost(vhost);
+    if v.queue(name).is_some() {
+        return;
+    }
+    let id = if id == 0 {
+        broker.persistence.next_queue_id()
+    } else {
+        broker.persistence.saw_queue_id(id);
+        id
+    };
+    let arguments = decode_args(arguments);
+    let settings = broker.queue_settings_with_policy(vhost, name, &arguments).unwrap_or_else(|e| {
+        warn!(queue = %name, error = %e.text, "stored queue arguments no longer valid; using defaults");
+        Default::default()
+    });
+    let q = Queue::new(
+        QueueDecl {
+            name: Arc::from(name),
+            durable: true,
+            auto_delete,
+            exclusive_owner: None,
+            arguments,
+            settings,
+            store_id: Some(id),
+        },
+        &v,
+    );
+    v.topology.write().queues.insert(Arc::from(name), q);
+}
+
+fn destination_of(name: &str, to_queue: bool) -> Destination {
+    if to_queue {
+        Destination::Queue(Arc::from(name))
+    } else {
+        Destination::Exchange(Arc::from(name))
+    }
+}
+
+/// A binding, if its source and destination exist.
+fn apply_bind(
+    broker: &Broker,
+    vhost: &str,
+    source: &str,
+    dest: Destination,
+    key: &str,
+    arguments: &str,
+) {
+    let Some(v) = broker.vhost(vhost) else { return };
+    let mut topo = v.topology.write();
+    let exists = match &dest {
+        Destination::Queue(q) => topo.queues.contains_key(q),
+        Destination::Exchange(x) => topo.exchanges.contains_key(x),
+    };
+    let Some(entry) = topo.exchanges.get_mut(source) else {
+        return;
+    };
+    if exists {
+        entry.router.table.bind(dest, key, &decode_args(arguments));
+    }
+}
+
+/// Removes a binding; an auto-delete source left without bindings goes too.
+fn apply_unbind(
+    broker: &Broker,
+    vhost: &str,
+    source: &str,
+    dest: Destination,
+    key: &str,
+    arguments: &str,
+) {
+    let Some(v) = broker.vhost(vhost) else { return };
+    let mut topo = v.topology.write();
+    let Some(entry) = topo.exchanges.get_mut(source) else {
+        return;
+    };
+    entry
+        .router
+        .table
+        .unbind(&dest, key, &decode_args(arguments));
+    topo.maybe_auto_delete(source);
 }
 
 /// The durable state of the broker as changes that recreate it.
