@@ -1,0 +1,296 @@
+//! Publishing on a channel: content frames assembled into a message, the publish
+//! checks (permission, exchange, user-id, expiration, direct reply-to), then the broker's
+//! publish operation (`model::ops::publish`), basic.return and credit flow.
+
+use super::*;
+
+impl Channel {
+    pub fn on_header(
+        &mut self,
+        ctx: &mut ConnCtx,
+        class_id: u16,
+        body_size: u64,
+        properties: Bytes,
+    ) -> AmqpResult<()> {
+        let Some(content) = self.content.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if content.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )
+            .with_method(60, 40));
+        }
+        if class_id != warren_codec::CLASS_BASIC {
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "expected content header for class 60, got one for class {class_id} instead"
+            ))
+            .with_method(60, 40));
+        }
+        if body_size > ctx.broker.config.max_message_size {
+            return Err(AmqpError::precondition(format_args!(
+                "message size {body_size} is larger than configured max size {}",
+                ctx.broker.config.max_message_size
+            ))
+            .with_method(60, 40));
+        }
+        content.header = Some((body_size, properties));
+        if body_size == 0 {
+            return self.finish_content(ctx);
+        }
+        Ok(())
+    }
+
+    pub fn on_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
+        let Some(content) = self.content.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        let Some((size, _)) = content.header.as_ref() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        };
+        let size = *size;
+        let have = content.single.as_ref().map_or(0, |b| b.len()) + content.body.len();
+        if (have + payload.len()) as u64 > size {
+            return Err(AmqpError::frame_error(format_args!(
+                "content body exceeds the declared body size {size}"
+            )));
+        }
+        if have == 0 && payload.len() as u64 == size {
+            content.single = Some(payload);
+        } else {
+            if let Some(first) = content.single.take() {
+                content.body.reserve(size as usize);
+                content.body.extend_from_slice(&first);
+            }
+            if content.body.is_empty() {
+                content.body.reserve(size as usize);
+            }
+            content.body.extend_from_slice(&payload);
+        }
+        let have = content.single.as_ref().map_or(0, |b| b.len()) + content.body.len();
+        if have as u64 == size {
+            return self.finish_content(ctx);
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish_content(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(content) = self.content.take() else {
+            return Ok(());
+        };
+        let (_, properties) = content.header.unwrap_or_default();
+        let body = match content.single {
+            Some(b) => b,
+            None => content.body.freeze(),
+        };
+        let publish = Publication {
+            exchange: intern(&mut self.last_exchange, content.publish.exchange.as_str()),
+            routing_key: intern(
+                &mut self.last_routing_key,
+                content.publish.routing_key.as_str(),
+            ),
+            mandatory: content.publish.mandatory,
+            properties,
+            body,
+        };
+        self.publish(ctx, publish)
+            .map_err(|e| e.with_method(60, 40))
+    }
+
+    pub(super) fn publish(&mut self, ctx: &mut ConnCtx, publish: Publication) -> AmqpResult<()> {
+        let vhost = ctx.vhost()?;
+        let mut view = PropertiesView::scan(&publish.properties)
+            .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+        // Permission first, then the exchange, as RabbitMQ does.
+        let target = if publish.exchange.is_empty() {
+            "amq.default"
+        } else {
+            publish.exchange.as_ref()
+        };
+        ctx.check(Access::Write, Resource::Exchange, target)?;
+        if &*publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
+            return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
+        }
+        if let Some(range) = view.user_id.clone() {
+            let user_id = &publish.properties[range];
+            if user_id != ctx.user.as_bytes() {
+                return Err(AmqpError::precondition(format_args!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    String::from_utf8_lossy(user_id),
+                    ctx.user
+                )));
+            }
+        }
+        if let Some(range) = view.expiration.clone() {
+            publish::validate_expiration(&publish.properties[range])?;
+        }
+        let mut properties = publish.properties.clone();
+        // Direct reply-to: the publisher asks for replies on its own channel.
+        if let Some(range) = view.reply_to.clone() {
+            if &publish.properties[range] == REPLY_TO_QUEUE.as_bytes() {
+                let Some(token) = self.reply_token.as_ref() else {
+                    return Err(AmqpError::precondition(
+                        "fast reply consumer does not exist",
+                    ));
+                };
+                let edit = PropertiesEdit {
+                    reply_to: Some(Bytes::from(format!("{REPLY_TO_PREFIX}{token}"))),
+                    ..PropertiesEdit::default()
+                };
+                properties = warren_codec::rewrite_properties(&properties, &edit)
+                    .map_err(|_| AmqpError::frame_error("invalid content properties"))?;
+                view = PropertiesView::scan(&properties)
+                    .map_err(|_| AmqpError::internal("re-encoded properties do not scan"))?;
+            }
+        }
+        let publish = Publication {
+            properties,
+            ..publish
+        };
+        if let Some(ops) = self.tx.as_mut() {
+            ops.push(TxOp::Publish(publish));
+            return Ok(());
+        }
+        let seq = self.confirms.as_mut().map(|c| {
+            let s = c.next;
+            c.next += 1;
+            s
+        });
+        let token = seq.map(DurableToken::Confirm);
+        let routed = self.route_and_deliver(ctx, &vhost, publish, &view, token)?;
+        if seq.is_some() {
+            // management stats
+            vhost
+                .stats
+                .inc_at(ctx.handle.id, crate::model::stats::Stat::Confirm);
+        }
+        if let Some(s) = seq {
+            if !routed.accepted {
+                self.nack_publish(ctx, s);
+            } else if routed.on_disk {
+                if let Some(c) = self.confirms.as_mut() {
+                    c.waiting.insert(s);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes a complete publish and enqueues it (the broker's publish operation);
+    /// answers direct reply-to, sends basic.return when mandatory and unroutable, and
+    /// holds the connection back (credit flow) when a queue is pressured. A persistent
+    /// message for durable queues goes to the message store, and `token` comes back to
+    /// this channel once it is synced.
+    pub(super) fn route_and_deliver(
+        &mut self,
+        ctx: &mut ConnCtx,
+        vhost: &Arc<VHost>,
+        publish: Publication,
+        view: &PropertiesView,
+        token: Option<DurableToken>,
+    ) -> AmqpResult<Routed> {
+        let mandatory = publish.mandatory;
+        let prepared = publish::prepare(publish, view)?;
+        // Replies to a direct reply-to requester go straight to its channel.
+        if &*prepared.message.exchange == DEFAULT_EXCHANGE {
+            if let Some(token) = prepared.message.routing_key.strip_prefix(REPLY_TO_PREFIX) {
+                let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
+                match target {
+                    Some(target) => deliver_reply(target, Arc::new(prepared.message)),
+                    None if mandatory => self.send_return(ctx, &prepared.message),
+                    None => {}
+                }
+                return Ok(Routed {
+                    accepted: true,
+                    on_disk: false,
+                });
+            }
+        }
+        let mut queues = std::mem::take(&mut ctx.route_buf);
+        let channel = self.id;
+        let published = publish::route_and_enqueue(
+            vhost,
+            prepared,
+            mandatory,
+            ctx.handle.id,
+            &mut queues,
+            |durable| durable_callback(ctx, channel, token.filter(|_| durable)),
+        );
+        // Credit flow: the connection stops reading until pressured queues catch up.
+        for q in queues.drain(..) {
+            if q.flow_pressured() && !ctx.flow_queues.iter().any(|f| Arc::ptr_eq(f, &q)) {
+                ctx.flow_queues.push(q);
+            }
+        }
+        ctx.route_buf = queues;
+        let published = published?;
+        if let (true, Some(message)) = (mandatory, &published.unroutable) {
+            self.send_return(ctx, message);
+        }
+        Ok(Routed {
+            accepted: published.accepted,
+            on_disk: published.on_disk,
+        })
+    }
+
+    pub(super) fn send_return(&mut self, ctx: &mut ConnCtx, publish: &Message) {
+        ctx.send_method(
+            self.id,
+            &AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code: 312,
+                reply_text: "NO_ROUTE".into(),
+                exchange: short_str(&publish.exchange),
+                routing_key: short_str(&publish.routing_key),
+            })),
+        );
+        let frame_max = ctx.frame_max;
+        encode_content(
+            &mut ctx.out,
+            self.id,
+            &publish.properties,
+            &publish.body,
+            frame_max,
+        );
+    }
+}
+
+/// The message-store callback that brings `token` back to this channel's connection.
+pub(super) fn durable_callback(
+    ctx: &ConnCtx,
+    channel: u16,
+    token: Option<DurableToken>,
+) -> warren_journal::Callback {
+    let inbox = ctx.handle.inbox.clone();
+    Box::new(move |result| {
+        if let Some(token) = token {
+            let _ = inbox.send(crate::model::handles::ConnEvent::Durable {
+                channel,
+                token,
+                stored: result.is_ok(),
+            });
+        }
+    })
+}
+
+pub(super) fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
+    let _ = target.conn.send_delivery(Delivery {
+        channel: target.channel,
+        queue: None,
+        consumer_id: 0,
+        consumer_tag: target.consumer_tag,
+        no_ack: true,
+        entry: Entry {
+            message,
+            seq: 0,
+            redelivered: false,
+            expires_at: None,
+            delivery_count: 0,
+        },
+    });
+}
