@@ -61,11 +61,12 @@ fn reason(body: &str) -> String {
 fn assert_same_refusal(amqp: Option<(u16, String)>, http: (u16, String), what: &str) {
     let (code, text) = amqp.unwrap_or_else(|| panic!("{what}: AMQP accepted it"));
     let detail = text.split_once(" - ").map(|(_, d)| d).unwrap_or(&text);
-    let status = match code {
-        404 => 404,
-        403 => 403,
-        541 => 500,
-        _ => 400,
+    let (status, detail) = match code {
+        404 => (404, "Not Found"),
+        // RabbitMQ's API: 401 and no detail for an operation's ACCESS_REFUSED.
+        403 => (401, "Access refused."),
+        541 => (500, detail),
+        _ => (400, detail),
     };
     assert_eq!(http.0, status, "{what}: {}", http.1);
     assert_eq!(reason(&http.1), detail, "{what}");

@@ -80,11 +80,9 @@ impl From<warren_server::admin::AdminError> for ApiError {
         match e {
             AdminError::NotFound => ApiError::not_found(),
             AdminError::BadRequest(reason) => ApiError::bad_request(reason),
-            AdminError::Refused(reason) => ApiError {
-                status: StatusCode::FORBIDDEN,
-                error: "access_refused",
-                reason,
-            },
+            // RabbitMQ's API answers an operation's ACCESS_REFUSED (reserved names, the
+            // default exchange) with 401 and no detail.
+            AdminError::Refused(_) => ApiError::not_authorised("Access refused."),
             AdminError::Internal(reason) => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 error: "internal_server_error",

@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
-use warren_router::{Destination, ExchangeKind};
+use warren_router::Destination;
 use warren_store::{Entry, Message};
 
 use crate::{
     model::broker::Broker,
     model::handles::ConnEvent,
     model::ops::{
-        exchanges,
+        bindings, exchanges,
         publish::{self, Publication},
         queues::{self, QueueSpec},
     },
@@ -202,9 +202,12 @@ impl Broker {
         meta: ExchangeMeta,
     ) -> AdminResult<bool> {
         let vh = self.vhost_or_404(vhost)?;
+        let name = exchanges::from_api_name(name);
         Ok(exchanges::declare_exchange(self, &vh, name, meta)?)
     }
 
+    /// `DELETE /api/exchanges/{vhost}/{name}`: the same operation as exchange.delete,
+    /// except that a missing exchange is a 404 (checked first, as RabbitMQ's API does).
     pub fn admin_delete_exchange(
         &self,
         vhost: &str,
@@ -212,32 +215,19 @@ impl Broker {
         if_unused: bool,
     ) -> AdminResult<()> {
         let vh = self.vhost_or_404(vhost)?;
-        if name.is_empty() || name == "amq.default" {
-            return Err(AdminError::Refused(
-                "operation not permitted on the default exchange".into(),
-            ));
-        }
-        let mut topo = vh.topology.write();
-        if !topo.exchanges.contains_key(name) {
+        let name = exchanges::from_api_name(name);
+        if !exchanges::is_default_exchange(name) && !vh.has_exchange(name) {
             return Err(AdminError::NotFound);
         }
-        if name.starts_with("amq.") {
-            return Err(AdminError::Refused(format!(
-                "deletion of system exchange '{name}' in vhost '{vhost}' not allowed"
-            )));
+        match bindings::delete_exchange(&vh, name, if_unused)? {
+            true => Ok(()),
+            false => Err(AdminError::NotFound),
         }
-        if if_unused && topo.exchange_in_use(name) {
-            return Err(AdminError::BadRequest(format!(
-                "exchange '{name}' in vhost '{vhost}' in use"
-            )));
-        }
-        topo.remove_exchange(name);
-        drop(topo);
-        vh.record(Vec::new()).map_err(AdminError::from_amqp)?;
-        Ok(())
     }
 
-    /// Adds (or with `bind == false` removes) a binding from exchange `source`.
+    /// Adds (or with `bind == false` removes) a binding from exchange `source`: the
+    /// operations of queue.bind and exchange.bind; removing a binding that does not
+    /// exist is a 404.
     pub fn admin_bind(
         &self,
         vhost: &str,
@@ -248,42 +238,15 @@ impl Broker {
         bind: bool,
     ) -> AdminResult<()> {
         let vh = self.vhost_or_404(vhost)?;
-        if source.is_empty() || source == "amq.default" {
-            return Err(AdminError::Refused(
-                "operation not permitted on the default exchange".into(),
-            ));
-        }
-        let mut topo = vh.topology.write();
-        let dest_exists = match &destination {
-            Destination::Queue(q) => topo.queues.contains_key(q),
-            Destination::Exchange(x) => topo.exchanges.contains_key(x),
-        };
-        if !dest_exists {
-            return Err(AdminError::NotFound);
-        }
-        let Some(entry) = topo.exchanges.get_mut(source) else {
-            return Err(AdminError::NotFound);
-        };
+        let source = exchanges::from_api_name(source);
         if bind {
-            if entry.meta.kind == ExchangeKind::Headers {
-                warren_router::validate_headers_binding(arguments)
-                    .map_err(|e| AdminError::BadRequest(e.to_string()))?;
-            }
-            entry.router.table.bind(destination.clone(), key, arguments);
-        } else {
-            if !entry.router.table.has_binding(&destination, key, arguments) {
-                return Err(AdminError::NotFound);
-            }
-            entry.router.table.unbind(&destination, key, arguments);
+            bindings::bind(&vh, source, &destination, key, arguments)?;
+            return Ok(());
         }
-        drop(topo);
-        let op = crate::model::vhost::binding_op(&vh, bind, source, &destination, key, arguments);
-        if !bind {
-            vh.topology.write().maybe_auto_delete(source);
+        match bindings::unbind(&vh, source, &destination, key, arguments)? {
+            true => Ok(()),
+            false => Err(AdminError::NotFound),
         }
-        vh.record(op.into_iter().collect())
-            .map_err(AdminError::from_amqp)?;
-        Ok(())
     }
 
     /// `POST /api/exchanges/{vhost}/{name}/publish`: true when routed. The same operation
@@ -306,11 +269,7 @@ impl Broker {
                 routing_key.len()
             )));
         }
-        let exchange = if exchanges::is_default_exchange(exchange) {
-            DEFAULT_EXCHANGE
-        } else {
-            exchange
-        };
+        let exchange = exchanges::from_api_name(exchange);
         if exchange != DEFAULT_EXCHANGE && !vh.has_exchange(exchange) {
             return Err(AdminError::NotFound);
         }
@@ -406,6 +365,7 @@ pub fn remove_queue(broker: &Broker, vhost: &VHost, name: &str) -> AmqpResult<Op
 mod tests {
     use super::*;
     use crate::model::config::ServerConfig;
+    use warren_router::ExchangeKind;
 
     /// An empty property block (no flags set).
     fn props() -> Bytes {

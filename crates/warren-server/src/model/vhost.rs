@@ -43,7 +43,7 @@ pub struct Topology {
     pub queues: HashMap<Arc<str>, Arc<Queue>>,
     /// Durable exchanges removed since the last [`VHost::durable_changes`] (auto-delete
     /// cascades included), so they can be recorded as deleted.
-    removed_durable: Vec<Arc<str>>,
+    pub(crate) removed_durable: Vec<Arc<str>>,
 }
 
 /// What [`VHost::delete_queue`] removed.

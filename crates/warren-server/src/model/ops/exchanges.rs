@@ -12,9 +12,19 @@ use crate::{
     util::error::{AmqpError, AmqpResult},
 };
 
-/// The default exchange's names: `""` on the wire, `amq.default` in the management API.
+/// The default exchange is `""` on the wire. (The management API calls it `amq.default`
+/// and translates; to AMQP, `amq.default` is just a reserved name.)
 pub fn is_default_exchange(name: &str) -> bool {
-    name == DEFAULT_EXCHANGE || name == "amq.default"
+    name == DEFAULT_EXCHANGE
+}
+
+/// The management API's name of an exchange as the model knows it.
+pub fn from_api_name(name: &str) -> &str {
+    if name == "amq.default" {
+        DEFAULT_EXCHANGE
+    } else {
+        name
+    }
 }
 
 /// Declares an exchange, or checks an existing one for equivalence (type, durable,

@@ -8,6 +8,7 @@
 //! before anyone is told it happened, and a change whose record fails is rolled back in
 //! memory and returned as an error (`541 INTERNAL_ERROR`, HTTP 500).
 
+pub mod bindings;
 pub mod exchanges;
 pub mod publish;
 pub mod queues;

@@ -29,7 +29,7 @@ use crate::{
     model::broker::ReplyTarget,
     model::handles::{ChannelShared, ConsumerHandle, Delivery, DurableToken},
     model::ops::{
-        exchanges,
+        bindings, exchanges,
         publish::{self, Publication},
         queues::{self, locked, Declared, QueueSpec},
     },

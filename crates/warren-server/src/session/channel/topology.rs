@@ -193,19 +193,8 @@ impl Channel {
             )));
         }
         ctx.check(Access::Configure, Resource::Exchange, name)?;
-        {
-            let mut topo = vhost.topology.write();
-            if topo.exchanges.contains_key(name) {
-                if m.if_unused && topo.exchange_in_use(name) {
-                    return Err(AmqpError::precondition(format_args!(
-                        "exchange '{name}' in vhost '{}' in use",
-                        vhost.name
-                    )));
-                }
-                topo.remove_exchange(name);
-            }
-        }
-        vhost.record(Vec::new())?;
+        // Deleting an exchange that does not exist is a no-op in RabbitMQ 3.x.
+        bindings::delete_exchange(&vhost, name, m.if_unused)?;
         if !m.nowait {
             ok(
                 ctx,
@@ -234,35 +223,13 @@ impl Channel {
             ));
         }
         ctx.check(Access::Read, Resource::Exchange, src)?;
-        let mut topo = vhost.topology.write();
-        if !topo.exchanges.contains_key(dst) {
-            // Unbinding something that does not exist is a no-op in RabbitMQ 3.x.
-            if !bind {
-                return Ok(());
-            }
-            return Err(AmqpError::no_exchange(dst, &vhost.name));
-        }
-        let Some(entry) = topo.exchanges.get_mut(src) else {
-            if !bind {
-                return Ok(());
-            }
-            return Err(AmqpError::no_exchange(src, &vhost.name));
-        };
         let dest = Destination::Exchange(Arc::from(dst));
         if bind {
-            if entry.meta.kind == ExchangeKind::Headers {
-                warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
-            }
-            entry.router.table.bind(dest.clone(), key.as_str(), args);
+            bindings::bind(&vhost, src, &dest, key.as_str(), args)
         } else {
-            entry.router.table.unbind(&dest, key.as_str(), args);
+            // Unbinding something that does not exist is a no-op in RabbitMQ 3.x.
+            bindings::unbind(&vhost, src, &dest, key.as_str(), args).map(drop)
         }
-        drop(topo);
-        let op = crate::model::vhost::binding_op(&vhost, bind, src, &dest, key.as_str(), args);
-        if !bind {
-            vhost.topology.write().maybe_auto_delete(src);
-        }
-        vhost.record(op.into_iter().collect())
     }
 
     /// Looks a queue up for an operation on it: 404 if missing, 405 if another
@@ -396,25 +363,12 @@ impl Channel {
             Err(e) if !bind && e.code == crate::util::error::ReplyCode::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut topo = vhost.topology.write();
-        let Some(entry) = topo.exchanges.get_mut(xname) else {
-            return Err(AmqpError::no_exchange(xname, &vhost.name));
-        };
         let dest = Destination::Queue(q.name.clone());
         if bind {
-            if entry.meta.kind == ExchangeKind::Headers {
-                warren_router::validate_headers_binding(args).map_err(AmqpError::precondition)?;
-            }
-            entry.router.table.bind(dest.clone(), &key, args);
+            bindings::bind(&vhost, xname, &dest, &key, args)
         } else {
-            entry.router.table.unbind(&dest, &key, args);
+            bindings::unbind(&vhost, xname, &dest, &key, args).map(drop)
         }
-        drop(topo);
-        let op = crate::model::vhost::binding_op(&vhost, bind, xname, &dest, &key, args);
-        if !bind {
-            vhost.topology.write().maybe_auto_delete(xname);
-        }
-        vhost.record(op.into_iter().collect())
     }
 
     pub(super) fn queue_delete(&mut self, ctx: &mut ConnCtx, m: queue::Delete) -> AmqpResult<()> {
