@@ -159,7 +159,7 @@ pub struct AdminState {
     pub started: Instant,
     /// The HTTP and Prometheus listeners, for the port-listener health check
     /// ([`AdminState::add_listener`], [`AdminState::listeners`]).
-    pub listeners: Mutex<Vec<(String, SocketAddr)>>,
+    listeners: Mutex<Vec<(String, SocketAddr)>>,
     /// The AMQP port actually bound (set by the binary).
     pub amqp_port: AtomicU16,
     /// Counters of deleted queues, so broker-wide totals never go down.
