@@ -2,8 +2,9 @@
 //! paths, JSON field names and shapes, HTTP basic auth with user tags, errors as
 //! `{"error": ..., "reason": ...}`), and the Prometheus endpoint of rabbitmq_prometheus.
 //!
-//! Handlers read the broker model directly (vhost topologies, queue states, the admin
-//! registry of connections) and mutate it through `Broker::admin_*` operations.
+//! Handlers read the broker model through its read-only views (`warren_server::views`:
+//! snapshots copied under the model's locks, so no handler holds one) and mutate it
+//! through `Broker::admin_*` operations.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -97,7 +98,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Serves the management API on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stop: watch::Receiver<bool>) {
     if let Ok(addr) = listener.local_addr() {
-        broker.admin.listeners.lock().push(("http".into(), addr));
+        broker.admin.add_listener("http", addr);
     }
     let ticker = tokio::spawn(sample_rates(broker.clone()));
     let app = api::router(broker);
@@ -112,11 +113,7 @@ pub async fn serve_metrics(
     stop: watch::Receiver<bool>,
 ) {
     if let Ok(addr) = listener.local_addr() {
-        broker
-            .admin
-            .listeners
-            .lock()
-            .push(("http/prometheus".into(), addr));
+        broker.admin.add_listener("http/prometheus", addr);
     }
     let app = metrics::router(broker);
     run(listener, app, stop).await;
@@ -148,19 +145,7 @@ async fn sample_rates(broker: Arc<Broker>) {
             conn.io.sample();
         }
         for vhost in broker.vhosts() {
-            vhost.stats.sample();
-            for x in vhost.topology.read().exchanges.values() {
-                x.stats.sample();
-            }
-            let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
-            for q in queues {
-                q.stats.sample();
-                let (ready, unacked) = {
-                    let st = q.state.lock();
-                    (st.ready_len() as u64, st.unacked_len() as u64)
-                };
-                q.stats.record_depth(ready, unacked);
-            }
+            vhost.sample_stats();
         }
     }
 }

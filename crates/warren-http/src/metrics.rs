@@ -12,7 +12,7 @@ use axum::{
     routing::get,
     Router,
 };
-use warren_server::{admin::AdminState, queue::Queue, stats::Stat, Broker};
+use warren_server::{admin::AdminState, stats::Stat, Broker};
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -155,16 +155,14 @@ fn queue_rows(b: &Broker, vhosts: &[String]) -> Vec<QueueRow> {
         if !vhosts.is_empty() && !vhosts.iter().any(|v| v == vh.name.as_ref()) {
             continue;
         }
-        let mut queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
-        queues.sort_by(|a, b| a.name.cmp(&b.name));
-        for q in queues {
-            let st = q.state.lock();
+        for q in vh.queues() {
+            let view = q.view();
             rows.push(QueueRow {
                 vhost: vh.name.to_string(),
                 name: q.name.to_string(),
-                ready: st.ready_len() as u64,
-                unacked: st.unacked_len() as u64,
-                consumers: st.consumer_count() as u64,
+                ready: view.ready,
+                unacked: view.unacked,
+                consumers: view.consumer_count as u64,
                 published: q.stats.get(Stat::Publish),
             });
         }
@@ -407,8 +405,8 @@ fn queue_metrics(out: &mut String, rows: &[QueueRow], mode: Mode) {
 
 /// How many connections, channels, consumers and queues there are.
 fn object_metrics(out: &mut String, a: &AdminState, rows: &[QueueRow]) {
-    let conns = a.connections.len();
-    let channels: usize = a.connections.iter().map(|c| c.channels.lock().len()).sum();
+    let conns = a.connection_count();
+    let channels = a.channel_count();
     let consumers: u64 = rows.iter().map(|r| r.consumers).sum();
     metric(
         out,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use warren_router::Destination;
 use warren_server::{
     auth::{Access, Resource},
-    vhost::VHost,
+    views::BindingView,
     Broker,
 };
 
@@ -77,69 +77,22 @@ fn properties_key(key: &str, args: &warren_codec::FieldTable) -> String {
     }
 }
 
-struct BindingRow {
-    source: String,
-    destination: String,
-    is_queue: bool,
-    key: String,
-    args: warren_codec::FieldTable,
-}
-
-fn binding_json(vhost: &str, r: &BindingRow) -> Value {
+fn binding_json(vhost: &str, r: &BindingView) -> Value {
     json!({
-        "source": r.source,
+        "source": r.source.as_ref(),
         "vhost": vhost,
-        "destination": r.destination,
-        "destination_type": if r.is_queue { "queue" } else { "exchange" },
-        "routing_key": r.key,
-        "arguments": table_to_json(&r.args),
-        "properties_key": properties_key(&r.key, &r.args),
+        "destination": r.destination_name(),
+        "destination_type": if r.to_queue() { "queue" } else { "exchange" },
+        "routing_key": r.routing_key.as_ref(),
+        "arguments": table_to_json(&r.arguments),
+        "properties_key": properties_key(&r.routing_key, &r.arguments),
     })
 }
 
-/// Every binding of a vhost, the default exchange's implicit ones first.
-fn vhost_binding_rows(vh: &VHost) -> Vec<BindingRow> {
-    let topo = vh.topology.read();
-    let mut queues: Vec<&Arc<str>> = topo.queues.keys().collect();
-    queues.sort();
-    let mut rows: Vec<BindingRow> = queues
-        .iter()
-        .map(|q| BindingRow {
-            source: String::new(),
-            destination: q.to_string(),
-            is_queue: true,
-            key: q.to_string(),
-            args: Default::default(),
-        })
-        .collect();
-    let mut explicit = Vec::new();
-    for (name, x) in topo.exchanges.iter() {
-        for bnd in x.router.table.bindings() {
-            explicit.push(BindingRow {
-                source: name.to_string(),
-                destination: bnd.destination.name().to_string(),
-                is_queue: bnd.destination.is_queue(),
-                key: bnd.routing_key.to_string(),
-                args: bnd.arguments.clone(),
-            });
-        }
-    }
-    explicit.sort_by(|a, b| {
-        (&a.source, !a.is_queue, &a.destination, &a.key).cmp(&(
-            &b.source,
-            !b.is_queue,
-            &b.destination,
-            &b.key,
-        ))
-    });
-    rows.extend(explicit);
-    rows
-}
-
-fn bindings_where(b: &Broker, vhost: &str, f: impl Fn(&BindingRow) -> bool) -> ApiResult<Value> {
+fn bindings_where(b: &Broker, vhost: &str, f: impl Fn(&BindingView) -> bool) -> ApiResult<Value> {
     let vh = b.vhost(vhost).ok_or_else(ApiError::not_found)?;
     Ok(Value::Array(
-        vhost_binding_rows(&vh)
+        vh.bindings()
             .iter()
             .filter(|r| f(r))
             .map(|r| binding_json(vhost, r))
@@ -157,11 +110,7 @@ async fn bindings(
     let mut all = Vec::new();
     for vh in b.vhosts() {
         if who.can_see_vhost(&b, &vh.name) {
-            all.extend(
-                vhost_binding_rows(&vh)
-                    .iter()
-                    .map(|r| binding_json(&vh.name, r)),
-            );
+            all.extend(vh.bindings().iter().map(|r| binding_json(&vh.name, r)));
         }
     }
     list_reply(Value::Array(all), &q)
@@ -196,7 +145,7 @@ async fn exchange_bindings_source(
     } else {
         name.as_str()
     };
-    Ok(Json(bindings_where(&b, &vhost, |r| r.source == src)?).into_response())
+    Ok(Json(bindings_where(&b, &vhost, |r| r.source.as_ref() == src)?).into_response())
 }
 
 async fn exchange_bindings_destination(
@@ -212,7 +161,7 @@ async fn exchange_bindings_destination(
         return Err(ApiError::not_found());
     }
     Ok(Json(bindings_where(&b, &vhost, |r| {
-        !r.is_queue && r.destination == name
+        !r.to_queue() && r.destination_name() == name
     })?)
     .into_response())
 }
@@ -228,7 +177,7 @@ async fn queue_bindings(
     let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
     vh.queue(&name).ok_or_else(ApiError::not_found)?;
     Ok(Json(bindings_where(&b, &vhost, |r| {
-        r.is_queue && r.destination == name
+        r.to_queue() && r.destination_name() == name
     })?)
     .into_response())
 }
@@ -260,7 +209,7 @@ async fn bindings_between(
         return Err(ApiError::not_found());
     }
     Ok(Json(bindings_where(&b, &vhost, |r| {
-        r.source == src && r.is_queue == is_queue && r.destination == dst
+        r.source.as_ref() == src && r.to_queue() == is_queue && r.destination_name() == dst
     })?)
     .into_response())
 }
@@ -306,15 +255,16 @@ fn find_binding(
     is_queue: bool,
     dst: &str,
     props: &str,
-) -> ApiResult<BindingRow> {
+) -> ApiResult<BindingView> {
     let vh = b.vhost(vhost).ok_or_else(ApiError::not_found)?;
-    vhost_binding_rows(&vh)
+    vh.bindings()
         .into_iter()
         .find(|r| {
-            r.source == src
-                && r.is_queue == is_queue
-                && r.destination == dst
-                && properties_key(&r.key, &r.args).replace("%25", "%") == props.replace("%25", "%")
+            r.source.as_ref() == src
+                && r.to_queue() == is_queue
+                && r.destination_name() == dst
+                && properties_key(&r.routing_key, &r.arguments).replace("%25", "%")
+                    == props.replace("%25", "%")
         })
         .ok_or_else(ApiError::not_found)
 }
@@ -353,7 +303,7 @@ async fn delete_binding(
     } else {
         Destination::Exchange(dst.as_str().into())
     };
-    b.admin_bind(&vhost, &src, dest, &row.key, &row.args, false)?;
+    b.admin_bind(&vhost, &src, dest, &row.routing_key, &row.arguments, false)?;
     Ok(no_content())
 }
 

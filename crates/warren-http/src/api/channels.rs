@@ -29,7 +29,7 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
 }
 
 pub(super) fn channel_details(b: &Broker, conn: u64, channel: u16) -> Value {
-    match b.admin.connections.get(&conn) {
+    match b.admin.connection(conn) {
         Some(c) => json!({
             "name": format!("{} ({channel})", c.name),
             "number": channel,
@@ -90,8 +90,7 @@ fn channels_of(b: &Broker, conns: &[Arc<ConnInfo>]) -> Vec<Value> {
     let rows = consumer_rows(b, None);
     let mut out = Vec::new();
     for c in conns {
-        let numbers: Vec<u16> = c.channels.lock().iter().copied().collect();
-        for n in numbers {
+        for n in c.channel_numbers() {
             out.push(channel_json(b, c, n, &rows));
         }
     }

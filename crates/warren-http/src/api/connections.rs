@@ -59,7 +59,7 @@ fn connection_json(c: &ConnInfo) -> Value {
         "frame_max": c.frame_max,
         "timeout": c.heartbeat,
         "connected_at": c.connected_at,
-        "channels": c.channels.lock().len(),
+        "channels": c.channel_count(),
         "send_pend": c.handle.write_backlog.load(std::sync::atomic::Ordering::Relaxed),
     });
     let io = c.io.snapshot();

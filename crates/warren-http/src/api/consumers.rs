@@ -10,7 +10,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use warren_server::{queue::Queue, Broker};
+use warren_server::Broker;
 
 use super::{auth, channels::channel_details, list::list_reply, Peer, B, Q};
 use crate::{auth::Authed, ApiResult};
@@ -40,19 +40,17 @@ pub(super) fn consumer_rows(b: &Broker, vhost: Option<&str>) -> Vec<ConsumerRow>
         if vhost.is_some_and(|v| v != vh.name.as_ref()) {
             continue;
         }
-        let queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
-        for q in queues {
-            let st = q.state.lock();
-            for c in st.consumers() {
+        for q in vh.queues() {
+            for c in q.view_with_consumers().consumers {
                 rows.push(ConsumerRow {
                     vhost: vh.name.to_string(),
                     queue: q.name.to_string(),
                     tag: c.tag.to_string(),
                     prefetch: c.prefetch,
-                    ack_required: !c.no_ack,
+                    ack_required: c.ack_required,
                     exclusive: c.exclusive,
-                    conn: c.handle.conn.id,
-                    channel: c.handle.channel,
+                    conn: c.conn,
+                    channel: c.channel,
                     unacked: c.unacked,
                 });
             }

@@ -16,6 +16,7 @@ use warren_server::{
     auth::{Access, Resource},
     stats::Stat,
     vhost::{ExchangeMeta, VHost},
+    views::ExchangeView,
     Broker,
 };
 
@@ -39,13 +40,8 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
         .route("/api/exchanges/{vhost}/{name}/publish", post(publish))
 }
 
-fn exchange_json(
-    b: &Broker,
-    vhost: &str,
-    name: &str,
-    meta: &ExchangeMeta,
-    stats: &warren_server::stats::Stats,
-) -> Value {
+fn exchange_json(b: &Broker, vhost: &str, x: &ExchangeView) -> Value {
+    let (name, meta) = (x.name.as_ref(), &x.meta);
     let mut v = json!({
         "name": name,
         "vhost": vhost,
@@ -55,7 +51,7 @@ fn exchange_json(
         "internal": meta.internal,
         "arguments": table_to_json(&meta.arguments),
         "user_who_performed_action": "rmq-internal",
-        "message_stats": message_stats(&stats.snapshot(), &[Stat::PublishIn, Stat::PublishOut], false),
+        "message_stats": message_stats(&x.stats, &[Stat::PublishIn, Stat::PublishOut], false),
     });
     if let Some(p) = b.admin.policies.effective(vhost, name, false) {
         v["policy"] = json!(p.name);
@@ -71,15 +67,8 @@ fn default_exchange_json(vhost: &str) -> Value {
 }
 
 fn vhost_exchanges(b: &Broker, vh: &VHost) -> Vec<Value> {
-    let topo = vh.topology.read();
-    let mut names: Vec<&Arc<str>> = topo.exchanges.keys().collect();
-    names.sort();
     let mut out = vec![default_exchange_json(&vh.name)];
-    for n in names {
-        if let Some(x) = topo.exchanges.get(n) {
-            out.push(exchange_json(b, &vh.name, n, &x.meta, &x.stats));
-        }
-    }
+    out.extend(vh.exchanges().iter().map(|x| exchange_json(b, &vh.name, x)));
     out
 }
 
@@ -124,14 +113,8 @@ async fn exchange(
     if name.is_empty() || name == "amq.default" {
         return Ok(Json(default_exchange_json(&vhost)).into_response());
     }
-    let mut v = {
-        let topo = vh.topology.read();
-        let x = topo
-            .exchanges
-            .get(name.as_str())
-            .ok_or_else(ApiError::not_found)?;
-        exchange_json(&b, &vhost, &name, &x.meta, &x.stats)
-    };
+    let x = vh.exchange(&name).ok_or_else(ApiError::not_found)?;
+    let mut v = exchange_json(&b, &vhost, &x);
     v["incoming"] = json!([]);
     v["outgoing"] = json!([]);
     Ok(Json(v).into_response())

@@ -100,7 +100,7 @@ async fn health_port(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("Invalid port: {port}")))?;
     let mut ports: Vec<u16> = vec![amqp_port(&b)];
-    ports.extend(b.admin.listeners.lock().iter().map(|(_, a)| a.port()));
+    ports.extend(b.admin.listeners().iter().map(|(_, a)| a.port()));
     ports.sort_unstable();
     if ports.contains(&port) {
         Ok(Json(json!({"status": "ok", "port": port})).into_response())
@@ -126,10 +126,9 @@ async fn health_single_node(
 fn protocols(b: &Broker) -> Vec<String> {
     let mut p: Vec<String> = b
         .admin
-        .listeners
-        .lock()
-        .iter()
-        .map(|(proto, _)| proto.clone())
+        .listeners()
+        .into_iter()
+        .map(|(proto, _)| proto)
         .collect();
     p.push("amqp".into());
     p

@@ -74,7 +74,7 @@ fn node_json(b: &Broker) -> Value {
             "disk_free_alarm": alarms.disk,
             "fd_used": fd_used,
             "fd_total": fd_total,
-            "sockets_used": b.admin.connections.len(),
+            "sockets_used": b.admin.connection_count(),
             "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
             "rates_mode": "basic",
             "exchange_types": exchange_types(),

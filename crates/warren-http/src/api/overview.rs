@@ -55,7 +55,7 @@ fn listeners_json(b: &Broker) -> Value {
         "port": amqp_port(b),
         "socket_opts": {"nodelay": true},
     })];
-    for (protocol, addr) in b.admin.listeners.lock().iter() {
+    for (protocol, addr) in b.admin.listeners() {
         v.push(json!({
             "node": node,
             "protocol": protocol,
@@ -71,9 +71,8 @@ pub(super) fn contexts_json(b: &Broker) -> Value {
     let node = node_name();
     Value::Array(
         b.admin
-            .listeners
-            .lock()
-            .iter()
+            .listeners()
+            .into_iter()
             .map(|(protocol, addr)| {
                 let description = if protocol == "http" {
                     "RabbitMQ Management"
@@ -128,12 +127,10 @@ async fn overview(
         let (s, d) = vhost_totals(&vh);
         add_snap(&mut total, &s);
         depth.add(&d);
-        let topo = vh.topology.read();
-        queues += topo.queues.len();
-        exchanges += topo.exchanges.len() + 1;
-        for q in topo.queues.values() {
-            consumers += q.state.lock().consumer_count();
-        }
+        let counts = vh.counts();
+        queues += counts.queues;
+        exchanges += counts.exchanges + 1;
+        consumers += counts.consumers;
     }
     // Publish-side counters come from the channels (a publish counts once, however many
     // queues it reached).
@@ -152,7 +149,7 @@ async fn overview(
         .iter()
         .filter(|c| who.is_monitor() || c.user == who.user)
         .collect();
-    let channels: usize = visible.iter().map(|c| c.channels.lock().len()).sum();
+    let channels: usize = visible.iter().map(|c| c.channel_count()).sum();
     let version = &b.config.rabbitmq_version;
     let v = json!({
         "management_version": version,

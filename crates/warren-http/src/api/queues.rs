@@ -47,32 +47,17 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
 
 fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
     let snap = q.stats.snapshot();
-    let (ready, unacked, ready_bytes, consumers, consumer_rows) = {
-        let st = q.state.lock();
-        let rows: Vec<(String, u32, bool, bool, u64, u16)> = if detailed {
-            st.consumers()
-                .map(|c| {
-                    (
-                        c.tag.to_string(),
-                        c.prefetch,
-                        !c.no_ack,
-                        c.exclusive,
-                        c.handle.conn.id,
-                        c.handle.channel,
-                    )
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        (
-            st.ready_len() as u64,
-            st.unacked_len() as u64,
-            st.ready_bytes() as u64,
-            st.consumer_count(),
-            rows,
-        )
+    let view = if detailed {
+        q.view_with_consumers()
+    } else {
+        q.view()
     };
+    let (ready, unacked, ready_bytes, consumers) = (
+        view.ready,
+        view.unacked,
+        view.ready_bytes,
+        view.consumer_count,
+    );
     let policy = b.admin.policies.effective(&q.vhost, &q.name, true);
     let messages = ready + unacked;
     let (ready_rate, unacked_rate) = q.stats.depth_rates(ready, unacked);
@@ -113,19 +98,20 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
         "message_stats": message_stats(&snap, QUEUE_STATS, true),
     });
     if detailed {
-        let details: Vec<Value> = consumer_rows
-            .into_iter()
-            .map(|(tag, prefetch, ack, exclusive, conn, channel)| {
+        let details: Vec<Value> = view
+            .consumers
+            .iter()
+            .map(|c| {
                 json!({
-                    "consumer_tag": tag,
-                    "prefetch_count": prefetch,
-                    "ack_required": ack,
-                    "exclusive": exclusive,
+                    "consumer_tag": c.tag.as_ref(),
+                    "prefetch_count": c.prefetch,
+                    "ack_required": c.ack_required,
+                    "exclusive": c.exclusive,
                     "active": true,
                     "activity_status": "up",
                     "arguments": {},
                     "queue": {"name": q.name.as_ref(), "vhost": q.vhost.as_ref()},
-                    "channel_details": channel_details(b, conn, channel),
+                    "channel_details": channel_details(b, c.conn, c.channel),
                 })
             })
             .collect();
@@ -145,9 +131,10 @@ fn require_queue(b: &Broker, vhost: &str, name: &str) -> ApiResult<()> {
 }
 
 fn vhost_queues(b: &Broker, vh: &VHost) -> Vec<Value> {
-    let mut qs: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
-    qs.sort_by(|a, b| a.name.cmp(&b.name));
-    qs.iter().map(|q| queue_json(b, q, false)).collect()
+    vh.queues()
+        .iter()
+        .map(|q| queue_json(b, q, false))
+        .collect()
 }
 
 async fn queues(

@@ -1,11 +1,8 @@
 //! `message_stats` and queue depth totals shared by the overview, vhost, exchange and
 //! queue answers.
 
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 use warren_server::{
-    queue::Queue,
     stats::{Stat, StatsSnapshot, STAT_COUNT},
     vhost::VHost,
 };
@@ -99,13 +96,10 @@ impl Depth {
 pub(super) fn vhost_totals(vh: &VHost) -> (StatsSnapshot, Depth) {
     let mut snap = StatsSnapshot::default();
     let mut depth = Depth::default();
-    let queues: Vec<Arc<Queue>> = vh.topology.read().queues.values().cloned().collect();
-    for q in queues {
+    for q in vh.queues() {
         add_snap(&mut snap, &q.stats.snapshot());
-        let (ready, unacked) = {
-            let st = q.state.lock();
-            (st.ready_len() as u64, st.unacked_len() as u64)
-        };
+        let view = q.view();
+        let (ready, unacked) = (view.ready, view.unacked);
         let (ready_rate, unacked_rate) = q.stats.depth_rates(ready, unacked);
         depth.add(&Depth {
             ready,

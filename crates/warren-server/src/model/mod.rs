@@ -17,3 +17,4 @@ pub mod registry;
 pub mod stats;
 pub mod timers;
 pub mod vhost;
+pub mod views;

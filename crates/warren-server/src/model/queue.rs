@@ -452,6 +452,17 @@ impl Queue {
         self.dispatch();
     }
 
+    /// Takes a sample of the message counters and of the depth, for their rates (the
+    /// management ticker calls this once a second).
+    pub fn sample_stats(&self) {
+        self.stats.sample();
+        let (ready, unacked) = {
+            let state = self.state.lock();
+            (state.ready_len() as u64, state.unacked_len() as u64)
+        };
+        self.stats.record_depth(ready, unacked);
+    }
+
     /// Ready messages and consumers, for queue.declare-ok.
     pub fn counts(&self) -> (u32, u32) {
         let state = self.state.lock();

@@ -157,8 +157,9 @@ pub struct AdminState {
     pub queues_deleted: AtomicU64,
     pub policies: PolicyStore,
     pub started: Instant,
-    /// The HTTP and Prometheus listeners, for the port-listener health check.
-    pub listeners: Mutex<Vec<(String, SocketAddr)>>,
+    /// The HTTP and Prometheus listeners, for the port-listener health check
+    /// ([`AdminState::add_listener`], [`AdminState::listeners`]).
+    listeners: Mutex<Vec<(String, SocketAddr)>>,
     /// The AMQP port actually bound (set by the binary).
     pub amqp_port: AtomicU16,
     /// Counters of deleted queues, so broker-wide totals never go down.
@@ -261,6 +262,17 @@ impl AdminState {
             }
         }
         total
+    }
+
+    /// A listener of `protocol` (`http`, `http/prometheus`) is bound to `addr`.
+    pub fn add_listener(&self, protocol: &str, addr: SocketAddr) {
+        self.listeners.lock().push((protocol.to_string(), addr));
+    }
+
+    /// The (protocol, address) of each listener added, in the order they were added.
+    /// Holds the list's lock while copying.
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners.lock().clone()
     }
 
     /// Connections sorted by name.

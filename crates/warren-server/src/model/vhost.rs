@@ -121,6 +121,22 @@ impl VHost {
             .map(|e| e.meta.clone())
     }
 
+    /// Takes a sample of the vhost's, its exchanges' and its queues' counters (and the
+    /// queues' depths), for their rates; the management ticker calls this once a second.
+    pub fn sample_stats(&self) {
+        self.stats.sample();
+        let queues: Vec<Arc<Queue>> = {
+            let topo = self.topology.read();
+            for x in topo.exchanges.values() {
+                x.stats.sample();
+            }
+            topo.queues.values().cloned().collect()
+        };
+        for q in queues {
+            q.sample_stats();
+        }
+    }
+
     /// Routes a publish to its queues. `keys` is the routing key followed by CC/BCC keys.
     pub fn route(
         &self,
