@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-rust test-clients bench bench-durability lint fmt clean
+.PHONY: run build release test test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -22,6 +22,10 @@ test-clients:
 
 bench: ## Side-by-side benchmarks against RabbitMQ and garagemq; writes docs/benchmarks.md
 	scripts/bench.sh
+
+bench-ab: ## Throughput of another warren build against this one: make bench-ab BEFORE_BIN=path/to/warren
+	$(CARGO) build --release -p warren
+	python3 scripts/bench_ab.py $(BEFORE_BIN) target/release/warren
 
 bench-durability: ## Backlog, restart and drain with 1M persistent messages, warren vs RabbitMQ
 	cargo build --release -p warren
