@@ -116,14 +116,6 @@ impl Persistence {
         self.last_queue_id.fetch_max(id, Ordering::AcqRel);
     }
 
-    /// [`Persistence::record`] for changes whose callers cannot report a failure: it is
-    /// logged.
-    pub fn record_logged(&self, ops: &[MetaOp]) {
-        if let Err(e) = self.record(ops) {
-            warn!(error = %e, "metadata change not recorded");
-        }
-    }
-
     /// [`Persistence::record`] for a change that is made in memory only once recorded.
     /// When the write fails, `undo` (the ops that restore what was) is recorded if the
     /// disk takes it now, in case the failed line reached the file before its sync
