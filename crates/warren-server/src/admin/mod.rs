@@ -385,7 +385,6 @@ impl Broker {
                 tracing::warn!(queue = %q, error = %e.text, "queue of a deleted vhost not recorded as deleted");
             }
         }
-        self.admin.policies.remove_vhost(name);
         Ok(())
     }
 }

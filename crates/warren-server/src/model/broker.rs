@@ -361,8 +361,8 @@ impl Broker {
         all
     }
 
-    /// Removes a vhost with everything in it, and the permissions for it; `None` when
-    /// there is no such vhost. Recorded first: when the record fails the
+    /// Removes a vhost with everything in it, the permissions for it and its policies;
+    /// `None` when there is no such vhost. Recorded first: when the record fails the
     /// vhost stays, whole, and the error (541) is returned.
     ///
     /// Unlike the other changes this one records no undo: should the failed line have
@@ -387,6 +387,9 @@ impl Broker {
             q.forget_stored();
         }
         self.permissions.write().retain(|(_, v), _| v != name);
+        // Its policies too, here rather than in the management operation, so a replayed
+        // deletion drops them as well.
+        self.admin.policies.remove_vhost(name);
         self.permissions_changed();
         Ok(Some(removed))
     }

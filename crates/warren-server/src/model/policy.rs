@@ -331,7 +331,8 @@ impl PolicyStore {
         Ok(true)
     }
 
-    /// Drops the policies of a deleted vhost, in memory only.
+    /// Drops the policies of a deleted vhost, in memory only: the vhost's deletion is
+    /// their record (see [`crate::model::broker::Broker::delete_vhost`]).
     pub fn remove_vhost(&self, vhost: &str) {
         let _serial = self.writes.lock();
         self.policies.write().retain(|p| p.vhost != vhost);

@@ -516,6 +516,47 @@ mod tests {
     }
 
     #[test]
+    fn users_permissions_vhosts_and_policies_survive_a_reopen() {
+        use crate::model::{auth::Permission, broker::User, policy::Policy};
+        let dir = temp_dir("accounts");
+        let broker = Broker::new(ServerConfig::default());
+        open(&broker, &dir).expect("open");
+        let policy = |vhost: &str| {
+            let v = serde_json::json!({"pattern": "^q", "definition": {"max-length": 1}});
+            Policy::from_json(vhost, "p", &v).expect("policy")
+        };
+        assert_eq!(broker.create_vhost("v"), Ok(true));
+        assert_eq!(broker.create_vhost("gone"), Ok(true));
+        assert_eq!(
+            broker.put_user(User::with_password("u", "pw", Vec::new())),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.set_permission("u", "v", Permission::allow_all()),
+            Ok(true)
+        );
+        assert_eq!(broker.clear_permission("guest", "/"), Ok(true));
+        assert_eq!(broker.admin.policies.put(policy("v")), Ok(true));
+        assert_eq!(broker.admin.policies.put(policy("gone")), Ok(true));
+        assert!(matches!(broker.delete_vhost("gone"), Ok(Some(_))));
+        assert!(broker.admin.policies.get("gone", "p").is_none());
+
+        let again = Broker::new(ServerConfig::default());
+        open(&again, &dir).expect("reopen");
+        assert!(again.vhost("v").is_some());
+        assert!(again.authenticate("u", "pw", [127, 0, 0, 1].into()).is_ok());
+        assert!(again.has_vhost_access("u", "v"));
+        assert!(!again.has_vhost_access("guest", "/"));
+        assert!(again.admin.policies.get("v", "p").is_some());
+        assert!(again.vhost("gone").is_none());
+        assert!(
+            again.admin.policies.get("gone", "p").is_none(),
+            "a deleted vhost's policies stay deleted"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn damaged_files_do_not_stop_the_broker() {
         let dir = temp_dir("damaged");
         fs::create_dir_all(&dir).expect("dir");
