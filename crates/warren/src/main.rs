@@ -406,14 +406,23 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Imports a RabbitMQ definitions file; a bad file stops the boot with the entry named.
+/// Imports a RabbitMQ definitions file; a bad file stops the boot with the entry named,
+/// and so does a metadata write that fails during the import (the entries before it
+/// stay recorded; importing the file at the next boot completes it).
 fn load_definitions(broker: &Broker, path: &std::path::Path) -> Result<(), String> {
+    use warren_server::definitions::DefinitionsError;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read definitions file {}: {e}", path.display()))?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| format!("invalid definitions file {}: {e}", path.display()))?;
-    warren_server::definitions::import(broker, &doc, None)
-        .map_err(|e| format!("definitions file {} refused: {e}", path.display()))
+    warren_server::definitions::import(broker, &doc, None).map_err(|e| match e {
+        DefinitionsError::Internal(_) => format!(
+            "cannot record the definitions of {} in {}: {e}",
+            path.display(),
+            broker.config.data_dir.join("meta").display()
+        ),
+        _ => format!("definitions file {} refused: {e}", path.display()),
+    })
 }
 
 async fn wait_for_signal() {

@@ -11,7 +11,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use warren_server::{auth::Permission, Broker};
+use warren_server::{admin::AdminError, auth::Permission, Broker};
 
 use super::{auth, body_json, created, list::list_reply, no_content, str_field, Peer, B, Q};
 use crate::{ApiError, ApiResult};
@@ -116,8 +116,10 @@ async fn put_permission(
         ));
     };
     let p = Permission::new(c, w, r).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let is_new = b.permission(&user, &vhost).is_none();
-    b.set_permission(&user, &vhost, p);
+    // Recorded before it takes effect: a failed write leaves the permission as it was (500).
+    let is_new = b
+        .set_permission(&user, &vhost, p)
+        .map_err(AdminError::from_amqp)?;
     Ok(created(is_new))
 }
 
@@ -128,7 +130,10 @@ async fn delete_permission(
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
-    if !b.clear_permission(&user, &vhost) {
+    if !b
+        .clear_permission(&user, &vhost)
+        .map_err(AdminError::from_amqp)?
+    {
         return Err(ApiError::not_found());
     }
     Ok(no_content())

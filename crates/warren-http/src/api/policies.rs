@@ -11,7 +11,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::Value;
-use warren_server::{policy::Policy, Broker};
+use warren_server::{admin::AdminError, policy::Policy, Broker};
 
 use super::{auth, body_json, created, no_content, Peer, B};
 use crate::{ApiError, ApiResult};
@@ -89,7 +89,9 @@ async fn put_policy(
     who.require_vhost(&b, &vhost)?;
     let v = body_json(&body)?;
     let p = Policy::from_json(&vhost, &name, &v).map_err(ApiError::bad_request)?;
-    let is_new = b.admin.policies.put(p);
+    // Recorded before it takes effect: a failed write leaves the policies as they were
+    // (500), and nothing is re-applied.
+    let is_new = b.admin.policies.put(p).map_err(AdminError::from_amqp)?;
     if let Some(vh) = b.vhost(&vhost) {
         b.admin.policies.apply(&vh);
     }
@@ -105,7 +107,12 @@ async fn delete_policy(
     let who = auth(&b, &headers, peer)?;
     who.require_policymaker()?;
     who.require_vhost(&b, &vhost)?;
-    if !b.admin.policies.remove(&vhost, &name) {
+    if !b
+        .admin
+        .policies
+        .remove(&vhost, &name)
+        .map_err(AdminError::from_amqp)?
+    {
         return Err(ApiError::not_found());
     }
     if let Some(vh) = b.vhost(&vhost) {

@@ -11,7 +11,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use warren_server::{auth::HASHING_ALGORITHM, broker::User, Broker};
+use warren_server::{admin::AdminError, auth::HASHING_ALGORITHM, broker::User, Broker};
 
 use super::{auth, body_json, created, list::list_reply, no_content, str_field, Peer, B, Q};
 use crate::{ApiError, ApiResult};
@@ -102,13 +102,16 @@ async fn put_user(
             "Mandatory fields missing: [password_hash, password]",
         ));
     };
-    b.put_user(User {
-        name: name.clone(),
-        password_hash: hash,
-        hashing_algorithm: algorithm,
-        tags,
-    });
-    Ok(created(existing.is_none()))
+    // Recorded before it takes effect: a failed write leaves the user as it was (500).
+    let is_new = b
+        .put_user(User {
+            name: name.clone(),
+            password_hash: hash,
+            hashing_algorithm: algorithm,
+            tags,
+        })
+        .map_err(AdminError::from_amqp)?;
+    Ok(created(is_new))
 }
 
 async fn delete_user(
@@ -118,7 +121,8 @@ async fn delete_user(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
-    if !b.delete_user(&name) {
+    // A failed write leaves the user, its permissions and its connections (500).
+    if !b.delete_user(&name).map_err(AdminError::from_amqp)? {
         return Err(ApiError::not_found());
     }
     // Its connections go too, with RabbitMQ's reason.

@@ -10,7 +10,7 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use warren_server::{auth::Permission, vhost::VHost, Broker};
+use warren_server::{admin::AdminError, auth::Permission, vhost::VHost, Broker};
 
 use super::{
     auth, created,
@@ -106,10 +106,13 @@ async fn put_vhost(
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_admin()?;
-    let is_new = b.admin_add_vhost(&name);
+    let is_new = b.admin_add_vhost(&name)?;
     if is_new {
         // As RabbitMQ's management plugin: the creating user gets full permissions there.
-        b.set_permission(&who.user, &name, Permission::allow_all());
+        // Should that write fail, the vhost stays (it is recorded) without the permission,
+        // and the answer is a 500; an administrator can grant it with PUT /api/permissions.
+        b.set_permission(&who.user, &name, Permission::allow_all())
+            .map_err(AdminError::from_amqp)?;
     }
     Ok(created(is_new))
 }

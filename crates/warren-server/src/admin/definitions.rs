@@ -4,6 +4,7 @@
 //! An import is validated whole before anything is applied: every entry is checked
 //! (fields, types, regexes, references to vhosts/users/exchanges/queues defined in the file
 //! or already present), and the first bad one is reported by section, index and name.
+//! Applying it can still fail on a metadata write: see [`import`] for what is left then.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -12,10 +13,12 @@ use serde_json::{json, Value};
 use warren_router::{Binding, Destination, ExchangeKind};
 
 use crate::{
+    admin::AdminError,
     model::auth::{Permission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
     model::policy::Policy,
     model::vhost::{ExchangeMeta, VHost},
+    util::error::AmqpError,
     util::json::{json_to_table, table_to_json},
 };
 
@@ -30,6 +33,10 @@ pub enum DefinitionsError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A change could not be recorded (a metadata write failed): the import stopped at
+    /// that entry. The text names it; the I/O error is logged.
+    #[error("{0}")]
+    Internal(String),
 }
 
 fn is_system_exchange(name: &str) -> bool {
@@ -635,6 +642,13 @@ fn plan_binding(known: &Known, i: usize, e: &Value) -> Result<PlannedBinding, De
 
 /// Imports a definitions document (`vhost`: the per-vhost form into that vhost). Nothing
 /// is applied unless every entry is valid.
+///
+/// Each change is recorded before it takes effect, so a failed metadata write stops the
+/// import at that entry with [`DefinitionsError::Internal`] naming it. What is left then:
+/// the entries applied before it stay, in memory and in the log (an import is not a
+/// transaction); the failing entry and all after it are not applied. Policies are
+/// re-applied to every vhost either way, so queues obey the policies that did get in.
+/// Importing the same file again once the disk is back completes it.
 pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), DefinitionsError> {
     let p = plan(b, doc, vhost)?;
     // Runtime parameters (federation, shovels, limits) and topic permissions have no
@@ -664,32 +678,61 @@ pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), Defini
             );
         }
     }
+    let applied = apply_plan(b, p);
+    for vh in b.vhosts() {
+        b.admin.policies.apply(&vh);
+    }
+    applied
+}
+
+/// An operation's failure as an import error: a failed write (500) names the entry it
+/// stopped at; other refusals keep their text.
+fn not_applied(what: String) -> impl FnOnce(AdminError) -> DefinitionsError {
+    move |e| match e {
+        AdminError::Internal(reason) => {
+            DefinitionsError::Internal(format!("{what} not imported: {reason}"))
+        }
+        other => DefinitionsError::Invalid(other.to_string()),
+    }
+}
+
+/// [`not_applied`] for the model's own errors (the cause is logged on the way).
+fn not_recorded(what: String) -> impl FnOnce(AmqpError) -> DefinitionsError {
+    move |e| not_applied(what)(AdminError::from_amqp(e))
+}
+
+/// Applies a checked plan in order, stopping at the first failure (see [`import`]).
+fn apply_plan(b: &Broker, p: Plan) -> Result<(), DefinitionsError> {
     for v in &p.vhosts {
-        b.admin_add_vhost(v);
+        b.admin_add_vhost(v)
+            .map_err(not_applied(format!("vhost '{v}'")))?;
     }
     for u in p.users {
-        b.put_user(u);
+        let what = format!("user '{}'", u.name);
+        b.put_user(u).map_err(not_recorded(what))?;
     }
     for (u, v, perm) in p.permissions {
-        b.set_permission(&u, &v, perm);
+        b.set_permission(&u, &v, perm)
+            .map_err(not_recorded(format!(
+                "permission of user '{u}' in vhost '{v}'"
+            )))?;
     }
     for pol in p.policies {
-        b.admin.policies.put(pol);
+        let what = format!("policy '{}' in vhost '{}'", pol.name, pol.vhost);
+        b.admin.policies.put(pol).map_err(not_recorded(what))?;
     }
-    let fail = |e: crate::admin::AdminError| DefinitionsError::Invalid(e.to_string());
     for (v, name, meta) in p.exchanges {
-        b.admin_declare_exchange(&v, &name, meta).map_err(fail)?;
+        b.admin_declare_exchange(&v, &name, meta)
+            .map_err(not_applied(format!("exchange '{name}' in vhost '{v}'")))?;
     }
     for (v, name, durable, auto_delete, args) in p.queues {
         b.admin_declare_queue(&v, &name, durable, auto_delete, args)
-            .map_err(fail)?;
+            .map_err(not_applied(format!("queue '{name}' in vhost '{v}'")))?;
     }
     for (v, source, dest, key, args) in p.bindings {
+        let what = format!("binding '{source}' -> '{}' in vhost '{v}'", dest.name());
         b.admin_bind(&v, &source, dest, &key, &args, true)
-            .map_err(fail)?;
-    }
-    for vh in b.vhosts() {
-        b.admin.policies.apply(&vh);
+            .map_err(not_applied(what))?;
     }
     Ok(())
 }
@@ -713,6 +756,47 @@ mod tests {
             Some("exchanges[0] (exchange 'x' in vhost 'new'): unknown exchange type 'nope'")
         );
         assert!(b.vhost("new").is_none(), "nothing was applied");
+    }
+
+    #[test]
+    fn an_import_whose_write_fails_stops_there() {
+        let b = Broker::new(ServerConfig::default());
+        let dir = std::env::temp_dir().join(format!(
+            "warren-import-failing-{}-{}",
+            std::process::id(),
+            crate::util::clock::now_ms()
+        ));
+        let log = crate::persist::MetaLog::failing(&dir).expect("log");
+        assert!(b.persistence.attach_log(log).is_ok());
+        let doc = json!({
+            "users": [{"name": "u", "password": "pw", "tags": ""}],
+            "vhosts": [{"name": "new"}],
+            "queues": [{"name": "q", "vhost": "new", "durable": true, "auto_delete": false, "arguments": {}}],
+        });
+        assert_eq!(
+            import(&b, &doc, None),
+            Err(DefinitionsError::Internal(
+                "vhost 'new' not imported: cannot record metadata".into()
+            ))
+        );
+        assert!(b.vhost("new").is_none(), "the failing entry is not applied");
+        assert!(b.user("u").is_none(), "nor those after it");
+        // The same for the model's own changes (users, permissions, policies).
+        let doc = json!({"users": [{"name": "u", "password": "pw", "tags": ""}]});
+        assert_eq!(
+            import(&b, &doc, None),
+            Err(DefinitionsError::Internal(
+                "user 'u' not imported: cannot record metadata".into()
+            ))
+        );
+        let doc =
+            json!({"policies": [{"name": "p", "pattern": ".*", "definition": {"max-length": 1}}]});
+        assert!(matches!(
+            import(&b, &doc, Some("/")),
+            Err(DefinitionsError::Internal(_))
+        ));
+        assert!(b.admin.policies.get("/", "p").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -312,18 +312,16 @@ impl Broker {
         Ok(())
     }
 
-    /// `PUT /api/vhosts/{name}`: true when created.
-    pub fn admin_add_vhost(&self, name: &str) -> bool {
-        if self.vhost(name).is_some() {
-            return false;
-        }
-        self.add_vhost(name);
-        true
+    /// `PUT /api/vhosts/{name}`: true when created. A vhost whose record fails is not
+    /// created (500).
+    pub fn admin_add_vhost(&self, name: &str) -> AdminResult<bool> {
+        Ok(self.create_vhost(name)?)
     }
 
     /// `DELETE /api/vhosts/{name}`: closes its connections and drops everything in it.
+    /// When its deletion cannot be recorded the vhost stays, untouched (500).
     pub fn admin_delete_vhost(&self, name: &str) -> AdminResult<()> {
-        let vh = self.delete_vhost(name).ok_or(AdminError::NotFound)?;
+        let vh = self.delete_vhost(name)?.ok_or(AdminError::NotFound)?;
         {
             let snap = vh.stats.snapshot();
             let mut retired = self.admin.retired_vhosts.lock();
@@ -346,7 +344,6 @@ impl Broker {
                 tracing::warn!(queue = %q, error = %e.text, "queue of a deleted vhost not recorded as deleted");
             }
         }
-        self.admin.policies.remove_vhost(name);
         Ok(())
     }
 }
@@ -415,6 +412,36 @@ mod tests {
             b.admin_delete_queue("/", "q", false, false),
             Err(AdminError::NotFound)
         );
+    }
+
+    #[test]
+    fn vhost_changes_whose_record_fails_are_internal_errors() {
+        let b = Broker::new(ServerConfig::default());
+        assert_eq!(
+            b.admin_declare_queue("/", "q", false, false, FieldTable::default()),
+            Ok(true)
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "warren-admin-failing-{}-{}",
+            std::process::id(),
+            crate::util::clock::now_ms()
+        ));
+        let log = crate::persist::MetaLog::failing(&dir).expect("log");
+        assert!(b.persistence.attach_log(log).is_ok());
+        assert!(matches!(
+            b.admin_add_vhost("v"),
+            Err(AdminError::Internal(_))
+        ));
+        assert!(b.vhost("v").is_none());
+        assert_eq!(b.admin_add_vhost("/"), Ok(false));
+        assert!(matches!(
+            b.admin_delete_vhost("/"),
+            Err(AdminError::Internal(_))
+        ));
+        let kept = b.vhost("/").expect("not deleted");
+        assert!(kept.queue("q").is_some(), "nor emptied");
+        assert_eq!(b.admin_delete_vhost("nope"), Err(AdminError::NotFound));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
 };
 
 use dashmap::DashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use amq_protocol::types::FieldTable;
 
@@ -24,6 +24,27 @@ use crate::{
     persist::{MetaOp, Persistence},
     util::error::AmqpResult,
 };
+
+/// The record of `user` as it is now.
+fn user_op(user: &User) -> MetaOp {
+    MetaOp::User {
+        name: user.name.clone(),
+        password_hash: user.password_hash.clone(),
+        hashing_algorithm: user.hashing_algorithm.clone(),
+        tags: user.tags.clone(),
+    }
+}
+
+/// The record of `user`'s permission in `vhost`.
+fn permission_op(user: &str, vhost: &str, permission: &Permission) -> MetaOp {
+    MetaOp::Permission {
+        user: user.to_string(),
+        vhost: vhost.to_string(),
+        configure: permission.configure.source.clone(),
+        write: permission.write.source.clone(),
+        read: permission.read.source.clone(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -81,6 +102,11 @@ pub struct Broker {
     pub alarms: Arc<crate::model::alarm::Alarms>,
     /// Durable metadata log (attached by `crate::recovery::metadata::open`).
     pub persistence: Arc<Persistence>,
+    /// Serializes changes to vhosts, users and permissions: each is checked, recorded and
+    /// applied while this is held, so the log lists them in the order memory took them.
+    /// It is held across the log write; the maps' own locks are not, so readers
+    /// (authentication, access checks) never wait for the disk.
+    meta_writes: Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -109,6 +135,7 @@ impl Broker {
                 usize::try_from(config.memory_budget_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
             ),
+            meta_writes: Mutex::new(()),
             next_id: AtomicU64::new(1),
             config,
         };
@@ -116,19 +143,40 @@ impl Broker {
             .admin
             .policies
             .attach_persistence(broker.persistence.clone());
-        if !defaults {
-            return Arc::new(broker);
+        if defaults {
+            broker.create_defaults();
         }
-        let vhost = broker.config.default_vhost.clone();
-        let user = broker.config.default_user.clone();
-        broker.add_vhost(&vhost);
-        broker.put_user(User::with_password(
-            &user,
-            &broker.config.default_pass,
-            vec!["administrator".into()],
-        ));
-        broker.set_permission(&user, &vhost, Permission::allow_all());
         Arc::new(broker)
+    }
+
+    /// The default vhost, user and the user's permission there, in memory only: a broker
+    /// being built has no log attached, so there is nothing to record. They reach the
+    /// log with the snapshot `crate::recovery::metadata::open` writes.
+    fn create_defaults(&self) {
+        let vhost = self.config.default_vhost.clone();
+        let user = User::with_password(
+            &self.config.default_user,
+            &self.config.default_pass,
+            vec!["administrator".into()],
+        );
+        self.vhosts.write().insert(
+            vhost.clone(),
+            Arc::new(VHost::new(
+                &vhost,
+                self.timers.clone(),
+                self.persistence.clone(),
+            )),
+        );
+        self.permissions.write().insert(
+            (user.name.clone(), vhost),
+            Arc::new(Permission::allow_all()),
+        );
+        self.users.write().insert(user.name.clone(), user);
+    }
+
+    /// Users or permissions changed: connections re-read their permissions.
+    fn permissions_changed(&self) {
+        self.permission_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A fresh id for a connection or a consumer.
@@ -136,56 +184,90 @@ impl Broker {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        let mut created = false;
-        let vhost = self
-            .vhosts
-            .write()
-            .entry(name.to_string())
-            .or_insert_with(|| {
-                created = true;
-                Arc::new(VHost::new(
-                    name,
-                    self.timers.clone(),
-                    self.persistence.clone(),
-                ))
-            })
-            .clone();
-        if created {
-            self.persistence.record_logged(&[MetaOp::Vhost {
-                name: name.to_string(),
-            }]);
+    /// The vhost `name`, created if it does not exist. A new vhost is recorded before it
+    /// exists; when the record fails there is no such vhost and the error (541) is
+    /// returned.
+    pub fn add_vhost(&self, name: &str) -> AmqpResult<Arc<VHost>> {
+        self.vhost_or_create(name).map(|(vhost, _)| vhost)
+    }
+
+    /// [`Broker::add_vhost`], saying whether the vhost was created.
+    pub fn create_vhost(&self, name: &str) -> AmqpResult<bool> {
+        self.vhost_or_create(name).map(|(_, created)| created)
+    }
+
+    fn vhost_or_create(&self, name: &str) -> AmqpResult<(Arc<VHost>, bool)> {
+        if let Some(vhost) = self.vhost(name) {
+            return Ok((vhost, false));
         }
-        vhost
+        let _serial = self.meta_writes.lock();
+        // Another change may have created it while this one waited.
+        if let Some(vhost) = self.vhost(name) {
+            return Ok((vhost, false));
+        }
+        self.persistence.record_or_undo(
+            &[MetaOp::Vhost {
+                name: name.to_string(),
+            }],
+            &[MetaOp::DeleteVhost {
+                name: name.to_string(),
+            }],
+        )?;
+        let vhost = Arc::new(VHost::new(
+            name,
+            self.timers.clone(),
+            self.persistence.clone(),
+        ));
+        self.vhosts.write().insert(name.to_string(), vhost.clone());
+        Ok((vhost, true))
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
     }
 
-    pub fn put_user(&self, user: User) {
-        self.persistence.record_logged(&[MetaOp::User {
-            name: user.name.clone(),
-            password_hash: user.password_hash.clone(),
-            hashing_algorithm: user.hashing_algorithm.clone(),
-            tags: user.tags.clone(),
-        }]);
+    /// Adds or replaces a user; true when it is new. The change is recorded first: when
+    /// the record fails the user stays as it was and the error (541) is returned.
+    pub fn put_user(&self, user: User) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let previous = self.user(&user.name);
+        let undo = match &previous {
+            Some(p) => user_op(p),
+            None => MetaOp::DeleteUser {
+                name: user.name.clone(),
+            },
+        };
+        self.persistence
+            .record_or_undo(&[user_op(&user)], &[undo])?;
         self.users.write().insert(user.name.clone(), user);
-        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+        self.permissions_changed();
+        Ok(previous.is_none())
     }
 
-    pub fn set_permission(&self, user: &str, vhost: &str, permission: Permission) {
-        self.persistence.record_logged(&[MetaOp::Permission {
-            user: user.to_string(),
-            vhost: vhost.to_string(),
-            configure: permission.configure.source.clone(),
-            write: permission.write.source.clone(),
-            read: permission.read.source.clone(),
-        }]);
+    /// Sets `user`'s permission in `vhost`; true when it had none. Recorded first: when
+    /// the record fails the permission stays as it was and the error (541) is returned.
+    pub fn set_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+        permission: Permission,
+    ) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let previous = self.permission(user, vhost);
+        let undo = match &previous {
+            Some(p) => permission_op(user, vhost, p),
+            None => MetaOp::ClearPermission {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+            },
+        };
+        self.persistence
+            .record_or_undo(&[permission_op(user, vhost, &permission)], &[undo])?;
         self.permissions
             .write()
             .insert((user.to_string(), vhost.to_string()), Arc::new(permission));
-        self.permission_generation.fetch_add(1, Ordering::AcqRel);
+        self.permissions_changed();
+        Ok(previous.is_none())
     }
 
     // ---- management (users, vhosts, permissions) --------------------------------
@@ -213,18 +295,26 @@ impl Broker {
         all
     }
 
-    pub fn clear_permission(&self, user: &str, vhost: &str) -> bool {
-        self.persistence.record_logged(&[MetaOp::ClearPermission {
-            user: user.to_string(),
-            vhost: vhost.to_string(),
-        }]);
-        let removed = self
-            .permissions
+    /// Removes `user`'s permission in `vhost`; false when there was none (nothing is
+    /// recorded then). Recorded first: when the record fails the permission stays and
+    /// the error (541) is returned.
+    pub fn clear_permission(&self, user: &str, vhost: &str) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let Some(previous) = self.permission(user, vhost) else {
+            return Ok(false);
+        };
+        self.persistence.record_or_undo(
+            &[MetaOp::ClearPermission {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+            }],
+            &[permission_op(user, vhost, &previous)],
+        )?;
+        self.permissions
             .write()
-            .remove(&(user.to_string(), vhost.to_string()))
-            .is_some();
-        self.permission_generation.fetch_add(1, Ordering::AcqRel);
-        removed
+            .remove(&(user.to_string(), vhost.to_string()));
+        self.permissions_changed();
+        Ok(true)
     }
 
     pub fn user(&self, name: &str) -> Option<User> {
@@ -237,15 +327,32 @@ impl Broker {
         all
     }
 
-    /// Deletes a user and its permissions.
-    pub fn delete_user(&self, name: &str) -> bool {
-        self.persistence.record_logged(&[MetaOp::DeleteUser {
-            name: name.to_string(),
-        }]);
-        let removed = self.users.write().remove(name).is_some();
+    /// Deletes a user and its permissions; false when there was no such user. Recorded
+    /// first: when the record fails the user and its permissions stay and the error
+    /// (541) is returned.
+    pub fn delete_user(&self, name: &str) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let user = self.user(name);
+        let mut undo: Vec<MetaOp> = user.iter().map(user_op).collect();
+        undo.extend(
+            self.permissions()
+                .iter()
+                .filter(|(u, _, _)| u == name)
+                .map(|(u, v, p)| permission_op(u, v, p)),
+        );
+        if undo.is_empty() {
+            return Ok(false);
+        }
+        self.persistence.record_or_undo(
+            &[MetaOp::DeleteUser {
+                name: name.to_string(),
+            }],
+            &undo,
+        )?;
+        self.users.write().remove(name);
         self.permissions.write().retain(|(u, _), _| u != name);
-        self.permission_generation.fetch_add(1, Ordering::AcqRel);
-        removed
+        self.permissions_changed();
+        Ok(user.is_some())
     }
 
     pub fn vhosts(&self) -> Vec<Arc<VHost>> {
@@ -254,19 +361,37 @@ impl Broker {
         all
     }
 
-    /// Removes a vhost with everything in it, and the permissions for it.
-    pub fn delete_vhost(&self, name: &str) -> Option<Arc<VHost>> {
-        let removed = self.vhosts.write().remove(name)?;
-        self.persistence.record_logged(&[MetaOp::DeleteVhost {
-            name: name.to_string(),
-        }]);
+    /// Removes a vhost with everything in it, the permissions for it and its policies;
+    /// `None` when there is no such vhost. Recorded first: when the record fails the
+    /// vhost stays, whole, and the error (541) is returned.
+    ///
+    /// Unlike the other changes this one records no undo: should the failed line have
+    /// reached the file before its sync failed, the vhost is gone after a restart, since
+    /// restoring it would mean recording its whole topology again.
+    pub fn delete_vhost(&self, name: &str) -> AmqpResult<Option<Arc<VHost>>> {
+        let _serial = self.meta_writes.lock();
+        if self.vhost(name).is_none() {
+            return Ok(None);
+        }
+        self.persistence.record_or_undo(
+            &[MetaOp::DeleteVhost {
+                name: name.to_string(),
+            }],
+            &[],
+        )?;
+        let Some(removed) = self.vhosts.write().remove(name) else {
+            return Ok(None);
+        };
         // Its durable queues' messages go with it.
         for q in removed.topology.read().queues.values() {
             q.forget_stored();
         }
         self.permissions.write().retain(|(_, v), _| v != name);
-        self.permission_generation.fetch_add(1, Ordering::AcqRel);
-        Some(removed)
+        // Its policies too, here rather than in the management operation, so a replayed
+        // deletion drops them as well.
+        self.admin.policies.remove_vhost(name);
+        self.permissions_changed();
+        Ok(Some(removed))
     }
 
     pub fn has_vhost_access(&self, user: &str, vhost: &str) -> bool {
@@ -367,5 +492,66 @@ mod tests {
         assert!(b.vhost("/").is_some());
         assert!(b.has_vhost_access("guest", "/"));
         assert!(!b.has_vhost_access("guest", "other"));
+    }
+
+    /// A 541 INTERNAL_ERROR that keeps the I/O error as its cause.
+    fn failed<T>(r: AmqpResult<T>) -> bool {
+        matches!(r, Err(e) if e.code == crate::util::error::ReplyCode::InternalError && e.cause.is_some())
+    }
+
+    #[test]
+    fn a_change_whose_record_fails_changes_nothing() {
+        let b = Broker::new(ServerConfig::default());
+        let dir = std::env::temp_dir().join(format!(
+            "warren-broker-failing-{}-{}",
+            std::process::id(),
+            crate::util::clock::now_ms()
+        ));
+        let log = crate::persist::MetaLog::failing(&dir).expect("log");
+        assert!(b.persistence.attach_log(log).is_ok());
+        let lo: IpAddr = [127, 0, 0, 1].into();
+        let generation = b.permission_generation();
+
+        // Users.
+        assert!(failed(b.put_user(User::with_password("new", "pw", vec![]))));
+        assert!(b.user("new").is_none(), "not added");
+        assert!(failed(b.put_user(User::with_password(
+            "guest",
+            "other",
+            vec![]
+        ))));
+        assert_eq!(b.authenticate("guest", "guest", lo), Ok(()), "not replaced");
+        assert!(failed(b.delete_user("guest")));
+        assert!(b.user("guest").is_some(), "not deleted");
+        assert!(b.has_vhost_access("guest", "/"), "nor its permissions");
+        assert_eq!(b.delete_user("nobody"), Ok(false), "nothing to record");
+
+        // Permissions.
+        let narrow = Permission::new("^x", "^x", "^x").expect("patterns");
+        assert!(failed(b.set_permission("guest", "/", narrow.clone())));
+        let kept = b.permission("guest", "/").expect("still there");
+        assert_eq!(kept.configure.source, ".*", "not replaced");
+        b.vhosts.write().insert(
+            "other".into(),
+            Arc::new(VHost::new("other", b.timers.clone(), b.persistence.clone())),
+        );
+        assert!(failed(b.set_permission("guest", "other", narrow)));
+        assert!(!b.has_vhost_access("guest", "other"), "not added");
+        assert!(failed(b.clear_permission("guest", "/")));
+        assert!(b.has_vhost_access("guest", "/"), "not cleared");
+        assert_eq!(b.clear_permission("guest", "other"), Ok(false));
+
+        // Vhosts.
+        assert!(failed(b.add_vhost("v")));
+        assert!(failed(b.create_vhost("v")));
+        assert!(b.vhost("v").is_none(), "not added");
+        assert_eq!(b.create_vhost("/"), Ok(false), "exists: nothing to record");
+        assert!(failed(b.delete_vhost("/")));
+        assert!(b.vhost("/").is_some(), "not deleted");
+        assert!(b.has_vhost_access("guest", "/"), "nor its permissions");
+        assert!(matches!(b.delete_vhost("nope"), Ok(None)));
+
+        assert_eq!(b.permission_generation(), generation);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -12,7 +12,12 @@ use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
-use crate::{model::auth::Pattern, model::vhost::VHost};
+use crate::{
+    model::auth::Pattern,
+    model::vhost::VHost,
+    persist::{MetaOp, Persistence},
+    util::error::AmqpResult,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyTo {
@@ -94,6 +99,15 @@ impl Policy {
             priority,
             definition,
         })
+    }
+
+    /// The record of this policy.
+    fn op(&self) -> MetaOp {
+        MetaOp::Policy {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+            policy: self.to_json().to_string(),
+        }
     }
 
     pub fn to_json(&self) -> Value {
@@ -241,7 +255,10 @@ pub struct PolicyStore {
     /// Bumped on every change, so code that caches effective arguments knows to refresh.
     generation: std::sync::atomic::AtomicU64,
     /// Where changes are recorded so policies survive a restart.
-    persistence: std::sync::OnceLock<Arc<crate::persist::Persistence>>,
+    persistence: std::sync::OnceLock<Arc<Persistence>>,
+    /// Serializes changes: each is checked, recorded and applied while this is held, so
+    /// the log lists them in the order memory took them (readers never wait for it).
+    writes: parking_lot::Mutex<()>,
 }
 
 impl PolicyStore {
@@ -255,55 +272,71 @@ impl PolicyStore {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    pub fn attach_persistence(&self, persistence: Arc<crate::persist::Persistence>) {
+    pub fn attach_persistence(&self, persistence: Arc<Persistence>) {
         let _ = self.persistence.set(persistence);
     }
 
-    fn record(&self, op: crate::persist::MetaOp) {
-        if let Some(p) = self.persistence.get() {
-            p.record_logged(&[op]);
+    /// Records `op` (see [`Persistence::record_or_undo`]); nothing to do without a log.
+    fn record(&self, op: MetaOp, undo: MetaOp) -> AmqpResult<()> {
+        match self.persistence.get() {
+            Some(p) => p.record_or_undo(&[op], &[undo]),
+            None => Ok(()),
         }
     }
 
-    /// Adds or replaces a policy; true when it is new.
-    pub fn put(&self, policy: Policy) -> bool {
-        self.changed();
-        self.record(crate::persist::MetaOp::Policy {
-            vhost: policy.vhost.clone(),
-            name: policy.name.clone(),
-            policy: policy.to_json().to_string(),
-        });
-        let mut all = self.policies.write();
-        let existing = all
-            .iter()
-            .position(|p| p.vhost == policy.vhost && p.name == policy.name);
-        match existing {
-            Some(i) => {
-                all[i] = Arc::new(policy);
-                false
-            }
-            None => {
-                all.push(Arc::new(policy));
-                true
+    /// Adds or replaces a policy; true when it is new. The change is recorded first: when
+    /// the record fails the policies stay as they were and the error (541) is returned.
+    pub fn put(&self, policy: Policy) -> AmqpResult<bool> {
+        let _serial = self.writes.lock();
+        let previous = self.get(&policy.vhost, &policy.name);
+        let undo = match &previous {
+            Some(p) => p.op(),
+            None => MetaOp::DeletePolicy {
+                vhost: policy.vhost.clone(),
+                name: policy.name.clone(),
+            },
+        };
+        self.record(policy.op(), undo)?;
+        {
+            let mut all = self.policies.write();
+            let existing = all
+                .iter()
+                .position(|p| p.vhost == policy.vhost && p.name == policy.name);
+            match existing {
+                Some(i) => all[i] = Arc::new(policy),
+                None => all.push(Arc::new(policy)),
             }
         }
+        self.changed();
+        Ok(previous.is_none())
     }
 
-    pub fn remove(&self, vhost: &str, name: &str) -> bool {
-        self.changed();
-        self.record(crate::persist::MetaOp::DeletePolicy {
+    /// Removes a policy; false when there is no such policy (nothing is recorded then).
+    /// Recorded first: when the record fails the policy stays and the error (541) is
+    /// returned.
+    pub fn remove(&self, vhost: &str, name: &str) -> AmqpResult<bool> {
+        let _serial = self.writes.lock();
+        let Some(previous) = self.get(vhost, name) else {
+            return Ok(false);
+        };
+        let op = MetaOp::DeletePolicy {
             vhost: vhost.to_string(),
             name: name.to_string(),
-        });
-        let mut all = self.policies.write();
-        let before = all.len();
-        all.retain(|p| !(p.vhost == vhost && p.name == name));
-        all.len() != before
+        };
+        self.record(op, previous.op())?;
+        self.policies
+            .write()
+            .retain(|p| !(p.vhost == vhost && p.name == name));
+        self.changed();
+        Ok(true)
     }
 
+    /// Drops the policies of a deleted vhost, in memory only: the vhost's deletion is
+    /// their record (see [`crate::model::broker::Broker::delete_vhost`]).
     pub fn remove_vhost(&self, vhost: &str) {
-        self.changed();
+        let _serial = self.writes.lock();
         self.policies.write().retain(|p| p.vhost != vhost);
+        self.changed();
     }
 
     pub fn get(&self, vhost: &str, name: &str) -> Option<Arc<Policy>> {
@@ -481,27 +514,36 @@ mod tests {
     #[test]
     fn highest_priority_wins_and_apply_to_filters() {
         let s = PolicyStore::default();
-        s.put(policy(
-            "low",
-            "^q",
-            ApplyTo::All,
-            0,
-            json!({"max-length": 5}),
-        ));
-        s.put(policy(
-            "high",
-            "^q",
-            ApplyTo::Queues,
-            10,
-            json!({"max-length": 50}),
-        ));
-        s.put(policy(
-            "ex",
-            "^q",
-            ApplyTo::Exchanges,
-            99,
-            json!({"alternate-exchange": "ae"}),
-        ));
+        assert_eq!(
+            s.put(policy(
+                "low",
+                "^q",
+                ApplyTo::All,
+                0,
+                json!({"max-length": 5}),
+            )),
+            Ok(true)
+        );
+        assert_eq!(
+            s.put(policy(
+                "high",
+                "^q",
+                ApplyTo::Queues,
+                10,
+                json!({"max-length": 50}),
+            )),
+            Ok(true)
+        );
+        assert_eq!(
+            s.put(policy(
+                "ex",
+                "^q",
+                ApplyTo::Exchanges,
+                99,
+                json!({"alternate-exchange": "ae"}),
+            )),
+            Ok(true)
+        );
         assert_eq!(
             s.effective("/", "q1", true).map(|p| p.name.clone()),
             Some("high".into())
@@ -512,29 +554,32 @@ mod tests {
         );
         assert!(s.effective("/", "other", true).is_none());
         assert!(s.effective("dev", "q1", true).is_none());
-        assert!(!s.put(policy(
-            "low",
-            "^z",
-            ApplyTo::All,
-            0,
-            json!({"max-length": 5})
-        )));
+        assert_eq!(
+            s.put(policy(
+                "low",
+                "^z",
+                ApplyTo::All,
+                0,
+                json!({"max-length": 5})
+            )),
+            Ok(false)
+        );
         let before = s.generation();
-        assert!(s.remove("/", "low"));
-        assert!(!s.remove("/", "low"));
+        assert_eq!(s.remove("/", "low"), Ok(true));
+        assert_eq!(s.remove("/", "low"), Ok(false));
         assert!(s.generation() > before);
     }
 
     #[test]
     fn queue_arguments_merge_with_rabbitmq_precedence() {
         let s = PolicyStore::default();
-        s.put(policy(
+        assert_eq!(s.put(policy(
             "p",
             ".*",
             ApplyTo::Queues,
             0,
             json!({"max-length": 10, "message-ttl": 60000, "dead-letter-exchange": "pdlx", "overflow": "reject-publish"}),
-        ));
+        )), Ok(true));
         let mut args = FieldTable::default();
         args.insert("x-max-length".into(), AMQPValue::LongInt(100));
         args.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
@@ -559,6 +604,54 @@ mod tests {
                 b"reject-publish".to_vec()
             )))
         );
+    }
+
+    #[test]
+    fn a_change_whose_record_fails_leaves_the_policies_unchanged() {
+        let dir = std::env::temp_dir().join(format!(
+            "warren-policy-failing-{}-{}",
+            std::process::id(),
+            crate::util::clock::now_ms()
+        ));
+        let persistence = Persistence::new(usize::MAX);
+        let s = PolicyStore::default();
+        s.attach_persistence(persistence.clone());
+        let max_length = |n: u64| json!({ "max-length": n });
+        // No log attached yet: nothing to record, nothing fails.
+        assert_eq!(
+            s.put(policy("p", "^q", ApplyTo::Queues, 0, max_length(5))),
+            Ok(true)
+        );
+        let log = crate::persist::MetaLog::failing(&dir).expect("log");
+        assert!(persistence.attach_log(log).is_ok());
+        let generation = s.generation();
+        let failed = |r: AmqpResult<bool>| matches!(r, Err(e) if e.code == crate::util::error::ReplyCode::InternalError && e.cause.is_some());
+        assert!(failed(s.put(policy(
+            "p",
+            "^z",
+            ApplyTo::All,
+            9,
+            max_length(9)
+        ))));
+        let kept = s.get("/", "p").expect("still there");
+        assert_eq!(
+            (kept.pattern.source.as_str(), kept.priority),
+            ("^q", 0),
+            "not replaced"
+        );
+        assert!(failed(s.put(policy(
+            "new",
+            ".*",
+            ApplyTo::All,
+            0,
+            max_length(1)
+        ))));
+        assert!(s.get("/", "new").is_none(), "not added");
+        assert!(failed(s.remove("/", "p")));
+        assert!(s.get("/", "p").is_some(), "not removed");
+        assert_eq!(s.remove("/", "absent"), Ok(false), "nothing to record");
+        assert_eq!(s.generation(), generation);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -25,7 +25,10 @@ use tracing::warn;
 
 pub use meta::{encode_args, MetaLog, MetaOp};
 
-use crate::persist::storage::Storage;
+use crate::{
+    persist::storage::Storage,
+    util::error::{AmqpError, AmqpResult},
+};
 
 /// Smallest transient body written to the journal to save memory (see `should_page`).
 pub const PAGE_MIN_TRANSIENT_BODY: usize = 4096;
@@ -113,12 +116,17 @@ impl Persistence {
         self.last_queue_id.fetch_max(id, Ordering::AcqRel);
     }
 
-    /// [`Persistence::record`] for changes whose callers cannot report a failure: it is
-    /// logged.
-    pub fn record_logged(&self, ops: &[MetaOp]) {
-        if let Err(e) = self.record(ops) {
-            warn!(error = %e, "metadata change not recorded");
-        }
+    /// [`Persistence::record`] for a change that is made in memory only once recorded.
+    /// When the write fails, `undo` (the ops that restore what was) is recorded if the
+    /// disk takes it now, in case the failed line reached the file before its sync
+    /// failed; the error is returned as 541 INTERNAL_ERROR with the I/O error as cause.
+    pub fn record_or_undo(&self, ops: &[MetaOp], undo: &[MetaOp]) -> AmqpResult<()> {
+        self.record(ops).map_err(|e| {
+            if let Err(again) = self.record(undo) {
+                warn!(error = %again, "undo of a failed metadata change not recorded either");
+            }
+            AmqpError::internal("cannot record metadata").caused_by(e)
+        })
     }
 
     /// Records changes; the caller answers the client only after this returns.

@@ -12,30 +12,35 @@ use crate::{
     model::queue::{Queue, QueueDecl},
     model::vhost::ExchangeMeta,
     persist::meta::{decode_args, encode_args, MetaLog, MetaOp},
+    util::error::AmqpResult,
 };
 
-/// Applies one change to the broker's topology, as at declare time.
-pub fn apply(broker: &Broker, op: &MetaOp) {
+/// Applies one change to the broker's topology, as at declare time. Replay runs before
+/// the log is attached, so the changes it makes record nothing and cannot fail on a
+/// write; an error is still passed on rather than dropped.
+pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
     match op {
         MetaOp::Vhost { name } => {
-            broker.add_vhost(name);
+            broker.add_vhost(name)?;
         }
         MetaOp::DeleteVhost { name } => {
-            broker.delete_vhost(name);
+            broker.delete_vhost(name)?;
         }
         MetaOp::User {
             name,
             password_hash,
             hashing_algorithm,
             tags,
-        } => broker.put_user(crate::model::broker::User {
-            name: name.clone(),
-            password_hash: password_hash.clone(),
-            hashing_algorithm: hashing_algorithm.clone(),
-            tags: tags.clone(),
-        }),
+        } => {
+            broker.put_user(crate::model::broker::User {
+                name: name.clone(),
+                password_hash: password_hash.clone(),
+                hashing_algorithm: hashing_algorithm.clone(),
+                tags: tags.clone(),
+            })?;
+        }
         MetaOp::DeleteUser { name } => {
-            broker.delete_user(name);
+            broker.delete_user(name)?;
         }
         MetaOp::Permission {
             user,
@@ -43,17 +48,17 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             configure,
             write,
             read,
-        } => apply_permission(broker, user, vhost, configure, write, read),
+        } => apply_permission(broker, user, vhost, configure, write, read)?,
         MetaOp::ClearPermission { user, vhost } => {
-            broker.clear_permission(user, vhost);
+            broker.clear_permission(user, vhost)?;
         }
         MetaOp::Policy {
             vhost,
             name,
             policy,
-        } => apply_policy(broker, vhost, name, policy),
+        } => apply_policy(broker, vhost, name, policy)?,
         MetaOp::DeletePolicy { vhost, name } => {
-            broker.admin.policies.remove(vhost, name);
+            broker.admin.policies.remove(vhost, name)?;
         }
         MetaOp::Exchange {
             vhost,
@@ -70,7 +75,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             *auto_delete,
             *internal,
             arguments,
-        ),
+        )?,
         MetaOp::DeleteExchange { vhost, name } => {
             if let Some(v) = broker.vhost(vhost) {
                 v.topology.write().remove_exchange(name);
@@ -82,7 +87,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             auto_delete,
             arguments,
             id,
-        } => apply_queue(broker, vhost, name, *auto_delete, arguments, *id),
+        } => apply_queue(broker, vhost, name, *auto_delete, arguments, *id)?,
         MetaOp::DeleteQueue { vhost, name } => {
             if let Some(v) = broker.vhost(vhost) {
                 v.topology.write().remove_queue(name);
@@ -119,6 +124,7 @@ pub fn apply(broker: &Broker, op: &MetaOp) {
             arguments,
         ),
     }
+    Ok(())
 }
 
 /// A stored permission; one whose patterns no longer compile is skipped.
@@ -129,24 +135,28 @@ fn apply_permission(
     configure: &str,
     write: &str,
     read: &str,
-) {
+) -> AmqpResult<()> {
     match crate::model::auth::Permission::new(configure, write, read) {
-        Ok(p) => broker.set_permission(user, vhost, p),
+        Ok(p) => {
+            broker.set_permission(user, vhost, p)?;
+        }
         Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
     }
+    Ok(())
 }
 
 /// A stored policy (its management JSON); one that no longer parses is skipped.
-fn apply_policy(broker: &Broker, vhost: &str, name: &str, policy: &str) {
+fn apply_policy(broker: &Broker, vhost: &str, name: &str, policy: &str) -> AmqpResult<()> {
     let parsed = serde_json::from_str::<serde_json::Value>(policy)
         .map_err(|e| e.to_string())
         .and_then(|v| crate::model::policy::Policy::from_json(vhost, name, &v));
     match parsed {
         Ok(p) => {
-            broker.admin.policies.put(p);
+            broker.admin.policies.put(p)?;
         }
         Err(e) => warn!(policy = %name, error = %e, "stored policy skipped"),
     }
+    Ok(())
 }
 
 /// A durable exchange, unless one of that name exists; one of an unknown type is skipped.
@@ -158,12 +168,12 @@ fn apply_exchange(
     auto_delete: bool,
     internal: bool,
     arguments: &str,
-) {
+) -> AmqpResult<()> {
     let Some(kind) = ExchangeKind::parse(kind) else {
         warn!(exchange = %name, kind = %kind, "stored exchange of unknown type skipped");
-        return;
+        return Ok(());
     };
-    let v = broker.add_vhost(vhost);
+    let v = broker.add_vhost(vhost)?;
     let mut topo = v.topology.write();
     if !topo.exchanges.contains_key(name) {
         topo.insert_exchange(
@@ -177,6 +187,7 @@ fn apply_exchange(
             },
         );
     }
+    Ok(())
 }
 
 /// A durable queue, unless one of that name exists, with its store id (a new one for
@@ -189,10 +200,10 @@ fn apply_queue(
     auto_delete: bool,
     arguments: &str,
     id: u64,
-) {
-    let v = broker.add_vhost(vhost);
+) -> AmqpResult<()> {
+    let v = broker.add_vhost(vhost)?;
     if v.queue(name).is_some() {
-        return;
+        return Ok(());
     }
     let id = if id == 0 {
         broker.persistence.next_queue_id()
@@ -218,6 +229,7 @@ fn apply_queue(
         &v,
     );
     v.topology.write().queues.insert(Arc::from(name), q);
+    Ok(())
 }
 
 fn destination_of(name: &str, to_queue: bool) -> Destination {
@@ -389,7 +401,13 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
 pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
     let (log, ops) = MetaLog::open(dir)?;
     for op in &ops {
-        apply(broker, op);
+        apply(broker, op).map_err(|e| {
+            io::Error::other(format!(
+                "replaying the metadata: {} ({})",
+                e.text,
+                e.cause.as_deref().unwrap_or("no cause")
+            ))
+        })?;
     }
     // Policies may have been replayed after the queues they apply to.
     for vhost in broker.vhosts() {
@@ -494,6 +512,47 @@ mod tests {
         for op in &ops {
             assert!(snap.contains(op), "{op:?} missing from {snap:?}");
         }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn users_permissions_vhosts_and_policies_survive_a_reopen() {
+        use crate::model::{auth::Permission, broker::User, policy::Policy};
+        let dir = temp_dir("accounts");
+        let broker = Broker::new(ServerConfig::default());
+        open(&broker, &dir).expect("open");
+        let policy = |vhost: &str| {
+            let v = serde_json::json!({"pattern": "^q", "definition": {"max-length": 1}});
+            Policy::from_json(vhost, "p", &v).expect("policy")
+        };
+        assert_eq!(broker.create_vhost("v"), Ok(true));
+        assert_eq!(broker.create_vhost("gone"), Ok(true));
+        assert_eq!(
+            broker.put_user(User::with_password("u", "pw", Vec::new())),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.set_permission("u", "v", Permission::allow_all()),
+            Ok(true)
+        );
+        assert_eq!(broker.clear_permission("guest", "/"), Ok(true));
+        assert_eq!(broker.admin.policies.put(policy("v")), Ok(true));
+        assert_eq!(broker.admin.policies.put(policy("gone")), Ok(true));
+        assert!(matches!(broker.delete_vhost("gone"), Ok(Some(_))));
+        assert!(broker.admin.policies.get("gone", "p").is_none());
+
+        let again = Broker::new(ServerConfig::default());
+        open(&again, &dir).expect("reopen");
+        assert!(again.vhost("v").is_some());
+        assert!(again.authenticate("u", "pw", [127, 0, 0, 1].into()).is_ok());
+        assert!(again.has_vhost_access("u", "v"));
+        assert!(!again.has_vhost_access("guest", "/"));
+        assert!(again.admin.policies.get("v", "p").is_some());
+        assert!(again.vhost("gone").is_none());
+        assert!(
+            again.admin.policies.get("gone", "p").is_none(),
+            "a deleted vhost's policies stay deleted"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
