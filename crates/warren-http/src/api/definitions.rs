@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::{
     body::Bytes,
     extract::{ConnectInfo, Path, State},
@@ -10,7 +11,7 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use warren_server::Broker;
+use warren_server::{definitions::DefinitionsError, Broker};
 
 use super::{auth, body_json, no_content, Peer, B};
 use crate::{ApiError, ApiResult};
@@ -46,8 +47,15 @@ async fn definitions_vhost(
 
 fn import(b: &Broker, body: &Bytes, vhost: Option<&str>) -> ApiResult<Response> {
     let v = body_json(body)?;
-    warren_server::definitions::import(b, &v, vhost)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    warren_server::definitions::import(b, &v, vhost).map_err(|e| match e {
+        // The import stopped at an entry whose metadata write failed: the broker's fault.
+        DefinitionsError::Internal(reason) => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal_server_error",
+            reason,
+        },
+        other => ApiError::bad_request(other.to_string()),
+    })?;
     Ok(no_content())
 }
 
