@@ -750,3 +750,35 @@ async fn a_queue_far_longer_than_the_memory_budget_keeps_its_tail_on_disk() {
     assert_eq!(tail_files(&data), 0, "a drained tail leaves no files");
     let _ = std::fs::remove_file(&config);
 }
+
+/// Two brokers on one data directory would overwrite each other's logs: the second
+/// refuses to start and names the PID that holds the directory; after a SIGKILL the
+/// directory is free at once (the kernel drops the lock with the process).
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
+    let broker = Broker::start();
+    let second = std::process::Command::new(warren_integration::warren_bin())
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "off"])
+        .args(["--prometheus-listen", "off", "--data-dir"])
+        .arg(broker.data_dir())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run a second warren");
+    assert!(!second.status.success(), "the second broker must not start");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        said.contains(&format!("in use by another warren (PID {})", broker.pid())),
+        "{said}"
+    );
+    // The first one is unharmed, and a restart after SIGKILL takes the directory.
+    let broker = broker.restart(true);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    let q = exclusive_queue(&ch).await;
+    publish(&ch, "", &q, b"after the restart").await;
+    assert_eq!(drain(&ch, &q).await, vec!["after the restart".to_string()]);
+}

@@ -312,6 +312,14 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // Held until the broker exits: a second warren on this directory would corrupt it.
+    let _data_dir_lock = match warren_server::persist::lock::lock(&cfg.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
         Ok(l) => l,
         Err(e) => {

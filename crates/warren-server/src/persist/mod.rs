@@ -9,6 +9,7 @@
 //! the directory) and the log is emptied. A torn last line, from a crash mid-append, is
 //! ignored; a damaged line elsewhere is skipped with a warning. The broker always starts.
 
+pub mod lock;
 pub mod meta;
 pub mod spill;
 pub mod storage;
