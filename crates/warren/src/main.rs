@@ -37,6 +37,10 @@ struct Cli {
     /// RabbitMQ definitions file (JSON) imported at boot, like RabbitMQ's load_definitions.
     #[arg(long, env = "RABBITMQ_DEFINITIONS_FILE", value_name = "FILE")]
     load_definitions: Option<PathBuf>,
+    /// Start even though the metadata in the data directory is damaged: keep what is
+    /// readable, copy the damaged files aside (`meta/*.damaged-<ms>`) and log what is lost.
+    #[arg(long, env = "WARREN_REPAIR_METADATA")]
+    repair_metadata: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`.
     #[arg(long, env = "WARREN_LOG", default_value = "info")]
     log: String,
@@ -160,6 +164,7 @@ struct Extras {
     http_listen: Option<SocketAddr>,
     prometheus_listen: Option<SocketAddr>,
     load_definitions: Option<PathBuf>,
+    repair_metadata: bool,
 }
 
 /// `off` (or `none`, `false`) disables a listener; anything else must be ADDR:PORT.
@@ -200,6 +205,7 @@ fn load_config(cli: &Cli) -> Result<(ServerConfig, Extras), String> {
             .load_definitions
             .clone()
             .or(file.load_definitions.clone()),
+        repair_metadata: cli.repair_metadata,
     };
     let mut cfg = ServerConfig::default();
     macro_rules! take {
@@ -335,7 +341,7 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         Broker::new(cfg)
     };
     let meta_dir = broker.config.data_dir.join("meta");
-    match warren_server::recovery::metadata::open(&broker, &meta_dir) {
+    match warren_server::recovery::metadata::open(&broker, &meta_dir, extras.repair_metadata) {
         Ok(n) => info!(changes = n, "durable metadata restored"),
         Err(e) => {
             error!("cannot open metadata in {}: {e}", meta_dir.display());

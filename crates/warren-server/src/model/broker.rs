@@ -174,6 +174,19 @@ impl Broker {
         self.users.write().insert(user.name.clone(), user);
     }
 
+    /// Forgets the defaults [`Broker::new`] created, before a data directory's recorded
+    /// metadata is replayed: what it recorded is the whole truth (its snapshot holds the
+    /// defaults when they exist). Memory only: no log is attached yet.
+    pub(crate) fn drop_defaults(&self) {
+        let (user, vhost) = (&self.config.default_user, &self.config.default_vhost);
+        self.permissions
+            .write()
+            .remove(&(user.clone(), vhost.clone()));
+        self.users.write().remove(user);
+        self.vhosts.write().remove(vhost);
+        self.permissions_changed();
+    }
+
     /// Users or permissions changed: connections re-read their permissions.
     fn permissions_changed(&self) {
         self.permission_generation.fetch_add(1, Ordering::AcqRel);

@@ -11,7 +11,7 @@ use std::{
 use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
 pub const SNAPSHOT: &str = "meta.json";
 pub const LOG: &str = "meta.log";
@@ -158,7 +158,7 @@ impl MetaLog {
     /// was, if writing or syncing the temporary file, the rename or the directory sync fails.
     pub fn compact(&self, ops: &[MetaOp]) -> io::Result<()> {
         let tmp = self.dir.join(format!("{SNAPSHOT}.tmp"));
-        let json = serde_json::to_vec_pretty(ops).map_err(io::Error::other)?;
+        let json = snapshot_text(ops)?;
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&json)?;
@@ -172,31 +172,122 @@ impl MetaLog {
     }
 }
 
-fn read_snapshot(dir: &Path) -> Vec<MetaOp> {
-    let path = dir.join(SNAPSHOT);
-    match fs::read(&path) {
-        Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
-            warn!(file = %path.display(), error = %e, "metadata snapshot unreadable; starting from the log alone");
-            Vec::new()
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            warn!(file = %path.display(), error = %e, "cannot read metadata snapshot");
-            Vec::new()
-        }
+/// The first line of a checksummed snapshot; the JSON follows it. Snapshots written
+/// before it existed are plain JSON and still read.
+const SNAPSHOT_HEADER: &str = "warren-meta-snapshot v2 ";
+
+/// Damage found in the metadata files: where, and what it held as far as can be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("damaged metadata in {} at byte {offset}{}: {what}", file.display(), line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct MetaDamage {
+    pub file: PathBuf,
+    pub offset: usize,
+    pub line: Option<usize>,
+    /// What the damaged part held ("queue 'q' in vhost '/'", "the whole snapshot").
+    pub what: String,
+}
+
+/// What the metadata directory holds: the readable changes, and the damage, if any.
+#[derive(Debug, Default)]
+pub struct MetaContents {
+    pub ops: Vec<MetaOp>,
+    pub damage: Vec<MetaDamage>,
+}
+
+/// A record's kind and names, read from its JSON without trusting it: for reports.
+fn describe(json: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return "an unreadable record".into();
+    };
+    let field = |k: &str| v.get(k).and_then(serde_json::Value::as_str);
+    let op = field("op").unwrap_or("unknown change");
+    let name = ["name", "user", "destination"]
+        .iter()
+        .find_map(|k| field(k))
+        .unwrap_or("?");
+    match field("vhost") {
+        Some(vhost) => format!("{op} '{name}' in vhost '{vhost}'"),
+        None => format!("{op} '{name}'"),
     }
 }
 
-fn read_log(dir: &Path) -> Vec<MetaOp> {
+fn snapshot_text(ops: &[MetaOp]) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec_pretty(ops).map_err(io::Error::other)?;
+    let mut out = format!("{SNAPSHOT_HEADER}{:016x}\n", checksum(&json)).into_bytes();
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+fn read_snapshot(dir: &Path, into: &mut MetaContents) -> io::Result<()> {
+    let path = dir.join(SNAPSHOT);
+    let data = match fs::read(&path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let damage = |what: String| MetaDamage {
+        file: path.clone(),
+        offset: 0,
+        line: None,
+        what,
+    };
+    let json = match data.strip_prefix(SNAPSHOT_HEADER.as_bytes()) {
+        Some(rest) => {
+            let newline = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+            let (sum, json) = rest.split_at(newline);
+            let json = json.get(1..).unwrap_or_default();
+            let sum = std::str::from_utf8(sum)
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok());
+            if sum != Some(checksum(json)) {
+                let held = serde_json::from_slice::<Vec<MetaOp>>(json)
+                    .map(|ops| format!("the snapshot of {} changes (checksum mismatch: any of them may be wrong)", ops.len()))
+                    .unwrap_or_else(|_| "the whole snapshot (unreadable)".into());
+                into.damage.push(damage(held));
+            }
+            json
+        }
+        None => &data[..],
+    };
+    match serde_json::from_slice::<Vec<MetaOp>>(json) {
+        Ok(ops) => into.ops.extend(ops),
+        Err(e) if into.damage.is_empty() => {
+            into.damage
+                .push(damage(format!("the whole snapshot (unreadable: {e})")));
+        }
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+/// Whether a bad log line looks like a record (checksum, space, JSON object, no NUL
+/// bytes): such a line was written whole, so its failing checksum is damage. A crash
+/// mid-append leaves an unterminated last line, or zeros where unsynced pages were lost.
+fn record_shaped(line: &[u8]) -> bool {
+    line.len() > 17
+        && line[..16].iter().all(u8::is_ascii_hexdigit)
+        && line[16] == b' '
+        && line[17] == b'{'
+        && !line.contains(&0)
+}
+
+/// Reads the log's records. A bad line followed by a valid one is damage (it had been
+/// synced); bad lines at the end are the torn tail of a crash (never confirmed) unless a
+/// whole record-shaped line among them fails its checksum.
+fn read_log(dir: &Path, into: &mut MetaContents) -> io::Result<()> {
     let path = dir.join(LOG);
     let data = match fs::read(&path) {
         Ok(d) => d,
-        Err(_) => return Vec::new(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     };
-    let mut ops = Vec::new();
     let lines: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
-    let last = lines.len().saturating_sub(1);
+    let unterminated = lines.len().saturating_sub(1);
+    let mut pending: Vec<(MetaDamage, bool)> = Vec::new();
+    let mut offset = 0;
     for (i, line) in lines.iter().enumerate() {
+        let at = offset;
+        offset += line.len() + 1;
         if line.is_empty() {
             continue;
         }
@@ -207,13 +298,33 @@ fn read_log(dir: &Path) -> Vec<MetaOp> {
             serde_json::from_slice::<MetaOp>(json).ok()
         })();
         match parsed {
-            Some(op) => ops.push(op),
-            // The unterminated last line is a write cut short by a crash: never confirmed.
-            None if i == last => info!("ignoring a torn metadata log tail"),
-            None => warn!(line = i + 1, "skipping a damaged metadata log line"),
+            Some(op) => {
+                into.damage.extend(pending.drain(..).map(|(d, _)| d));
+                into.ops.push(op);
+            }
+            None => {
+                let whole = i < unterminated && record_shaped(line);
+                let damage = MetaDamage {
+                    file: path.clone(),
+                    offset: at,
+                    line: Some(i + 1),
+                    what: describe(line.get(17..).unwrap_or(line)),
+                };
+                pending.push((damage, whole));
+            }
         }
     }
-    ops
+    let torn = pending.iter().filter(|(_, whole)| !whole).count();
+    if torn > 0 {
+        info!(lines = torn, "ignoring a torn metadata log tail");
+    }
+    into.damage.extend(
+        pending
+            .into_iter()
+            .filter(|(_, whole)| *whole)
+            .map(|(d, _)| d),
+    );
+    Ok(())
 }
 
 impl MetaLog {
@@ -230,12 +341,14 @@ impl MetaLog {
         })
     }
 
-    /// Reads what `dir` holds (the snapshot, then the log) and opens the log for appending.
-    pub fn open(dir: &Path) -> io::Result<(MetaLog, Vec<MetaOp>)> {
+    /// Reads what `dir` holds (the snapshot, then the log) and opens the log for
+    /// appending. Damage is reported in the contents, and nothing in `dir` is changed.
+    pub fn open(dir: &Path) -> io::Result<(MetaLog, MetaContents)> {
         fs::create_dir_all(dir)?;
         let _ = fs::remove_file(dir.join(format!("{SNAPSHOT}.tmp")));
-        let mut ops = read_snapshot(dir);
-        ops.extend(read_log(dir));
+        let mut contents = MetaContents::default();
+        read_snapshot(dir, &mut contents)?;
+        read_log(dir, &mut contents)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -244,7 +357,28 @@ impl MetaLog {
             dir: dir.to_path_buf(),
             file: Mutex::new(file),
         };
-        Ok((log, ops))
+        Ok((log, contents))
+    }
+
+    /// Copies the damaged files aside (`meta.json.damaged-<ms>`), untouched, before a
+    /// repair rewrites them; returns the copies' paths.
+    pub fn keep_damaged(&self, damage: &[MetaDamage]) -> io::Result<Vec<PathBuf>> {
+        let mut kept = Vec::new();
+        let stamp = crate::util::clock::now_ms();
+        for file in damage.iter().map(|d| &d.file) {
+            let Some(name) = file.file_name() else {
+                continue;
+            };
+            let copy = self
+                .dir
+                .join(format!("{}.damaged-{stamp}", name.to_string_lossy()));
+            if !kept.contains(&copy) {
+                fs::copy(file, &copy)?;
+                kept.push(copy);
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(kept)
     }
 }
 
@@ -269,15 +403,16 @@ mod tests {
     #[test]
     fn compaction_replaces_the_log_with_a_snapshot() {
         let dir = temp_dir("compact");
-        let (log, ops) = MetaLog::open(&dir).expect("open");
-        assert!(ops.is_empty());
+        let (log, contents) = MetaLog::open(&dir).expect("open");
+        assert!(contents.ops.is_empty());
         log.append(&[op()]).expect("append");
         log.compact(&[op(), op()]).expect("compact");
         assert_eq!(fs::metadata(dir.join(LOG)).map(|m| m.len()).ok(), Some(0));
         assert!(!dir.join(format!("{SNAPSHOT}.tmp")).exists());
         drop(log);
-        let (_, ops) = MetaLog::open(&dir).expect("reopen");
-        assert_eq!(ops, vec![op(), op()]);
+        let (_, contents) = MetaLog::open(&dir).expect("reopen");
+        assert_eq!(contents.ops, vec![op(), op()]);
+        assert!(contents.damage.is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -310,8 +445,140 @@ mod tests {
         assert!(fs::metadata(dir.join(LOG)).map(|m| m.len()).unwrap_or(0) > 0);
         drop(log);
         fs::remove_dir_all(dir.join(SNAPSHOT)).expect("remove");
-        let (_, ops) = MetaLog::open(&dir).expect("reopen");
-        assert_eq!(ops, vec![op()], "the log still holds the change");
+        let (_, contents) = MetaLog::open(&dir).expect("reopen");
+        assert_eq!(contents.ops, vec![op()], "the log still holds the change");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A snapshot and a log of three changes, the middle one a queue.
+    fn written(tag: &str) -> PathBuf {
+        let dir = temp_dir(tag);
+        let (log, _) = MetaLog::open(&dir).expect("open");
+        log.compact(&[op(), MetaOp::Vhost { name: "w".into() }])
+            .expect("compact");
+        let queue = MetaOp::Queue {
+            vhost: "v".into(),
+            name: "orders".into(),
+            auto_delete: false,
+            arguments: String::new(),
+            id: 7,
+        };
+        log.append(&[op(), queue, op()]).expect("append");
+        dir
+    }
+
+    fn flip(path: &Path, at: impl Fn(&[u8]) -> usize) {
+        let mut data = fs::read(path).expect("read");
+        let i = at(&data);
+        data[i] ^= 0x01;
+        fs::write(path, data).expect("write");
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_is_found_and_named() {
+        let find = |needle: &'static [u8]| {
+            move |d: &[u8]| {
+                d.windows(needle.len())
+                    .position(|w| w == needle)
+                    .expect("in file")
+            }
+        };
+        // The snapshot: its header, its checksum, its body.
+        for (what, at) in [
+            (
+                "header",
+                Box::new(|_: &[u8]| 3usize) as Box<dyn Fn(&[u8]) -> usize>,
+            ),
+            ("checksum", Box::new(|_: &[u8]| SNAPSHOT_HEADER.len() + 2)),
+            ("body", Box::new(find(b"\"w\""))),
+        ] {
+            let dir = written(&format!("flip-snapshot-{what}"));
+            flip(&dir.join(SNAPSHOT), at);
+            let (_, contents) = MetaLog::open(&dir).expect("open");
+            assert_eq!(contents.damage.len(), 1, "{what}: {:?}", contents.damage);
+            assert_eq!(contents.damage[0].file, dir.join(SNAPSHOT));
+            let _ = fs::remove_dir_all(&dir);
+        }
+        // A log line: its checksum and its body both name the queue.
+        for (what, needle) in [("checksum", &b"\n"[..]), ("body", &b"orders"[..])] {
+            let dir = written(&format!("flip-log-{what}"));
+            flip(&dir.join(LOG), |d| {
+                let at = d
+                    .windows(needle.len())
+                    .position(|w| w == needle)
+                    .expect("in log");
+                if what == "checksum" {
+                    at + 3
+                } else {
+                    at + 1
+                }
+            });
+            let (_, contents) = MetaLog::open(&dir).expect("open");
+            assert_eq!(contents.damage.len(), 1, "{what}: {:?}", contents.damage);
+            let d = &contents.damage[0];
+            assert_eq!((d.file.clone(), d.line), (dir.join(LOG), Some(2)));
+            assert!(
+                d.what.contains("queue 'o") || d.what.contains("queue '"),
+                "{}",
+                d.what
+            );
+            assert_eq!(
+                contents.ops.len(),
+                2 + 2,
+                "the readable changes are all there"
+            );
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_record_is_damage_too() {
+        let dir = written("flip-last");
+        let log = dir.join(LOG);
+        let data = fs::read(&log).expect("read");
+        let last_start = data[..data.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
+        flip(&log, |_| last_start + 30);
+        let (_, contents) = MetaLog::open(&dir).expect("open");
+        assert_eq!(contents.damage.len(), 1, "{:?}", contents.damage);
+        assert_eq!(contents.damage[0].line, Some(3));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_or_garbled_tail_is_not_damage() {
+        let dir = written("torn");
+        let mut data = fs::read(dir.join(LOG)).expect("read");
+        data.extend_from_slice(b"\x00\x01garbage\n0123");
+        fs::write(dir.join(LOG), data).expect("write");
+        let (_, contents) = MetaLog::open(&dir).expect("open");
+        assert!(contents.damage.is_empty(), "{:?}", contents.damage);
+        assert_eq!(contents.ops.len(), 5);
+        // Truncated mid-line: the same.
+        let data = fs::read(dir.join(LOG)).expect("read");
+        fs::write(dir.join(LOG), &data[..data.len() / 2]).expect("write");
+        let (_, contents) = MetaLog::open(&dir).expect("open");
+        assert!(contents.damage.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_truncated_snapshot_is_damage_and_old_plain_snapshots_still_read() {
+        let dir = written("truncated");
+        let data = fs::read(dir.join(SNAPSHOT)).expect("read");
+        fs::write(dir.join(SNAPSHOT), &data[..data.len() - 5]).expect("write");
+        let (_, contents) = MetaLog::open(&dir).expect("open");
+        assert_eq!(contents.damage.len(), 1);
+        fs::write(
+            dir.join(SNAPSHOT),
+            serde_json::to_vec(&[op()]).expect("json"),
+        )
+        .expect("write");
+        let (_, contents) = MetaLog::open(&dir).expect("open");
+        assert!(contents.damage.is_empty());
+        assert_eq!(contents.ops.len(), 4);
         let _ = fs::remove_dir_all(&dir);
     }
 }

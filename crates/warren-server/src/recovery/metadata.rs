@@ -398,9 +398,32 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
 
 /// Loads the durable metadata from `dir` into `broker`, writes a compacted snapshot and
 /// attaches the log so later changes are recorded. Returns how many changes it replayed.
-pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
-    let (log, ops) = MetaLog::open(dir)?;
-    for op in &ops {
+///
+/// Damaged metadata stops the start, as a damaged schema stops RabbitMQ: the error names
+/// each file, offset and what it held, and nothing in `dir` is changed. With `repair`,
+/// the damaged files are first copied aside (`*.damaged-<ms>`), then what is readable is
+/// kept and the rest reported. A directory that holds metadata gets no default user or
+/// vhost beyond what it recorded.
+pub fn open(broker: &Broker, dir: &Path, repair: bool) -> io::Result<usize> {
+    let (log, contents) = MetaLog::open(dir)?;
+    if !contents.damage.is_empty() {
+        if !repair {
+            let found: Vec<String> = contents.damage.iter().map(ToString::to_string).collect();
+            return Err(io::Error::other(format!(
+                "{}; nothing was changed. Start with --repair-metadata (WARREN_REPAIR_METADATA=1) to keep what is readable; the damaged files are copied aside first",
+                found.join("; ")
+            )));
+        }
+        let kept = log.keep_damaged(&contents.damage)?;
+        for damage in &contents.damage {
+            warn!(%damage, "repairing metadata: left out");
+        }
+        warn!(copies = ?kept, "damaged metadata files kept for inspection");
+    }
+    if !contents.ops.is_empty() || !contents.damage.is_empty() {
+        broker.drop_defaults();
+    }
+    for op in &contents.ops {
         apply(broker, op).map_err(|e| {
             io::Error::other(format!(
                 "replaying the metadata: {} ({})",
@@ -415,7 +438,7 @@ pub fn open(broker: &Broker, dir: &Path) -> io::Result<usize> {
     }
     log.compact(&snapshot(broker))?;
     let _ = broker.persistence.attach_log(log);
-    Ok(ops.len())
+    Ok(contents.ops.len())
 }
 
 #[cfg(test)]
@@ -459,7 +482,7 @@ mod tests {
     fn changes_survive_a_reopen_and_torn_tails_are_ignored() {
         let dir = temp_dir("reopen");
         let broker = Broker::new(ServerConfig::default());
-        open(&broker, &dir).expect("open");
+        open(&broker, &dir, false).expect("open");
         let ops = vec![
             MetaOp::Exchange {
                 vhost: "/".into(),
@@ -496,7 +519,7 @@ mod tests {
         drop(f);
 
         let again = Broker::new(ServerConfig::default());
-        let replayed = open(&again, &dir).expect("reopen");
+        let replayed = open(&again, &dir, false).expect("reopen");
         assert!(replayed >= 3);
         let v = again.vhost("/").expect("vhost");
         let q = v.queue("q").expect("queue restored");
@@ -520,7 +543,7 @@ mod tests {
         use crate::model::{auth::Permission, broker::User, policy::Policy};
         let dir = temp_dir("accounts");
         let broker = Broker::new(ServerConfig::default());
-        open(&broker, &dir).expect("open");
+        open(&broker, &dir, false).expect("open");
         let policy = |vhost: &str| {
             let v = serde_json::json!({"pattern": "^q", "definition": {"max-length": 1}});
             Policy::from_json(vhost, "p", &v).expect("policy")
@@ -542,7 +565,7 @@ mod tests {
         assert!(broker.admin.policies.get("gone", "p").is_none());
 
         let again = Broker::new(ServerConfig::default());
-        open(&again, &dir).expect("reopen");
+        open(&again, &dir, false).expect("reopen");
         assert!(again.vhost("v").is_some());
         assert!(again.authenticate("u", "pw", [127, 0, 0, 1].into()).is_ok());
         assert!(again.has_vhost_access("u", "v"));
@@ -557,14 +580,59 @@ mod tests {
     }
 
     #[test]
-    fn damaged_files_do_not_stop_the_broker() {
+    fn damaged_metadata_stops_the_start_until_repaired() {
         let dir = temp_dir("damaged");
-        fs::create_dir_all(&dir).expect("dir");
-        fs::write(dir.join(SNAPSHOT), b"{not json").expect("write");
-        fs::write(dir.join(LOG), b"garbage line\n\x00\xff\n").expect("write");
         let broker = Broker::new(ServerConfig::default());
-        assert_eq!(open(&broker, &dir).expect("opens anyway"), 0);
-        assert!(broker.vhost("/").is_some());
+        open(&broker, &dir, false).expect("open");
+        assert_eq!(broker.delete_user("guest"), Ok(true));
+        let vhost = broker.vhost("/").expect("vhost");
+        let args = FieldTable::default();
+        let spec = crate::model::ops::queues::QueueSpec {
+            name: "keep",
+            server_named: false,
+            durable: true,
+            auto_delete: false,
+            exclusive_owner: None,
+            arguments: &args,
+        };
+        crate::model::ops::queues::declare_queue(&broker, &vhost, spec).expect("declare");
+        drop(broker);
+        // Flip a byte in the snapshot's body.
+        let mut data = fs::read(dir.join(SNAPSHOT)).expect("read");
+        let at = data.len() / 2;
+        data[at] ^= 0x01;
+        fs::write(dir.join(SNAPSHOT), &data).expect("write");
+        let before = (
+            fs::read(dir.join(SNAPSHOT)).ok(),
+            fs::read(dir.join(LOG)).ok(),
+        );
+
+        let again = Broker::new(ServerConfig::default());
+        let err = open(&again, &dir, false).expect_err("refuses");
+        assert!(err.to_string().contains("meta.json"), "{err}");
+        assert!(err.to_string().contains("--repair-metadata"), "{err}");
+        let after = (
+            fs::read(dir.join(SNAPSHOT)).ok(),
+            fs::read(dir.join(LOG)).ok(),
+        );
+        assert_eq!(before, after, "the damaged files are untouched");
+
+        let repaired = Broker::new(ServerConfig::default());
+        open(&repaired, &dir, true).expect("repairs");
+        assert!(
+            repaired.user("guest").is_none(),
+            "no default user on a directory with metadata"
+        );
+        let copies = fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("meta.json.damaged-")
+            })
+            .count();
+        assert_eq!(copies, 1, "the damaged snapshot is kept aside");
         let _ = fs::remove_dir_all(&dir);
     }
 }
