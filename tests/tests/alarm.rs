@@ -3,10 +3,9 @@
 //! blocks them (measured against a real one, see docs/compatibility.md):
 //! connection.blocked "low on disk" after the first publish, not at open; the socket is
 //! no longer read; consumers keep working; the management API shows the alarm and the
-//! `blocking`/`blocked` states. The unblock path (connection.unblocked, reading resumed)
-//! needs the alarm to clear, which cannot be caused from outside (limits are fixed at
-//! start): crates/warren-server/tests/alarm_unblock.rs covers it in-process, and the
-//! alarm module's unit tests cover the state machine.
+//! `blocking`/`blocked` states. The limits change at runtime (`warren ctl
+//! set_disk_free_limit` / `set_vm_memory_high_watermark`, as with rabbitmqctl), which
+//! drives the whole cycle from outside: alarm, blocked, limit lowered, unblocked.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -234,4 +233,75 @@ fn bad_alarm_settings_stop_the_boot() {
             + &String::from_utf8_lossy(&out.stderr);
         assert!(log.contains(text), "{config}: {log}");
     }
+}
+
+/// `warren ctl` against this broker's API.
+fn ctl(broker: &Broker, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(warren_integration::warren_bin())
+        .args(["ctl", "--host", &format!("127.0.0.1:{}", broker.http_port)])
+        .args(args)
+        .output()
+        .expect("run warren ctl")
+}
+
+/// Polls /api/nodes until `key` is `value` (the sampler runs once a second).
+async fn node_until(port: u16, key: &str, value: bool) -> Value {
+    for _ in 0..60 {
+        let node = api(port, "/api/nodes")[0].clone();
+        if node[key] == Value::Bool(value) {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{key} never became {value}");
+}
+
+#[tokio::test]
+async fn alarm_limits_change_at_runtime_and_publishers_are_unblocked() {
+    let broker = Broker::start();
+    let mut publisher = raw_open(broker.port, true).await;
+    // A disk limit no disk meets: the alarm comes on within a sample.
+    let out = ctl(&broker, &["set_disk_free_limit", "1000TB"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = node_until(broker.http_port, "disk_free_alarm", true).await;
+    assert_eq!(
+        node["disk_free_limit"].as_u64(),
+        Some(1_000_000_000_000_000)
+    );
+    raw_publish(&mut publisher, "nowhere", b"blocked").await;
+    match method_within(&mut publisher, WAIT).await {
+        Some((0, AMQPClass::Connection(protocol::connection::AMQPMethod::Blocked(b)))) => {
+            assert_eq!(b.reason.as_str(), "low on disk");
+        }
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
+    // Lowered again: connection.unblocked, and the connection is read again.
+    assert!(ctl(&broker, &["set_disk_free_limit", "1"]).status.success());
+    match method_within(&mut publisher, WAIT).await {
+        Some((0, AMQPClass::Connection(protocol::connection::AMQPMethod::Unblocked(_)))) => {}
+        other => panic!("expected connection.unblocked, got {other:?}"),
+    }
+    node_until(broker.http_port, "disk_free_alarm", false).await;
+
+    // The memory watermark: one byte sets the alarm, a fraction clears it.
+    let out = ctl(&broker, &["set_vm_memory_high_watermark", "absolute", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = node_until(broker.http_port, "mem_alarm", true).await;
+    assert_eq!(node["mem_limit"].as_u64(), Some(1));
+    assert!(ctl(&broker, &["set_vm_memory_high_watermark", "0.9"])
+        .status
+        .success());
+    node_until(broker.http_port, "mem_alarm", false).await;
+    // Refused as rabbitmqctl would be given nonsense.
+    assert!(!ctl(&broker, &["set_vm_memory_high_watermark", "lots"])
+        .status
+        .success());
 }

@@ -3,6 +3,7 @@
 //! people, `--format json` for scripts.
 
 mod admin;
+mod alarms;
 mod http;
 mod list;
 
@@ -58,6 +59,8 @@ enum CtlCommand {
     Queue(admin::QueueCommand),
     #[command(flatten)]
     Definitions(admin::DefinitionsCommand),
+    #[command(flatten)]
+    Alarm(alarms::AlarmCommand),
     /// Node status (overview).
     Status,
     /// Waits until the broker answers (for scripts), up to --timeout seconds.
@@ -95,6 +98,7 @@ fn run(args: &CtlArgs) -> Result<(), String> {
         CtlCommand::Policy(cmd) => admin::policies(args, cmd),
         CtlCommand::Queue(cmd) => admin::queues(args, cmd),
         CtlCommand::Definitions(cmd) => admin::definitions(args, cmd),
+        CtlCommand::Alarm(cmd) => alarms::run(args, cmd),
         CtlCommand::Status => status(args),
         CtlCommand::AwaitStartup { timeout } => await_startup(args, *timeout),
     }
@@ -181,6 +185,8 @@ pub(super) mod tests {
             "delete_queue",
             "import_definitions",
             "export_definitions",
+            "set_vm_memory_high_watermark",
+            "set_disk_free_limit",
             "status",
             "await_startup",
         ];

@@ -6,6 +6,7 @@
 //! status replies, body fields, the node name). List query options (sorting, pagination,
 //! columns) live in `list`, shared message and depth statistics in `stats`.
 
+mod alarms;
 mod aliveness;
 mod bindings;
 mod channels;
@@ -67,6 +68,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(policies::routes())
         .merge(health::routes())
         .merge(aliveness::routes())
+        .merge(alarms::routes())
         .fallback(|| async { ApiError::not_found() })
         .with_state(broker)
 }

@@ -232,6 +232,7 @@ pub struct Alarms {
     pub disk_free: AtomicU64,
     pub disk_free_limit: AtomicU64,
     pub mem_used: AtomicU64,
+    /// The memory alarm's threshold in bytes; 0 when unknown (no memory alarm).
     pub mem_limit: AtomicU64,
 }
 
@@ -244,6 +245,21 @@ impl Alarms {
             mem_used: AtomicU64::new(0),
             mem_limit: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the memory watermark at runtime (RabbitMQ's
+    /// `rabbitmqctl set_vm_memory_high_watermark`); returns the new limit in bytes.
+    pub fn set_memory_watermark(&self, watermark: Watermark) -> Option<u64> {
+        let limit = watermark.limit(total_memory());
+        self.mem_limit.store(limit.unwrap_or(0), Ordering::Relaxed);
+        info!(limit = ?limit, "memory high watermark set");
+        limit
+    }
+
+    /// Sets the free disk space limit at runtime (`rabbitmqctl set_disk_free_limit`).
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.disk_free_limit.store(bytes, Ordering::Relaxed);
+        info!(bytes, "disk free limit set");
     }
 
     pub fn current(&self) -> AlarmSet {
@@ -300,12 +316,28 @@ fn resident_bytes() -> Option<u64> {
     Some(pages.saturating_mul(4096))
 }
 
-/// Total RAM from /proc/meminfo (`MemTotal:  N kB`).
-fn total_memory() -> Option<u64> {
+/// The memory this process may use: RAM from /proc/meminfo (`MemTotal:  N kB`), or the
+/// container's cgroup limit when that is lower (cgroup v2 `memory.max`, v1
+/// `memory.limit_in_bytes`), as RabbitMQ computes the total its watermark is relative to.
+pub fn total_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.saturating_mul(1024))
+    let ram = kb.saturating_mul(1024);
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|path| parse_cgroup_limit(&std::fs::read_to_string(path).ok()?));
+    Some(cgroup.map_or(ram, |limit| limit.min(ram)))
+}
+
+/// A cgroup memory limit file's value; `None` for no limit (`max` in v2, a number near
+/// 2^63 in v1).
+fn parse_cgroup_limit(text: &str) -> Option<u64> {
+    let limit: u64 = text.trim().parse().ok()?;
+    (limit < 1 << 60).then_some(limit)
 }
 
 /// Samples disk and memory every second and tells connections when the alarm set
@@ -317,11 +349,7 @@ fn total_memory() -> Option<u64> {
 pub async fn monitor(broker: Arc<Broker>) {
     let alarms = broker.alarms.clone();
     let data_dir = broker.config.data_dir.clone();
-    let watermark = broker.config.vm_memory_high_watermark;
-    let mem_limit = watermark.limit(total_memory());
-    alarms
-        .mem_limit
-        .store(mem_limit.unwrap_or(0), Ordering::Relaxed);
+    alarms.set_memory_watermark(broker.config.vm_memory_high_watermark);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -336,7 +364,9 @@ pub async fn monitor(broker: Arc<Broker>) {
         alarms
             .mem_used
             .store(sample.mem_used.unwrap_or(0), Ordering::Relaxed);
+        // Both limits may change at runtime (set_disk_free_limit and friends).
         let disk_limit = alarms.disk_free_limit.load(Ordering::Relaxed);
+        let mem_limit = Some(alarms.mem_limit.load(Ordering::Relaxed)).filter(|l| *l > 0);
         if alarms.set(evaluate(sample, disk_limit, mem_limit)) {
             for conn in broker.admin.connections.iter() {
                 let _ = conn.handle.inbox.send(ConnEvent::AlarmsChanged);
@@ -474,6 +504,33 @@ mod tests {
             FlowState::Flow,
         ] {
             assert_eq!(FlowState::from_u8(s as u8), s);
+        }
+    }
+
+    #[test]
+    fn cgroup_limits_count_only_when_set() {
+        assert_eq!(parse_cgroup_limit("max\n"), None);
+        assert_eq!(parse_cgroup_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_cgroup_limit("536870912\n"), Some(512 << 20));
+        assert_eq!(parse_cgroup_limit("garbage"), None);
+    }
+
+    #[test]
+    fn limits_change_at_runtime() {
+        let alarms = Alarms::new(50_000_000);
+        assert_eq!(
+            alarms.set_memory_watermark(Watermark::Absolute(1 << 30)),
+            Some(1 << 30)
+        );
+        assert_eq!(alarms.mem_limit.load(Ordering::Relaxed), 1 << 30);
+        alarms.set_disk_free_limit(2_000_000_000);
+        assert_eq!(
+            alarms.disk_free_limit.load(Ordering::Relaxed),
+            2_000_000_000
+        );
+        if let Some(total) = total_memory() {
+            let half = alarms.set_memory_watermark(Watermark::Relative(0.5));
+            assert_eq!(half, Some(total / 2));
         }
     }
 }
