@@ -84,10 +84,11 @@ async fn put_user(
     let tags = parse_tags(v.get("tags"));
     let existing = b.user(&name);
     let (hash, algorithm) = if let Some(pw) = str_field(&v, "password") {
-        (
-            warren_server::auth::hash_password(pw),
-            HASHING_ALGORITHM.to_string(),
-        )
+        let hash = warren_server::auth::hash_password(pw).map_err(|e| {
+            tracing::error!(user = %name, error = %e, "user not changed");
+            AdminError::Internal(e.to_string())
+        })?;
+        (hash, HASHING_ALGORITHM.to_string())
     } else if let Some(h) = str_field(&v, "password_hash") {
         (
             h.to_string(),

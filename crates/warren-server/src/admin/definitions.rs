@@ -14,7 +14,7 @@ use warren_router::{Binding, Destination, ExchangeKind};
 
 use crate::{
     admin::AdminError,
-    model::auth::{Permission, HASHING_ALGORITHM},
+    model::auth::{HashingAlgorithm, Permission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
     model::policy::Policy,
     model::vhost::{ExchangeMeta, VHost},
@@ -344,16 +344,14 @@ fn plan_user(i: usize, e: &Value) -> Result<User, DefinitionsError> {
     let name = field(e, "name").ok_or_else(|| bad("users", i, "?", "missing 'name'".into()))?;
     let algorithm = field(e, "hashing_algorithm").unwrap_or(HASHING_ALGORITHM);
     if let Some(pw) = field(e, "password") {
-        return Ok(User::with_password(name, pw, tags(e.get("tags"))));
+        return User::with_password(name, pw, tags(e.get("tags"))).map_err(|e| {
+            tracing::error!(user = name, error = %e, "definitions import failed");
+            DefinitionsError::Internal(format!("users[{i}] ({name}): {e}"))
+        });
     }
     let hash = field(e, "password_hash")
         .ok_or_else(|| bad("users", i, name, "missing 'password_hash'".into()))?;
-    if !matches!(
-        algorithm,
-        "rabbit_password_hashing_sha256"
-            | "rabbit_password_hashing_md5"
-            | "rabbit_password_hashing_sha512"
-    ) {
+    if HashingAlgorithm::from_name(algorithm).is_none() {
         return Err(bad(
             "users",
             i,
@@ -803,7 +801,7 @@ mod tests {
     fn export_import_round_trip() {
         let a = Broker::new(ServerConfig::default());
         let doc = json!({
-            "users": [{"name": "u", "password_hash": crate::model::auth::hash_password("pw"),
+            "users": [{"name": "u", "password_hash": crate::model::auth::hash_password("pw").unwrap(),
                        "hashing_algorithm": HASHING_ALGORITHM, "tags": "management"}],
             "vhosts": [{"name": "v"}],
             "permissions": [{"user": "u", "vhost": "v", "configure": "^c", "write": ".*", "read": ""}],

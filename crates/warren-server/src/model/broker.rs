@@ -56,14 +56,18 @@ pub struct User {
 }
 
 impl User {
-    /// A user with `password` hashed the way RabbitMQ hashes it.
-    pub fn with_password(name: &str, password: &str, tags: Vec<String>) -> Self {
-        User {
+    /// A user with `password` hashed the way RabbitMQ hashes it (SHA-256, random salt).
+    pub fn with_password(
+        name: &str,
+        password: &str,
+        tags: Vec<String>,
+    ) -> Result<Self, crate::model::auth::SaltError> {
+        Ok(User {
             name: name.to_string(),
-            password_hash: crate::model::auth::hash_password(password),
+            password_hash: crate::model::auth::hash_password(password)?,
             hashing_algorithm: crate::model::auth::HASHING_ALGORITHM.to_string(),
             tags,
-        }
+        })
     }
 }
 
@@ -154,11 +158,6 @@ impl Broker {
     /// log with the snapshot `crate::recovery::metadata::open` writes.
     fn create_defaults(&self) {
         let vhost = self.config.default_vhost.clone();
-        let user = User::with_password(
-            &self.config.default_user,
-            &self.config.default_pass,
-            vec!["administrator".into()],
-        );
         self.vhosts.write().insert(
             vhost.clone(),
             Arc::new(VHost::new(
@@ -167,6 +166,19 @@ impl Broker {
                 self.persistence.clone(),
             )),
         );
+        // Without a random source there is no salt: the user is left out rather than
+        // given a guessable hash; one can be added through the API or warren ctl.
+        let user = match User::with_password(
+            &self.config.default_user,
+            &self.config.default_pass,
+            vec!["administrator".into()],
+        ) {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::error!(user = %self.config.default_user, error = %e, "default user not created");
+                return;
+            }
+        };
         self.permissions.write().insert(
             (user.name.clone(), vhost),
             Arc::new(Permission::allow_all()),
@@ -419,6 +431,14 @@ impl Broker {
         let Some(found) = users.get(user) else {
             return Err(AuthError::BadCredentials);
         };
+        if crate::model::auth::HashingAlgorithm::from_name(&found.hashing_algorithm).is_none() {
+            tracing::warn!(
+                user,
+                hashing_algorithm = %found.hashing_algorithm,
+                "login refused: the user's password hashing algorithm is unknown"
+            );
+            return Err(AuthError::BadCredentials);
+        }
         if !crate::model::auth::verify_password(
             &found.password_hash,
             &found.hashing_algorithm,
@@ -526,13 +546,13 @@ mod tests {
         let generation = b.permission_generation();
 
         // Users.
-        assert!(failed(b.put_user(User::with_password("new", "pw", vec![]))));
+        assert!(failed(
+            b.put_user(User::with_password("new", "pw", vec![]).unwrap())
+        ));
         assert!(b.user("new").is_none(), "not added");
-        assert!(failed(b.put_user(User::with_password(
-            "guest",
-            "other",
-            vec![]
-        ))));
+        assert!(failed(b.put_user(
+            User::with_password("guest", "other", vec![]).unwrap()
+        )));
         assert_eq!(b.authenticate("guest", "guest", lo), Ok(()), "not replaced");
         assert!(failed(b.delete_user("guest")));
         assert!(b.user("guest").is_some(), "not deleted");

@@ -551,7 +551,7 @@ mod tests {
         assert_eq!(broker.create_vhost("v"), Ok(true));
         assert_eq!(broker.create_vhost("gone"), Ok(true));
         assert_eq!(
-            broker.put_user(User::with_password("u", "pw", Vec::new())),
+            broker.put_user(User::with_password("u", "pw", Vec::new()).unwrap()),
             Ok(true)
         );
         assert_eq!(
