@@ -38,6 +38,21 @@ pub(super) enum PermissionCommand {
     },
     #[command(name = "clear_permissions", alias = "clear-permissions")]
     ClearPermissions { user: String },
+    /// write and read regexes for routing keys on a topic exchange, for a user in the
+    /// vhost (-p).
+    #[command(name = "set_topic_permissions", alias = "set-topic-permissions")]
+    SetTopicPermissions {
+        user: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// A user's topic permissions in the vhost (-p): for one exchange, or all of them.
+    #[command(name = "clear_topic_permissions", alias = "clear-topic-permissions")]
+    ClearTopicPermissions {
+        user: String,
+        exchange: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -160,6 +175,47 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
                 None,
             )?;
         }
+        PermissionCommand::SetTopicPermissions { .. }
+        | PermissionCommand::ClearTopicPermissions { .. } => topic_permissions(args, cmd)?,
+    }
+    Ok(())
+}
+
+/// `set_topic_permissions [-p vhost] user exchange write read` and
+/// `clear_topic_permissions [-p vhost] user [exchange]`, as rabbitmqctl takes them.
+fn topic_permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), String> {
+    let path = |user: &str| format!("/api/topic-permissions/{}/{}", seg(&args.vhost), seg(user));
+    match cmd {
+        PermissionCommand::SetTopicPermissions {
+            user,
+            exchange,
+            write,
+            read,
+        } => {
+            args.info(&format!(
+                "Setting topic permissions on \"{exchange}\" for user \"{user}\" in vhost \"{}\" ...",
+                args.vhost
+            ));
+            let body = json!({"exchange": exchange, "write": write, "read": read});
+            args.call("PUT", &path(user), Some(&body))?;
+        }
+        PermissionCommand::ClearTopicPermissions { user, exchange } => match exchange {
+            Some(x) => {
+                args.info(&format!(
+                    "Clearing topic permissions on \"{x}\" for user \"{user}\" in vhost \"{}\" ...",
+                    args.vhost
+                ));
+                args.call("DELETE", &format!("{}/{}", path(user), seg(x)), None)?;
+            }
+            None => {
+                args.info(&format!(
+                    "Clearing topic permissions for user \"{user}\" in vhost \"{}\" ...",
+                    args.vhost
+                ));
+                args.call("DELETE", &path(user), None)?;
+            }
+        },
+        _ => {}
     }
     Ok(())
 }
