@@ -52,19 +52,8 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         MetaOp::ClearPermission { user, vhost } => {
             broker.clear_permission(user, vhost)?;
         }
-        MetaOp::TopicPermission {
-            user,
-            vhost,
-            exchange,
-            write,
-            read,
-        } => apply_topic_permission(broker, user, vhost, exchange, write, read)?,
-        MetaOp::ClearTopicPermission {
-            user,
-            vhost,
-            exchange,
-        } => {
-            broker.clear_topic_permissions(user, vhost, exchange.as_deref())?;
+        MetaOp::TopicPermission { .. } | MetaOp::ClearTopicPermission { .. } => {
+            apply_topic_op(broker, op)?;
         }
         MetaOp::Policy {
             vhost,
@@ -177,6 +166,41 @@ fn apply_topic_permission(
         }
     }
     Ok(())
+}
+
+/// A topic permission's record or its clearing.
+fn apply_topic_op(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
+    match op {
+        MetaOp::TopicPermission {
+            user,
+            vhost,
+            exchange,
+            write,
+            read,
+        } => apply_topic_permission(broker, user, vhost, exchange, write, read),
+        MetaOp::ClearTopicPermission {
+            user,
+            vhost,
+            exchange,
+        } => broker
+            .clear_topic_permissions(user, vhost, exchange.as_deref())
+            .map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// The records of every topic permission, for the snapshot.
+fn topic_permission_snapshot(broker: &Broker) -> impl Iterator<Item = MetaOp> {
+    broker
+        .topic_permissions()
+        .into_iter()
+        .map(|(user, vhost, tp)| MetaOp::TopicPermission {
+            user,
+            vhost,
+            exchange: tp.exchange,
+            write: tp.write.source,
+            read: tp.read.source,
+        })
 }
 
 /// A stored policy (its management JSON); one that no longer parses is skipped.
@@ -427,15 +451,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
             read: p.read.source.clone(),
         });
     }
-    for (user, vhost, tp) in broker.topic_permissions() {
-        ops.push(MetaOp::TopicPermission {
-            user,
-            vhost,
-            exchange: tp.exchange,
-            write: tp.write.source,
-            read: tp.read.source,
-        });
-    }
+    ops.extend(topic_permission_snapshot(broker));
     ops
 }
 

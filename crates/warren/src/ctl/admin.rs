@@ -30,18 +30,18 @@ pub(super) enum VhostCommand {
 pub(super) enum PermissionCommand {
     /// configure, write and read regexes of a user in the vhost (-p).
     #[command(name = "set_permissions", alias = "set-permissions")]
-    SetPermissions {
+    Set {
         user: String,
         configure: String,
         write: String,
         read: String,
     },
     #[command(name = "clear_permissions", alias = "clear-permissions")]
-    ClearPermissions { user: String },
+    Clear { user: String },
     /// write and read regexes for routing keys on a topic exchange, for a user in the
     /// vhost (-p).
     #[command(name = "set_topic_permissions", alias = "set-topic-permissions")]
-    SetTopicPermissions {
+    SetTopic {
         user: String,
         exchange: String,
         write: String,
@@ -49,7 +49,7 @@ pub(super) enum PermissionCommand {
     },
     /// A user's topic permissions in the vhost (-p): for one exchange, or all of them.
     #[command(name = "clear_topic_permissions", alias = "clear-topic-permissions")]
-    ClearTopicPermissions {
+    ClearTopic {
         user: String,
         exchange: Option<String>,
     },
@@ -147,7 +147,7 @@ pub(super) fn vhosts(args: &CtlArgs, cmd: &VhostCommand) -> Result<(), String> {
 pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), String> {
     let vh = seg(&args.vhost);
     match cmd {
-        PermissionCommand::SetPermissions {
+        PermissionCommand::Set {
             user,
             configure,
             write,
@@ -164,7 +164,7 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
                 Some(&body),
             )?;
         }
-        PermissionCommand::ClearPermissions { user } => {
+        PermissionCommand::Clear { user } => {
             args.info(&format!(
                 "Clearing permissions for user \"{user}\" in vhost \"{}\" ...",
                 args.vhost
@@ -175,8 +175,9 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
                 None,
             )?;
         }
-        PermissionCommand::SetTopicPermissions { .. }
-        | PermissionCommand::ClearTopicPermissions { .. } => topic_permissions(args, cmd)?,
+        PermissionCommand::SetTopic { .. } | PermissionCommand::ClearTopic { .. } => {
+            topic_permissions(args, cmd)?
+        }
     }
     Ok(())
 }
@@ -186,7 +187,7 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
 fn topic_permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), String> {
     let path = |user: &str| format!("/api/topic-permissions/{}/{}", seg(&args.vhost), seg(user));
     match cmd {
-        PermissionCommand::SetTopicPermissions {
+        PermissionCommand::SetTopic {
             user,
             exchange,
             write,
@@ -199,7 +200,7 @@ fn topic_permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), Stri
             let body = json!({"exchange": exchange, "write": write, "read": read});
             args.call("PUT", &path(user), Some(&body))?;
         }
-        PermissionCommand::ClearTopicPermissions { user, exchange } => match exchange {
+        PermissionCommand::ClearTopic { user, exchange } => match exchange {
             Some(x) => {
                 args.info(&format!(
                     "Clearing topic permissions on \"{x}\" for user \"{user}\" in vhost \"{}\" ...",
