@@ -170,6 +170,7 @@ pub(super) mod tests {
             "list_users",
             "list_vhosts",
             "list_permissions",
+            "list_topic_permissions",
             "list_policies",
             "add_user",
             "delete_user",
@@ -179,6 +180,8 @@ pub(super) mod tests {
             "delete_vhost",
             "set_permissions",
             "clear_permissions",
+            "set_topic_permissions",
+            "clear_topic_permissions",
             "set_policy",
             "clear_policy",
             "purge_queue",
@@ -190,6 +193,25 @@ pub(super) mod tests {
             "status",
             "await_startup",
         ];
+        // rabbitmqctl's argument order: [-p vhost] user exchange write read.
+        let cli = Cli::try_parse_from([
+            "ctl",
+            "-p",
+            "v",
+            "set_topic_permissions",
+            "u",
+            "amq.topic",
+            "^a",
+            "^r",
+        ])
+        .expect("parses");
+        let parsed = format!("{:?}", cli.ctl);
+        assert!(
+            parsed.contains(
+                r#"SetTopic { user: "u", exchange: "amq.topic", write: "^a", read: "^r" }"#
+            ),
+            "{parsed}"
+        );
         let cmd = Cli::command();
         let got: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
         assert_eq!(got, names);

@@ -23,6 +23,7 @@ mod permissions;
 mod policies;
 mod queues;
 mod stats;
+mod topic_permissions;
 mod users;
 mod vhosts;
 mod whoami;
@@ -58,6 +59,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())
+        .merge(topic_permissions::routes())
         .merge(exchanges::routes())
         .merge(queues::routes())
         .merge(bindings::routes())

@@ -14,7 +14,7 @@ use warren_router::{Binding, Destination, ExchangeKind};
 
 use crate::{
     admin::AdminError,
-    model::auth::{HashingAlgorithm, Permission, HASHING_ALGORITHM},
+    model::auth::{HashingAlgorithm, Permission, TopicPermission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
     model::policy::Policy,
     model::vhost::{ExchangeMeta, VHost},
@@ -91,7 +91,7 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": export_topic_permissions(b),
         "parameters": [],
         "global_parameters": [],
         "policies": policies,
@@ -215,12 +215,25 @@ fn export_permissions(b: &Broker) -> Vec<Value> {
         .collect()
 }
 
+fn export_topic_permissions(b: &Broker) -> Vec<Value> {
+    b.topic_permissions()
+        .iter()
+        .map(|(u, v, tp)| {
+            json!({
+                "user": u, "vhost": v, "exchange": tp.exchange,
+                "write": tp.write.source, "read": tp.read.source,
+            })
+        })
+        .collect()
+}
+
 /// Everything an import will do, checked before any of it happens.
 #[derive(Default)]
 struct Plan {
     vhosts: Vec<String>,
     users: Vec<User>,
     permissions: Vec<PlannedPermission>,
+    topic_permissions: Vec<PlannedTopicPermission>,
     policies: Vec<Policy>,
     exchanges: Vec<PlannedExchange>,
     queues: Vec<PlannedQueue>,
@@ -229,6 +242,8 @@ struct Plan {
 
 /// User, vhost, permission.
 type PlannedPermission = (String, String, Permission);
+/// User, vhost, topic permission.
+type PlannedTopicPermission = (String, String, TopicPermission);
 /// Vhost, name, exchange.
 type PlannedExchange = (String, String, ExchangeMeta);
 /// Vhost, name, durable, auto_delete, arguments.
@@ -311,6 +326,7 @@ fn plan(b: &Broker, doc: &Value, only_vhost: Option<&str>) -> Result<Plan, Defin
         p.vhosts = plan_vhosts(doc)?;
         p.users = plan_users(doc)?;
         p.permissions = plan_permissions(b, doc, &p)?;
+        p.topic_permissions = plan_topic_permissions(b, doc, &p)?;
     }
     p.policies = plan_policies(b, doc, only_vhost, &p)?;
     p.exchanges = plan_exchanges(b, doc, only_vhost, &p)?;
@@ -407,6 +423,50 @@ fn plan_permission(
     let perm =
         Permission::new(c, w, r).map_err(|err| bad("permissions", i, &label, err.to_string()))?;
     Ok((user.to_string(), vhost.to_string(), perm))
+}
+
+fn plan_topic_permissions(
+    b: &Broker,
+    doc: &Value,
+    p: &Plan,
+) -> Result<Vec<PlannedTopicPermission>, DefinitionsError> {
+    entries(doc, "topic_permissions")?
+        .iter()
+        .enumerate()
+        .map(|(i, e)| plan_topic_permission(b, p, i, e))
+        .collect()
+}
+
+/// A topic permission entry, for a user and a vhost that exist or are created by the
+/// import.
+fn plan_topic_permission(
+    b: &Broker,
+    p: &Plan,
+    i: usize,
+    e: &Value,
+) -> Result<PlannedTopicPermission, DefinitionsError> {
+    const SECTION: &str = "topic_permissions";
+    let user = field(e, "user").unwrap_or("?");
+    let vhost = field(e, "vhost").unwrap_or("?");
+    let label = format!("user '{user}' in vhost '{vhost}'");
+    if !vhost_known(b, p, vhost) {
+        return Err(bad(SECTION, i, &label, format!("no vhost '{vhost}'")));
+    }
+    if b.user(user).is_none() && !p.users.iter().any(|u| u.name == user) {
+        return Err(bad(SECTION, i, &label, format!("no user '{user}'")));
+    }
+    let (Some(x), Some(w), Some(r)) = (field(e, "exchange"), field(e, "write"), field(e, "read"))
+    else {
+        return Err(bad(
+            SECTION,
+            i,
+            &label,
+            "missing exchange, write or read".into(),
+        ));
+    };
+    let tp = TopicPermission::new(user, vhost, x, w, r)
+        .map_err(|err| bad(SECTION, i, &label, err.to_string()))?;
+    Ok((user.to_string(), vhost.to_string(), tp))
 }
 
 fn plan_policies(
@@ -649,9 +709,9 @@ fn plan_binding(known: &Known, i: usize, e: &Value) -> Result<PlannedBinding, De
 /// Importing the same file again once the disk is back completes it.
 pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), DefinitionsError> {
     let p = plan(b, doc, vhost)?;
-    // Runtime parameters (federation, shovels, limits) and topic permissions have no
-    // counterpart in warren yet: say so rather than drop them silently.
-    for section in ["parameters", "global_parameters", "topic_permissions"] {
+    // Runtime parameters (federation, shovels, limits) have no counterpart in warren
+    // yet: say so rather than drop them silently.
+    for section in ["parameters", "global_parameters"] {
         let n = doc
             .get(section)
             .and_then(Value::as_array)
@@ -714,6 +774,14 @@ fn apply_plan(b: &Broker, p: Plan) -> Result<(), DefinitionsError> {
             .map_err(not_recorded(format!(
                 "permission of user '{u}' in vhost '{v}'"
             )))?;
+    }
+    for (u, v, tp) in p.topic_permissions {
+        let what = format!(
+            "topic permission of user '{u}' in vhost '{v}' for exchange '{}'",
+            tp.exchange
+        );
+        b.set_topic_permission(&u, &v, tp)
+            .map_err(not_recorded(what))?;
     }
     for pol in p.policies {
         let what = format!("policy '{}' in vhost '{}'", pol.name, pol.vhost);
@@ -805,6 +873,7 @@ mod tests {
                        "hashing_algorithm": HASHING_ALGORITHM, "tags": "management"}],
             "vhosts": [{"name": "v"}],
             "permissions": [{"user": "u", "vhost": "v", "configure": "^c", "write": ".*", "read": ""}],
+            "topic_permissions": [{"user": "u", "vhost": "v", "exchange": "x", "write": "^{username}", "read": ""}],
             "policies": [{"vhost": "v", "name": "p", "pattern": "^q", "apply-to": "queues",
                           "definition": {"max-length": 3}, "priority": 1}],
             "exchanges": [{"name": "x", "vhost": "v", "type": "topic", "durable": true,
@@ -823,6 +892,7 @@ mod tests {
         for section in [
             "vhosts",
             "permissions",
+            "topic_permissions",
             "policies",
             "queues",
             "exchanges",
@@ -831,5 +901,9 @@ mod tests {
             assert_eq!(out[section], again[section], "{section}");
         }
         assert_eq!(out["users"], again["users"]);
+        assert_eq!(
+            out["topic_permissions"],
+            json!([{"user": "u", "vhost": "v", "exchange": "x", "write": "^{username}", "read": ""}])
+        );
     }
 }

@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use amq_protocol::types::FieldTable;
 
 use crate::{
-    model::auth::{refused, Access, Resource},
+    model::auth::{refused, Access, Resource, TopicPermission, TopicPermissions},
     model::config::ServerConfig,
     model::handles::{ChannelShared, ConnHandle},
     model::timers::Timers,
@@ -44,6 +44,24 @@ fn permission_op(user: &str, vhost: &str, permission: &Permission) -> MetaOp {
         write: permission.write.source.clone(),
         read: permission.read.source.clone(),
     }
+}
+
+/// The record of `user`'s topic permission in `vhost`.
+fn topic_permission_op(user: &str, vhost: &str, tp: &TopicPermission) -> MetaOp {
+    MetaOp::TopicPermission {
+        user: user.to_string(),
+        vhost: vhost.to_string(),
+        exchange: tp.exchange.clone(),
+        write: tp.write.source.clone(),
+        read: tp.read.source.clone(),
+    }
+}
+
+/// The records that restore `user`'s topic permissions in `vhost` to `set`.
+fn topic_permission_ops(user: &str, vhost: &str, set: &TopicPermissions) -> Vec<MetaOp> {
+    set.values()
+        .map(|tp| topic_permission_op(user, vhost, tp))
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +113,9 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     users: RwLock<HashMap<String, User>>,
     permissions: RwLock<HashMap<(String, String), Arc<Permission>>>,
+    /// Topic permissions by (user, vhost); a set is replaced whole, never edited in place,
+    /// so connections can keep the `Arc` they cached.
+    topic_permissions: RwLock<HashMap<(String, String), Arc<TopicPermissions>>>,
     /// Bumped on every user or permission change; connections re-read their permission then.
     permission_generation: AtomicU64,
     /// The open connections (the one registry), broker-wide counters, policies.
@@ -130,6 +151,7 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             users: RwLock::new(HashMap::new()),
             permissions: RwLock::new(HashMap::new()),
+            topic_permissions: RwLock::new(HashMap::new()),
             permission_generation: AtomicU64::new(0),
             admin: crate::model::registry::AdminState::default(),
             reply_to: DashMap::new(),
@@ -342,6 +364,102 @@ impl Broker {
         Ok(true)
     }
 
+    /// `user`'s topic permissions in `vhost`, if it has any.
+    pub fn topic_permissions_of(&self, user: &str, vhost: &str) -> Option<Arc<TopicPermissions>> {
+        self.topic_permissions
+            .read()
+            .get(&(user.to_string(), vhost.to_string()))
+            .cloned()
+    }
+
+    /// Every (user, vhost, topic permission), sorted by vhost, user, then exchange.
+    pub fn topic_permissions(&self) -> Vec<(String, String, TopicPermission)> {
+        let mut all: Vec<_> = self
+            .topic_permissions
+            .read()
+            .iter()
+            .flat_map(|((u, v), set)| {
+                set.values()
+                    .map(|tp| (u.clone(), v.clone(), tp.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.1, &a.0, &a.2.exchange).cmp(&(&b.1, &b.0, &b.2.exchange)));
+        all
+    }
+
+    /// Sets `user`'s topic permission in `vhost` for its exchange; true when it had none
+    /// for that exchange. Recorded first: when the record fails nothing changes and the
+    /// error (541) is returned.
+    pub fn set_topic_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+        permission: TopicPermission,
+    ) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let mut set = self
+            .topic_permissions_of(user, vhost)
+            .map(|s| (*s).clone())
+            .unwrap_or_default();
+        let undo = match set.get(&permission.exchange) {
+            Some(p) => topic_permission_op(user, vhost, p),
+            None => MetaOp::ClearTopicPermission {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                exchange: Some(permission.exchange.clone()),
+            },
+        };
+        self.persistence
+            .record_or_undo(&[topic_permission_op(user, vhost, &permission)], &[undo])?;
+        let is_new = set
+            .insert(permission.exchange.clone(), permission)
+            .is_none();
+        self.topic_permissions
+            .write()
+            .insert((user.to_string(), vhost.to_string()), Arc::new(set));
+        self.permissions_changed();
+        Ok(is_new)
+    }
+
+    /// Clears `user`'s topic permission in `vhost` for `exchange`, or all of them with
+    /// `None`; false when there was none (nothing is recorded then). Recorded first.
+    pub fn clear_topic_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: Option<&str>,
+    ) -> AmqpResult<bool> {
+        let _serial = self.meta_writes.lock();
+        let Some(previous) = self.topic_permissions_of(user, vhost) else {
+            return Ok(false);
+        };
+        let mut kept = (*previous).clone();
+        match exchange {
+            Some(x) => kept.retain(|name, _| name != x),
+            None => kept.clear(),
+        }
+        if kept.len() == previous.len() {
+            return Ok(false);
+        }
+        self.persistence.record_or_undo(
+            &[MetaOp::ClearTopicPermission {
+                user: user.to_string(),
+                vhost: vhost.to_string(),
+                exchange: exchange.map(str::to_string),
+            }],
+            &topic_permission_ops(user, vhost, &previous),
+        )?;
+        let key = (user.to_string(), vhost.to_string());
+        if kept.is_empty() {
+            self.topic_permissions.write().remove(&key);
+        } else {
+            self.topic_permissions.write().insert(key, Arc::new(kept));
+        }
+        self.permissions_changed();
+        Ok(true)
+    }
+
     pub fn user(&self, name: &str) -> Option<User> {
         self.users.read().get(name).cloned()
     }
@@ -365,6 +483,11 @@ impl Broker {
                 .filter(|(u, _, _)| u == name)
                 .map(|(u, v, p)| permission_op(u, v, p)),
         );
+        for ((u, v), set) in self.topic_permissions.read().iter() {
+            if u == name {
+                undo.extend(topic_permission_ops(u, v, set));
+            }
+        }
         if undo.is_empty() {
             return Ok(false);
         }
@@ -376,6 +499,7 @@ impl Broker {
         )?;
         self.users.write().remove(name);
         self.permissions.write().retain(|(u, _), _| u != name);
+        self.topic_permissions.write().retain(|(u, _), _| u != name);
         self.permissions_changed();
         Ok(user.is_some())
     }
@@ -412,6 +536,7 @@ impl Broker {
             q.forget_stored();
         }
         self.permissions.write().retain(|(_, v), _| v != name);
+        self.topic_permissions.write().retain(|(_, v), _| v != name);
         // Its policies too, here rather than in the management operation, so a replayed
         // deletion drops them as well.
         self.admin.policies.remove_vhost(name);

@@ -47,6 +47,21 @@ pub enum MetaOp {
         user: String,
         vhost: String,
     },
+    /// A user's topic permission for one exchange of a vhost.
+    TopicPermission {
+        user: String,
+        vhost: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// Clears a user's topic permission in a vhost for `exchange`, or all of them.
+    ClearTopicPermission {
+        user: String,
+        vhost: String,
+        #[serde(default)]
+        exchange: Option<String>,
+    },
     /// A policy, as the management API shows it (JSON).
     Policy {
         vhost: String,

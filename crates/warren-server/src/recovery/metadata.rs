@@ -52,6 +52,9 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         MetaOp::ClearPermission { user, vhost } => {
             broker.clear_permission(user, vhost)?;
         }
+        MetaOp::TopicPermission { .. } | MetaOp::ClearTopicPermission { .. } => {
+            apply_topic_op(broker, op)?;
+        }
         MetaOp::Policy {
             vhost,
             name,
@@ -143,6 +146,61 @@ fn apply_permission(
         Err(e) => warn!(user = %user, vhost = %vhost, error = ?e, "stored permission skipped"),
     }
     Ok(())
+}
+
+/// A stored topic permission; one whose patterns no longer compile is skipped.
+fn apply_topic_permission(
+    broker: &Broker,
+    user: &str,
+    vhost: &str,
+    exchange: &str,
+    write: &str,
+    read: &str,
+) -> AmqpResult<()> {
+    match crate::model::auth::TopicPermission::new(user, vhost, exchange, write, read) {
+        Ok(p) => {
+            broker.set_topic_permission(user, vhost, p)?;
+        }
+        Err(e) => {
+            warn!(user = %user, vhost = %vhost, exchange = %exchange, error = ?e, "stored topic permission skipped")
+        }
+    }
+    Ok(())
+}
+
+/// A topic permission's record or its clearing.
+fn apply_topic_op(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
+    match op {
+        MetaOp::TopicPermission {
+            user,
+            vhost,
+            exchange,
+            write,
+            read,
+        } => apply_topic_permission(broker, user, vhost, exchange, write, read),
+        MetaOp::ClearTopicPermission {
+            user,
+            vhost,
+            exchange,
+        } => broker
+            .clear_topic_permissions(user, vhost, exchange.as_deref())
+            .map(drop),
+        _ => Ok(()),
+    }
+}
+
+/// The records of every topic permission, for the snapshot.
+fn topic_permission_snapshot(broker: &Broker) -> impl Iterator<Item = MetaOp> {
+    broker
+        .topic_permissions()
+        .into_iter()
+        .map(|(user, vhost, tp)| MetaOp::TopicPermission {
+            user,
+            vhost,
+            exchange: tp.exchange,
+            write: tp.write.source,
+            read: tp.read.source,
+        })
 }
 
 /// A stored policy (its management JSON); one that no longer parses is skipped.
@@ -393,6 +451,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
             read: p.read.source.clone(),
         });
     }
+    ops.extend(topic_permission_snapshot(broker));
     ops
 }
 
@@ -559,6 +618,34 @@ mod tests {
             Ok(true)
         );
         assert_eq!(broker.clear_permission("guest", "/"), Ok(true));
+        let topic = |x: &str, w: &str| {
+            crate::model::auth::TopicPermission::new("u", "v", x, w, ".*").expect("topic")
+        };
+        assert_eq!(
+            broker.set_topic_permission("u", "v", topic("t", "^a")),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.set_topic_permission("u", "v", topic("t", "^{username}")),
+            Ok(false)
+        );
+        assert_eq!(
+            broker.set_topic_permission("u", "v", topic("gone", "^b")),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.clear_topic_permissions("u", "v", Some("gone")),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.set_topic_permission("u", "v", topic("t2", "^c")),
+            Ok(true)
+        );
+        assert_eq!(
+            broker.set_topic_permission("guest", "v", topic("t", "^c")),
+            Ok(true)
+        );
+        assert_eq!(broker.clear_topic_permissions("guest", "v", None), Ok(true));
         assert_eq!(broker.admin.policies.put(policy("v")), Ok(true));
         assert_eq!(broker.admin.policies.put(policy("gone")), Ok(true));
         assert!(matches!(broker.delete_vhost("gone"), Ok(Some(_))));
@@ -569,6 +656,17 @@ mod tests {
         assert!(again.vhost("v").is_some());
         assert!(again.authenticate("u", "pw", [127, 0, 0, 1].into()).is_ok());
         assert!(again.has_vhost_access("u", "v"));
+        let topics: Vec<(String, String, String)> = again
+            .topic_permissions()
+            .into_iter()
+            .map(|(u, v, tp)| (u, v, format!("{}:{}", tp.exchange, tp.write.source)))
+            .collect();
+        let expect = |x: &str| ("u".to_string(), "v".to_string(), x.to_string());
+        assert_eq!(topics, vec![expect("t:^{username}"), expect("t2:^c")]);
+        let set = again.topic_permissions_of("u", "v").expect("set");
+        assert!(set
+            .get("t")
+            .is_some_and(|t| t.allows(crate::model::auth::Access::Write, "u.x")));
         assert!(!again.has_vhost_access("guest", "/"));
         assert!(again.admin.policies.get("v", "p").is_some());
         assert!(again.vhost("gone").is_none());

@@ -87,6 +87,9 @@ pub(crate) struct PermCache {
     generation: u64,
     loaded: bool,
     permission: Option<Arc<crate::model::auth::Permission>>,
+    /// The user's topic permissions in this vhost; `None` (the usual case) lets every
+    /// routing key through without a lookup.
+    topics: Option<Arc<crate::model::auth::TopicPermissions>>,
 }
 
 impl ConnCtx {
@@ -101,13 +104,7 @@ impl ConnCtx {
         let Some(vhost) = self.vhost.as_ref() else {
             return Err(AmqpError::internal("connection is not open"));
         };
-        let generation = self.broker.permission_generation();
-        let cache = &mut self.perm_cache;
-        if !cache.loaded || cache.generation != generation {
-            cache.permission = self.broker.permission(&self.user, &vhost.name);
-            cache.generation = generation;
-            cache.loaded = true;
-        }
+        let cache = refreshed(&mut self.perm_cache, &self.broker, &self.user, &vhost.name);
         match &cache.permission {
             Some(p) if p.allows(access, name) => Ok(()),
             _ => Err(crate::model::auth::refused(
@@ -118,6 +115,55 @@ impl ConnCtx {
             )),
         }
     }
+}
+
+impl ConnCtx {
+    /// Checks a routing key against the user's topic permission for `exchange`, as
+    /// RabbitMQ does for publishes (write) and bindings (read): only on topic exchanges,
+    /// and only when the user has a topic permission for that exchange.
+    pub(crate) fn check_topic(
+        &mut self,
+        access: crate::model::auth::Access,
+        exchange: &str,
+        routing_key: &str,
+    ) -> AmqpResult<()> {
+        let Some(vhost) = self.vhost.as_ref() else {
+            return Err(AmqpError::internal("connection is not open"));
+        };
+        let cache = refreshed(&mut self.perm_cache, &self.broker, &self.user, &vhost.name);
+        let Some(permission) = cache.topics.as_ref().and_then(|t| t.get(exchange)) else {
+            return Ok(());
+        };
+        let is_topic = vhost
+            .exchange_meta(exchange)
+            .is_some_and(|m| m.kind == warren_router::ExchangeKind::Topic);
+        if !is_topic || permission.allows(access, routing_key) {
+            return Ok(());
+        }
+        Err(crate::model::auth::topic_refused(
+            routing_key,
+            exchange,
+            &vhost.name,
+            &self.user,
+        ))
+    }
+}
+
+/// `cache`, re-read from the broker when permissions changed since it was filled.
+fn refreshed<'a>(
+    cache: &'a mut PermCache,
+    broker: &Broker,
+    user: &str,
+    vhost: &str,
+) -> &'a PermCache {
+    let generation = broker.permission_generation();
+    if !cache.loaded || cache.generation != generation {
+        cache.permission = broker.permission(user, vhost);
+        cache.topics = broker.topic_permissions_of(user, vhost);
+        cache.generation = generation;
+        cache.loaded = true;
+    }
+    cache
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

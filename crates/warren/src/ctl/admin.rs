@@ -30,14 +30,29 @@ pub(super) enum VhostCommand {
 pub(super) enum PermissionCommand {
     /// configure, write and read regexes of a user in the vhost (-p).
     #[command(name = "set_permissions", alias = "set-permissions")]
-    SetPermissions {
+    Set {
         user: String,
         configure: String,
         write: String,
         read: String,
     },
     #[command(name = "clear_permissions", alias = "clear-permissions")]
-    ClearPermissions { user: String },
+    Clear { user: String },
+    /// write and read regexes for routing keys on a topic exchange, for a user in the
+    /// vhost (-p).
+    #[command(name = "set_topic_permissions", alias = "set-topic-permissions")]
+    SetTopic {
+        user: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    /// A user's topic permissions in the vhost (-p): for one exchange, or all of them.
+    #[command(name = "clear_topic_permissions", alias = "clear-topic-permissions")]
+    ClearTopic {
+        user: String,
+        exchange: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -132,7 +147,7 @@ pub(super) fn vhosts(args: &CtlArgs, cmd: &VhostCommand) -> Result<(), String> {
 pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), String> {
     let vh = seg(&args.vhost);
     match cmd {
-        PermissionCommand::SetPermissions {
+        PermissionCommand::Set {
             user,
             configure,
             write,
@@ -149,7 +164,7 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
                 Some(&body),
             )?;
         }
-        PermissionCommand::ClearPermissions { user } => {
+        PermissionCommand::Clear { user } => {
             args.info(&format!(
                 "Clearing permissions for user \"{user}\" in vhost \"{}\" ...",
                 args.vhost
@@ -160,6 +175,48 @@ pub(super) fn permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(),
                 None,
             )?;
         }
+        PermissionCommand::SetTopic { .. } | PermissionCommand::ClearTopic { .. } => {
+            topic_permissions(args, cmd)?
+        }
+    }
+    Ok(())
+}
+
+/// `set_topic_permissions [-p vhost] user exchange write read` and
+/// `clear_topic_permissions [-p vhost] user [exchange]`, as rabbitmqctl takes them.
+fn topic_permissions(args: &CtlArgs, cmd: &PermissionCommand) -> Result<(), String> {
+    let path = |user: &str| format!("/api/topic-permissions/{}/{}", seg(&args.vhost), seg(user));
+    match cmd {
+        PermissionCommand::SetTopic {
+            user,
+            exchange,
+            write,
+            read,
+        } => {
+            args.info(&format!(
+                "Setting topic permissions on \"{exchange}\" for user \"{user}\" in vhost \"{}\" ...",
+                args.vhost
+            ));
+            let body = json!({"exchange": exchange, "write": write, "read": read});
+            args.call("PUT", &path(user), Some(&body))?;
+        }
+        PermissionCommand::ClearTopic { user, exchange } => match exchange {
+            Some(x) => {
+                args.info(&format!(
+                    "Clearing topic permissions on \"{x}\" for user \"{user}\" in vhost \"{}\" ...",
+                    args.vhost
+                ));
+                args.call("DELETE", &format!("{}/{}", path(user), seg(x)), None)?;
+            }
+            None => {
+                args.info(&format!(
+                    "Clearing topic permissions for user \"{user}\" in vhost \"{}\" ...",
+                    args.vhost
+                ));
+                args.call("DELETE", &path(user), None)?;
+            }
+        },
+        _ => {}
     }
     Ok(())
 }

@@ -130,6 +130,15 @@ pub(super) const LISTS: &[ListSpec] = &[
         takes_columns: false,
     },
     ListSpec {
+        name: "list_topic_permissions",
+        alias: "list-topic-permissions",
+        summary: Some("Topic permissions in the vhost"),
+        banner: "Listing topic permissions for vhost \"{vhost}\" ...",
+        path: "/api/vhosts/{vhost}/topic-permissions",
+        columns: &["user", "exchange", "write", "read"],
+        takes_columns: false,
+    },
+    ListSpec {
         name: "list_policies",
         alias: "list-policies",
         summary: None,
@@ -375,6 +384,10 @@ mod tests {
             ("list_users", &["name", "tags"]),
             ("list_vhosts", &["name"]),
             ("list_permissions", &["user", "configure", "write", "read"]),
+            (
+                "list_topic_permissions",
+                &["user", "exchange", "write", "read"],
+            ),
             (
                 "list_policies",
                 &[

@@ -117,6 +117,7 @@ impl Channel {
         if &*publish.exchange != DEFAULT_EXCHANGE && !vhost.has_exchange(&publish.exchange) {
             return Err(AmqpError::no_exchange(&publish.exchange, &vhost.name));
         }
+        ctx.check_topic(Access::Write, &publish.exchange, &publish.routing_key)?;
         if let Some(range) = view.user_id.clone() {
             let user_id = &publish.properties[range];
             if user_id != ctx.user.as_bytes() {

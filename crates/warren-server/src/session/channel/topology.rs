@@ -223,6 +223,7 @@ impl Channel {
             ));
         }
         ctx.check(Access::Read, Resource::Exchange, src)?;
+        ctx.check_topic(Access::Read, src, key.as_str())?;
         let dest = Destination::Exchange(Arc::from(dst));
         if bind {
             bindings::bind(&vhost, src, &dest, key.as_str(), args)
@@ -358,6 +359,9 @@ impl Channel {
             }
             return Err(AmqpError::no_exchange(xname, &vhost.name));
         }
+        // Topic read authorisation on the routing key, as RabbitMQ 3.10 does for bind and
+        // unbind alike.
+        ctx.check_topic(Access::Read, xname, &key)?;
         let q = match self.find_queue(ctx, &vhost, &qname) {
             Ok(q) => q,
             Err(e) if !bind && e.code == crate::util::error::ReplyCode::NotFound => return Ok(()),
