@@ -282,3 +282,160 @@ async fn publishes_agree() {
     assert_eq!(reason(&text), format!("{} {}", amqp.0, amqp.1));
     assert!(get(&ch, "ops-main", true).await.is_none());
 }
+
+/// An AMQP refusal on a fresh channel, or `None` when the call succeeded.
+async fn on_fresh_channel<F, Fut, T>(conn: &lapin::Connection, call: F) -> Option<(u16, String)>
+where
+    F: FnOnce(lapin::Channel) -> Fut,
+    Fut: std::future::Future<Output = lapin::Result<T>>,
+{
+    let ch = channel(conn).await;
+    within("operation", call(ch))
+        .await
+        .err()
+        .map(|e| amqp_error(&e))
+}
+
+#[tokio::test]
+async fn bindings_and_deletions_agree() {
+    use lapin::options::{ExchangeDeleteOptions, QueueBindOptions};
+    let broker = Broker::start();
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    declare_queue(&ch, "ops-bq", QueueDeclareOptions::default()).await;
+    let http = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        let body = body.map(|b| b.to_string());
+        http_request(broker.http_port, method, path, body.as_deref())
+    };
+
+    // A headers binding with a bad x-match: 406 / 400, same text.
+    let bad = table(&[("x-match", long("bogus"))]);
+    let amqp = on_fresh_channel(&conn, |c| async move {
+        c.queue_bind(
+            "ops-bq".into(),
+            "amq.headers".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            bad,
+        )
+        .await
+    })
+    .await;
+    let api = http(
+        "POST",
+        "/api/bindings/%2F/e/amq.headers/q/ops-bq",
+        Some(json!({"routing_key": "", "arguments": {"x-match": "bogus"}})),
+    );
+    assert_same_refusal(amqp, api, "headers binding with a bad x-match");
+
+    // Binding from a missing exchange: 404 both ways.
+    let amqp = on_fresh_channel(&conn, |c| async move {
+        c.queue_bind(
+            "ops-bq".into(),
+            "ops-missing".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    })
+    .await;
+    let api = http(
+        "POST",
+        "/api/bindings/%2F/e/ops-missing/q/ops-bq",
+        Some(json!({"routing_key": "k"})),
+    );
+    assert_same_refusal(amqp, api, "binding from a missing exchange");
+
+    // Deleting a system exchange: 403 / 401.
+    let amqp = on_fresh_channel(&conn, |c| async move {
+        c.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default())
+            .await
+    })
+    .await;
+    let api = http("DELETE", "/api/exchanges/%2F/amq.direct", None);
+    assert_same_refusal(amqp, api, "deleting a system exchange");
+
+    // if-unused on an exchange in use: 406 / 400, same text.
+    let ch = channel(&conn).await;
+    within(
+        "exchange.declare",
+        ch.exchange_declare(
+            "ops-used".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("declare");
+    within(
+        "queue.bind",
+        ch.queue_bind(
+            "ops-bq".into(),
+            "ops-used".into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("bind");
+    let amqp = on_fresh_channel(&conn, |c| async move {
+        let options = ExchangeDeleteOptions {
+            if_unused: true,
+            ..ExchangeDeleteOptions::default()
+        };
+        c.exchange_delete("ops-used".into(), options).await
+    })
+    .await;
+    let api = http("DELETE", "/api/exchanges/%2F/ops-used?if-unused=true", None);
+    assert_same_refusal(amqp, api, "if-unused on an exchange in use");
+
+    // Unbinding through the API, then a publish through the exchange reaches nobody.
+    let (status, _) = http("DELETE", "/api/bindings/%2F/e/ops-used/q/ops-bq/~", None);
+    assert_eq!(status, 204);
+    publish(&ch, "ops-used", "", b"unbound").await;
+    assert!(get(&ch, "ops-bq", true).await.is_none());
+}
+
+#[tokio::test]
+async fn purge_and_get_agree() {
+    let broker = Broker::start();
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    declare_queue(&ch, "ops-pg", QueueDeclareOptions::default()).await;
+    for body in ["one", "two", "three"] {
+        publish(&ch, "", "ops-pg", body.as_bytes()).await;
+    }
+    // The API's get (requeue) and basic.get see the same first message.
+    let (status, text) = http_request(
+        broker.http_port,
+        "POST",
+        "/api/queues/%2F/ops-pg/get",
+        Some(r#"{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+    let got: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(got[0]["payload"], "one");
+    assert_eq!(got[0]["message_count"], 2);
+    let first = get(&ch, "ops-pg", true).await.expect("a message");
+    assert_eq!(first.delivery.data, b"one");
+    // Purge through the API empties what purge over AMQP would.
+    let (status, _) = http_request(
+        broker.http_port,
+        "DELETE",
+        "/api/queues/%2F/ops-pg/contents",
+        None,
+    );
+    assert_eq!(status, 204);
+    assert!(get(&ch, "ops-pg", true).await.is_none());
+    publish(&ch, "", "ops-pg", b"again").await;
+    let purged = within(
+        "queue.purge",
+        ch.queue_purge("ops-pg".into(), Default::default()),
+    )
+    .await
+    .expect("purge");
+    assert_eq!(purged, 1);
+}
