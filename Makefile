@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: run build release test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -14,6 +14,9 @@ release:
 
 test: ## Every test: unit, lapin integration, pika suite, seed scripts, client libraries
 	scripts/test.sh
+
+test-repeat: ## The whole suite N times in a row, stopping at the first red run: make test-repeat N=5 [BESIDE="cmd"]
+	scripts/test_repeat.sh $(or $(N),5)
 
 # Client-library compatibility suite (tests/clients); CLIENT=pika (or "pika lapin") runs those only
 test-clients:

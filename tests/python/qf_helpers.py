@@ -4,9 +4,15 @@ Everything here was written against RabbitMQ 3.10.8; see
 QUEUE_FEATURES_NOTES.md for the recorded behaviour these helpers assert.
 """
 
+import base64
 import datetime
+import json
+import os
 import struct
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pika
 import pika.exceptions
@@ -134,6 +140,39 @@ def wait_count(conn, qname, n, timeout=WAIT):
 
     poll(conn, check, timeout)
     return last[0]
+
+
+def counts_stay(conn, qnames, n, duration, step=0.01):
+    """Samples the ready counts of `qnames` every `step` seconds for `duration` and
+    returns the first sample that differs from n (None when all equalled n). Used
+    after a message is expected to be gone for good: a message cycling through
+    dead-lettering sits in a queue for its TTL every round and shows in the samples."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        for q in qnames:
+            c = message_count(conn, q)
+            if c != n:
+                return (q, c)
+        conn.process_data_events(time_limit=step)
+    return None
+
+
+def api_queue_exists(qname, vhost="/"):
+    """Whether the management API lists the queue. Unlike a passive declare, this
+    does not count as use of the queue (x-expires is not renewed)."""
+    host = os.environ.get("WARREN_AMQP_HOST", "127.0.0.1")
+    port = os.environ.get("WARREN_HTTP_PORT", "15672")
+    path = f"/api/queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(qname, safe='')}"
+    req = urllib.request.Request(f"http://{host}:{port}{path}")
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            json.load(r)
+            return True
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return False
+        raise
 
 
 def get_one(ch, qname, timeout=WAIT, auto_ack=True):

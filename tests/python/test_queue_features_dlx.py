@@ -12,7 +12,8 @@ import pika.compat
 import pytest
 
 from conftest import get_all, sync
-from qf_helpers import assert_recent, bodies, get_n, get_one, message_count, strip_time
+from qf_helpers import (assert_recent, bodies, counts_stay, get_n, get_one, message_count,
+                        strip_time, wait_count)
 
 # Key order of an x-death entry created for a message that had no x-death yet.
 XDEATH_KEYS = ["count", "reason", "queue", "time", "exchange", "routing-keys"]
@@ -333,8 +334,9 @@ def test_expiry_cycle_to_itself_is_dropped(connection, channel, name, with_rk):
     channel.queue_declare(q, exclusive=True, arguments=args)
     channel.basic_publish("", q, b"c")
     sync(channel)
-    time.sleep(0.4)
-    assert message_count(connection, q) == 0
+    assert wait_count(connection, q, 0) == 0
+    # dropped for good, not cycling: 0.4 s is 8 rounds of its 50 ms TTL
+    assert counts_stay(connection, [q], 0, 0.4) is None
     assert channel.basic_get(q) == (None, None, None)
 
 
@@ -352,9 +354,10 @@ def test_expiry_cycle_over_two_queues_is_dropped(connection, channel, name):
         channel.queue_bind(spy, "amq.direct", q)
     channel.basic_publish("", q1, b"c")
     sync(channel)
-    time.sleep(0.6)
-    assert message_count(connection, q1) == 0
-    assert message_count(connection, q2) == 0
+    assert wait_count(connection, q1, 0) == 0
+    assert wait_count(connection, q2, 0) == 0
+    # dropped for good, not cycling: 0.4 s is 8 rounds of its 50 ms TTL
+    assert counts_stay(connection, [q1, q2], 0, 0.4) is None
     # q1 -> q2 once; dead-lettering q2 -> q1 would close an expiry-only cycle,
     # so q1 is left out of the destinations, while other queues the DLX routes
     # to (spy) still get the message.  Had q1 received it again it would have

@@ -8,7 +8,7 @@ import pika
 import pytest
 
 from conftest import get_all, sync, wait_until
-from qf_helpers import (CCBB, INVALID_ARG, Collector, bodies, declare_error,
+from qf_helpers import (CCBB, INVALID_ARG, Collector, api_queue_exists, bodies, declare_error,
                         message_count, wait_count)
 
 NOT_FOUND = "NOT_FOUND - no queue '%s' in vhost '/'"
@@ -251,8 +251,12 @@ def test_use_renews_lease(connection, channel, name, cleanup, use):
 def test_publishing_does_not_renew_lease(connection, channel, name, cleanup):
     q = cleanup.queue(name("exp"))
     channel.queue_declare(q, arguments={"x-expires": 400})
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 1.0:
+    # Publish every 0.1 s (4 times per lease) until the queue is gone, watching through
+    # the management API (a passive declare would renew the lease): had publishing
+    # renewed it, the queue would outlive the 10 s of publishing.
+    deadline = time.monotonic() + 10.0
+    while api_queue_exists(q):
+        assert time.monotonic() < deadline, "publishing kept the queue alive"
         channel.basic_publish("", q, b"x")
         sync(channel)
         time.sleep(0.1)

@@ -11,11 +11,14 @@ another port with patched copies of the scripts; never needed for warren):
   WARREN_SEED_PORT  port used by the test's own setup/cleanup connection
 """
 
+import base64
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pika
 import pytest
@@ -40,6 +43,7 @@ def _seed_dir():
 SEED_DIR = _seed_dir()
 SEED_HOST = "localhost"
 SEED_PORT = int(os.environ.get("WARREN_SEED_PORT", "5672"))
+HTTP_PORT = int(os.environ.get("WARREN_HTTP_PORT", "15672"))
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("WARREN_SEED_CLIENTS") != "1",
@@ -76,6 +80,27 @@ def admin_do(fn):
     finally:
         if conn.is_open:
             conn.close()
+
+
+def queue_totals(queue):
+    """(messages, messages_unacknowledged) of a queue in vhost '/', from the management API."""
+    req = urllib.request.Request(f"http://{SEED_HOST}:{HTTP_PORT}/api/queues/%2F/{queue}")
+    token = base64.b64encode(b"guest:guest").decode()
+    req.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        info = json.load(r)
+    return info.get("messages"), info.get("messages_unacknowledged")
+
+
+def wait_until_settled(queue, timeout):
+    """Waits until the broker holds no message of `queue`, ready or unacknowledged: the
+    consumer's ack has been processed. Returns the last totals seen."""
+    deadline = time.monotonic() + timeout
+    totals = queue_totals(queue)
+    while totals != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        totals = queue_totals(queue)
+    return totals
 
 
 class Blocking:
@@ -130,6 +155,8 @@ def test_seed000_tasks():
         assert ok, (p.lines, "".join(p.err))
         assert p.proc.poll() is None, "seed000 should block in start_consuming"
         assert p.lines == ["Received b'Hello'"]
+        # The script prints before it acks: the broker must then see the ack.
+        assert wait_until_settled("tasks", timeout=20) == (0, 0)
     finally:
         p.kill()
 
@@ -154,9 +181,13 @@ def test_seed003_producer_then_consumer():
         assert p.lines == [" [*] Waiting for messages. To exit press CTRL+C",
                            " [>] Received task for: user@example.com",
                            " [v] Email Sent"]
+        # The script prints "Email Sent" before it calls basic_ack: kill it only once the
+        # broker has seen the ack (nothing ready, nothing unacknowledged), or the kill can
+        # win and the message is (correctly) requeued.
+        assert wait_until_settled("email_task_queue", timeout=20) == (0, 0)
     finally:
         p.kill()
-    # the message was acked before the consumer was killed
+    # the ack survives the consumer's death: nothing comes back to the queue
     def check(ch):
         assert ch.queue_declare("email_task_queue", durable=True).method.message_count == 0
     admin_do(check)

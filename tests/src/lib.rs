@@ -193,6 +193,14 @@ impl Broker {
         }
     }
 
+    /// Waits until the broker's message store has written and synced everything the
+    /// broker took in so far (`POST /api/warren/sync`): what a test checks before a
+    /// SIGKILL instead of sleeping and hoping the journal writer had its turn.
+    pub fn sync_store(&self) {
+        let (status, body) = http_request(self.http_port, "POST", "/api/warren/sync", None);
+        assert_eq!(status, 204, "POST /api/warren/sync: {body}");
+    }
+
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }

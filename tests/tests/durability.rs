@@ -295,8 +295,8 @@ async fn persistent_messages_survive_restarts_and_acks_are_remembered() {
                 // The round trip proves the gets were handled, not that the journal's
                 // writer thread has had its turn: the "delivered" marks (a redelivery
                 // hint, not data) are written on that turn, and a SIGKILL in the same
-                // instant can beat it. Give the writer its turn before killing.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                // instant can beat it. Ask the broker to say when they are on disk.
+                broker.sync_store();
             }
         }
         let broker = broker.restart(kill);

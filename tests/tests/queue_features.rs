@@ -10,7 +10,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString},
     BasicProperties, Channel, Confirmation,
 };
-use warren_integration::{client::*, Broker};
+use warren_integration::{client::*, http_request, Broker};
 
 fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
@@ -191,8 +191,19 @@ async fn queue_with_x_expires_is_deleted_when_unused() {
     )
     .await
     .unwrap();
-    // Any declare, passive included, renews the lease: look only once it has passed.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Any declare, passive included, renews the lease: watch through the management API
+    // (which does not) until the queue is gone, however late the expiry timer runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) =
+            http_request(broker.http_port, "GET", "/api/queues/%2F/expiring", None);
+        if status == 404 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(Instant::now() < deadline, "the unused queue never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let probe = channel(&conn).await;
     let err = passive_queue(&probe, "expiring").await.unwrap_err();
     assert_eq!(
@@ -353,8 +364,18 @@ async fn expiry_cycle_without_rejection_drops_the_message() {
     .await
     .unwrap();
     publish_props(&ch, "self-cycle", "m", BasicProperties::default()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     wait_for_count(&ch, "self-cycle", 0).await;
+    // A message that kept cycling would sit in the queue for its 10 ms TTL every round and
+    // show in most samples; 40 samples 10 ms apart (40 rounds) all at 0 mean it was dropped.
+    for sample in 0..40 {
+        let q = passive_queue(&ch, "self-cycle").await.unwrap();
+        assert_eq!(
+            q.message_count(),
+            0,
+            "the message came back (sample {sample})"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

@@ -49,6 +49,13 @@ impl ApiError {
             reason: reason.into(),
         }
     }
+    pub fn internal(reason: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal_server_error",
+            reason: reason.into(),
+        }
+    }
     pub fn not_authorised(reason: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
@@ -84,11 +91,7 @@ impl From<warren_server::admin::AdminError> for ApiError {
             // RabbitMQ's API answers an operation's ACCESS_REFUSED (reserved names, the
             // default exchange) with 401 and no detail.
             AdminError::Refused(_) => ApiError::not_authorised("Access refused."),
-            AdminError::Internal(reason) => ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                error: "internal_server_error",
-                reason,
-            },
+            AdminError::Internal(reason) => ApiError::internal(reason),
         }
     }
 }

@@ -3,6 +3,11 @@
 //! set_vm_memory_high_watermark` and `set_disk_free_limit` do in RabbitMQ (which has no
 //! HTTP endpoint for them; `warren ctl` calls these). Administrators only; the new
 //! limits show in `/api/nodes` (`mem_limit`, `disk_free_limit`) at once.
+//!
+//! `POST /api/warren/sync` answers once the message store has written and synced every
+//! message, ack and delivery mark the broker took in before the request: a way for an
+//! operator (before copying the data directory) or a test (before a SIGKILL) to know that
+//! nothing is still waiting for the journal writer, instead of guessing with a sleep.
 
 use std::sync::Arc;
 
@@ -11,7 +16,7 @@ use axum::{
     extract::{ConnectInfo, State},
     http::HeaderMap,
     response::{IntoResponse, Response},
-    routing::put,
+    routing::{post, put},
     Json, Router,
 };
 use serde_json::{json, Value};
@@ -24,6 +29,7 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
     Router::new()
         .route("/api/warren/vm-memory-high-watermark", put(set_watermark))
         .route("/api/warren/disk-free-limit", put(set_disk_free_limit))
+        .route("/api/warren/sync", post(sync_store))
 }
 
 /// A byte count given as a number or as RabbitMQ's text (`2GB`, `512MiB`).
@@ -79,4 +85,27 @@ async fn set_disk_free_limit(
         .and_then(|l| bytes_value(l).map_err(ApiError::bad_request))?;
     b.alarms.set_disk_free_limit(limit);
     Ok(Json(json!({"disk_free_limit": limit})).into_response())
+}
+
+/// Flushes the message store (a no-op without a data directory); 204 when done.
+async fn sync_store(
+    State(b): B,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    auth(&b, &headers, peer)?.require_admin()?;
+    let broker = Arc::clone(&b);
+    let flushed = tokio::task::spawn_blocking(move || match broker.persistence.storage() {
+        Some(storage) => storage.flush().map_err(|e| e.to_string()),
+        None => Ok(()),
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match flushed {
+        Ok(()) => Ok(axum::http::StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(ApiError::internal(format!(
+            "message store flush failed: {e}"
+        ))),
+    }
 }

@@ -82,6 +82,12 @@ impl Storage {
         self.journal.forget_queue(QueueId(queue));
     }
 
+    /// Waits until every append, ack and delivery mark made before this call is written
+    /// and synced: the message store has caught up with what the broker accepted.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.journal.flush()
+    }
+
     /// Syncs everything and stops the writer (clean shutdown).
     pub fn close(&self) {
         if let Err(e) = self.journal.close() {
