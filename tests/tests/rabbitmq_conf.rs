@@ -1,6 +1,7 @@
 //! RabbitMQ's own configuration, through the real binary: the `RABBITMQ_*` variables,
 //! rabbitmq.conf with conf.d, enabled_plugins, and the errors RabbitMQ (and its Docker
 //! image) print for bad ones. Texts were checked against RabbitMQ 3.10.8.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     net::{IpAddr, UdpSocket},

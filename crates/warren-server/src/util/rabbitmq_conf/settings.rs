@@ -123,6 +123,11 @@ struct Mapper {
 /// What to do with a value: store it, or say why it is wrong.
 type Outcome = Result<(), String>;
 
+fn set<T>(slot: &mut Option<T>, value: T) -> Outcome {
+    *slot = Some(value);
+    Ok(())
+}
+
 fn integer<T: std::str::FromStr>(value: &str) -> Result<T, String> {
     value
         .parse()
@@ -212,11 +217,11 @@ impl Mapper {
         let (key, value) = (entry.key.as_str(), entry.value.as_str());
         let s = &mut self.report.settings;
         let outcome: Outcome = match key {
-            "default_user" => Ok(s.default_user = Some(value.into())),
-            "default_pass" => Ok(s.default_pass = Some(value.into())),
-            "default_vhost" => Ok(s.default_vhost = Some(value.into())),
+            "default_user" => set(&mut s.default_user, value.into()),
+            "default_pass" => set(&mut s.default_pass, value.into()),
+            "default_vhost" => set(&mut s.default_vhost, value.into()),
             "load_definitions" | "management.load_definitions" => {
-                Ok(s.load_definitions = Some((key.into(), value.into())))
+                set(&mut s.load_definitions, (key.into(), value.into()))
             }
             "management.tcp.port" => integer(value).map(|v| s.management_port = Some(v)),
             "management.tcp.ip" => ip(value).map(|v| s.management_ip = Some(v)),
@@ -249,7 +254,7 @@ impl Mapper {
         let s = &mut self.report.settings;
         if key == "listeners.tcp" {
             return match value {
-                "none" => Ok(s.tcp_listeners = Some(Vec::new())),
+                "none" => set(&mut s.tcp_listeners, Vec::new()).map_err(Verdict::Invalid),
                 _ => Err(Verdict::Invalid(format!(
                     "{value:?} is not a valid enum value, acceptable values are: none"
                 ))),

@@ -232,7 +232,7 @@ proptest! {
                 entries.iter().filter(|e| e.kind == EntryKind::Setting).collect();
             let written: String = settings_only
                 .iter()
-                .map(|e| format!("{} = {}\n", e.key.replace('.', "."), e.value.trim_end()))
+                .map(|e| format!("{} = {}\n", e.key, e.value.trim_end()))
                 .collect();
             if let Ok(again) = parse(&written) {
                 prop_assert_eq!(again.len(), settings_only.len());
