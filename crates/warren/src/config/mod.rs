@@ -359,3 +359,82 @@ fn apply_toml(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    /// A directory with rabbitmq.conf and a TOML file; the CLI reading it.
+    fn setup(name: &str, conf: &str, toml: Option<&str>, extra: &[&str]) -> (PathBuf, Cli) {
+        let dir = std::env::temp_dir().join(format!("warren-cfg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("rabbitmq.conf"), conf).unwrap();
+        let etc = dir.to_str().unwrap().to_string();
+        let mut args = vec!["warren".to_string(), "--rabbitmq-etc".into(), etc];
+        if let Some(t) = toml {
+            std::fs::write(dir.join("warren.toml"), t).unwrap();
+            args.push("--config".into());
+            args.push(dir.join("warren.toml").to_str().unwrap().into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        (dir, Cli::parse_from(args))
+    }
+
+    #[test]
+    fn warren_settings_win_over_rabbitmq_ones() {
+        let conf = "default_user = conf\ndefault_vhost = conf\nheartbeat = 11\n\
+                    listeners.tcp.default = 127.0.0.1:1111\nmanagement.tcp.port = 2222\n\
+                    log.console.level = warning\n";
+        let env = Env::from_pairs(&[
+            ("RABBITMQ_DEFAULT_USER", "env"),
+            ("RABBITMQ_DEFAULT_VHOST", "env"),
+            ("RABBITMQ_NODE_PORT", "3333"),
+        ]);
+        let (dir, cli) = setup("layers", conf, Some("default_vhost = \"toml\"\n"), &[]);
+        let l = load(&cli, &env).ok().unwrap();
+        assert_eq!(l.cfg.default_user, "env");
+        assert_eq!(l.cfg.default_vhost, "toml");
+        assert_eq!(l.cfg.heartbeat, 11);
+        assert_eq!(l.cfg.listen, "127.0.0.1:1111".parse().unwrap());
+        assert_eq!(l.extras.http_listen, Some("0.0.0.0:2222".parse().unwrap()));
+        assert_eq!(l.log_filter, "warn");
+        let _ = std::fs::remove_dir_all(dir);
+
+        let (dir, cli) = setup(
+            "flags",
+            conf,
+            None,
+            &[
+                "--listen",
+                "127.0.0.1:4444",
+                "--http-listen",
+                "off",
+                "--log",
+                "debug",
+            ],
+        );
+        let l = load(&cli, &env).ok().unwrap();
+        assert_eq!(l.cfg.listen, "127.0.0.1:4444".parse().unwrap());
+        assert_eq!(l.extras.http_listen, None);
+        assert_eq!(l.log_filter, "debug");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unknown_key_error_names_file_and_line() {
+        let (dir, cli) = setup(
+            "err",
+            "mqtt.listeners.tcp.default = 1883\nnope = 1\n",
+            None,
+            &[],
+        );
+        let Err(f) = load(&cli, &Env::from_pairs(&[])) else {
+            panic!("must fail")
+        };
+        assert!(f.errors[0].ends_with(":2: Conf file attempted to set unknown variable: nope"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
