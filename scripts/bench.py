@@ -162,7 +162,8 @@ class Warren(Broker):
                                       os.path.join(self.tmp, "data"), "--log", "warn",
                                       # RabbitMQ here runs without its management plugin
                                       "--http-listen", "off", "--prometheus-listen", "off"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, WARREN_RABBITMQ_ETC="off"))
         self.pid = self.proc.pid
         ok = wait_for_start(self.port, time.monotonic() + 30)
         self.boot_s = time.monotonic() - t0 if ok else None

@@ -36,7 +36,8 @@ class Build(bench.Warren):
             [self.binary, "--listen", "127.0.0.1:%d" % self.port, "--data-dir",
              os.path.join(self.tmp, "data"), "--log", "warn",
              "--http-listen", "off", "--prometheus-listen", "off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, WARREN_RABBITMQ_ETC="off"))
         self.pid = self.proc.pid
         return bench.wait_for_start(self.port, time.monotonic() + 30)
 

@@ -136,7 +136,8 @@ class WarrenD(bench.Warren):
                                       os.path.join(self.tmp, "data"), "--config",
                                       os.path.join(self.tmp, "warren.toml"), "--log", "warn",
                                       "--http-listen", "off", "--prometheus-listen", "off"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, WARREN_RABBITMQ_ETC="off"))
         self.pid = self.proc.pid
         ok = bench.wait_for_start(self.port, time.monotonic() + 600)
         self.boot_s = time.monotonic() - t0 if ok else None

@@ -51,7 +51,7 @@ done
 data_dir="$(mktemp -d)"
 broker_log="$data_dir/warren.log"
 log "starting warren on 127.0.0.1:$port (log: $broker_log)"
-NO_COLOR=1 target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
+NO_COLOR=1 WARREN_RABBITMQ_ETC=off target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
     --http-listen "127.0.0.1:$http_port" --prometheus-listen "127.0.0.1:$metrics_port" >"$broker_log" 2>&1 &
 broker_pid=$!
 cleanup() {

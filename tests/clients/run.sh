@@ -160,7 +160,7 @@ free_port() {
 }
 
 start_warren() { # uses broker_dir, broker_port
-    NO_COLOR=1 "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
+    NO_COLOR=1 WARREN_RABBITMQ_ETC=off "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
         --http-listen off --prometheus-listen off >>"$broker_dir/warren.log" 2>&1 &
     broker_pid=$!
     local i

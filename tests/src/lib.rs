@@ -65,6 +65,34 @@ pub fn warren_bin() -> PathBuf {
         .clone()
 }
 
+/// The `RABBITMQ_*` variables warren reads; a test's broker starts without them (and
+/// without /etc/rabbitmq's files) unless the test sets them.
+pub const RABBITMQ_ENV_VARS: [&str; 13] = [
+    "RABBITMQ_CONFIG_FILE",
+    "RABBITMQ_CONFIG_FILES",
+    "RABBITMQ_ENABLED_PLUGINS_FILE",
+    "RABBITMQ_ENABLED_PLUGINS",
+    "RABBITMQ_DEFAULT_USER",
+    "RABBITMQ_DEFAULT_PASS",
+    "RABBITMQ_DEFAULT_VHOST",
+    "RABBITMQ_NODE_PORT",
+    "RABBITMQ_NODE_IP_ADDRESS",
+    "RABBITMQ_MNESIA_BASE",
+    "RABBITMQ_MNESIA_DIR",
+    "RABBITMQ_DEFINITIONS_FILE",
+    "RABBITMQ_VM_MEMORY_HIGH_WATERMARK",
+];
+
+/// Keeps a broker started by a test from reading the machine's RabbitMQ configuration
+/// (`/etc/rabbitmq/rabbitmq.conf` exists where rabbitmq-server is installed) or the
+/// caller's `RABBITMQ_*` variables; the test's own variables are set after this.
+pub fn isolate_from_rabbitmq_config(cmd: &mut Command) {
+    cmd.env("WARREN_RABBITMQ_ETC", "off");
+    for var in RABBITMQ_ENV_VARS {
+        cmd.env_remove(var);
+    }
+}
+
 impl Broker {
     /// Starts warren with default settings.
     pub fn start() -> Broker {
@@ -102,23 +130,46 @@ impl Broker {
         Self::start_in(self.data_dir.clone(), &args, &[])
     }
 
+    /// Starts warren with only the given arguments and variables (no `--listen`,
+    /// `--http-listen`, `--prometheus-listen`; no `--data-dir` when `data_dir` is
+    /// `None`, for a test whose variables choose it): for tests of configuration files
+    /// and variables, which flags would override. `data_dir` is removed on drop.
+    pub fn start_configured(
+        data_dir: PathBuf,
+        pass_data_dir: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Broker {
+        let mut cmd = Command::new(warren_bin());
+        if pass_data_dir {
+            cmd.arg("--data-dir").arg(&data_dir);
+        }
+        cmd.args(args);
+        Self::spawn(cmd, data_dir, args, env)
+    }
+
     fn start_in(data_dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let mut cmd = Command::new(warren_bin());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("WARREN_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(args);
         // Management and metrics on ephemeral ports unless the test chose.
         for flag in ["--http-listen", "--prometheus-listen"] {
             if !args.contains(&flag) {
                 cmd.arg(flag).arg("127.0.0.1:0");
             }
         }
+        Self::spawn(cmd, data_dir, args, env)
+    }
+
+    fn spawn(mut cmd: Command, data_dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Broker {
+        cmd.env("NO_COLOR", "1")
+            .env("WARREN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        isolate_from_rabbitmq_config(&mut cmd);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -234,6 +285,37 @@ impl Broker {
         let _ = self.child.kill();
         false
     }
+}
+
+/// Runs warren (serving) with only these arguments and variables, expecting it to stop
+/// by itself (a refused configuration); its exit code and everything it printed.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(warren_bin());
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    isolate_from_rabbitmq_config(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn warren");
+    for _ in 0..3000 {
+        if let Ok(Some(_)) = child.try_wait() {
+            let out = child.wait_with_output().expect("warren's output");
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (out.status.code(), text);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("warren's output");
+    panic!(
+        "warren did not stop: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Broker {

@@ -250,6 +250,7 @@ fn bad_alarm_settings_stop_the_boot() {
             ])
             .args(["--http-listen", "off", "--prometheus-listen", "off"])
             .env("NO_COLOR", "1")
+            .env("WARREN_RABBITMQ_ETC", "off")
             .output()
             .unwrap();
         let _ = std::fs::remove_file(&path);

@@ -762,6 +762,7 @@ async fn a_second_broker_on_the_same_data_directory_refuses_to_start() {
         .args(["--prometheus-listen", "off", "--data-dir"])
         .arg(broker.data_dir())
         .env("NO_COLOR", "1")
+        .env("WARREN_RABBITMQ_ETC", "off")
         .output()
         .expect("run a second warren");
     assert!(!second.status.success(), "the second broker must not start");
@@ -806,6 +807,7 @@ async fn damaged_metadata_stops_the_start_and_changes_nothing() {
             .args(["--prometheus-listen", "off", "--data-dir"])
             .arg(dir)
             .env("NO_COLOR", "1")
+            .env("WARREN_RABBITMQ_ETC", "off")
             .output()
             .expect("run warren");
         let said = format!(

@@ -177,6 +177,7 @@ fn bad_definitions_file_stops_the_boot_naming_the_entry() {
         .arg("--load-definitions")
         .arg(&path)
         .env("NO_COLOR", "1")
+        .env("WARREN_RABBITMQ_ETC", "off")
         .output()
         .expect("run warren");
     let log =

@@ -1,13 +1,15 @@
 //! The `warren` binary: runs the broker with configuration from flags, environment
-//! variables and an optional TOML file (in that order of precedence).
+//! variables, an optional TOML file and RabbitMQ's own rabbitmq.conf (see `config` for
+//! the order of precedence).
 
+mod config;
 mod ctl;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use serde::Deserialize;
-use tracing::{error, info};
+use config::Extras;
+use tracing::{error, info, warn};
 use warren_server::{Broker, ServerConfig, Shutdown};
 
 #[derive(Debug, Parser)]
@@ -41,9 +43,15 @@ struct Cli {
     /// readable, copy the damaged files aside (`meta/*.damaged-<ms>`) and log what is lost.
     #[arg(long, env = "WARREN_REPAIR_METADATA")]
     repair_metadata: bool,
-    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`.
-    #[arg(long, env = "WARREN_LOG", default_value = "info")]
-    log: String,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`;
+    /// default: rabbitmq.conf's `log.console.level`, else `info`.
+    #[arg(long, env = "WARREN_LOG", value_name = "FILTER")]
+    log: Option<String>,
+    /// Where rabbitmq.conf, conf.d/*.conf and enabled_plugins are looked for when the
+    /// RABBITMQ_CONFIG_FILE(S) / RABBITMQ_ENABLED_PLUGINS_FILE variables do not name
+    /// them; `off` reads none of them (the variables still apply).
+    #[arg(long, env = "WARREN_RABBITMQ_ETC", value_name = "DIR|off")]
+    rabbitmq_etc: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -56,203 +64,6 @@ enum Command {
     Ctl(ctl::CtlArgs),
 }
 
-/// The TOML file: every key optional; see docs/configuration.md.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    rabbitmq_version: Option<String>,
-    cluster_name: Option<String>,
-    channel_max: Option<u16>,
-    frame_max: Option<u32>,
-    heartbeat: Option<u16>,
-    max_message_size: Option<u64>,
-    handshake_timeout_secs: Option<u64>,
-    default_user: Option<String>,
-    default_pass: Option<String>,
-    default_vhost: Option<String>,
-    loopback_users: Option<Vec<String>>,
-    fsync: Option<String>,
-    memory_budget_mb: Option<u64>,
-    disk_free_limit: Option<DiskFreeLimit>,
-    vm_memory_high_watermark: Option<MemoryWatermark>,
-    http_listen: Option<String>,
-    prometheus_listen: Option<String>,
-    load_definitions: Option<PathBuf>,
-}
-
-/// A byte size: a number of bytes or a string with a unit ("50MB", "1GiB").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum Bytes {
-    Number(u64),
-    Text(String),
-}
-
-impl Bytes {
-    fn value(&self) -> Result<u64, String> {
-        match self {
-            Bytes::Number(n) => Ok(*n),
-            Bytes::Text(t) => warren_server::alarm::parse_bytes(t),
-        }
-    }
-}
-
-/// `disk_free_limit = "50MB"` or, as in rabbitmq.conf, `disk_free_limit.absolute = "50MB"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DiskFreeLimit {
-    Plain(Bytes),
-    Table(AbsoluteOnly),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AbsoluteOnly {
-    absolute: Bytes,
-}
-
-/// `vm_memory_high_watermark = 0.4`, `vm_memory_high_watermark.relative = 0.4` or
-/// `vm_memory_high_watermark.absolute = "2GB"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum MemoryWatermark {
-    Fraction(f64),
-    Table(WatermarkTable),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WatermarkTable {
-    relative: Option<f64>,
-    absolute: Option<Bytes>,
-}
-
-impl MemoryWatermark {
-    fn value(&self) -> Result<warren_server::alarm::Watermark, String> {
-        use warren_server::alarm::Watermark;
-        let relative = |f: f64| {
-            if f.is_finite() && f >= 0.0 {
-                Ok(Watermark::Relative(f))
-            } else {
-                Err(format!(
-                    "vm_memory_high_watermark must be a fraction >= 0, not {f}"
-                ))
-            }
-        };
-        match self {
-            MemoryWatermark::Fraction(f) => relative(*f),
-            MemoryWatermark::Table(WatermarkTable {
-                relative: Some(f),
-                absolute: None,
-            }) => relative(*f),
-            MemoryWatermark::Table(WatermarkTable {
-                relative: None,
-                absolute: Some(b),
-            }) => b.value().map(Watermark::Absolute),
-            MemoryWatermark::Table(_) => {
-                Err("vm_memory_high_watermark takes one of .relative or .absolute".into())
-            }
-        }
-    }
-}
-
-/// What the binary serves besides AMQP.
-#[derive(Debug, Clone)]
-struct Extras {
-    http_listen: Option<SocketAddr>,
-    prometheus_listen: Option<SocketAddr>,
-    load_definitions: Option<PathBuf>,
-    repair_metadata: bool,
-}
-
-/// `off` (or `none`, `false`) disables a listener; anything else must be ADDR:PORT.
-fn listen_setting(what: &str, value: &str) -> Result<Option<SocketAddr>, String> {
-    match value {
-        "off" | "none" | "false" => Ok(None),
-        v => v
-            .parse()
-            .map(Some)
-            .map_err(|e| format!("invalid {what} address '{v}': {e}")),
-    }
-}
-
-fn load_config(cli: &Cli) -> Result<(ServerConfig, Extras), String> {
-    let file: FileConfig = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-            toml::from_str(&text)
-                .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
-    let http = cli
-        .http_listen
-        .clone()
-        .or(file.http_listen.clone())
-        .unwrap_or_else(|| "0.0.0.0:15672".into());
-    let prometheus = cli
-        .prometheus_listen
-        .clone()
-        .or(file.prometheus_listen.clone())
-        .unwrap_or_else(|| "0.0.0.0:15692".into());
-    let extras = Extras {
-        http_listen: listen_setting("http_listen", &http)?,
-        prometheus_listen: listen_setting("prometheus_listen", &prometheus)?,
-        load_definitions: cli
-            .load_definitions
-            .clone()
-            .or(file.load_definitions.clone()),
-        repair_metadata: cli.repair_metadata,
-    };
-    let mut cfg = ServerConfig::default();
-    macro_rules! take {
-        ($($field:ident),*) => { $( if let Some(v) = file.$field { cfg.$field = v; } )* };
-    }
-    take!(
-        listen,
-        data_dir,
-        rabbitmq_version,
-        cluster_name,
-        channel_max,
-        frame_max,
-        heartbeat,
-        max_message_size,
-        handshake_timeout_secs,
-        fsync,
-        memory_budget_mb,
-        default_user,
-        default_pass,
-        default_vhost,
-        loopback_users
-    );
-    if let Some(limit) = &file.disk_free_limit {
-        cfg.disk_free_limit = match limit {
-            DiskFreeLimit::Plain(b) | DiskFreeLimit::Table(AbsoluteOnly { absolute: b }) => b,
-        }
-        .value()
-        .map_err(|e| format!("disk_free_limit: {e}"))?;
-    }
-    if let Some(mark) = &file.vm_memory_high_watermark {
-        cfg.vm_memory_high_watermark = mark.value()?;
-    }
-    if let Some(listen) = cli.listen {
-        cfg.listen = listen;
-    }
-    if let Some(dir) = &cli.data_dir {
-        cfg.data_dir = dir.clone();
-    }
-    if cfg.frame_max != 0 && cfg.frame_max < 4096 {
-        return Err(format!(
-            "frame_max {} is below the AMQP minimum 4096",
-            cfg.frame_max
-        ));
-    }
-    Ok((cfg, extras))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -260,7 +71,19 @@ fn main() -> ExitCode {
         Some(Command::Ctl(args)) => return ctl::main(args),
         _ => {}
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let env = config::Env::from_process();
+    // Before anything else, as the official image's entrypoint does.
+    if let Some(text) = config::rabbitmq::deprecated_env_error(&env) {
+        eprint!("{text}");
+        eprintln!();
+        return ExitCode::FAILURE;
+    }
+    let loaded = config::load(&cli, &env);
+    let filter = match &loaded {
+        Ok(l) => l.log_filter.as_str(),
+        Err(_) => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: logs are usually read from files and container output.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
@@ -270,10 +93,16 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(ansi)
         .init();
-    let (cfg, extras) = match load_config(&cli) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            error!("{e}");
+    let (cfg, extras) = match loaded {
+        Ok(l) => {
+            log_notes(&l.notes);
+            (l.cfg, l.extras)
+        }
+        Err(failure) => {
+            log_notes(&failure.notes);
+            for e in &failure.errors {
+                error!("{e}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -288,6 +117,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cfg, extras))
+}
+
+fn log_notes(notes: &[config::Note]) {
+    for note in notes {
+        if note.warning {
+            warn!("{}", note.text);
+        } else {
+            info!("{}", note.text);
+        }
+    }
 }
 
 fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {

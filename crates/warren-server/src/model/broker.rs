@@ -193,7 +193,7 @@ impl Broker {
         let user = match User::with_password(
             &self.config.default_user,
             &self.config.default_pass,
-            vec!["administrator".into()],
+            self.config.default_user_tags.clone(),
         ) {
             Ok(user) => user,
             Err(e) => {
@@ -201,10 +201,22 @@ impl Broker {
                 return;
             }
         };
-        self.permissions.write().insert(
-            (user.name.clone(), vhost),
-            Arc::new(Permission::allow_all()),
-        );
+        let [configure, write, read] = &self.config.default_permissions;
+        let permission = if [configure, write, read].iter().all(|p| *p == ".*") {
+            Permission::allow_all()
+        } else {
+            match Permission::new(configure, write, read) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(user = %user.name, error = %e, "default permissions not granted");
+                    self.users.write().insert(user.name.clone(), user);
+                    return;
+                }
+            }
+        };
+        self.permissions
+            .write()
+            .insert((user.name.clone(), vhost), Arc::new(permission));
         self.users.write().insert(user.name.clone(), user);
     }
 

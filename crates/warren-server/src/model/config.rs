@@ -23,6 +23,11 @@ pub struct ServerConfig {
     pub default_user: String,
     pub default_pass: String,
     pub default_vhost: String,
+    /// Tags of the default user (RabbitMQ's default_user_tags; `administrator`).
+    pub default_user_tags: Vec<String>,
+    /// The default user's permissions on the default vhost as configure, write and read
+    /// patterns (RabbitMQ's default_permissions; `.*` each).
+    pub default_permissions: [String; 3],
     /// Users that may only connect from loopback addresses (RabbitMQ's loopback_users).
     pub loopback_users: Vec<String>,
     /// When persistent messages are synced to disk: `always` (group commit before every
@@ -71,6 +76,8 @@ impl Default for ServerConfig {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             default_vhost: "/".into(),
+            default_user_tags: vec!["administrator".into()],
+            default_permissions: [".*".into(), ".*".into(), ".*".into()],
             loopback_users: vec!["guest".into()],
             fsync: "always".into(),
             memory_budget_mb: 256,
