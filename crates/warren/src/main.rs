@@ -2,6 +2,7 @@
 //! variables and an optional TOML file (in that order of precedence).
 
 mod ctl;
+mod tools;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -254,6 +255,10 @@ fn load_config(cli: &Cli) -> Result<(ServerConfig, Extras), String> {
 }
 
 fn main() -> ExitCode {
+    // rabbitmqctl & co. when called by those names (or `warren rabbitmqctl ...`).
+    if let Some(code) = tools::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Perf(args)) => return run_perf(args),
