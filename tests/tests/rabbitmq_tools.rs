@@ -2,6 +2,8 @@
 //! (symlinks in a temporary directory) against a test broker's management API, with the
 //! outputs and exit codes recorded from RabbitMQ 3.10.8 (tests/fixtures/tools).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     path::PathBuf,
     process::{Command, Output, Stdio},

@@ -629,6 +629,21 @@ fn obj_spec(verb: &str, kind: &str) -> Option<ObjSpec> {
             &["definition", "priority"],
             "/policies/{vhost}/{name}",
         ),
+        _ => other_spec(verb, kind),
+    }
+}
+
+/// The specs of delete, close, purge, publish and get.
+fn other_spec(verb: &str, kind: &str) -> Option<ObjSpec> {
+    let s = |mandatory, optional, json, uri| {
+        Some(ObjSpec {
+            mandatory,
+            optional,
+            json,
+            uri,
+        })
+    };
+    match (verb, kind) {
         ("delete", "exchange") => s(&["name"], vec![], &[], "/exchanges/{vhost}/{name}"),
         ("delete", "queue") => s(&["name"], vec![], &[], "/queues/{vhost}/{name}"),
         ("delete", "binding") => s(

@@ -267,10 +267,11 @@ fn check_port_connectivity(ctx: &Ctx) -> Result<(), Failure> {
         .iter()
         .filter(|port| {
             let addr = format!("{host}:{port}");
-            !std::net::ToSocketAddrs::to_socket_addrs(&addr)
+            let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr)
                 .ok()
                 .and_then(|mut a| a.next())
-                .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok())
+                .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_ok());
+            !reachable
         })
         .map(u64::to_string)
         .collect();

@@ -35,7 +35,16 @@ const OPTIONS: &[OptSpec] = &[
 
 type Run = fn(&Ctx) -> Result<(), Failure>;
 
-const COMMANDS: &[(&str, &str, &[&str], (usize, usize), Run)] = &[
+/// (name, usage line, options, argument count (min, max), runner).
+type PluginCommand = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    (usize, usize),
+    Run,
+);
+
+const COMMANDS: &[PluginCommand] = &[
     ("list", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] list [pattern] [--verbose] [--minimal] [--enabled] [--implicitly-enabled]", &["enabled", "implicitly-enabled", "verbose", "minimal"], (0, 1), list),
     ("enable", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] enable <plugin1> [ <plugin2>] | --all [--offline] [--online]", &["offline", "online", "all"], (0, usize::MAX), enable),
     ("disable", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] disable <plugin1> [ <plugin2>] | --all [--offline] [--online]", &["offline", "online", "all"], (0, usize::MAX), disable),
