@@ -1,7 +1,8 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
+PREFIX ?= /usr/local
 
-.PHONY: run build release test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: install-tools run build release test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -46,3 +47,9 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+install-tools: ## Install warren and link rabbitmqctl, rabbitmq-diagnostics, rabbitmq-plugins, rabbitmqadmin (PREFIX=/usr/local)
+	$(CARGO) build --release -p warren
+	install -d $(PREFIX)/bin
+	install -m 755 $${CARGO_TARGET_DIR:-target}/release/warren $(PREFIX)/bin/warren
+	$(PREFIX)/bin/warren install-tools $(PREFIX)/bin

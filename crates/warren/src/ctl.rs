@@ -4,7 +4,7 @@
 
 mod admin;
 mod alarms;
-mod http;
+pub(crate) mod http;
 mod list;
 
 use std::{

@@ -4,6 +4,7 @@
 
 mod config;
 mod ctl;
+mod tools;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -65,6 +66,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // rabbitmqctl & co. when called by those names (or `warren rabbitmqctl ...`).
+    if let Some(code) = tools::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Perf(args)) => return run_perf(args),

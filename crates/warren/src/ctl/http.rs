@@ -12,13 +12,13 @@ use serde_json::Value;
 use super::CtlArgs;
 
 #[derive(Debug)]
-pub(super) struct Reply {
-    pub(super) status: u16,
-    pub(super) body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
 }
 
 /// Percent-encodes a path segment (vhost `/` becomes `%2F`).
-pub(super) fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -30,7 +30,7 @@ pub(super) fn seg(s: &str) -> String {
     out
 }
 
-fn base64(input: &[u8]) -> String {
+pub(crate) fn base64(input: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.chunks(3) {
@@ -51,6 +51,57 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
+/// Why a request got no HTTP reply: nothing listens there (the broker is down), or the
+/// exchange broke off.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    Unreachable(String),
+    Broken(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Unreachable(e) | SendError::Broken(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One HTTP/1.1 request with basic auth and `Connection: close` to `host` (ADDR:PORT);
+/// `extra` headers are added as given (`Name: value`).
+pub(crate) fn send(
+    host: &str,
+    credentials: (&str, &str),
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    extra: &[String],
+) -> Result<Reply, SendError> {
+    let mut stream = TcpStream::connect(host)
+        .map_err(|e| SendError::Unreachable(format!("cannot connect to {host}: {e}")))?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let auth = base64(format!("{}:{}", credentials.0, credentials.1).as_bytes());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        payload.len()
+    );
+    for h in extra {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(payload.as_bytes()))
+        .map_err(|e| SendError::Broken(format!("request failed: {e}")))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| SendError::Broken(format!("reading the reply failed: {e}")))?;
+    parse_reply(&raw).map_err(SendError::Broken)
+}
+
 impl CtlArgs {
     /// One HTTP/1.1 request with `Connection: close`.
     pub(super) fn request(
@@ -59,25 +110,15 @@ impl CtlArgs {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Reply, String> {
-        let mut stream = TcpStream::connect(&self.host)
-            .map_err(|e| format!("cannot connect to {}: {e}", self.host))?;
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let auth = base64(format!("{}:{}", self.user, self.password).as_bytes());
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.host,
-            payload.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(payload.as_bytes()))
-            .map_err(|e| format!("request failed: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .map_err(|e| format!("reading the reply failed: {e}"))?;
-        parse_reply(&raw)
+        send(
+            &self.host,
+            (&self.user, &self.password),
+            method,
+            path,
+            body,
+            &[],
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// A request whose reply must be a success: its JSON body (null when empty or not
