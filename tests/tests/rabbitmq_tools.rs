@@ -167,7 +167,9 @@ async fn rabbitmqctl_users_permissions_policies_and_queues() {
             "rabbitmqctl",
             &["-q", "list_permissions", "-p", "v1"]
         ),
-        "user\tconfigure\twrite\tread\nalice\t.*\t.*\t.*\nguest\t.*\t.*\t.*\n"
+        // rabbitmqctl add_vhost (through the node cookie) grants nobody anything, as in
+        // RabbitMQ: only alice is there.
+        "user\tconfigure\twrite\tread\nalice\t.*\t.*\t.*\n"
     );
     // The new user logs in over AMQP.
     let url = format!("amqp://alice:s3cret@127.0.0.1:{}/v1", broker.port);
@@ -404,4 +406,96 @@ fn usage_errors_and_an_unreachable_broker() {
             "\nERROR: Action nosuchcmd not understood\n\nrabbitmqadmin --help for help\n\n"
         )
     );
+}
+
+/// A tool run with a given HOME and extra variables, no credentials of its own.
+fn run_as(broker: &Broker, home: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut cmd = Command::new(tools_dir().join("rabbitmqctl"));
+    cmd.args(args)
+        .env("WARREN_CTL_HOST", format!("127.0.0.1:{}", broker.http_port))
+        .env("HOME", home)
+        .env_remove("WARREN_CTL_USER")
+        .env_remove("WARREN_CTL_PASSWORD")
+        .env_remove("RABBITMQ_DEFAULT_USER")
+        .env_remove("RABBITMQ_DEFAULT_PASS")
+        .env_remove("RABBITMQ_ERLANG_COOKIE")
+        .stdin(Stdio::null());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_node_cookie_lets_rabbitmqctl_in_whatever_users_exist() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = std::env::temp_dir().join(format!("warren-cookie-home-{}", std::process::id()));
+    let elsewhere = home.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let home_s = home.to_str().unwrap().to_string();
+    // No guest: the only user is one the tool does not know the password of.
+    let broker = Broker::start_with(
+        &[],
+        &[
+            ("HOME", &home_s),
+            ("RABBITMQ_DEFAULT_USER", "boss"),
+            ("RABBITMQ_DEFAULT_PASS", "unknown-to-the-tool"),
+        ],
+    );
+    // The broker made the cookie as RabbitMQ does: 20 capital letters, mode 0400.
+    let cookie_file = home.join(".erlang.cookie");
+    let cookie = std::fs::read_to_string(&cookie_file).unwrap();
+    assert_eq!(cookie.len(), 20, "{cookie}");
+    assert!(cookie.bytes().all(|c| c.is_ascii_uppercase()), "{cookie}");
+    let mode = std::fs::metadata(&cookie_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o400);
+
+    // Same HOME as the broker: the tool reads the cookie and is let in.
+    let r = run_as(&broker, &home, &[], &["list_users", "-q"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("boss\t[administrator]"), "{}", r.stdout);
+    // add_vhost through the cookie grants nobody permissions (rmq-cli is no user).
+    let r = run_as(&broker, &home, &[], &["add_vhost", "cli-made"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = run_as(
+        &broker,
+        &home,
+        &[],
+        &["list_permissions", "-p", "cli-made", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let rows = r
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty() && *l != "user\tconfigure\twrite\tread")
+        .count();
+    assert_eq!(rows, 0, "{}", r.stdout);
+    // The cookie given in RABBITMQ_ERLANG_COOKIE works from anywhere.
+    let r = run_as(
+        &broker,
+        &elsewhere,
+        &[("RABBITMQ_ERLANG_COOKIE", cookie.trim())],
+        &["list_vhosts", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.lines().any(|l| l == "cli-made"), "{}", r.stdout);
+    // No cookie, or a wrong one: only credentials count, and guest does not exist.
+    for vars in [
+        vec![],
+        vec![("RABBITMQ_ERLANG_COOKIE", "WRONGWRONGWRONGWRONG")],
+    ] {
+        let r = run_as(&broker, &elsewhere, &vars, &["list_users", "-q"]);
+        assert_ne!(r.code, 0, "{vars:?}: {}{}", r.stdout, r.stderr);
+        assert!(!r.stdout.contains("boss"), "{}", r.stdout);
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&home);
 }

@@ -3,6 +3,7 @@
 //! the order of precedence).
 
 mod config;
+mod cookie;
 mod ctl;
 mod tools;
 
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(ansi)
         .init();
-    let (cfg, extras) = match loaded {
+    let (mut cfg, extras) = match loaded {
         Ok(l) => {
             log_notes(&l.notes);
             (l.cfg, l.extras)
@@ -111,6 +112,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match cookie::for_broker() {
+        Ok(c) => cfg.cli_cookie = Some(c),
+        Err(e) => warn!("no CLI cookie ({e}): rabbitmqctl and rabbitmq-diagnostics need a user's credentials (WARREN_CTL_USER/WARREN_CTL_PASSWORD)"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -107,10 +107,11 @@ async fn put_vhost(
     let who = auth(&b, &headers, peer)?;
     who.require_admin()?;
     let is_new = b.admin_add_vhost(&name)?;
-    if is_new {
+    if is_new && !who.cli {
         // As RabbitMQ's management plugin: the creating user gets full permissions there.
         // Should that write fail, the vhost stays (it is recorded) without the permission,
         // and the answer is a 500; an administrator can grant it with PUT /api/permissions.
+        // (rabbitmqctl add_vhost, through the CLI cookie, grants nobody anything.)
         b.set_permission(&who.user, &name, Permission::allow_all())
             .map_err(AdminError::from_amqp)?;
     }

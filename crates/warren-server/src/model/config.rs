@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// Resident memory above which the memory alarm blocks publishers: a fraction of
     /// total RAM or bytes (RabbitMQ's vm_memory_high_watermark, default 0.4).
     pub vm_memory_high_watermark: crate::model::alarm::Watermark,
+    /// The CLI tools' shared secret (RabbitMQ's Erlang cookie): a management API request
+    /// from a loopback address that carries it acts as the node's operator. `None`: the
+    /// tools need a user's credentials.
+    pub cli_cookie: Option<String>,
 }
 
 impl ServerConfig {
@@ -83,6 +87,7 @@ impl Default for ServerConfig {
             memory_budget_mb: 256,
             disk_free_limit: 50_000_000,
             vm_memory_high_watermark: crate::model::alarm::Watermark::default(),
+            cli_cookie: None,
         }
     }
 }

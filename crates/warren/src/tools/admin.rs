@@ -223,6 +223,8 @@ pub(crate) fn main(args: &[String]) -> u8 {
         user: o.user.clone().unwrap_or(user),
         password: o.password.clone().unwrap_or(password),
         node: String::new(),
+        // rabbitmqadmin is an HTTP client with its own -u/-p, as RabbitMQ's script.
+        cookie: None,
     };
     let admin = Admin {
         args: rest.get(1..).unwrap_or_default().to_vec(),

@@ -18,6 +18,9 @@ pub(crate) struct Api {
     pub(crate) password: String,
     /// The node name the tool reports (`rabbit@host`).
     pub(crate) node: String,
+    /// The node's CLI cookie (`crate::cookie`), sent besides the credentials: the broker
+    /// takes it over them when it matches.
+    pub(crate) cookie: Option<String>,
 }
 
 /// The value of an environment variable, when set and not empty.
@@ -66,6 +69,8 @@ pub(crate) fn api_addr(node: Option<&str>, ctl_host: Option<String>) -> String {
 
 /// Credentials: `$WARREN_CTL_USER`/`$WARREN_CTL_PASSWORD`, else the broker's own
 /// `$RABBITMQ_DEFAULT_USER`/`$RABBITMQ_DEFAULT_PASS` (set in a container), else guest.
+/// (rabbitmqctl and rabbitmq-diagnostics send the node's cookie too, which the broker
+/// prefers when it matches: see `crate::cookie`.)
 pub(crate) fn credentials() -> (String, String) {
     let user = env("WARREN_CTL_USER")
         .or_else(|| env("RABBITMQ_DEFAULT_USER"))
@@ -80,11 +85,18 @@ impl Api {
     /// The API for `-n NODE` (or the default node), from the environment.
     pub(crate) fn for_node(node: Option<&str>) -> Api {
         let (user, password) = credentials();
+        // Explicit credentials mean "act as this user": no cookie then.
+        let cookie = if env("WARREN_CTL_USER").is_some() {
+            None
+        } else {
+            crate::cookie::for_tool()
+        };
         Api {
             addr: api_addr(node, env("WARREN_CTL_HOST")),
             user,
             password,
             node: node.map_or_else(default_node, str::to_string),
+            cookie,
         }
     }
 
@@ -96,13 +108,17 @@ impl Api {
         body: Option<&Value>,
         extra: &[String],
     ) -> Result<Reply, SendError> {
+        let mut headers = extra.to_vec();
+        if let Some(cookie) = &self.cookie {
+            headers.push(format!("{}: {cookie}", crate::cookie::HEADER));
+        }
         http::send(
             &self.addr,
             (&self.user, &self.password),
             method,
             path,
             body,
-            extra,
+            &headers,
         )
     }
 }
