@@ -1,7 +1,7 @@
 # warren: common tasks. `make run` starts a broker, `make test` runs every test.
 CARGO ?= cargo
 
-.PHONY: run build release test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: run build release docker-image test-docker test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -11,6 +11,12 @@ build:
 
 release:
 	$(CARGO) build --release -p warren
+
+docker-image: ## The warren:dev image from the host-built release binary (docker/Dockerfile.prebuilt)
+	scripts/docker_image.sh
+
+test-docker: ## The Docker drop-in tests alone (compose stack, tools, Testcontainers)
+	tests/docker/run.sh
 
 test: ## Every test: unit, lapin integration, pika suite, seed scripts, client libraries
 	scripts/test.sh
