@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: install-tools run build release test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: install-tools run build release docker-image test-docker test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -12,6 +12,12 @@ build:
 
 release:
 	$(CARGO) build --release -p warren
+
+docker-image: ## The warren:dev image from the host-built release binary (docker/Dockerfile.prebuilt)
+	scripts/docker_image.sh
+
+test-docker: ## The Docker drop-in tests alone (compose stack, tools, Testcontainers)
+	tests/docker/run.sh
 
 test: ## Every test: unit, lapin integration, pika suite, seed scripts, client libraries
 	scripts/test.sh

@@ -2,7 +2,8 @@
 # Runs every test of warren: unit tests, lapin integration tests, the pika suite, the
 # seed client scripts and the client-library compatibility suite (tests/clients: pika,
 # aio-pika, kombu/Celery, the Java client incl. the Spring-AMQP-style check, amqplib,
-# amqp091-go, lapin, amqprs, Bunny, php-amqplib, amqp-tools).
+# amqp091-go, lapin, amqprs, Bunny, php-amqplib, amqp-tools), and the Docker image
+# tests (tests/docker).
 #
 # Installs what it needs itself: the Python venv with pinned pika (tests/python/run.sh)
 # and every client library and toolchain of tests/clients (tests/clients/run.sh). The
@@ -16,6 +17,7 @@ cd "$root"
 log() { printf '\n==> %s\n' "$*"; }
 
 suites_failed=()
+suites_skipped=()
 suites_passed=()
 record() { # name status
     if [ "$2" -eq 0 ]; then suites_passed+=("$1"); else suites_failed+=("$1"); fi
@@ -90,8 +92,23 @@ env -u WARREN_AMQP_PORT -u WARREN_AMQP_HOST tests/clients/run.sh
 record "client libraries" $?
 set -e
 
+# The image as a drop-in for rabbitmq:3-management (docker engine, base image and images
+# are made by the script itself when missing; WARREN_SKIP_DOCKER=1 skips it on machines
+# that cannot run an engine, and says so in the summary).
+if [ "${WARREN_SKIP_DOCKER:-0}" = 1 ]; then
+    log "docker tests skipped (WARREN_SKIP_DOCKER=1)"
+    suites_skipped+=("docker drop-in (WARREN_SKIP_DOCKER=1)")
+else
+    log "docker drop-in (tests/docker)"
+    set +e
+    tests/docker/run.sh -q
+    record "docker drop-in" $?
+    set -e
+fi
+
 log "summary"
 for s in "${suites_passed[@]}"; do echo "  ok    $s"; done
 for s in "${suites_failed[@]+"${suites_failed[@]}"}"; do echo "  FAIL  $s"; done
+for s in "${suites_skipped[@]+"${suites_skipped[@]}"}"; do echo "  SKIP  $s"; done
 echo "${#suites_passed[@]} passed, ${#suites_failed[@]} failed"
 [ "${#suites_failed[@]}" -eq 0 ]
