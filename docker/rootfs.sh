@@ -14,7 +14,7 @@ for tool in rabbitmq-server rabbitmqctl rabbitmq-diagnostics rabbitmq-plugins ra
 done
 # A POSIX shell for `CMD-SHELL` healthchecks and `docker exec ... sh -c`.
 cp /bin/dash "$R/bin/sh"
-for lib in $(ldd /usr/local/bin/warren /bin/dash | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
+for lib in $( (ldd /usr/local/bin/warren; ldd /bin/dash) | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
     mkdir -p "$R$(dirname "$lib")"
     cp -L "$lib" "$R$lib"
 done

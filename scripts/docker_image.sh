@@ -11,7 +11,8 @@ scripts/docker_engine.sh
 cargo build --release -p warren
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp target/release/warren "$ctx/warren"
+# The release profile keeps line tables for profiling; the image does not need them.
+strip -o "$ctx/warren" target/release/warren
 mkdir "$ctx/docker"
 cp -r docker/etc docker/rootfs.sh "$ctx/docker/"
 docker build -q -f docker/Dockerfile.prebuilt -t "$image" "$ctx" >/dev/null
