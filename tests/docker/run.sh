@@ -30,6 +30,12 @@ if ! cmp -s "$here/requirements.txt" "$stamp"; then
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     cp "$here/requirements.txt" "$stamp"
 fi
+# The Node Testcontainers RabbitMQ module (tests/docker/node), installed from its lock file.
+node_dir="$here/node"
+if [ ! -d "$node_dir/node_modules" ] || ! cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.package-lock.json.installed"; then
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$node_dir/package-lock.json" "$node_dir/node_modules/.package-lock.json.installed"
+fi
 export TESTCONTAINERS_RYUK_DISABLED=true
 cd "$here"
 "$venv/bin/python" -m pytest -p no:cacheprovider -s "$@" test_docker.py

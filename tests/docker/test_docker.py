@@ -10,7 +10,7 @@ import time
 import pika
 import pytest
 
-from conftest import IMAGE, docker, host_port, inspect, wait_healthy
+from conftest import IMAGE, docker, host_port, inspect, run, wait_healthy
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -133,3 +133,10 @@ def test_testcontainers_rabbitmq_module():
         ch.basic_publish("", "tc", b"from testcontainers")
         assert ch.basic_get("tc", auto_ack=True)[2] == b"from testcontainers"
         conn.close()
+
+
+def test_testcontainers_node_module():
+    """@testcontainers/rabbitmq (Node) with image warren:dev: it waits for the log line
+    "Server startup complete", then amqplib publishes and gets (tests/docker/node/tc.js)."""
+    res = run("node", "node/tc.js", timeout=180, env={"WARREN_IMAGE": IMAGE})
+    assert "RESULT ok" in res.stdout, res.stdout + res.stderr
