@@ -125,7 +125,7 @@ def test_deprecated_variable_is_refused_as_by_the_official_image():
 
 
 def test_testcontainers_rabbitmq_module():
-    from testcontainers.rabbitmq import RabbitMqContainer
+    from testcontainers.community.rabbitmq import RabbitMqContainer
     with RabbitMqContainer(image=IMAGE) as rabbit:
         conn = pika.BlockingConnection(rabbit.get_connection_params())
         ch = conn.channel()

@@ -409,3 +409,39 @@ async fn loopback_users_guest_false_lets_guest_in_from_anywhere() {
         assert_eq!(can_login(&url).await, allowed, "{extra:?}");
     }
 }
+
+#[test]
+fn log_file_gets_the_log_besides_standard_output() {
+    let etc = Scratch::new("logfile");
+    let logs = etc.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // A relative name lands in RABBITMQ_LOG_BASE, as in RabbitMQ.
+    etc.write(
+        "rabbitmq.conf",
+        &format!("{EPHEMERAL}log.file = warren-test.log\n"),
+    );
+    let broker = start_with_etc(&etc, &[("RABBITMQ_LOG_BASE", &logs)]);
+    let console = broker.log().join("\n");
+    assert!(console.contains("Server startup complete"), "{console}");
+    let file = std::fs::read_to_string(etc.0.join("logs/warren-test.log")).unwrap();
+    assert!(file.contains("Server startup complete"), "{file}");
+    assert!(
+        !file.contains('\u{1b}'),
+        "no colour codes in the file: {file}"
+    );
+    drop(broker);
+
+    // An absolute path is taken as is; one that cannot be opened is a warning, not a stop.
+    let etc = Scratch::new("logfile-bad");
+    etc.write(
+        "rabbitmq.conf",
+        &format!("{EPHEMERAL}log.file = /nonexistent-dir/warren.log\n"),
+    );
+    let broker = start_with_etc(&etc, &[]);
+    let console = broker.log().join("\n");
+    assert!(
+        console.contains("cannot open log.file /nonexistent-dir/warren.log"),
+        "{console}"
+    );
+    assert!(console.contains("Server startup complete"), "{console}");
+}

@@ -91,14 +91,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: logs are usually read from files and container output.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    let log_file = loaded.as_ref().ok().and_then(|l| l.extras.log_file.clone());
+    let file_problem = init_logging(filter, log_file.as_deref());
+    if let Some(problem) = file_problem {
+        warn!("{problem}; logging to standard output only");
+    }
     let (mut cfg, extras) = match loaded {
         Ok(l) => {
             log_notes(&l.notes);
@@ -127,6 +124,45 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(cfg, extras))
+}
+
+/// Logs to standard output and, with rabbitmq.conf's `log.file`, to that file (appended).
+/// Returns why the file could not be opened, if so.
+fn init_logging(
+    filter: tracing_subscriber::EnvFilter,
+    file: Option<&std::path::Path>,
+) -> Option<String> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let opened = file.map(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open log.file {}: {e}", path.display()))
+    });
+    // Colours only on a terminal, and never into a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match opened {
+        Some(Ok(f)) => {
+            builder
+                .with_ansi(false)
+                .with_writer(std::io::stdout.and(std::sync::Arc::new(f)))
+                .init();
+            None
+        }
+        Some(Err(problem)) => {
+            builder.with_ansi(ansi).init();
+            Some(problem)
+        }
+        None => {
+            builder.with_ansi(ansi).init();
+            None
+        }
+    }
 }
 
 fn log_notes(notes: &[config::Note]) {

@@ -89,6 +89,8 @@ pub(crate) struct Extras {
     pub prometheus_listen: Option<SocketAddr>,
     pub load_definitions: Option<PathBuf>,
     pub repair_metadata: bool,
+    /// rabbitmq.conf's `log.file`: a file the log goes to besides standard output.
+    pub log_file: Option<PathBuf>,
 }
 
 /// The configuration, the log filter to use and what to log about it.
@@ -169,6 +171,11 @@ fn load_into(
         prometheus_listen: listen_setting("prometheus_listen", &prometheus).map_err(|e| vec![e])?,
         load_definitions: cli.load_definitions.clone().or(sides.definitions),
         repair_metadata: cli.repair_metadata,
+        log_file: rabbit
+            .settings
+            .log_file
+            .as_deref()
+            .map(|f| log_file_path(env, f)),
     };
     validate(&cfg).map_err(|e| vec![e])?;
     let log_filter = cli
@@ -186,6 +193,19 @@ struct Sides {
     prometheus: Option<String>,
     definitions: Option<PathBuf>,
     log_filter: Option<String>,
+}
+
+/// `log.file`: an absolute path, or a name in RabbitMQ's log directory
+/// (`$RABBITMQ_LOG_BASE`, default `/var/log/rabbitmq`).
+fn log_file_path(env: &Env, file: &str) -> PathBuf {
+    let path = PathBuf::from(file);
+    if path.is_absolute() {
+        path
+    } else {
+        env.get("RABBITMQ_LOG_BASE")
+            .map_or_else(|| PathBuf::from("/var/log/rabbitmq"), PathBuf::from)
+            .join(path)
+    }
 }
 
 fn validate(cfg: &ServerConfig) -> Result<(), String> {

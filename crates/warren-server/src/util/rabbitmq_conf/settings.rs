@@ -71,6 +71,9 @@ pub struct Settings {
     /// `log.console.level`: RabbitMQ's level name (debug, info, notice, warning, error,
     /// critical, alert, emergency, none).
     pub log_level: Option<String>,
+    /// `log.file`: a file to log to besides the console (relative to RabbitMQ's log
+    /// directory); `log.file = false` leaves it unset.
+    pub log_file: Option<String>,
 }
 
 /// A warning or error about one entry: where it is, its key and what is wrong.
@@ -243,6 +246,10 @@ impl Mapper {
                 fraction(value).map(|f| s.disk_free_limit = Some(DiskFreeLimit::Relative(f)))
             }
             "log.console.level" => log_level(value).map(|l| s.log_level = Some(l.into())),
+            "log.file" if value != "false" => {
+                s.log_file = Some(value.to_string());
+                Ok(())
+            }
             _ => return self.apply_family(origin, entry),
         };
         outcome.map_err(Verdict::Invalid)
@@ -414,8 +421,6 @@ fn ignored(key: &str, value: &str) -> Verdict {
         format!("{key}: TLS is not supported yet; ignored")
     } else if key == "consumer_timeout" {
         "consumer_timeout: warren does not time out unacknowledged deliveries yet; ignored".into()
-    } else if key == "log.file" {
-        format!("log.file: warren logs to standard output only; {value} is not written")
     } else {
         format!("{key}: a RabbitMQ setting warren does not support; ignored")
     })
