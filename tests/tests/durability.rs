@@ -839,3 +839,88 @@ async fn damaged_metadata_stops_the_start_and_changes_nothing() {
     let ch = channel(&conn).await;
     assert_eq!(drain(&ch, "meta-dmg").await.len(), 200);
 }
+
+/// `/api/warren/orphans` as a list of (id, messages).
+fn orphans(broker: &Broker) -> Vec<(u64, u64)> {
+    warren_integration::api(broker.http_port, "/api/warren/orphans")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].as_u64().unwrap(), o["messages"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn messages_of_a_queue_the_metadata_lost_are_kept_until_the_operator_decides() {
+    let broker = Broker::start();
+    fill_durable(&broker, "lost-q", 30).await;
+    fill_durable(&broker, "other-lost-q", 5).await;
+    {
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = confirm_channel(&conn).await;
+        // A deleted durable queue and a transient queue: neither leaves orphans behind.
+        declare_queue(&ch, "deleted-q", durable()).await;
+        publish_persistent(&ch, "deleted-q", "gone").await;
+        within(
+            "queue.delete",
+            ch.queue_delete("deleted-q".into(), QueueDeleteOptions::default()),
+        )
+        .await
+        .unwrap();
+        declare_queue(&ch, "transient-q", QueueDeclareOptions::default()).await;
+        publish_persistent(&ch, "transient-q", "transient").await;
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    broker.sync_store();
+    // The metadata is lost (an old backup put back, say): the store still has the messages.
+    let broker = broker.restart_with(false, |data| {
+        std::fs::remove_dir_all(data.join("meta")).unwrap();
+    });
+    let found = orphans(&broker);
+    let mut counts: Vec<u64> = found.iter().map(|(_, n)| *n).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, vec![5, 30], "{found:?}");
+    let log = broker.log().join("\n");
+    assert!(
+        log.contains("persistent messages of a queue the metadata does not know"),
+        "{log}"
+    );
+    let (lost, _) = *found.iter().find(|(_, n)| *n == 30).unwrap();
+    let (other, _) = *found.iter().find(|(_, n)| *n == 5).unwrap();
+
+    // Attached to a durable queue: all of them, in order, and they stay there.
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    declare_queue(&ch, "rescued", durable()).await;
+    conn.close(200, "bye".into()).await.unwrap();
+    let (status, body) = warren_integration::http_request(
+        broker.http_port,
+        "POST",
+        &format!("/api/warren/orphans/{lost}/attach"),
+        Some(r#"{"vhost": "/", "queue": "rescued"}"#),
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"moved":30}"#));
+    // Dropped: the operator's decision.
+    let (status, body) = warren_integration::http_request(
+        broker.http_port,
+        "DELETE",
+        &format!("/api/warren/orphans/{other}"),
+        None,
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"dropped":5}"#));
+    assert!(orphans(&broker).is_empty());
+    broker.sync_store();
+
+    let broker = broker.restart(true);
+    assert!(orphans(&broker).is_empty(), "{:?}", orphans(&broker));
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    let mut got = Vec::new();
+    while let Some(m) = get(&ch, "rescued", true).await {
+        got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+    }
+    let want: Vec<String> = (0..30)
+        .map(|i| format!("{i:04}-{}", "x".repeat(200)))
+        .collect();
+    assert_eq!(got, want);
+}

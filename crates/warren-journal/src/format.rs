@@ -44,6 +44,10 @@ pub(crate) enum AckKind {
     Acked = 1,
     /// The message was handed to a consumer; if it comes back it is redelivered.
     Delivered = 2,
+    /// The queue was deleted: every reference it held in this segment is released (the
+    /// offset is unused). Without it, recovery keeps a queue's messages it cannot place
+    /// (see `Recovery::orphans`) instead of dropping them.
+    Forgotten = 3,
 }
 
 /// Header fields of a record, decoded.
@@ -322,6 +326,7 @@ pub(crate) fn decode_ack(e: &[u8]) -> Option<(QueueId, u64, AckKind)> {
     let kind = match kind {
         1 => AckKind::Acked,
         2 => AckKind::Delivered,
+        3 => AckKind::Forgotten,
         _ => return None,
     };
     Some((QueueId(q), off, kind))
@@ -383,6 +388,8 @@ mod tests {
     fn ack_round_trip_and_damage() {
         let e = encode_ack(QueueId(5), 4096, AckKind::Delivered);
         assert_eq!(decode_ack(&e), Some((QueueId(5), 4096, AckKind::Delivered)));
+        let e = encode_ack(QueueId(7), 0, AckKind::Forgotten);
+        assert_eq!(decode_ack(&e), Some((QueueId(7), 0, AckKind::Forgotten)));
         for i in 0..ACK_ENTRY_LEN {
             let mut d = e;
             d[i] ^= 1;

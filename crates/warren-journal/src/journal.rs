@@ -225,7 +225,8 @@ const HEADER_READ: usize = 4096;
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovers what it holds and starts
-    /// the writer thread. References to queues not in `live_queues` are dropped.
+    /// the writer thread. References to queues not in `live_queues` are kept as
+    /// [`Recovery::orphans`] unless the queue was forgotten (deleted).
     pub fn open(
         dir: impl AsRef<Path>,
         opts: JournalOptions,
@@ -406,18 +407,32 @@ impl Journal {
         }
     }
 
-    /// Drops every reference held by `queue` (the queue was deleted); segments left with
-    /// none are reclaimed. Not written to disk: the next open is told the live queues.
+    /// Drops every reference held by `queue` (the queue was deleted, or an operator gave
+    /// up an orphan queue's messages); segments left with none are reclaimed. A
+    /// `Forgotten` entry goes into the ack file of each segment that keeps other
+    /// references, so that recovery tells a deleted queue from one whose metadata was
+    /// lost (whose messages it keeps as orphans).
     pub fn forget_queue(&self, queue: QueueId) {
         let mut st = self.shared.state.lock();
         let mut emptied = Vec::new();
+        let mut marked = Vec::new();
         for (seg, refs) in st.refs.iter_mut() {
             if let Some(n) = refs.per_queue.remove(&queue) {
                 refs.total = refs.total.saturating_sub(n);
                 if refs.total == 0 {
                     emptied.push(*seg);
+                } else {
+                    marked.push(*seg);
                 }
             }
+        }
+        // The active segment stays even when emptied: it needs the mark too.
+        if emptied.contains(&st.active_seq) {
+            marked.push(st.active_seq);
+        }
+        let entry = format::encode_ack(queue, 0, AckKind::Forgotten);
+        for seg in marked {
+            st.acks.push((seg, entry));
         }
         for seg in emptied {
             st.reclaim_if_unused(seg);

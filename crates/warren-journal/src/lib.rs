@@ -106,6 +106,18 @@ pub use recovery::{RecoveredMessage, Recovery, RecoveryReport};
 )]
 pub struct QueueId(pub u64);
 
+impl QueueId {
+    /// The bit that marks a queue whose messages never outlive a restart (a non-durable or
+    /// exclusive queue, which only uses the store to keep bodies out of memory): recovery
+    /// drops its references instead of keeping them as orphans.
+    pub const TRANSIENT_BIT: u64 = 1 << 63;
+
+    /// Whether this id carries [`QueueId::TRANSIENT_BIT`].
+    pub fn is_transient(self) -> bool {
+        self.0 & Self::TRANSIENT_BIT != 0
+    }
+}
+
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "queue#{}", self.0)

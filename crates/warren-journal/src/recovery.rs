@@ -27,6 +27,10 @@ pub struct RecoveredMessage {
 pub struct Recovery {
     /// Per live queue, its surviving persistent messages in publish order.
     pub queues: HashMap<QueueId, Vec<RecoveredMessage>>,
+    /// Messages of queues that are neither live nor deleted (no `Forgotten` mark): their
+    /// queue is unknown, e.g. its metadata was lost. They stay on disk, referenced under
+    /// their queue id, until the owner re-attaches them or forgets the queue.
+    pub orphans: HashMap<QueueId, Vec<RecoveredMessage>>,
     pub report: RecoveryReport,
 }
 
@@ -39,8 +43,10 @@ pub struct RecoveryReport {
     pub segments_reclaimed: u64,
     /// Valid records found (persistent or not, live or not).
     pub records: u64,
-    /// (message, queue) pairs recovered.
+    /// (message, queue) pairs recovered, orphans included.
     pub messages: u64,
+    /// Of those, the pairs of unknown queues (see [`Recovery::orphans`]).
+    pub orphaned: u64,
     /// Highest msg_id seen in any valid record (or damaged record with a valid header).
     pub max_msg_id: u64,
     /// Bytes cut off the ends of segment and ack files (torn writes).
@@ -109,6 +115,8 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
     let newest_seg = files.iter().rev().find(|(_, f)| f.seg).map(|(s, _)| *s);
 
     let mut queues: HashMap<QueueId, Vec<RecoveredMessage>> = HashMap::new();
+    let mut orphans: HashMap<QueueId, Vec<RecoveredMessage>> = HashMap::new();
+    let mut orphaned = 0u64;
     let mut all_refs = HashMap::new();
     let mut disk = HashMap::new();
     let mut ack_lens = HashMap::new();
@@ -123,10 +131,15 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
             }
             continue;
         }
-        let (acked, delivered, ack_len) = if f.acks {
+        let AckSets {
+            acked,
+            delivered,
+            forgotten,
+            len: ack_len,
+        } = if f.acks {
             load_acks(&apath, &mut report)
         } else {
-            (HashSet::new(), HashSet::new(), 0)
+            AckSets::default()
         };
         let spath = seg_path(dir, seq);
         let (file, file_len) = match open_regular(&spath) {
@@ -162,10 +175,18 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
                     len: len32,
                 };
                 for q in &header.queues {
-                    if !live.contains(q) || acked.contains(&(*q, offset)) {
+                    if acked.contains(&(*q, offset)) {
                         continue;
                     }
-                    queues.entry(*q).or_default().push(RecoveredMessage {
+                    let list = if live.contains(q) {
+                        queues.entry(*q).or_default()
+                    } else if forgotten.contains(q) || q.is_transient() {
+                        continue;
+                    } else {
+                        orphaned += 1;
+                        orphans.entry(*q).or_default()
+                    };
+                    list.push(RecoveredMessage {
                         msg_id: header.msg_id,
                         location,
                         expires_at_ms: header.expires_at_ms,
@@ -193,7 +214,7 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
                 // Read error part way: keep the file, drop what was gathered from it.
                 tracing::warn!(path = %spath.display(), error = %e, "cannot read journal segment; skipped");
                 report.skipped_files.push((spath, e.to_string()));
-                for list in queues.values_mut() {
+                for list in queues.values_mut().chain(orphans.values_mut()) {
                     while list.last().is_some_and(|m| m.location.segment == seq) {
                         list.pop();
                     }
@@ -235,6 +256,7 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+    report.orphaned = orphaned;
     if !report.lost.is_empty() || report.unattributed_corrupt_regions > 0 {
         tracing::warn!(
             lost = ?report.lost,
@@ -246,13 +268,18 @@ pub(crate) fn recover(dir: &Path, live: &HashSet<QueueId>) -> Result<Recovered, 
         segments = report.segments_scanned,
         records = report.records,
         messages = report.messages,
+        orphaned = report.orphaned,
         reclaimed = report.segments_reclaimed,
         torn_bytes = report.torn_bytes_truncated,
         corrupt = report.corrupt_records,
         "journal recovered"
     );
     Ok(Recovered {
-        recovery: Recovery { queues, report },
+        recovery: Recovery {
+            queues,
+            orphans,
+            report,
+        },
         refs: all_refs,
         disk,
         ack_lens,
@@ -288,15 +315,21 @@ fn read_regular(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     file.take(meta.len()).read_to_end(buf)
 }
 
-/// Reads an ack file into (acked, delivered) sets, cutting a torn partial entry off its
-/// end. Damaged entries are skipped (fixed size keeps the rest aligned).
-#[allow(clippy::type_complexity)]
-fn load_acks(
-    path: &Path,
-    report: &mut RecoveryReport,
-) -> (HashSet<(QueueId, u64)>, HashSet<(QueueId, u64)>, u64) {
-    let mut acked = HashSet::new();
-    let mut delivered = HashSet::new();
+/// What one segment's ack file says.
+#[derive(Default)]
+struct AckSets {
+    acked: HashSet<(QueueId, u64)>,
+    delivered: HashSet<(QueueId, u64)>,
+    /// Queues deleted while they held references in the segment.
+    forgotten: HashSet<QueueId>,
+    /// The file's length once a torn tail is cut off.
+    len: u64,
+}
+
+/// Reads an ack file, cutting a torn partial entry off its end. Damaged entries are
+/// skipped (fixed size keeps the rest aligned).
+fn load_acks(path: &Path, report: &mut RecoveryReport) -> AckSets {
+    let mut sets = AckSets::default();
     let mut data = Vec::new();
     match read_regular(path, &mut data) {
         Ok(_) => {}
@@ -305,17 +338,20 @@ fn load_acks(
             report
                 .skipped_files
                 .push((path.to_path_buf(), e.to_string()));
-            return (acked, delivered, 0);
+            return sets;
         }
     }
     let mut bad = 0u64;
     for e in data.chunks_exact(ACK_ENTRY_LEN) {
         match format::decode_ack(e) {
             Some((q, off, AckKind::Acked)) => {
-                acked.insert((q, off));
+                sets.acked.insert((q, off));
             }
             Some((q, off, AckKind::Delivered)) => {
-                delivered.insert((q, off));
+                sets.delivered.insert((q, off));
+            }
+            Some((q, _, AckKind::Forgotten)) => {
+                sets.forgotten.insert(q);
             }
             None => bad += 1,
         }
@@ -335,7 +371,8 @@ fn load_acks(
             tracing::warn!(path = %path.display(), error = %e, "cannot truncate torn ack file");
         }
     }
-    (acked, delivered, len - tail)
+    sets.len = len - tail;
+    sets
 }
 
 /// Bodies up to this size are read and checksummed during recovery; larger ones are

@@ -286,10 +286,48 @@ fn forgotten_and_dead_queues_release_segments() {
     let (j, rec) = open(&d, small_opts(300), &[1]);
     assert_eq!(ids(&rec, 1), (11..=20).collect::<Vec<_>>());
     j.close().unwrap();
-    // Queue 1 deleted while the broker was down: reopening without it drops its refs.
+    // Queue 1 unknown at the next open (its metadata lost, never forgotten): its messages
+    // are kept as orphans, on disk, and not handed to any live queue.
     let (j, rec) = open(&d, small_opts(300), &[3]);
     assert!(rec.queues.is_empty());
+    let orphans: Vec<u64> = rec.orphans[&QueueId(1)].iter().map(|m| m.msg_id).collect();
+    assert_eq!(orphans, (11..=20).collect::<Vec<_>>());
+    assert_eq!(rec.report.orphaned, 10);
+    assert!(!files_with_ext(&d.msgs(), "seg").is_empty());
+    // The owner gives them up: forgetting the queue releases the segments, for good.
+    j.forget_queue(QueueId(1));
+    j.flush().unwrap();
+    j.close().unwrap();
+    let (j, rec) = open(&d, small_opts(300), &[3]);
+    assert!(rec.orphans.is_empty(), "{:?}", rec.orphans.keys());
     assert!(files_with_ext(&d.msgs(), "seg").is_empty());
+    j.close().unwrap();
+}
+
+#[test]
+fn a_deleted_queue_sharing_segments_is_not_an_orphan_after_restart() {
+    let d = TempDir::new("forget-shared");
+    let (j, _) = open(&d, small_opts(300), &[1, 2]);
+    // Every record goes to both queues: deleting queue 2 leaves the segments in use.
+    for i in 1..=10 {
+        put(&j, i, &[1, 2], true);
+    }
+    j.forget_queue(QueueId(2));
+    j.flush().unwrap();
+    j.close().unwrap();
+    let (j, rec) = open(&d, small_opts(300), &[1]);
+    assert_eq!(ids(&rec, 1), (1..=10).collect::<Vec<_>>());
+    assert!(rec.orphans.is_empty(), "{:?}", rec.orphans.keys());
+    assert_eq!(rec.report.orphaned, 0);
+    // A transient queue's references (marked id) never become orphans either.
+    let transient = QueueId::TRANSIENT_BIT | 9;
+    for i in 11..=15 {
+        put(&j, i, &[1, transient], true);
+    }
+    j.close().unwrap();
+    let (j, rec) = open(&d, small_opts(300), &[1]);
+    assert_eq!(ids(&rec, 1), (1..=15).collect::<Vec<_>>());
+    assert!(rec.orphans.is_empty(), "{:?}", rec.orphans.keys());
     j.close().unwrap();
 }
 

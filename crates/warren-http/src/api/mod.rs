@@ -18,6 +18,7 @@ mod exchanges;
 mod health;
 mod list;
 mod nodes;
+mod orphans;
 mod overview;
 mod permissions;
 mod policies;
@@ -56,6 +57,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(whoami::routes())
         .merge(cluster_name::routes())
         .merge(nodes::routes())
+        .merge(orphans::routes())
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())

@@ -3,6 +3,7 @@
 //! the HTTP API and definitions import perform without an AMQP channel.
 
 pub mod definitions;
+pub mod orphans;
 
 pub use crate::model::registry::{AdminState, ConnInfo, IoCounters, IoSnapshot};
 

@@ -48,6 +48,10 @@ pub struct Persistence {
     pub budget: Arc<AtomicUsize>,
     /// Where long queues keep their tails (set when the message store opens).
     pub spill_root: crate::persist::spill::SpillRoot,
+    /// Persistent messages recovery found for queues it does not know (store id → their
+    /// locations, in publish order): kept on disk until an operator attaches them to a
+    /// queue or drops them (`Broker::attach_orphans`, `Broker::drop_orphans`).
+    pub orphans: parking_lot::Mutex<std::collections::BTreeMap<u64, Vec<warren_store::StoredRef>>>,
 }
 
 impl std::fmt::Debug for Persistence {

@@ -65,6 +65,14 @@ impl Storage {
         self.journal.append(record, on_durable).map(to_ref)
     }
 
+    /// A whole stored record (checksums verified).
+    pub fn read_message(
+        &self,
+        r: StoredRef,
+    ) -> Result<warren_journal::StoredMessage, JournalError> {
+        self.journal.read(to_location(r))
+    }
+
     /// The body of a stored message (checksum verified).
     pub fn read_body(&self, r: StoredRef) -> Result<bytes::Bytes, JournalError> {
         self.journal.read(to_location(r)).map(|m| m.body)

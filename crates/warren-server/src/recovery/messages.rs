@@ -1,7 +1,11 @@
 //! Opens the message store at start and puts every surviving persistent message back into
 //! its durable queue, in its original order; expired ones leave as they would have.
 
-use std::{collections::HashSet, path::Path, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::Arc,
+};
 
 use tracing::{info, warn};
 use warren_journal::{
@@ -57,8 +61,27 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
         segments = recovery.report.segments_scanned,
         "message store recovered"
     );
+    keep_orphans(broker, recovery.orphans);
     let _ = broker.persistence.attach_storage(Storage::new(journal));
     Ok(restored)
+}
+
+/// Messages of queues the metadata does not know (lost to damage, or a data directory
+/// put together by hand): never deleted here; listed for the operator, who attaches them
+/// to a queue or drops them (`/api/warren/orphans`).
+fn keep_orphans(broker: &Broker, orphans: HashMap<QueueId, Vec<RecoveredMessage>>) {
+    let mut kept = broker.persistence.orphans.lock();
+    for (id, messages) in orphans {
+        broker.persistence.saw_queue_id(id.0);
+        warn!(
+            store_id = id.0,
+            messages = messages.len(),
+            "persistent messages of a queue the metadata does not know are kept on disk; \
+             GET /api/warren/orphans lists them, POST /api/warren/orphans/ID/attach moves them \
+             into a queue, DELETE /api/warren/orphans/ID drops them"
+        );
+        kept.insert(id.0, messages.iter().map(|m| to_ref(m.location)).collect());
+    }
 }
 
 /// The store ids of the queues whose messages survive a restart.

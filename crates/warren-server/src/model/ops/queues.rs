@@ -116,11 +116,16 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
             arguments: spec.arguments.clone(),
             settings,
             // Every queue gets a message-store id once the store is open: durable ones
-            // for persistence, all of them for paging bodies out.
-            store_id: vhost
-                .persistence
-                .is_enabled()
-                .then(|| vhost.persistence.next_queue_id()),
+            // for persistence, all of them for paging bodies out. The others are marked,
+            // so that recovery drops what they held instead of keeping it as orphans.
+            store_id: vhost.persistence.is_enabled().then(|| {
+                let id = vhost.persistence.next_queue_id();
+                if spec.durable && spec.exclusive_owner.is_none() {
+                    id
+                } else {
+                    id | warren_journal::QueueId::TRANSIENT_BIT
+                }
+            }),
         },
         vhost,
     );
