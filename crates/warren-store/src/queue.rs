@@ -90,6 +90,10 @@ pub struct Dispatched<'a, C> {
 struct ByteAccounts {
     bytes: usize,
     resident: Option<Arc<AtomicUsize>>,
+    /// What this queue has put into `resident` and not taken out yet: given back when the
+    /// queue is dropped (deleted with messages in it), or the shared count would keep
+    /// them and the broker would page every new body out for good.
+    held: usize,
     /// The memory budget `resident` is held to.
     budget: Option<Arc<AtomicUsize>>,
 }
@@ -98,15 +102,33 @@ impl ByteAccounts {
     fn add(&mut self, message: &Message) {
         self.bytes += message.body_size();
         if let Some(r) = &self.resident {
-            r.fetch_add(resident_size(message), Ordering::Relaxed);
+            let size = resident_size(message);
+            r.fetch_add(size, Ordering::Relaxed);
+            self.held += size;
         }
     }
 
     fn sub(&mut self, message: &Message) {
         self.bytes -= message.body_size();
+        self.release_resident(resident_size(message));
+    }
+
+    /// Takes `size` bytes of bodies out of the shared resident count.
+    /// (Never more than this queue put in: bodies it held before it had the counter were
+    /// never counted.)
+    fn release_resident(&mut self, size: usize) {
         if let Some(r) = &self.resident {
-            r.fetch_sub(resident_size(message), Ordering::Relaxed);
+            let size = size.min(self.held);
+            r.fetch_sub(size, Ordering::Relaxed);
+            self.held -= size;
         }
+    }
+}
+
+impl Drop for ByteAccounts {
+    fn drop(&mut self) {
+        let held = self.held;
+        self.release_resident(held);
     }
 }
 
@@ -756,9 +778,7 @@ impl<C> QueueState<C> {
                 release(entry);
             }
         }
-        if let Some(r) = &self.acct.resident {
-            r.fetch_sub(held, Ordering::Relaxed);
-        }
+        self.acct.release_resident(held);
         self.deadlines.clear();
         if let Some(tail) = self.tail.as_mut() {
             let mut batch = Vec::new();
@@ -1385,6 +1405,30 @@ mod tests {
         let expected: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
         assert_eq!(bodies(&mut q, 0), expected);
         assert_eq!(resident.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_dropped_queue_gives_back_what_it_counted_as_resident() {
+        let resident = Arc::new(AtomicUsize::new(0));
+        let budget = Arc::new(AtomicUsize::new(usize::MAX));
+        let mut other = tailed(QueueConfig::default(), 4);
+        other.set_memory_accounts(resident.clone(), budget.clone());
+        let mut dead = Vec::new();
+        other.push(msg("stays"), 0, &mut dead);
+        let kept = resident.load(Ordering::Relaxed);
+        assert!(kept > 0);
+        {
+            let mut q = tailed(QueueConfig::default(), 4);
+            // One body from before the counter: never counted, never taken out.
+            q.push(msg("early"), 0, &mut dead);
+            q.set_memory_accounts(resident.clone(), budget.clone());
+            for i in 0..20 {
+                q.push(msg(&format!("m{i}")), 0, &mut dead);
+            }
+            assert!(resident.load(Ordering::Relaxed) > kept);
+            // Deleted with its messages in it: dropped, not purged.
+        }
+        assert_eq!(resident.load(Ordering::Relaxed), kept);
     }
 
     #[test]

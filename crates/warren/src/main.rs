@@ -5,6 +5,7 @@
 mod config;
 mod cookie;
 mod ctl;
+mod memory;
 mod tools;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -259,6 +260,7 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         }
         info!("imported definitions from {}", path.display());
     }
+    memory::watch(broker.persistence.resident.clone());
     let shutdown = Shutdown::new();
     let broker_handle = broker.clone();
     let mut side = Vec::new();
