@@ -47,6 +47,9 @@ fn setup(broker: &Broker) {
 
 /// Publishes on a fresh channel; the channel error, if the broker closed it.
 async fn try_publish(conn: &lapin::Connection, exchange: &str, key: &str) -> Option<(u16, String)> {
+    // Listening before the publish: when the broker's channel.close beats the round trip
+    // below, lapin answers that with the channel's state, and the error is an event.
+    let mut events = conn.events_listener();
     let ch = channel(conn).await;
     within(
         "basic.publish",
@@ -60,7 +63,11 @@ async fn try_publish(conn: &lapin::Connection, exchange: &str, key: &str) -> Opt
     )
     .await
     .expect("basic.publish");
-    sync(&ch).await.err().map(|e| amqp_error(&e))
+    match sync(&ch).await {
+        Ok(()) => None,
+        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) => Some(amqp_error(&e)),
+        Err(_) => Some(amqp_error(&next_error_event(&mut events).await)),
+    }
 }
 
 /// Binds the queue `q` on a fresh channel; the channel error, if any.
