@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: install-tools run build release docker-image test-docker test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: install-tools run build release docker-image test-docker soak test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -36,6 +36,11 @@ bench: ## Side-by-side benchmarks against RabbitMQ and garagemq; writes docs/ben
 bench-ab: ## Throughput of another warren build against this one: make bench-ab BEFORE_BIN=path/to/warren
 	$(CARGO) build --release -p warren
 	python3 scripts/bench_ab.py $(BEFORE_BIN) target/release/warren
+
+soak: ## Mixed load for SOAK_SECONDS (3600) with a SIGKILL every SOAK_KILL_EVERY (600) s, then an audit
+	$(CARGO) build --release -p warren
+	test -x target/soak-venv/bin/python || (python3 -m venv target/soak-venv && target/soak-venv/bin/pip install -q pika==1.3.2)
+	target/soak-venv/bin/python scripts/soak.py
 
 bench-durability: ## Backlog, restart and drain with 1M persistent messages, warren vs RabbitMQ
 	cargo build --release -p warren
