@@ -16,6 +16,7 @@ mod consumers;
 mod definitions;
 mod exchanges;
 mod health;
+mod limits;
 mod list;
 mod nodes;
 mod overview;
@@ -60,6 +61,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(users::routes())
         .merge(permissions::routes())
         .merge(topic_permissions::routes())
+        .merge(limits::routes())
         .merge(exchanges::routes())
         .merge(queues::routes())
         .merge(bindings::routes())

@@ -11,8 +11,8 @@
 //! as in PCRE. A match that gives up (fancy-regex's backtracking limit) denies.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use md5::Md5;
 use fancy_regex::Regex;
+use md5::Md5;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::util::error::AmqpError;
@@ -291,12 +291,10 @@ impl TopicPattern {
     /// Checks that `source` is a valid pattern before expansion, as RabbitMQ does when
     /// the permission is set.
     pub fn validate(source: &str) -> Result<(), PatternError> {
-        compile(source)
-            .map(drop)
-            .map_err(|e| PatternError {
-                pattern: source.to_string(),
-                reason: e.to_string(),
-            })
+        compile(source).map(drop).map_err(|e| PatternError {
+            pattern: source.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     fn new(source: &str, user: &str, vhost: &str) -> Self {

@@ -948,6 +948,9 @@ impl Connection {
                         self.channel_max
                     )));
                 }
+                // The user's max-channels, over all its connections (class and method
+                // 0 in RabbitMQ's connection.close).
+                self.ctx.broker.check_channel_limit(&self.ctx.user)?;
                 self.closed_by_client.remove(&id);
                 self.channels.insert(id, Channel::new(id));
                 self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
@@ -1156,6 +1159,11 @@ impl Connection {
                     .with_method(10, 40),
             );
         };
+        // RabbitMQ checks the vhost's and the user's connection limits before access.
+        self.ctx
+            .broker
+            .check_connection_limits(vhost_name, &self.ctx.user)
+            .map_err(|e| e.with_method(10, 40))?;
         if !self.ctx.broker.has_vhost_access(&self.ctx.user, vhost_name) {
             // RabbitMQ 3.10 answers 530 NOT_ALLOWED here (recorded in
             // tests/fixtures/management/amqp_permissions.json).
