@@ -256,9 +256,9 @@ struct Plan {
     vhosts: Vec<String>,
     users: Vec<User>,
     /// Users' limits (users entries with `limits`), replacing what they had.
-    user_limits: Vec<(String, Limits)>,
+    user_limits: PlannedLimits,
     /// Vhosts' limits (`vhost-limits` parameters, or a vhosts entry's `limits`).
-    vhost_limits: Vec<(String, Limits)>,
+    vhost_limits: PlannedLimits,
     permissions: Vec<PlannedPermission>,
     topic_permissions: Vec<PlannedTopicPermission>,
     policies: Vec<Policy>,
@@ -271,6 +271,8 @@ struct Plan {
 type PlannedPermission = (String, String, Permission);
 /// User, vhost, topic permission.
 type PlannedTopicPermission = (String, String, TopicPermission);
+/// A vhost's or user's name and the limits an import gives it.
+type PlannedLimits = Vec<(String, Limits)>;
 /// Vhost, name, exchange.
 type PlannedExchange = (String, String, ExchangeMeta);
 /// Vhost, name, durable, auto_delete, arguments.
@@ -368,7 +370,7 @@ fn plan(b: &Broker, doc: &Value, only_vhost: Option<&str>) -> Result<Plan, Defin
 /// Vhosts and the limits their entries carry. RabbitMQ 3.10 keeps vhost limits in
 /// `parameters` and ignores a vhosts entry's `limits`; warren applies them rather than
 /// drop a restriction (an empty `{}` or `[]` is none).
-fn plan_vhosts(doc: &Value) -> Result<(Vec<String>, Vec<(String, Limits)>), DefinitionsError> {
+fn plan_vhosts(doc: &Value) -> Result<(Vec<String>, PlannedLimits), DefinitionsError> {
     let mut names = Vec::new();
     let mut limits = Vec::new();
     for (i, e) in entries(doc, "vhosts")?.iter().enumerate() {
@@ -392,7 +394,7 @@ fn plan_vhosts(doc: &Value) -> Result<(Vec<String>, Vec<(String, Limits)>), Defi
 
 /// Users and the limits their entries carry (an entry without `limits` leaves an
 /// existing user's as they are).
-fn plan_users(doc: &Value) -> Result<(Vec<User>, Vec<(String, Limits)>), DefinitionsError> {
+fn plan_users(doc: &Value) -> Result<(Vec<User>, PlannedLimits), DefinitionsError> {
     let mut users = Vec::new();
     let mut limits = Vec::new();
     for (i, e) in entries(doc, "users")?.iter().enumerate() {
@@ -418,7 +420,7 @@ fn plan_parameters(
     doc: &Value,
     only_vhost: Option<&str>,
     p: &Plan,
-) -> Result<Vec<(String, Limits)>, DefinitionsError> {
+) -> Result<PlannedLimits, DefinitionsError> {
     let mut out = Vec::new();
     for (i, e) in entries(doc, "parameters")?.iter().enumerate() {
         let vhost = vhost_of(only_vhost, e);
