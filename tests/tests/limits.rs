@@ -783,3 +783,44 @@ fn rabbitmqctl_user_limit_commands_as_rabbitmq() {
         )
     );
 }
+
+#[tokio::test]
+async fn concurrent_opens_do_not_overshoot_a_limit() {
+    let broker = Broker::start();
+    setup(&broker);
+    set_vhost_limit(&broker, "max-connections", 3);
+    let opens: Vec<_> = (0..16)
+        .map(|_| open_as(&broker, "lu", "lp", "lv"))
+        .collect();
+    let results = join_all(opens).await;
+    let open: Vec<_> = results.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(open.len(), 3);
+}
+
+/// Polls every future to completion together.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut handles: Vec<Option<_>> = handles.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (h, out) in handles.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = h {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *h = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}

@@ -134,6 +134,8 @@ pub struct Broker {
     pub(crate) meta_writes: Mutex<()>,
     /// Vhost and user limits (`model::limits`); changed under `meta_writes`.
     pub(crate) limits: RwLock<crate::model::limits::LimitTables>,
+    /// Held from a connection's or channel's limit check until it is registered.
+    pub(crate) limits_gate: Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -165,6 +167,7 @@ impl Broker {
             ),
             meta_writes: Mutex::new(()),
             limits: RwLock::new(Default::default()),
+            limits_gate: Mutex::new(()),
             next_id: AtomicU64::new(1),
             config,
         };

@@ -6,10 +6,13 @@
 //!
 //! Counting costs nothing until a limit is set: connections are counted from the one
 //! registry (`AdminState::connections`), channels from the same entries, queues from the
-//! vhost's topology, only when the limit concerned is non-negative.
+//! vhost's topology, only when the limit concerned is non-negative. A connection or
+//! channel is checked and registered under one small mutex (`admit_*`), and a queue is
+//! counted under the topology lock that adds it, so concurrent opens cannot overshoot.
 
 use std::collections::BTreeMap;
 
+use parking_lot::MutexGuard;
 use serde_json::{Map, Value};
 
 use crate::{
@@ -324,6 +327,23 @@ impl Broker {
             all.users.insert(user.to_string(), limits);
         }
         Ok(())
+    }
+
+    /// [`Broker::check_connection_limits`], returning a guard to hold until the
+    /// connection is in the registry, so two opens at once cannot both take the last
+    /// place (the same guard serialises channel opens, see [`Broker::admit_channel`]).
+    pub fn admit_connection(&self, vhost: &str, user: &str) -> AmqpResult<MutexGuard<'_, ()>> {
+        let gate = self.limits_gate.lock();
+        self.check_connection_limits(vhost, user)?;
+        Ok(gate)
+    }
+
+    /// [`Broker::check_channel_limit`] with the guard of [`Broker::admit_connection`],
+    /// to hold until the channel is in the registry.
+    pub fn admit_channel(&self, user: &str) -> AmqpResult<MutexGuard<'_, ()>> {
+        let gate = self.limits_gate.lock();
+        self.check_channel_limit(user)?;
+        Ok(gate)
     }
 
     /// RabbitMQ's checks at connection.open, vhost limit first, then the user's (both
