@@ -298,6 +298,9 @@ impl Broker {
     pub fn set_vhost_limits(&self, vhost: &str, limits: Limits) -> AmqpResult<()> {
         let _serial = self.meta_writes.lock();
         let previous = self.vhost_limits(vhost);
+        if previous == limits {
+            return Ok(()); // nothing to record (an import of unchanged users, say)
+        }
         self.persistence.record_or_undo(
             &[vhost_limits_op(vhost, &limits)],
             &[vhost_limits_op(vhost, &previous)],
@@ -316,6 +319,9 @@ impl Broker {
     pub fn set_user_limits(&self, user: &str, limits: Limits) -> AmqpResult<()> {
         let _serial = self.meta_writes.lock();
         let previous = self.user_limits(user);
+        if previous == limits {
+            return Ok(()); // nothing to record (an import of unchanged users, say)
+        }
         self.persistence.record_or_undo(
             &[user_limits_op(user, &limits)],
             &[user_limits_op(user, &previous)],
