@@ -16,6 +16,7 @@ mod consumers;
 mod definitions;
 mod exchanges;
 mod health;
+mod limits;
 mod list;
 mod nodes;
 mod orphans;
@@ -62,6 +63,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(users::routes())
         .merge(permissions::routes())
         .merge(topic_permissions::routes())
+        .merge(limits::routes())
         .merge(exchanges::routes())
         .merge(queues::routes())
         .merge(bindings::routes())

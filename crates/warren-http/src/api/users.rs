@@ -23,13 +23,13 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
     )
 }
 
-fn user_json(u: &User) -> Value {
+fn user_json(b: &Broker, u: &User) -> Value {
     json!({
         "name": u.name,
         "password_hash": u.password_hash,
         "hashing_algorithm": u.hashing_algorithm,
         "tags": u.tags,
-        "limits": {},
+        "limits": b.user_limits(&u.name).to_json(),
     })
 }
 
@@ -40,7 +40,7 @@ async fn users(
     Query(q): Q,
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
-    let list: Vec<Value> = b.users().iter().map(user_json).collect();
+    let list: Vec<Value> = b.users().iter().map(|u| user_json(&b, u)).collect();
     list_reply(Value::Array(list), &q)
 }
 
@@ -52,7 +52,7 @@ async fn user(
 ) -> ApiResult<Response> {
     auth(&b, &headers, peer)?.require_admin()?;
     let u = b.user(&name).ok_or_else(ApiError::not_found)?;
-    Ok(Json(user_json(&u)).into_response())
+    Ok(Json(user_json(&b, &u)).into_response())
 }
 
 /// Tags as RabbitMQ accepts them: a comma-separated string or a list.

@@ -16,6 +16,7 @@ use crate::{
     admin::AdminError,
     model::auth::{HashingAlgorithm, Permission, TopicPermission, HASHING_ALGORITHM},
     model::broker::{Broker, User},
+    model::limits::{LimitScope, Limits},
     model::policy::Policy,
     model::vhost::{ExchangeMeta, VHost},
     util::error::AmqpError,
@@ -70,10 +71,11 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
         bindings,
     } = topology;
     let policies = export_policies(b, vhost);
+    let parameters = export_parameters(b, vhost);
     if vhost.is_some() {
         return json!({
             "rabbit_version": version,
-            "parameters": [],
+            "parameters": parameters,
             "policies": policies,
             "queues": queues,
             "exchanges": exchanges,
@@ -92,7 +94,7 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
         "vhosts": vhosts,
         "permissions": permissions,
         "topic_permissions": export_topic_permissions(b),
-        "parameters": [],
+        "parameters": parameters,
         "global_parameters": [],
         "policies": policies,
         "queues": queues,
@@ -190,11 +192,32 @@ fn export_users(b: &Broker) -> Vec<Value> {
                 "password_hash": u.password_hash,
                 "hashing_algorithm": u.hashing_algorithm,
                 "tags": u.tags,
-                "limits": {},
+                "limits": b.user_limits(&u.name).to_json(),
             })
         })
         .collect()
 }
+
+/// Runtime parameters: warren has RabbitMQ's `vhost-limits` component (one `limits`
+/// entry per vhost with limits; the per-vhost export keeps its `vhost` field, as
+/// RabbitMQ 3.10.8's does).
+fn export_parameters(b: &Broker, vhost: Option<&str>) -> Vec<Value> {
+    b.all_vhost_limits()
+        .iter()
+        .filter(|(v, _)| vhost.is_none_or(|only| only == v))
+        .map(|(v, limits)| {
+            json!({
+                "value": limits.to_json(),
+                "vhost": v,
+                "component": VHOST_LIMITS,
+                "name": "limits",
+            })
+        })
+        .collect()
+}
+
+/// The runtime parameter component of vhost limits.
+const VHOST_LIMITS: &str = "vhost-limits";
 
 fn export_vhosts(b: &Broker) -> Vec<Value> {
     b.vhosts()
@@ -232,6 +255,10 @@ fn export_topic_permissions(b: &Broker) -> Vec<Value> {
 struct Plan {
     vhosts: Vec<String>,
     users: Vec<User>,
+    /// Users' limits (users entries with `limits`), replacing what they had.
+    user_limits: PlannedLimits,
+    /// Vhosts' limits (`vhost-limits` parameters, or a vhosts entry's `limits`).
+    vhost_limits: PlannedLimits,
     permissions: Vec<PlannedPermission>,
     topic_permissions: Vec<PlannedTopicPermission>,
     policies: Vec<Policy>,
@@ -244,6 +271,8 @@ struct Plan {
 type PlannedPermission = (String, String, Permission);
 /// User, vhost, topic permission.
 type PlannedTopicPermission = (String, String, TopicPermission);
+/// A vhost's or user's name and the limits an import gives it.
+type PlannedLimits = Vec<(String, Limits)>;
 /// Vhost, name, exchange.
 type PlannedExchange = (String, String, ExchangeMeta);
 /// Vhost, name, durable, auto_delete, arguments.
@@ -323,36 +352,130 @@ fn plan(b: &Broker, doc: &Value, only_vhost: Option<&str>) -> Result<Plan, Defin
     let mut p = Plan::default();
     // Vhosts, users and permissions only come with a whole-broker import.
     if only_vhost.is_none() {
-        p.vhosts = plan_vhosts(doc)?;
-        p.users = plan_users(doc)?;
+        (p.vhosts, p.vhost_limits) = plan_vhosts(doc)?;
+        (p.users, p.user_limits) = plan_users(doc)?;
         p.permissions = plan_permissions(b, doc, &p)?;
         p.topic_permissions = plan_topic_permissions(b, doc, &p)?;
     }
+    let parameters = plan_parameters(b, doc, only_vhost, &p)?;
+    p.vhost_limits.extend(parameters);
     p.policies = plan_policies(b, doc, only_vhost, &p)?;
     p.exchanges = plan_exchanges(b, doc, only_vhost, &p)?;
     p.queues = plan_queues(b, doc, only_vhost, &p)?;
     p.bindings = plan_bindings(b, doc, only_vhost, &p)?;
+    check_queue_limits(b, &p)?;
     Ok(p)
 }
 
-fn plan_vhosts(doc: &Value) -> Result<Vec<String>, DefinitionsError> {
-    entries(doc, "vhosts")?
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            field(e, "name")
-                .map(String::from)
-                .ok_or_else(|| bad("vhosts", i, "?", "missing 'name'".into()))
-        })
-        .collect()
+/// Vhosts and the limits their entries carry. RabbitMQ 3.10 keeps vhost limits in
+/// `parameters` and ignores a vhosts entry's `limits`; warren applies them rather than
+/// drop a restriction (an empty `{}` or `[]` is none).
+fn plan_vhosts(doc: &Value) -> Result<(Vec<String>, PlannedLimits), DefinitionsError> {
+    let mut names = Vec::new();
+    let mut limits = Vec::new();
+    for (i, e) in entries(doc, "vhosts")?.iter().enumerate() {
+        let name =
+            field(e, "name").ok_or_else(|| bad("vhosts", i, "?", "missing 'name'".into()))?;
+        names.push(name.to_string());
+        match e.get("limits") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) if a.is_empty() => {}
+            Some(v) => {
+                let l = Limits::from_json(LimitScope::Vhost, v)
+                    .map_err(|err| bad("vhosts", i, name, err.to_string()))?;
+                if !l.is_empty() {
+                    limits.push((name.to_string(), l));
+                }
+            }
+        }
+    }
+    Ok((names, limits))
 }
 
-fn plan_users(doc: &Value) -> Result<Vec<User>, DefinitionsError> {
-    entries(doc, "users")?
-        .iter()
-        .enumerate()
-        .map(|(i, e)| plan_user(i, e))
-        .collect()
+/// Users and the limits their entries carry (an entry without `limits` leaves an
+/// existing user's as they are).
+fn plan_users(doc: &Value) -> Result<(Vec<User>, PlannedLimits), DefinitionsError> {
+    let mut users = Vec::new();
+    let mut limits = Vec::new();
+    for (i, e) in entries(doc, "users")?.iter().enumerate() {
+        let user = plan_user(i, e)?;
+        match e.get("limits") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let l = Limits::from_json(LimitScope::User, v)
+                    .map_err(|err| bad("users", i, &user.name, err.to_string()))?;
+                limits.push((user.name.clone(), l));
+            }
+        }
+        users.push(user);
+    }
+    Ok((users, limits))
+}
+
+/// Runtime parameters: `vhost-limits` is applied; any other component is one warren
+/// does not have, and fails the import as it does on a RabbitMQ without the plugin
+/// (`component federation-upstream not found`), rather than being dropped.
+fn plan_parameters(
+    b: &Broker,
+    doc: &Value,
+    only_vhost: Option<&str>,
+    p: &Plan,
+) -> Result<PlannedLimits, DefinitionsError> {
+    let mut out = Vec::new();
+    for (i, e) in entries(doc, "parameters")?.iter().enumerate() {
+        let vhost = vhost_of(only_vhost, e);
+        let component = field(e, "component").unwrap_or("?");
+        let name = field(e, "name").unwrap_or("?");
+        let label = format!("{vhost}/{component}/{name}");
+        let fail = |reason: String| bad("parameters", i, &label, reason);
+        if component != VHOST_LIMITS {
+            return Err(fail(format!("component {component} not found")));
+        }
+        if name != "limits" {
+            return Err(fail(format!(
+                "a {VHOST_LIMITS} parameter must be named 'limits'"
+            )));
+        }
+        if !vhost_known(b, p, &vhost) {
+            return Err(fail(format!("no vhost '{vhost}'")));
+        }
+        let value = e.get("value").unwrap_or(&Value::Null);
+        let limits = match value {
+            Value::Array(a) if a.is_empty() => Limits::default(),
+            v => Limits::from_json(LimitScope::Vhost, v).map_err(|err| fail(err.to_string()))?,
+        };
+        out.push((vhost, limits));
+    }
+    Ok(out)
+}
+
+/// RabbitMQ's check before an import: the queues it adds to a vhost must fit its
+/// `max-queues` (the limit the import leaves it with).
+fn check_queue_limits(b: &Broker, p: &Plan) -> Result<(), DefinitionsError> {
+    let mut adding: std::collections::BTreeMap<&str, HashSet<&str>> = Default::default();
+    for (v, name, ..) in &p.queues {
+        if b.vhost(v).and_then(|vh| vh.queue(name)).is_none() {
+            adding.entry(v).or_default().insert(name);
+        }
+    }
+    for (vhost, new) in adding {
+        let planned = p.vhost_limits.iter().rev().find(|(v, _)| v == vhost);
+        let max = match planned {
+            Some((_, l)) => l.limit(crate::model::limits::LimitKind::MaxQueues),
+            None => b.queue_limit(vhost),
+        };
+        let Some(max) = max else { continue };
+        let current = b
+            .vhost(vhost)
+            .map_or(0, |vh| vh.topology.read().queues.len());
+        if (current + new.len()) as u64 > max {
+            return Err(DefinitionsError::Invalid(format!(
+                "Adding {} queue(s) to virtual host \"{vhost}\" would exceed the limit of {max} queue(s).\n\nThis virtual host currently has {current} queue(s) defined.\n\nImport aborted!",
+                new.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A user entry: with a plain `password`, or a `password_hash` in a known algorithm.
@@ -709,32 +832,22 @@ fn plan_binding(known: &Known, i: usize, e: &Value) -> Result<PlannedBinding, De
 /// Importing the same file again once the disk is back completes it.
 pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), DefinitionsError> {
     let p = plan(b, doc, vhost)?;
-    // Runtime parameters (federation, shovels, limits) have no counterpart in warren
-    // yet: say so rather than drop them silently.
-    for section in ["parameters", "global_parameters"] {
-        let n = doc
-            .get(section)
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        let n = if section == "global_parameters" {
-            // RabbitMQ always exports its internal cluster id; nothing to warn about.
-            doc.get(section).and_then(Value::as_array).map_or(0, |a| {
-                a.iter()
-                    .filter(|p| {
-                        p.get("name").and_then(Value::as_str) != Some("internal_cluster_id")
-                    })
-                    .count()
-            })
-        } else {
-            n
-        };
-        if n > 0 {
-            tracing::warn!(
-                section,
-                entries = n,
-                "definitions: section ignored (not supported)"
-            );
-        }
+    // Global parameters (cluster name and the like, no restrictions) have no
+    // counterpart in warren: say so rather than drop them silently. RabbitMQ always
+    // exports its internal cluster id; nothing to warn about there.
+    let global = doc
+        .get("global_parameters")
+        .and_then(Value::as_array)
+        .map_or(0, |a| {
+            a.iter()
+                .filter(|p| p.get("name").and_then(Value::as_str) != Some("internal_cluster_id"))
+                .count()
+        });
+    if global > 0 {
+        tracing::warn!(
+            entries = global,
+            "definitions: global_parameters ignored (not supported)"
+        );
     }
     let applied = apply_plan(b, p);
     for vh in b.vhosts() {
@@ -769,6 +882,10 @@ fn apply_plan(b: &Broker, p: Plan) -> Result<(), DefinitionsError> {
         let what = format!("user '{}'", u.name);
         b.put_user(u).map_err(not_recorded(what))?;
     }
+    for (u, limits) in p.user_limits {
+        b.set_user_limits(&u, limits)
+            .map_err(not_recorded(format!("limits of user '{u}'")))?;
+    }
     for (u, v, perm) in p.permissions {
         b.set_permission(&u, &v, perm)
             .map_err(not_recorded(format!(
@@ -782,6 +899,10 @@ fn apply_plan(b: &Broker, p: Plan) -> Result<(), DefinitionsError> {
         );
         b.set_topic_permission(&u, &v, tp)
             .map_err(not_recorded(what))?;
+    }
+    for (v, limits) in p.vhost_limits {
+        b.set_vhost_limits(&v, limits)
+            .map_err(not_recorded(format!("limits of vhost '{v}'")))?;
     }
     for pol in p.policies {
         let what = format!("policy '{}' in vhost '{}'", pol.name, pol.vhost);
@@ -863,6 +984,91 @@ mod tests {
         ));
         assert!(b.admin.policies.get("/", "p").is_none());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn limits_round_trip_in_rabbitmqs_shape() {
+        let a = Broker::new(ServerConfig::default());
+        // As RabbitMQ 3.10.8 exports them (tests/fixtures/limits/rabbitmq_3.10.8.json).
+        let doc = json!({
+            "users": [{"name": "lu", "password_hash": "", "hashing_algorithm": HASHING_ALGORITHM,
+                       "tags": [], "limits": {"max-channels": 4}}],
+            "vhosts": [{"name": "lv"}],
+            "parameters": [{"value": {"max-queues": 3, "max-connections": 5}, "vhost": "lv",
+                            "component": "vhost-limits", "name": "limits"}],
+        });
+        assert_eq!(import(&a, &doc, None), Ok(()));
+        let out = export(&a, None);
+        assert_eq!(out["parameters"], doc["parameters"]);
+        let lu = out["users"]
+            .as_array()
+            .and_then(|u| u.iter().find(|u| u["name"] == "lu"));
+        assert_eq!(lu.map(|u| &u["limits"]), Some(&json!({"max-channels": 4})));
+        let b = Broker::new(ServerConfig::default());
+        assert_eq!(import(&b, &out, None), Ok(()));
+        assert_eq!(export(&b, None)["parameters"], doc["parameters"]);
+        assert_eq!(b.user_limits("lu").to_json(), json!({"max-channels": 4}));
+        // The per-vhost export keeps the parameter's vhost, as RabbitMQ's does.
+        assert_eq!(export(&b, Some("lv"))["parameters"], doc["parameters"]);
+        // A vhosts entry's limits are applied rather than dropped.
+        let doc = json!({"vhosts": [{"name": "v2", "limits": {"max-queues": 1}}]});
+        assert_eq!(import(&b, &doc, None), Ok(()));
+        assert_eq!(b.queue_limit("v2"), Some(1));
+    }
+
+    #[test]
+    fn what_cannot_be_applied_fails_the_import() {
+        let b = Broker::new(ServerConfig::default());
+        let cases = [
+            (
+                json!({"vhosts": [{"name": "n1"}], "parameters": [{"vhost": "/", "component": "federation-upstream", "name": "up", "value": {"uri": "amqp://x"}}]}),
+                "parameters[0] (//federation-upstream/up): component federation-upstream not found",
+            ),
+            (
+                json!({"vhosts": [{"name": "n1"}], "parameters": [{"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-bogus": 1}}]}),
+                "parameters[0] (//vhost-limits/limits): Unrecognised terms [{<<\"max-bogus\">>,1}] in limits",
+            ),
+            (
+                json!({"vhosts": [{"name": "n1"}], "parameters": [{"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-queues": "x"}}]}),
+                "parameters[0] (//vhost-limits/limits): max-queues should be a number, actually was <<\"x\">>",
+            ),
+            (
+                json!({"vhosts": [{"name": "n1"}], "users": [{"name": "u", "password": "p", "tags": "", "limits": {"max-queues": 1}}]}),
+                "users[0] (u): Unrecognised terms [{<<\"max-queues\">>,1}] in user-limits",
+            ),
+            (
+                json!({"vhosts": [{"name": "n1", "limits": {"max-channels": 1}}]}),
+                "vhosts[0] (n1): Unrecognised terms [{<<\"max-channels\">>,1}] in limits",
+            ),
+        ];
+        for (doc, want) in cases {
+            let err = import(&b, &doc, None).err().map(|e| e.to_string());
+            assert_eq!(err.as_deref(), Some(want));
+            assert!(b.vhost("n1").is_none(), "nothing was applied");
+        }
+    }
+
+    #[test]
+    fn queues_beyond_max_queues_abort_the_import() {
+        let b = Broker::new(ServerConfig::default());
+        let queue = |n: &str| json!({"name": n, "vhost": "/", "durable": true, "auto_delete": false, "arguments": {}});
+        let doc = json!({
+            "parameters": [{"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-queues": 1}}],
+            "queues": [queue("a"), queue("b")],
+        });
+        let err = import(&b, &doc, None).err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("Adding 2 queue(s) to virtual host \"/\" would exceed the limit of 1 queue(s).\n\nThis virtual host currently has 0 queue(s) defined.\n\nImport aborted!")
+        );
+        assert_eq!(b.queue_limit("/"), None, "nothing was applied");
+        let doc = json!({
+            "parameters": [{"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-queues": 1}}],
+            "queues": [queue("a")],
+        });
+        assert_eq!(import(&b, &doc, None), Ok(()));
+        // Importing it again adds nothing: the queue exists.
+        assert_eq!(import(&b, &doc, None), Ok(()));
     }
 
     #[test]

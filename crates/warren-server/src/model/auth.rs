@@ -6,10 +6,13 @@
 //! other setups are verified as RabbitMQ verifies them.
 //! Permissions are three regexes per user and vhost (configure, write, read), matched
 //! anywhere in the resource name as Erlang's `re:run` does; the empty pattern matches nothing.
+//! Erlang's `re` is PCRE, so patterns are compiled with fancy-regex (look-around and
+//! back-references, as `^(?!private).*` needs); a brace that does not count is a literal,
+//! as in PCRE. A match that gives up (fancy-regex's backtracking limit) denies.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
+use fancy_regex::Regex;
 use md5::Md5;
-use regex::Regex;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::util::error::AmqpError;
@@ -164,7 +167,7 @@ impl Pattern {
         let compiled = if source == ".*" || source.is_empty() {
             None
         } else {
-            Some(Regex::new(source).map_err(|e| PatternError {
+            Some(compile(source).map_err(|e| PatternError {
                 pattern: source.to_string(),
                 reason: e.to_string(),
             })?)
@@ -177,7 +180,7 @@ impl Pattern {
 
     pub fn matches(&self, name: &str) -> bool {
         match &self.compiled {
-            Some(re) => re.is_match(name),
+            Some(re) => re.is_match(name).unwrap_or(false),
             None => self.source == ".*",
         }
     }
@@ -221,9 +224,14 @@ impl Permission {
     }
 }
 
-/// Rewrites an Erlang `re` pattern for the regex crate: a brace that does not open or
+/// Compiles an Erlang `re` (PCRE) pattern.
+fn compile(source: &str) -> Result<Regex, fancy_regex::Error> {
+    Regex::new(&literal_braces(source))
+}
+
+/// Rewrites an Erlang `re` pattern for fancy-regex: a brace that does not open or
 /// close a counted repetition (`{n}`, `{n,}`, `{n,m}`) is a literal in PCRE, so
-/// `^{username}\.` is valid there; the regex crate needs it escaped.
+/// `^{username}\.` is valid there; fancy-regex needs it escaped.
 fn literal_braces(source: &str) -> String {
     let chars: Vec<char> = source.chars().collect();
     let mut out = String::with_capacity(source.len() + 4);
@@ -283,12 +291,10 @@ impl TopicPattern {
     /// Checks that `source` is a valid pattern before expansion, as RabbitMQ does when
     /// the permission is set.
     pub fn validate(source: &str) -> Result<(), PatternError> {
-        Regex::new(&literal_braces(source))
-            .map(drop)
-            .map_err(|e| PatternError {
-                pattern: source.to_string(),
-                reason: e.to_string(),
-            })
+        compile(source).map(drop).map_err(|e| PatternError {
+            pattern: source.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     fn new(source: &str, user: &str, vhost: &str) -> Self {
@@ -297,7 +303,7 @@ impl TopicPattern {
         } else {
             let effective = if source.is_empty() { "^$" } else { source };
             let expanded = expand(effective, user, vhost);
-            Some(Regex::new(&literal_braces(&expanded)).ok())
+            Some(compile(&expanded).ok())
         };
         TopicPattern {
             source: source.to_string(),
@@ -308,7 +314,7 @@ impl TopicPattern {
     pub fn matches(&self, routing_key: &str) -> bool {
         match &self.compiled {
             None => true,
-            Some(Some(re)) => re.is_match(routing_key),
+            Some(Some(re)) => re.is_match(routing_key).unwrap_or(false),
             Some(None) => false,
         }
     }
@@ -510,6 +516,30 @@ mod tests {
         assert!(!p.allows(Access::Read, "anything"));
         assert!(Permission::allow_all().allows(Access::Read, ""));
         assert!(Permission::new("(", ".*", ".*").is_err());
+    }
+
+    #[test]
+    fn pcre_look_around_and_back_references() {
+        // RabbitMQ's documented "everything but" idiom.
+        let p = Permission::new("^(?!private).*", "(a)\\1", "(?<=x)y").unwrap();
+        assert!(p.allows(Access::Configure, "public-q"));
+        assert!(!p.allows(Access::Configure, "private-q"));
+        assert!(p.allows(Access::Configure, "q-private"));
+        assert!(p.allows(Access::Write, "baab"));
+        assert!(!p.allows(Access::Write, "abab"));
+        assert!(p.allows(Access::Read, "xy"));
+        assert!(!p.allows(Access::Read, "zy"));
+        // Literal braces, as PCRE reads them, in permissions too.
+        assert!(Permission::new("^{a}$", ".*", ".*")
+            .unwrap()
+            .allows(Access::Configure, "{a}"));
+        let t = TopicPermission::new("u", "v", "x", "^(?!{username}\\.)", "(\\w)\\1").unwrap();
+        assert!(t.allows(Access::Write, "w.a"));
+        assert!(!t.allows(Access::Write, "u.a"));
+        assert!(t.allows(Access::Read, "a.bb"));
+        assert!(!t.allows(Access::Read, "a.b"));
+        assert!(Permission::new("(?!", ".*", ".*").is_err());
+        assert!(Permission::new("\\2(a)", ".*", ".*").is_err());
     }
 
     #[test]

@@ -131,7 +131,11 @@ pub struct Broker {
     /// applied while this is held, so the log lists them in the order memory took them.
     /// It is held across the log write; the maps' own locks are not, so readers
     /// (authentication, access checks) never wait for the disk.
-    meta_writes: Mutex<()>,
+    pub(crate) meta_writes: Mutex<()>,
+    /// Vhost and user limits (`model::limits`); changed under `meta_writes`.
+    pub(crate) limits: RwLock<crate::model::limits::LimitTables>,
+    /// Held from a connection's or channel's limit check until it is registered.
+    pub(crate) limits_gate: Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -162,6 +166,8 @@ impl Broker {
                     .unwrap_or(usize::MAX),
             ),
             meta_writes: Mutex::new(()),
+            limits: RwLock::new(Default::default()),
+            limits_gate: Mutex::new(()),
             next_id: AtomicU64::new(1),
             config,
         };
@@ -500,6 +506,9 @@ impl Broker {
                 undo.extend(topic_permission_ops(u, v, set));
             }
         }
+        if let Some(limits) = self.limits.read().users.get(name) {
+            undo.push(crate::model::limits::user_limits_op(name, limits));
+        }
         if undo.is_empty() {
             return Ok(false);
         }
@@ -512,6 +521,7 @@ impl Broker {
         self.users.write().remove(name);
         self.permissions.write().retain(|(u, _), _| u != name);
         self.topic_permissions.write().retain(|(u, _), _| u != name);
+        self.limits.write().users.remove(name);
         self.permissions_changed();
         Ok(user.is_some())
     }
@@ -549,6 +559,7 @@ impl Broker {
         }
         self.permissions.write().retain(|(_, v), _| v != name);
         self.topic_permissions.write().retain(|(_, v), _| v != name);
+        self.limits.write().vhosts.remove(name);
         // Its policies too, here rather than in the management operation, so a replayed
         // deletion drops them as well.
         self.admin.policies.remove_vhost(name);

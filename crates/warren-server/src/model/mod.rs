@@ -10,6 +10,7 @@ pub mod config;
 pub mod deadletter;
 pub mod equivalence;
 pub mod handles;
+pub mod limits;
 pub mod ops;
 pub mod policy;
 pub mod queue;

@@ -62,6 +62,17 @@ pub enum MetaOp {
         #[serde(default)]
         exchange: Option<String>,
     },
+    /// A vhost's limits by name (`max-connections`, `max-queues`), replacing the ones it
+    /// had; empty clears them.
+    VhostLimits {
+        vhost: String,
+        limits: std::collections::BTreeMap<String, i64>,
+    },
+    /// A user's limits by name (`max-connections`, `max-channels`), as `VhostLimits`.
+    UserLimits {
+        user: String,
+        limits: std::collections::BTreeMap<String, i64>,
+    },
     /// A policy, as the management API shows it (JSON).
     Policy {
         vhost: String,

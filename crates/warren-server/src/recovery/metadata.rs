@@ -9,6 +9,7 @@ use warren_router::{Destination, ExchangeKind};
 
 use crate::{
     model::broker::Broker,
+    model::limits::{LimitScope, Limits},
     model::queue::{Queue, QueueDecl},
     model::vhost::ExchangeMeta,
     persist::meta::{decode_args, encode_args, MetaLog, MetaOp},
@@ -54,6 +55,14 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         }
         MetaOp::TopicPermission { .. } | MetaOp::ClearTopicPermission { .. } => {
             apply_topic_op(broker, op)?;
+        }
+        MetaOp::VhostLimits { vhost, limits } => {
+            let limits = Limits::from_stored(LimitScope::Vhost, limits);
+            broker.set_vhost_limits(vhost, limits)?;
+        }
+        MetaOp::UserLimits { user, limits } => {
+            let limits = Limits::from_stored(LimitScope::User, limits);
+            broker.set_user_limits(user, limits)?;
         }
         MetaOp::Policy {
             vhost,
@@ -452,6 +461,18 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
         });
     }
     ops.extend(topic_permission_snapshot(broker));
+    for (vhost, limits) in broker.all_vhost_limits() {
+        ops.push(MetaOp::VhostLimits {
+            vhost,
+            limits: limits.to_stored(),
+        });
+    }
+    for (user, limits) in broker.all_user_limits() {
+        ops.push(MetaOp::UserLimits {
+            user,
+            limits: limits.to_stored(),
+        });
+    }
     ops
 }
 
@@ -674,6 +695,41 @@ mod tests {
             again.admin.policies.get("gone", "p").is_none(),
             "a deleted vhost's policies stay deleted"
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn limits_survive_a_reopen_and_go_with_their_vhost_or_user() {
+        use crate::model::limits::{LimitScope, Limits};
+        let dir = temp_dir("limits");
+        let broker = Broker::new(ServerConfig::default());
+        open(&broker, &dir, false).expect("open");
+        let vhost =
+            |v: serde_json::Value| Limits::from_json(LimitScope::Vhost, &v).expect("limits");
+        let user = |v: serde_json::Value| Limits::from_json(LimitScope::User, &v).expect("limits");
+        assert_eq!(broker.create_vhost("v"), Ok(true));
+        assert_eq!(broker.create_vhost("gone"), Ok(true));
+        let lv = vhost(serde_json::json!({"max-connections": 2, "max-queues": -1}));
+        assert!(broker.set_vhost_limits("v", lv.clone()).is_ok());
+        assert!(broker.set_vhost_limits("gone", lv.clone()).is_ok());
+        assert!(matches!(broker.delete_vhost("gone"), Ok(Some(_))));
+        let lu = user(serde_json::json!({"max-channels": 0}));
+        assert!(broker.set_user_limits("guest", lu.clone()).is_ok());
+        assert!(broker
+            .set_user_limits("guest", user(serde_json::json!({"max-channels": 3})))
+            .is_ok());
+        assert!(broker.set_user_limits("guest", lu.clone()).is_ok());
+        assert!(broker
+            .put_user(crate::model::broker::User::with_password("u", "pw", Vec::new()).unwrap())
+            .is_ok());
+        assert!(broker.set_user_limits("u", lu.clone()).is_ok());
+        assert_eq!(broker.delete_user("u"), Ok(true));
+        drop(broker);
+
+        let again = Broker::new(ServerConfig::default());
+        open(&again, &dir, false).expect("reopen");
+        assert_eq!(again.all_vhost_limits(), vec![("v".to_string(), lv)]);
+        assert_eq!(again.all_user_limits(), vec![("guest".to_string(), lu)]);
         let _ = fs::remove_dir_all(&dir);
     }
 

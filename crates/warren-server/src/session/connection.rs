@@ -948,9 +948,14 @@ impl Connection {
                         self.channel_max
                     )));
                 }
+                // The user's max-channels, over all its connections (class and method
+                // 0 in RabbitMQ's connection.close).
+                let broker = self.ctx.broker.clone();
+                let gate = broker.admit_channel(&self.ctx.user)?;
                 self.closed_by_client.remove(&id);
                 self.channels.insert(id, Channel::new(id));
                 self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
+                drop(gate);
                 self.ctx.send_method(
                     id,
                     &AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -1156,6 +1161,12 @@ impl Connection {
                     .with_method(10, 40),
             );
         };
+        // RabbitMQ checks the vhost's and the user's connection limits before access;
+        // the gate is held until the connection is registered below.
+        let broker = self.ctx.broker.clone();
+        let gate = broker
+            .admit_connection(vhost_name, &self.ctx.user)
+            .map_err(|e| e.with_method(10, 40))?;
         if !self.ctx.broker.has_vhost_access(&self.ctx.user, vhost_name) {
             // RabbitMQ 3.10 answers 530 NOT_ALLOWED here (recorded in
             // tests/fixtures/management/amqp_permissions.json).
@@ -1193,6 +1204,7 @@ impl Connection {
                 channels: Default::default(),
                 io: self.io.clone(),
             });
+        drop(gate);
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");
         // Like RabbitMQ's rabbit_alarm:register at open: an alarm in effect makes the
         // connection `blocking` at once (connection.blocked waits for a publish).

@@ -9,6 +9,7 @@ mod admin;
 mod api;
 mod cli;
 mod diagnostics;
+mod limits;
 mod lists;
 mod plugins;
 mod rabbitmqctl;

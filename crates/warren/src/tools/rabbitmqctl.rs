@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{
     api,
     cli::{self, allowed_options, arity, Ctx, Failure, OptSpec, Parsed},
-    exit, lists, status,
+    exit, limits, lists, status,
 };
 use crate::ctl::http::seg;
 
@@ -33,6 +33,7 @@ const OPTIONS: &[OptSpec] = &[
     ("description", None, true),
     ("tags", None, true),
     ("default-queue-type", None, true),
+    ("user", None, true),
 ];
 
 /// One command: name, usage line, options, argument count (min, max), what runs it.
@@ -57,6 +58,12 @@ pub(crate) const COMMANDS: &[Command] = &[
     Command { name: "clear_permissions", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] clear_permissions [--vhost <vhost>] <username>", options: &["vhost"], args: (1, 1), run: clear_permissions },
     Command { name: "set_topic_permissions", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] set_topic_permissions [--vhost <vhost>] <username> <exchange> <write> <read>", options: &["vhost"], args: (4, 4), run: set_topic_permissions },
     Command { name: "clear_topic_permissions", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] clear_topic_permissions [--vhost <vhost>] <username> [<exchange>]", options: &["vhost"], args: (1, 2), run: clear_topic_permissions },
+    Command { name: "set_vhost_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] set_vhost_limits [--vhost <vhost>] <definition>", options: &["vhost"], args: (1, 1), run: limits::set_vhost_limits },
+    Command { name: "clear_vhost_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] clear_vhost_limits [--vhost <vhost>]", options: &["vhost"], args: (0, 0), run: limits::clear_vhost_limits },
+    Command { name: "list_vhost_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]", options: &["vhost", "global", "no-table-headers"], args: (0, 0), run: limits::list_vhost_limits },
+    Command { name: "set_user_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] set_user_limits <username> <definition>", options: &[], args: (2, 2), run: limits::set_user_limits },
+    Command { name: "clear_user_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] clear_user_limits <username> <limit_type> | all", options: &[], args: (2, 2), run: limits::clear_user_limits },
+    Command { name: "list_user_limits", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] list_user_limits [--user <username>] [--global]", options: &["user", "global"], args: (0, 0), run: limits::list_user_limits },
     Command { name: "set_policy", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>", options: &["vhost", "priority", "apply-to"], args: (3, 3), run: set_policy },
     Command { name: "clear_policy", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] clear_policy [--vhost <vhost>] <name>", options: &["vhost"], args: (1, 1), run: clear_policy },
     Command { name: "purge_queue", usage: "rabbitmqctl [--node <node>] [--longnames] [--quiet] purge_queue [--vhost <vhost>] <queue>", options: &["vhost"], args: (1, 1), run: purge_queue },
@@ -819,6 +826,12 @@ mod tests {
             "set_permissions",
             "clear_permissions",
             "set_topic_permissions",
+            "set_vhost_limits",
+            "clear_vhost_limits",
+            "list_vhost_limits",
+            "set_user_limits",
+            "clear_user_limits",
+            "list_user_limits",
             "set_policy",
             "clear_policy",
             "purge_queue",

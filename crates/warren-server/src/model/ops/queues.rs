@@ -9,6 +9,7 @@ use crate::{
         args::{self, QueueKind},
         broker::Broker,
         equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
+        limits::queue_limit_reached,
         queue::{Queue, QueueDecl},
         vhost::{DeletedQueue, VHost},
     },
@@ -138,6 +139,14 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
             queue.deleted.store(true, Ordering::Release);
             check_equivalent(&existing, &spec, &vhost.name)?;
             return Ok(Declared::Existing(existing));
+        }
+        // The vhost's max-queues, counted under the lock that adds the queue.
+        if let Some(max) = broker.queue_limit(&vhost.name) {
+            if topo.queues.len() as u64 >= max {
+                drop(topo);
+                queue.deleted.store(true, Ordering::Release);
+                return Err(queue_limit_reached(name, &vhost.name, max));
+            }
         }
         topo.queues.insert(queue.name.clone(), queue.clone());
     }
