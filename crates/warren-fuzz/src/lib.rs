@@ -18,8 +18,11 @@ pub mod frame;
 pub mod http;
 pub mod method;
 
+/// A target's body: one input in, a panic when an invariant breaks.
+pub type Harness = fn(&[u8]);
+
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and `corpus/*`).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Harness); 6] = [
     ("frame", frame::run),
     ("method", method::run),
     ("field_table", field_table::run),

@@ -27,7 +27,7 @@ fn replay(kind: &str, min_seeds: usize) {
             files.len()
         );
         for file in files {
-            let data = std::fs::read(&file).expect("read input");
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             eprintln!("{}", file.display());
             run(&data);
         }
