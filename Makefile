@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: install-tools run build release docker-image test-docker soak test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean
+.PHONY: install-tools run build release docker-image test-docker soak test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean fuzz fuzz-build
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -64,3 +64,28 @@ install-tools: ## Install warren and link rabbitmqctl, rabbitmq-diagnostics, rab
 	install -d $(PREFIX)/bin
 	install -m 755 $${CARGO_TARGET_DIR:-target}/release/warren $(PREFIX)/bin/warren
 	$(PREFIX)/bin/warren install-tools $(PREFIX)/bin
+
+# Coverage-guided fuzzing (cargo-fuzz + libFuzzer, nightly; docs/fuzzing.md). Not part of
+# `make test`. Runs each target for FUZZ_SECONDS, one after another; TARGET=frame runs one.
+# New inputs go to crates/warren-fuzz/fuzz/corpus/<target> (not committed); the seeds in
+# crates/warren-fuzz/corpus/<target> are read, never written; crashes land in
+# crates/warren-fuzz/fuzz/artifacts/<target>. FUZZ_ARGS adds libFuzzer options.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame method field_table connection definitions http
+TARGET ?= $(FUZZ_TARGETS)
+FUZZ_DIR := crates/warren-fuzz/fuzz
+FUZZ_CARGO := cargo +nightly fuzz
+FUZZ_BUILD_FLAGS ?= --sanitizer none
+FUZZ_ARGS ?=
+
+fuzz-build:
+	$(FUZZ_CARGO) build --fuzz-dir $(FUZZ_DIR) $(FUZZ_BUILD_FLAGS)
+
+fuzz: fuzz-build
+	@set -e; for t in $(TARGET); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_CARGO) run --fuzz-dir $(FUZZ_DIR) $(FUZZ_BUILD_FLAGS) $$t \
+	    $(FUZZ_DIR)/corpus/$$t crates/warren-fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=20 -print_final_stats=1 $(FUZZ_ARGS); \
+	done

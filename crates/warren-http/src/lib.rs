@@ -26,6 +26,13 @@ use warren_server::Broker;
 
 pub use metrics::render as render_metrics;
 
+/// The management API's router (every `/api/...` route), for serving it some other way
+/// than [`serve`] does: in-process in tests and fuzzing, with a `ConnectInfo<SocketAddr>`
+/// extension on each request standing for the client's address.
+pub fn api_router(broker: Arc<Broker>) -> axum::Router {
+    api::router(broker)
+}
+
 /// An API error: status code plus RabbitMQ's `error` and `reason` fields.
 #[derive(Debug)]
 pub struct ApiError {

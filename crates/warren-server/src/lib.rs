@@ -28,6 +28,7 @@ pub use broker::Broker;
 pub use config::ServerConfig;
 pub use error::{AmqpError, ReplyCode, Scope};
 pub use server::{serve, Shutdown};
+pub use session::connection::serve_stream;
 
 #[cfg(test)]
 mod layering {

@@ -21,8 +21,8 @@ use amq_protocol::{
 };
 use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{tcp::OwnedReadHalf, tcp::OwnedWriteHalf, TcpStream},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
 };
 use tracing::{debug, error, info, warn};
 use warren_codec::{
@@ -37,6 +37,7 @@ use crate::{
     model::queue::Queue,
     model::vhost::VHost,
     session::channel::Channel,
+    session::stream::{read_some, ConnRead, StreamReader},
     util::error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
 };
 
@@ -200,6 +201,8 @@ struct Connection {
     auth_failure_close: bool,
     /// A handshake error closes the socket without a word, after a delay.
     silent_close: bool,
+    /// That delay: [`SILENT_CLOSE_DELAY`] for sockets, none for in-process streams.
+    silent_close_delay: Duration,
     /// Capacity for the next round's output buffer (the last round's size).
     out_hint: usize,
     started: Instant,
@@ -219,9 +222,53 @@ struct Connection {
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
-    let id = broker.next_id();
     let local = stream.local_addr().unwrap_or(peer);
     let (rd, wr) = stream.into_split();
+    let ends = Ends {
+        peer,
+        local,
+        silent_close_delay: SILENT_CLOSE_DELAY,
+    };
+    run_on(rd, wr, ends, broker).await;
+}
+
+/// Serves one AMQP connection over an in-process byte stream (a `tokio::io::duplex` end,
+/// say) exactly as over a TCP socket, for tests and fuzzing: the connection is
+/// registered, handled frame by frame and cleaned up when the stream ends. `peer` is the
+/// address the connection reports (a loopback one lets `guest` log in). Unlike a socket,
+/// a failed handshake closes the stream at once: the delay that slows down password
+/// guessing over the network would only slow the caller down.
+pub async fn serve_stream<S>(stream: S, peer: SocketAddr, broker: Arc<Broker>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let ends = Ends {
+        peer,
+        local: SocketAddr::from(([127, 0, 0, 1], 5672)),
+        silent_close_delay: Duration::ZERO,
+    };
+    run_on(StreamReader::new(rd), wr, ends, broker).await;
+}
+
+/// Where a connection runs: its addresses and how a failed handshake ends.
+struct Ends {
+    peer: SocketAddr,
+    local: SocketAddr,
+    silent_close_delay: Duration,
+}
+
+async fn run_on<R, W>(rd: R, wr: W, ends: Ends, broker: Arc<Broker>)
+where
+    R: ConnRead,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Ends {
+        peer,
+        local,
+        silent_close_delay,
+    } = ends;
+    let id = broker.next_id();
     let (out_tx, out_rx) = crate::util::mailbox::mailbox();
     let (inbox_tx, inbox_rx) = crate::util::mailbox::mailbox();
     let handle = Arc::new(ConnHandle::new(id, inbox_tx));
@@ -254,6 +301,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         heartbeat: 0,
         auth_failure_close: false,
         silent_close: false,
+        silent_close_delay,
         out_hint: 4096,
         started: now,
         last_recv: now,
@@ -313,7 +361,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// Writes whatever the connection task hands over, coalescing queued buffers into one
 /// write when the socket is slower than the producer.
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     mut rx: crate::util::mailbox::Receiver<Bytes>,
     handle: Arc<ConnHandle>,
 ) {
@@ -433,7 +481,7 @@ impl Connection {
 
     async fn serve(
         &mut self,
-        mut rd: OwnedReadHalf,
+        mut rd: impl ConnRead,
         mut inbox: crate::util::mailbox::Receiver<ConnEvent>,
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -452,7 +500,7 @@ impl Connection {
                     // One deadline for the whole header: bytes dribbled in one at a time
                     // must not extend it.
                     let deadline = tokio::time::Instant::from_std(self.started + handshake);
-                    match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
+                    match tokio::time::timeout_at(deadline, read_some(&mut rd, &mut buf)).await {
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return,
                     }
@@ -479,11 +527,11 @@ impl Connection {
             self.drain_inbox(&mut inbox);
             self.flush();
             if self.phase == Phase::Done {
-                if self.silent_close {
+                if self.silent_close && !self.silent_close_delay.is_zero() {
                     // RabbitMQ makes a client that failed the handshake wait before the
                     // socket closes (SILENT_CLOSE_DELAY, 3 s), so failed logins cannot
                     // be retried at full speed.
-                    tokio::time::sleep(SILENT_CLOSE_DELAY).await;
+                    tokio::time::sleep(self.silent_close_delay).await;
                 }
                 return;
             }
