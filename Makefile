@@ -71,7 +71,7 @@ install-tools: ## Install warren and link rabbitmqctl, rabbitmq-diagnostics, rab
 # crates/warren-fuzz/corpus/<target> are read, never written; crashes land in
 # crates/warren-fuzz/fuzz/artifacts/<target>. FUZZ_ARGS adds libFuzzer options.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := frame method field_table connection definitions http
+FUZZ_TARGETS := frame method field_table connection definitions http rabbitmq_conf
 TARGET ?= $(FUZZ_TARGETS)
 FUZZ_DIR := crates/warren-fuzz/fuzz
 FUZZ_CARGO := cargo +nightly fuzz

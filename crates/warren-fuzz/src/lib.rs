@@ -8,8 +8,6 @@
 //! `fuzz/fuzz_targets/*.rs` (cargo-fuzz, nightly) call these functions; `tests/replay.rs`
 //! runs every committed seed (`corpus/<target>/`) and every crash input found so far
 //! (`regressions/<target>/`) through them with stable Rust, as part of `cargo test`.
-//! The rabbitmq.conf parser gets a target of its own once it exists (see
-//! docs/fuzzing.md).
 
 pub mod connection;
 pub mod definitions;
@@ -17,18 +15,20 @@ pub mod field_table;
 pub mod frame;
 pub mod http;
 pub mod method;
+pub mod rabbitmq_conf;
 
 /// A target's body: one input in, a panic when an invariant breaks.
 pub type Harness = fn(&[u8]);
 
 /// The fuzz targets, by name (the names of `fuzz/fuzz_targets/*.rs` and `corpus/*`).
-pub const TARGETS: [(&str, Harness); 6] = [
+pub const TARGETS: [(&str, Harness); 7] = [
     ("frame", frame::run),
     ("method", method::run),
     ("field_table", field_table::run),
     ("connection", connection::run),
     ("definitions", definitions::run),
     ("http", http::run),
+    ("rabbitmq_conf", rabbitmq_conf::run),
 ];
 
 /// One tokio runtime per process (current-thread: inputs run one at a time, and the
