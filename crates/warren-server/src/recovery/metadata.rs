@@ -377,72 +377,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
         });
     }
     for v in broker.vhosts() {
-        let vhost = v.name.to_string();
-        ops.push(MetaOp::Vhost {
-            name: vhost.clone(),
-        });
-        let topo = v.topology.read();
-        let mut exchanges: Vec<_> = topo
-            .exchanges
-            .iter()
-            .filter(|(n, e)| e.meta.durable && !n.starts_with("amq.") && !n.is_empty())
-            .collect();
-        exchanges.sort_by(|a, b| a.0.cmp(b.0));
-        for (name, e) in &exchanges {
-            ops.push(MetaOp::Exchange {
-                vhost: vhost.clone(),
-                name: name.to_string(),
-                kind: e.meta.kind.as_str().into(),
-                auto_delete: e.meta.auto_delete,
-                internal: e.meta.internal,
-                arguments: encode_args(&e.meta.arguments),
-            });
-        }
-        let mut queues: Vec<_> = topo
-            .queues
-            .values()
-            .filter(|q| q.durable && q.exclusive_owner.is_none())
-            .collect();
-        queues.sort_by(|a, b| a.name.cmp(&b.name));
-        for q in queues {
-            ops.push(MetaOp::Queue {
-                vhost: vhost.clone(),
-                name: q.name.to_string(),
-                auto_delete: q.auto_delete,
-                arguments: encode_args(&q.arguments),
-                id: q.store_id.unwrap_or(0),
-            });
-        }
-        let mut sources: Vec<_> = topo.exchanges.iter().collect();
-        sources.sort_by(|a, b| a.0.cmp(b.0));
-        for (source, e) in sources {
-            if !e.meta.durable {
-                continue;
-            }
-            for b in e.router.table.bindings() {
-                let (to_queue, durable) = match &b.destination {
-                    Destination::Queue(q) => (
-                        true,
-                        topo.queues
-                            .get(q)
-                            .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
-                    ),
-                    Destination::Exchange(x) => {
-                        (false, topo.exchanges.get(x).is_some_and(|x| x.meta.durable))
-                    }
-                };
-                if durable {
-                    ops.push(MetaOp::Bind {
-                        vhost: vhost.clone(),
-                        source: source.to_string(),
-                        destination: b.destination.name().to_string(),
-                        to_queue,
-                        key: b.routing_key.to_string(),
-                        arguments: encode_args(&b.arguments),
-                    });
-                }
-            }
-        }
+        vhost_snapshot(&v, &mut ops);
     }
     for p in broker.admin.policies.list(None) {
         ops.push(MetaOp::Policy {
@@ -474,6 +409,76 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
         });
     }
     ops
+}
+
+/// A vhost and its durable exchanges, queues and bindings, in a stable order.
+fn vhost_snapshot(v: &crate::model::vhost::VHost, ops: &mut Vec<MetaOp>) {
+    let vhost = v.name.to_string();
+    ops.push(MetaOp::Vhost {
+        name: vhost.clone(),
+    });
+    let topo = v.topology.read();
+    let mut exchanges: Vec<_> = topo
+        .exchanges
+        .iter()
+        .filter(|(n, e)| e.meta.durable && !n.starts_with("amq.") && !n.is_empty())
+        .collect();
+    exchanges.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, e) in &exchanges {
+        ops.push(MetaOp::Exchange {
+            vhost: vhost.clone(),
+            name: name.to_string(),
+            kind: e.meta.kind.as_str().into(),
+            auto_delete: e.meta.auto_delete,
+            internal: e.meta.internal,
+            arguments: encode_args(&e.meta.arguments),
+        });
+    }
+    let mut queues: Vec<_> = topo
+        .queues
+        .values()
+        .filter(|q| q.durable && q.exclusive_owner.is_none())
+        .collect();
+    queues.sort_by(|a, b| a.name.cmp(&b.name));
+    for q in queues {
+        ops.push(MetaOp::Queue {
+            vhost: vhost.clone(),
+            name: q.name.to_string(),
+            auto_delete: q.auto_delete,
+            arguments: encode_args(&q.arguments),
+            id: q.store_id.unwrap_or(0),
+        });
+    }
+    let mut sources: Vec<_> = topo.exchanges.iter().collect();
+    sources.sort_by(|a, b| a.0.cmp(b.0));
+    for (source, e) in sources {
+        if !e.meta.durable {
+            continue;
+        }
+        for b in e.router.table.bindings() {
+            let (to_queue, durable) = match &b.destination {
+                Destination::Queue(q) => (
+                    true,
+                    topo.queues
+                        .get(q)
+                        .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+                ),
+                Destination::Exchange(x) => {
+                    (false, topo.exchanges.get(x).is_some_and(|x| x.meta.durable))
+                }
+            };
+            if durable {
+                ops.push(MetaOp::Bind {
+                    vhost: vhost.clone(),
+                    source: source.to_string(),
+                    destination: b.destination.name().to_string(),
+                    to_queue,
+                    key: b.routing_key.to_string(),
+                    arguments: encode_args(&b.arguments),
+                });
+            }
+        }
+    }
 }
 
 /// Loads the durable metadata from `dir` into `broker`, writes a compacted snapshot and
