@@ -214,6 +214,21 @@ pub fn body_str(d: &Delivery) -> String {
     String::from_utf8(d.data.clone()).unwrap()
 }
 
+/// The channel error a method without a reply (basic.publish, ...) caused, if any: a round
+/// trip on the channel tells; when the broker's channel.close beats it, lapin answers the
+/// round trip with the channel's state, and the error is read from `events` (the
+/// connection's `events_listener()`, taken before the method was sent).
+pub async fn channel_error_after(
+    events: &mut (impl futures_lite::Stream<Item = Event> + Unpin),
+    ch: &Channel,
+) -> Option<(u16, String)> {
+    match sync(ch).await {
+        Ok(()) => None,
+        Err(e) if matches!(e.kind(), ErrorKind::ProtocolError(_)) => Some(amqp_error(&e)),
+        Err(_) => Some(amqp_error(&next_error_event(events).await)),
+    }
+}
+
 /// The error of the next channel or connection error event.
 pub async fn next_error_event(
     events: &mut (impl futures_lite::Stream<Item = Event> + Unpin),

@@ -91,15 +91,16 @@ async fn a_publisher_outrunning_delivery_is_held_back_and_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Held back means the backlog neither passes the flow mark (8,192 ready, plus what was
-    // in flight) nor keeps growing: an unhindered publisher adds hundreds of thousands of
-    // messages a second, so one second shows the difference.
+    // Held back means the backlog stays under the flow mark (8,192 ready, plus what was in
+    // flight) when the publisher is seen in `flow` and a second later: an unhindered
+    // publisher adds hundreds of thousands of messages a second. (The API's count may lag
+    // the state by a sample, so the growth between the two is not compared.)
     let first = ready(broker.http_port, "flow-q");
     assert!(first < 12_000, "the backlog passed the flow mark: {first}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let second = ready(broker.http_port, "flow-q");
     assert!(
-        second < 12_000 && second <= first + 4_096,
+        second < 12_000,
         "the backlog stays near the flow mark: {first} then {second}"
     );
     assert!(!flood.is_finished(), "the publisher is still held back");

@@ -65,6 +65,7 @@ async fn check(broker: &Broker, vhost: &str) {
     let ch = channel(&conn).await;
     publish(&ch, "xx", "", b"m").await;
     assert!(sync(&ch).await.is_ok());
+    let mut events = conn.events_listener();
     let ch = channel(&conn).await;
     within(
         "basic.publish",
@@ -79,7 +80,7 @@ async fn check(broker: &Broker, vhost: &str) {
     .await
     .expect("publish");
     assert_eq!(
-        sync(&ch).await.err().map(|e| amqp_error(&e)),
+        channel_error_after(&mut events, &ch).await,
         refused("exchange", "xy", vhost)
     );
 }
@@ -128,6 +129,7 @@ async fn look_ahead_and_back_references_through_api_and_definitions() {
     let ch = channel(&conn).await;
     publish(&ch, "amq.topic", "public.a", b"m").await;
     assert!(sync(&ch).await.is_ok());
+    let mut events = conn.events_listener();
     let ch = channel(&conn).await;
     within(
         "basic.publish",
@@ -142,7 +144,7 @@ async fn look_ahead_and_back_references_through_api_and_definitions() {
     .await
     .expect("publish");
     assert_eq!(
-        sync(&ch).await.err().map(|e| amqp_error(&e)),
+        channel_error_after(&mut events, &ch).await,
         Some(expected(
             403,
             "ACCESS_REFUSED - access to topic 'secret.a' in exchange 'amq.topic' in vhost 'dv' refused for user 'pu'"

@@ -63,11 +63,7 @@ async fn try_publish(conn: &lapin::Connection, exchange: &str, key: &str) -> Opt
     )
     .await
     .expect("basic.publish");
-    match sync(&ch).await {
-        Ok(()) => None,
-        Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(_)) => Some(amqp_error(&e)),
-        Err(_) => Some(amqp_error(&next_error_event(&mut events).await)),
-    }
+    channel_error_after(&mut events, &ch).await
 }
 
 /// Binds the queue `q` on a fresh channel; the channel error, if any.
