@@ -224,7 +224,12 @@ pub async fn channel_error_after(
 ) -> Option<(u16, String)> {
     match sync(ch).await {
         Ok(()) => None,
-        Err(e) if matches!(e.kind(), ErrorKind::ProtocolError(_)) => Some(amqp_error(&e)),
+        Err(e) if matches!(e.kind(), ErrorKind::ProtocolError(_)) => {
+            // lapin also emits the close as an event: take it here, or a listener made
+            // for the next check could receive it late and take it for its own.
+            let _ = next_error_event(events).await;
+            Some(amqp_error(&e))
+        }
         Err(_) => Some(amqp_error(&next_error_event(events).await)),
     }
 }

@@ -68,8 +68,9 @@ async fn try_publish(conn: &lapin::Connection, exchange: &str, key: &str) -> Opt
 
 /// Binds the queue `q` on a fresh channel; the channel error, if any.
 async fn try_bind(conn: &lapin::Connection, exchange: &str, key: &str) -> Option<(u16, String)> {
+    let mut events = conn.events_listener();
     let ch = channel(conn).await;
-    within(
+    let refused = within(
         "queue.bind",
         ch.queue_bind(
             "q".into(),
@@ -81,7 +82,12 @@ async fn try_bind(conn: &lapin::Connection, exchange: &str, key: &str) -> Option
     )
     .await
     .err()
-    .map(|e| amqp_error(&e))
+    .map(|e| amqp_error(&e));
+    if refused.is_some() {
+        // Take the close's event too, so that a later check cannot read it as its own.
+        let _ = next_error_event(&mut events).await;
+    }
+    refused
 }
 
 async fn check_enforcement(broker: &Broker) {
