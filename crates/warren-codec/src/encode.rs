@@ -1,4 +1,4 @@
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::{
     error::CodecError, properties::BasicProperties, AMQPClass, CLASS_BASIC, FRAME_BODY, FRAME_END,
@@ -156,5 +156,97 @@ pub fn encode_content(
     };
     for part in body.chunks(chunk) {
         put_frame(out, FRAME_BODY, channel, part);
+    }
+}
+
+/// Like [`encode_content`], but the body is not copied: each body frame's payload is a
+/// slice of `body` pushed to `chunks` between the frame headers written to `out` (what
+/// `out` held before is pushed first, so `chunks` then `out` is the byte stream in order).
+/// For large bodies, which the writer then sends with vectored writes.
+pub fn encode_content_shared(
+    out: &mut BytesMut,
+    chunks: &mut Vec<Bytes>,
+    channel: u16,
+    properties: &[u8],
+    body: &Bytes,
+    frame_max: u32,
+) {
+    out.reserve(properties.len() + 32);
+    out.put_u8(FRAME_HEADER);
+    out.put_u16(channel);
+    out.put_u32((12 + properties.len()) as u32);
+    out.put_u16(CLASS_BASIC);
+    out.put_u16(0);
+    out.put_u64(body.len() as u64);
+    out.put_slice(properties);
+    out.put_u8(FRAME_END);
+    let chunk = if frame_max == 0 {
+        body.len().max(1)
+    } else {
+        (frame_max as usize).saturating_sub(8).max(1)
+    };
+    let mut at = 0;
+    while at < body.len() {
+        let end = (at + chunk).min(body.len());
+        out.reserve(8);
+        out.put_u8(FRAME_BODY);
+        out.put_u16(channel);
+        out.put_u32((end - at) as u32);
+        chunks.push(out.split().freeze());
+        chunks.push(body.slice(at..end));
+        out.put_u8(FRAME_END);
+        at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(chunks: &[Bytes], out: &BytesMut) -> Vec<u8> {
+        let mut all: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        all.extend_from_slice(out);
+        all
+    }
+
+    #[test]
+    fn shared_content_is_the_same_bytes_as_copied_content() {
+        let body = Bytes::from((0..300_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        for frame_max in [0, 4096, 131_072, 300_008, 1_000_000] {
+            let mut copied = BytesMut::from(&b"prefix"[..]);
+            encode_content(&mut copied, 3, b"\x00\x00", &body, frame_max);
+            let mut out = BytesMut::from(&b"prefix"[..]);
+            let mut chunks = Vec::new();
+            encode_content_shared(&mut out, &mut chunks, 3, b"\x00\x00", &body, frame_max);
+            assert_eq!(
+                joined(&chunks, &out),
+                copied.to_vec(),
+                "frame_max {frame_max}"
+            );
+            // Every body slice points into the original allocation.
+            let base = body.as_ptr() as usize;
+            let shared = chunks
+                .iter()
+                .filter(|c| {
+                    let p = c.as_ptr() as usize;
+                    p >= base && p < base + body.len()
+                })
+                .count();
+            assert!(
+                shared >= 1,
+                "no body slice was shared at frame_max {frame_max}"
+            );
+        }
+    }
+
+    #[test]
+    fn shared_content_of_an_empty_body_is_just_the_header() {
+        let mut out = BytesMut::new();
+        let mut chunks = Vec::new();
+        encode_content_shared(&mut out, &mut chunks, 1, b"", &Bytes::new(), 131_072);
+        let mut copied = BytesMut::new();
+        encode_content(&mut copied, 1, b"", b"", 131_072);
+        assert!(chunks.is_empty());
+        assert_eq!(out, copied);
     }
 }

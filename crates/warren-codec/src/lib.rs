@@ -19,8 +19,9 @@ pub use amq_protocol::protocol::{self as methods, AMQPClass};
 pub use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 pub use decode::{check_protocol_header, decode_frame, Frame, ProtocolHeaderCheck};
 pub use encode::{
-    decode_field_table, encode_ack, encode_content, encode_deliver, encode_field_table,
-    encode_heartbeat, encode_method, encode_method_to_vec, encode_nack, encode_properties,
+    decode_field_table, encode_ack, encode_content, encode_content_shared, encode_deliver,
+    encode_field_table, encode_heartbeat, encode_method, encode_method_to_vec, encode_nack,
+    encode_properties,
 };
 pub use error::CodecError;
 pub use nesting::{filter_table, parse_table_bounded, table_depth, MAX_PARSE_DEPTH};

@@ -57,6 +57,13 @@ pub struct Delivery {
     pub entry: Entry,
 }
 
+impl Delivery {
+    /// Body bytes this delivery carries (in memory or paged out).
+    pub fn body_size(&self) -> usize {
+        self.entry.message.body_size()
+    }
+}
+
 /// How other tasks reach one connection.
 #[derive(Debug)]
 pub struct ConnHandle {
@@ -67,8 +74,11 @@ pub struct ConnHandle {
     /// Set while the backlog is above the high-water mark: queues stop handing this
     /// connection deliveries, so a slow reader cannot make the broker buffer without bound.
     pub write_blocked: AtomicBool,
-    /// Deliveries in the inbox the connection task has not handled yet.
+    /// Deliveries in the inbox the connection task has not handled yet...
     pending_deliveries: AtomicUsize,
+    /// ...and their body bytes: with large bodies the count alone would let the inbox
+    /// hold gigabytes that no queue accounts for.
+    pending_delivery_bytes: AtomicUsize,
     /// A queue held a delivery back because of `pending_deliveries`: it must be asked to
     /// dispatch again once the connection catches up.
     inbox_full: AtomicBool,
@@ -82,6 +92,11 @@ pub struct ConnHandle {
 pub const INBOX_HIGH_WATER: usize = 4096;
 /// ...until the connection has worked its inbox down to this.
 pub const INBOX_LOW_WATER: usize = 1024;
+/// Body bytes waiting in a connection's inbox beyond which queues keep messages (the
+/// same rule by size)...
+pub const INBOX_HIGH_BYTES: usize = 4 << 20;
+/// ...until the connection has worked them down to this.
+pub const INBOX_LOW_BYTES: usize = 1 << 20;
 
 /// Backlog above which a connection gets no more deliveries...
 pub const WRITE_HIGH_WATER: usize = 8 << 20;
@@ -96,6 +111,7 @@ impl ConnHandle {
             write_backlog: AtomicUsize::new(0),
             write_blocked: AtomicBool::new(false),
             pending_deliveries: AtomicUsize::new(0),
+            pending_delivery_bytes: AtomicUsize::new(0),
             inbox_full: AtomicBool::new(false),
             flow_state: std::sync::atomic::AtomicU8::new(0),
         }
@@ -117,20 +133,30 @@ impl ConnHandle {
     /// before the second look so that the connection, which lowers the count and then
     /// reads the flag, cannot miss it (both sides SeqCst: a Dekker-style handshake).
     pub fn has_delivery_room(&self) -> bool {
-        if self.pending_deliveries.load(Ordering::SeqCst) < INBOX_HIGH_WATER {
+        if self.inbox_has_room() {
             return true;
         }
         self.inbox_full.store(true, Ordering::SeqCst);
+        self.inbox_has_room()
+    }
+
+    fn inbox_has_room(&self) -> bool {
         self.pending_deliveries.load(Ordering::SeqCst) < INBOX_HIGH_WATER
+            && self.pending_delivery_bytes.load(Ordering::SeqCst) < INBOX_HIGH_BYTES
     }
 
     /// Puts a delivery in the inbox; gives it back when the connection is gone.
     pub fn send_delivery(&self, delivery: Delivery) -> Result<(), Delivery> {
+        let bytes = delivery.body_size();
         self.pending_deliveries.fetch_add(1, Ordering::SeqCst);
+        self.pending_delivery_bytes
+            .fetch_add(bytes, Ordering::SeqCst);
         match self.inbox.send(ConnEvent::Deliver(delivery)) {
             Ok(()) => Ok(()),
             Err(ev) => {
                 self.pending_deliveries.fetch_sub(1, Ordering::SeqCst);
+                self.pending_delivery_bytes
+                    .fetch_sub(bytes, Ordering::SeqCst);
                 match ev {
                     ConnEvent::Deliver(d) => Err(d),
                     // send gives back what it was given
@@ -140,14 +166,19 @@ impl ConnHandle {
         }
     }
 
-    /// The connection task handled a delivery; true when queues held deliveries back
-    /// and the inbox is now low enough to ask them again.
-    pub fn delivery_handled(&self) -> bool {
+    /// The connection task handled a delivery of `bytes` body bytes; true when queues
+    /// held deliveries back and the inbox is now low enough to ask them again.
+    pub fn delivery_handled(&self, bytes: usize) -> bool {
         let left = self
             .pending_deliveries
             .fetch_sub(1, Ordering::SeqCst)
             .saturating_sub(1);
+        let left_bytes = self
+            .pending_delivery_bytes
+            .fetch_sub(bytes, Ordering::SeqCst)
+            .saturating_sub(bytes);
         left <= INBOX_LOW_WATER
+            && left_bytes <= INBOX_LOW_BYTES
             && self.inbox_full.load(Ordering::SeqCst)
             && self.inbox_full.swap(false, Ordering::SeqCst)
     }

@@ -6,7 +6,7 @@
 //! consumer's connection task through its inbox, where delivery tags are assigned.
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
     Arc, Weak,
 };
 
@@ -62,17 +62,67 @@ pub struct Queue {
     last_used: AtomicU64,
     /// Message counters for the management API (stats.rs).
     pub stats: crate::model::stats::Stats,
-    /// Set by a dispatch that left at least `FLOW_HIGH_WATER` messages ready because the
-    /// consumers' connections could take no more (full inbox or socket backlog), though
-    /// the consumers had credit: the broker, not the consumers, is behind. Publishers to
-    /// such a queue pause (RabbitMQ's credit flow) until it is relieved.
-    flow_pressure: AtomicBool,
+    /// Why publishers to this queue pause (RabbitMQ's credit flow), one of the `FLOW_*`
+    /// reasons: set by a dispatch that left a backlog past the high-water mark (by count
+    /// or bytes) because the consumers' connections could take no more (full inbox or
+    /// socket backlog), or because consumers with a large prefetch, delivered to within
+    /// the last second, were all at their limit. Publishers pause until it is relieved.
+    flow_pressure: AtomicU8,
+    /// Deliveries made, and when (ms on `flow_clock`) the count last passed a multiple of
+    /// `ACTIVE_STAMP_EVERY` (or rose from zero): whether consumers are draining the queue.
+    delivered: AtomicU64,
+    last_active: AtomicU64,
 }
 
 /// Ready messages at which a queue whose deliveries back up slows its publishers...
 pub const FLOW_HIGH_WATER: usize = 8192;
 /// ...until it is down to this (or has no consumer left).
 pub const FLOW_LOW_WATER: usize = 4096;
+/// The same marks by body bytes, so that large messages cannot pile up gigabytes before
+/// the count says anything.
+pub const FLOW_HIGH_BYTES: usize = 16 << 20;
+pub const FLOW_LOW_BYTES: usize = 8 << 20;
+/// Prefetch (summed over the queue's consumers; no-ack or unlimited counts as large) from
+/// which consumers at their limit hold publishers back: they take messages in bulk, and
+/// a backlog past the high-water mark only adds latency. A worker with a small prefetch
+/// (a slow task consumer) does not: its queue is a buffer and grows, as RabbitMQ lets it.
+pub const FLOW_BULK_PREFETCH: u64 = 100;
+/// Consumers count as draining the queue while it made `ACTIVE_STAMP_EVERY` deliveries
+/// within this long: slower ones (a worker at tens of messages a second, one that
+/// stopped acking) do not hold publishers back.
+pub const FLOW_IDLE_MS: u64 = 1000;
+/// Deliveries between two readings of the clock for `last_active` (so the clock is read
+/// once per this many deliveries, not per message).
+const ACTIVE_STAMP_EVERY: u64 = 64;
+
+const FLOW_NONE: u8 = 0;
+/// The consumers' connections could take no more.
+const FLOW_CONNECTIONS_FULL: u8 = 1;
+/// Consumers with a large prefetch were all at their limit.
+const FLOW_CONSUMERS_BUSY: u8 = 2;
+
+/// The queue's consumers' prefetch, summed (no-ack or unlimited counts as large).
+fn bulk_prefetch(state: &QueueState<ConsumerHandle>) -> u64 {
+    state
+        .consumers()
+        .map(|c| {
+            if c.no_ack || c.prefetch == 0 {
+                FLOW_BULK_PREFETCH
+            } else {
+                u64::from(c.prefetch)
+            }
+        })
+        .sum()
+}
+
+/// Milliseconds on a monotonic clock, for consumer activity (independent of the TTL clock).
+fn flow_clock() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
 
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -126,7 +176,9 @@ impl Queue {
             timers: home.timers.clone(),
             scheduled: AtomicU64::new(u64::MAX),
             last_used: AtomicU64::new(now_ms()),
-            flow_pressure: AtomicBool::new(false),
+            flow_pressure: AtomicU8::new(FLOW_NONE),
+            delivered: AtomicU64::new(0),
+            last_active: AtomicU64::new(0),
         });
         queue.touch();
         queue
@@ -306,17 +358,49 @@ impl Queue {
 
     /// Whether publishers to this queue should pause (see `flow_pressure`).
     pub fn flow_pressured(&self) -> bool {
-        self.flow_pressure.load(Ordering::Relaxed)
+        self.flow_pressure.load(Ordering::Relaxed) != FLOW_NONE
     }
 
     /// Whether a publisher paused on this queue may go on: the backlog went down, the
-    /// consumers left, or deliveries flow again.
+    /// consumers left, or (when they were busy) they stopped draining it.
     pub fn flow_relieved(&self) -> bool {
-        if !self.flow_pressure.load(Ordering::Relaxed) || self.is_deleted() {
+        let reason = self.flow_pressure.load(Ordering::Relaxed);
+        if reason == FLOW_NONE || self.is_deleted() {
             return true;
         }
-        let state = self.state.lock();
-        state.ready_len() < FLOW_LOW_WATER || state.consumer_count() == 0
+        let (ready, bytes, consumers) = {
+            let state = self.state.lock();
+            (
+                state.ready_len(),
+                state.ready_bytes(),
+                state.consumer_count(),
+            )
+        };
+        let relieved = (ready < FLOW_LOW_WATER && bytes < FLOW_LOW_BYTES)
+            || consumers == 0
+            || (reason == FLOW_CONSUMERS_BUSY && !self.recently_active());
+        if relieved {
+            self.flow_pressure.store(FLOW_NONE, Ordering::Relaxed);
+        }
+        relieved
+    }
+
+    /// Whether the queue delivered to a consumer within the last `FLOW_IDLE_MS`.
+    fn recently_active(&self) -> bool {
+        let last = self.last_active.load(Ordering::Relaxed);
+        last != 0 && flow_clock().saturating_sub(last) <= FLOW_IDLE_MS
+    }
+
+    /// Counts deliveries made by one dispatch (under the state lock).
+    fn note_delivered(&self, n: u64) {
+        let before = self.delivered.load(Ordering::Relaxed);
+        let after = before + n;
+        self.delivered.store(after, Ordering::Relaxed);
+        if before == 0 || before / ACTIVE_STAMP_EVERY != after / ACTIVE_STAMP_EVERY {
+            // Never 0 once stamped: 0 means "never delivered".
+            self.last_active
+                .store(flow_clock().max(1), Ordering::Relaxed);
+        }
     }
 
     /// Hands ready messages to consumers with credit.
@@ -339,6 +423,7 @@ impl Queue {
         // Whether a consumer with credit was passed over because its connection could
         // take no more: the broker's delivery path is the bottleneck.
         let mut connection_full = false;
+        let mut delivered_now = 0;
         while let Some(d) = state.dispatch(now, dead, |h| {
             let room = !h.conn.write_blocked.load(Ordering::Acquire) && h.conn.has_delivery_room();
             if !room {
@@ -347,6 +432,7 @@ impl Queue {
             room && h.shared.try_reserve(h.no_ack)
         }) {
             let conn = d.consumer.handle.conn.clone();
+            delivered_now += 1;
             // management stats
             self.stats.inc(if d.consumer.no_ack {
                 crate::model::stats::Stat::DeliverNoAck
@@ -375,9 +461,22 @@ impl Queue {
                 state.remove_consumer(id);
             }
         }
-        let pressured = connection_full && state.ready_len() >= FLOW_HIGH_WATER;
-        if pressured != self.flow_pressure.load(Ordering::Relaxed) {
-            self.flow_pressure.store(pressured, Ordering::Relaxed);
+        if delivered_now > 0 {
+            self.note_delivered(delivered_now);
+        }
+        let backlog =
+            state.ready_len() >= FLOW_HIGH_WATER || state.ready_bytes() >= FLOW_HIGH_BYTES;
+        let reason = if !backlog {
+            FLOW_NONE
+        } else if connection_full {
+            FLOW_CONNECTIONS_FULL
+        } else if bulk_prefetch(state) >= FLOW_BULK_PREFETCH && self.recently_active() {
+            FLOW_CONSUMERS_BUSY
+        } else {
+            FLOW_NONE
+        };
+        if reason != self.flow_pressure.load(Ordering::Relaxed) {
+            self.flow_pressure.store(reason, Ordering::Relaxed);
         }
     }
 
@@ -516,11 +615,15 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::model::handles::{
-        ChannelShared, ConnHandle, INBOX_HIGH_WATER, INBOX_LOW_WATER, WRITE_HIGH_WATER,
-        WRITE_LOW_WATER,
+        ChannelShared, ConnHandle, INBOX_HIGH_BYTES, INBOX_HIGH_WATER, INBOX_LOW_WATER,
+        WRITE_HIGH_WATER, WRITE_LOW_WATER,
     };
 
     fn delivery(n: u64) -> Delivery {
+        delivery_of(n, 0)
+    }
+
+    fn delivery_of(n: u64, body_len: usize) -> Delivery {
         Delivery {
             channel: 1,
             queue: None,
@@ -532,7 +635,7 @@ mod tests {
                     exchange: Arc::from(""),
                     routing_key: Arc::from("q"),
                     properties: bytes::Bytes::new(),
-                    body: bytes::Bytes::new(),
+                    body: bytes::Bytes::from(vec![0u8; body_len]),
                     persistent: false,
                     priority: 0,
                     expiration: None,
@@ -560,19 +663,44 @@ mod tests {
         // Handled down to just above the low-water mark: no call to dispatch yet.
         for _ in 0..INBOX_HIGH_WATER - INBOX_LOW_WATER - 1 {
             assert!(rx.try_recv().is_some());
-            assert!(!h.delivery_handled());
+            assert!(!h.delivery_handled(0));
         }
         assert!(rx.try_recv().is_some());
         assert!(
-            h.delivery_handled(),
+            h.delivery_handled(0),
             "at the low-water mark queues are asked again"
         );
         assert!(h.has_delivery_room());
         // Once only, and not at all when nothing was held back.
-        assert!(!h.delivery_handled());
+        assert!(!h.delivery_handled(0));
         // A connection that is gone gives the delivery back and counts nothing.
         drop(rx);
         assert!(h.send_delivery(delivery(7)).is_err());
+    }
+
+    #[test]
+    fn large_bodies_fill_the_inbox_by_size_not_count() {
+        let (tx, mut rx) = crate::util::mailbox::mailbox();
+        let h = ConnHandle::new(1, tx);
+        let mib = 1 << 20;
+        let mut sent = 0;
+        while h.has_delivery_room() {
+            assert!(h.send_delivery(delivery_of(sent, mib)).is_ok());
+            sent += 1;
+            assert!(
+                sent < 64,
+                "1 MiB bodies must fill the inbox long before 4,096"
+            );
+        }
+        assert_eq!(sent as usize, INBOX_HIGH_BYTES / mib);
+        // Worked down to the byte low-water mark, the queues are asked again.
+        let mut asked = false;
+        for _ in 0..sent {
+            assert!(rx.try_recv().is_some());
+            asked |= h.delivery_handled(mib);
+        }
+        assert!(asked);
+        assert!(h.has_delivery_room());
     }
 
     #[test]

@@ -44,14 +44,23 @@ use crate::{
 /// Read buffer growth step: large enough for many small frames per read syscall.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// Bodies from this size on are written from the message's buffer instead of being
+/// copied into the connection's output (below it a copy is cheaper than another iovec).
+const SHARED_BODY_MIN: usize = 16 * 1024;
+
 /// Connection-wide state that channel handlers need.
 pub(crate) struct ConnCtx {
     pub broker: Arc<Broker>,
     pub handle: Arc<ConnHandle>,
     pub vhost: Option<Arc<VHost>>,
     pub user: String,
-    /// Output of the current round, flushed to the writer task at its end.
+    /// Output of the current round, flushed to the writer task at its end...
     pub out: BytesMut,
+    /// ...after these buffers, which come before it: large bodies, not copied (see
+    /// `put_content`), and the output around them.
+    pub out_chunks: Vec<Bytes>,
+    /// Bytes in `out_chunks`.
+    pub out_chunk_bytes: usize,
     pub frame_max: u32,
     /// The client handles server-sent basic.cancel.
     pub cancel_notify: bool,
@@ -72,6 +81,33 @@ impl ConnCtx {
         self.vhost
             .clone()
             .ok_or_else(|| AmqpError::internal("connection is not open"))
+    }
+
+    /// Appends a content header and body frames. A large body is not copied into the
+    /// output: its frames' payloads are slices of the message's own buffer.
+    pub fn put_content(&mut self, channel: u16, properties: &[u8], body: &Bytes) {
+        if body.len() < SHARED_BODY_MIN {
+            warren_codec::encode_content(&mut self.out, channel, properties, body, self.frame_max);
+            return;
+        }
+        let before = self.out_chunks.len();
+        warren_codec::encode_content_shared(
+            &mut self.out,
+            &mut self.out_chunks,
+            channel,
+            properties,
+            body,
+            self.frame_max,
+        );
+        self.out_chunk_bytes += self.out_chunks[before..]
+            .iter()
+            .map(Bytes::len)
+            .sum::<usize>();
+    }
+
+    /// Bytes of output in this round so far.
+    pub fn out_len(&self) -> usize {
+        self.out.len() + self.out_chunk_bytes
     }
 
     pub fn send_method(&mut self, channel: u16, method: &AMQPClass) {
@@ -205,6 +241,8 @@ struct Connection {
     silent_close_delay: Duration,
     /// Capacity for the next round's output buffer (the last round's size).
     out_hint: usize,
+    /// Reading paused (credit flow, alarm) with bytes still in the read buffer.
+    input_held: bool,
     started: Instant,
     last_recv: Instant,
     last_send: Instant,
@@ -283,6 +321,8 @@ where
             user: String::new(),
             // Allocated for each round of output (see `flush`): idle connections hold none.
             out: BytesMut::new(),
+            out_chunks: Vec::new(),
+            out_chunk_bytes: 0,
             frame_max,
             cancel_notify: false,
             exclusive_queues: Vec::new(),
@@ -303,6 +343,7 @@ where
         silent_close: false,
         silent_close_delay,
         out_hint: 4096,
+        input_held: false,
         started: now,
         last_recv: now,
         last_send: now,
@@ -358,43 +399,70 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes whatever the connection task hands over, coalescing queued buffers into one
-/// write when the socket is slower than the producer.
+/// Most buffers handed to one `writev` (Linux allows 1,024).
+const WRITE_IOVECS: usize = 64;
+
+/// Writes whatever the connection task hands over. Buffers queued while the socket was
+/// busy go out together in one vectored write, without copying them into one: a large
+/// body is a buffer of its own, shared with the queue that holds the message.
 async fn write_loop(
     mut wr: impl AsyncWrite + Unpin,
     mut rx: crate::util::mailbox::Receiver<Bytes>,
     handle: Arc<ConnHandle>,
 ) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let (result, written) = match rx.try_recv() {
-            None => (wr.write_all(&first).await, first.len()),
-            Some(second) => {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                batch.extend_from_slice(&second);
-                while batch.len() < 1 << 20 {
-                    match rx.try_recv() {
-                        Some(more) => batch.extend_from_slice(&more),
-                        None => break,
-                    }
-                }
-                let result = (wr.write_all(&batch).await, batch.len());
-                // A burst may have grown the batch to megabytes: do not keep that for
-                // a connection that goes quiet.
-                if batch.capacity() > 256 << 10 {
-                    batch = BytesMut::new();
-                }
-                result
+    let mut pending: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+    'outer: loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(first) => pending.push_back(first),
+                None => break,
+            }
+        }
+        while pending.len() < WRITE_IOVECS {
+            match rx.try_recv() {
+                Some(more) => pending.push_back(more),
+                None => break,
+            }
+        }
+        // An empty buffer would make the write below look like a closed socket.
+        pending.retain(|b| !b.is_empty());
+        if pending.is_empty() {
+            continue;
+        }
+        let written = {
+            let slices: Vec<std::io::IoSlice<'_>> = pending
+                .iter()
+                .take(WRITE_IOVECS)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            match wr.write_vectored(&slices).await {
+                Ok(0) | Err(_) => break 'outer,
+                Ok(n) => n,
             }
         };
-        if result.is_err() {
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = pending.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                pending.pop_front();
+            } else {
+                bytes::Buf::advance(front, left);
+                left = 0;
+            }
+        }
+        // Streams that buffer (TLS) must push out what they hold once the queue is empty;
+        // for a plain socket this does nothing.
+        if pending.is_empty() && wr.flush().await.is_err() {
             break;
         }
         if handle.written(written) {
             let _ = handle.inbox.send(ConnEvent::Writable);
         }
     }
+    let _ = wr.flush().await;
     let _ = wr.shutdown().await;
 }
 
@@ -543,6 +611,12 @@ impl Connection {
             let tick = self.next_tick;
             let in_flow = self.update_flow();
             let paused = self.reading_paused();
+            if !paused && std::mem::take(&mut self.input_held) {
+                // Frames already read waited while reading was paused: work them off
+                // now, not only when more bytes arrive (a publisher that sent its last
+                // messages before the pause would wait forever).
+                continue;
+            }
             tokio::select! {
                 // Credit flow: look again at the queues that hold this publisher back.
                 _ = tokio::time::sleep(FLOW_POLL), if in_flow => {}
@@ -641,17 +715,24 @@ impl Connection {
     }
 
     fn flush(&mut self) {
-        if self.ctx.out.is_empty() {
+        if self.ctx.out_len() == 0 {
             return;
         }
         // Take the whole buffer: a split would keep its spare capacity alive (kilobytes
         // per idle connection). The next round allocates what this one needed.
         self.out_hint = self.ctx.out.len().clamp(256, 64 << 10);
+        let total = self.ctx.out_len();
         let chunk = std::mem::take(&mut self.ctx.out).freeze();
         self.last_send = Instant::now();
-        self.io.sent(chunk.len()); // management stats
-        self.ctx.handle.queued(chunk.len());
-        let _ = self.writer.send(chunk);
+        self.io.sent(total); // management stats
+        self.ctx.handle.queued(total);
+        for shared in self.ctx.out_chunks.drain(..) {
+            let _ = self.writer.send(shared);
+        }
+        self.ctx.out_chunk_bytes = 0;
+        if !chunk.is_empty() {
+            let _ = self.writer.send(chunk);
+        }
     }
 
     /// One allocation for the round's output instead of growing from nothing.
@@ -671,7 +752,7 @@ impl Connection {
                 }
                 None => break,
             }
-            if self.ctx.out.len() > 1 << 20 {
+            if self.ctx.out_len() > 1 << 20 {
                 self.flush();
             }
         }
@@ -685,8 +766,9 @@ impl Connection {
     fn on_event(&mut self, ev: ConnEvent) {
         match ev {
             ConnEvent::Deliver(d) => {
+                let bytes = d.body_size();
                 self.on_delivery(d);
-                if self.ctx.handle.delivery_handled() {
+                if self.ctx.handle.delivery_handled(bytes) {
                     // Queues held messages back while the inbox was full: ask again.
                     for ch in self.channels.values() {
                         ch.redispatch_consumers();
@@ -775,6 +857,7 @@ impl Connection {
                 return;
             }
             if self.reading_paused() {
+                self.input_held = !buf.is_empty();
                 break;
             }
             let frame_max = if matches!(self.phase, Phase::Open) {
@@ -801,7 +884,7 @@ impl Connection {
                             self.on_throttle(notice);
                         }
                     }
-                    if self.ctx.out.len() > 1 << 20 {
+                    if self.ctx.out_len() > 1 << 20 {
                         self.flush();
                     }
                 }

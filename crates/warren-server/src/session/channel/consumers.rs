@@ -157,7 +157,7 @@ impl Channel {
             &m.routing_key,
         );
         let properties = delivery_properties(d.queue.as_deref(), &d.entry, false);
-        encode_content(&mut ctx.out, self.id, &properties, &body, ctx.frame_max);
+        ctx.put_content(self.id, &properties, &body);
         if let Some(q) = &d.queue {
             if d.no_ack {
                 q.release(m);
@@ -484,10 +484,9 @@ impl Channel {
                 message_count: remaining,
             })),
         );
-        let frame_max = ctx.frame_max;
         let properties = delivery_properties(Some(&q), &entry, true);
         let body = q.load_body(msg).unwrap_or_default();
-        encode_content(&mut ctx.out, self.id, &properties, &body, frame_max);
+        ctx.put_content(self.id, &properties, &body);
         if m.no_ack {
             q.release(msg);
         } else {
