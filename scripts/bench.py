@@ -47,6 +47,11 @@ SCENARIOS = [
      "1 MiB bodies (publishing capped at 400/s)"),
 ]
 
+# The sizes table: uncapped, auto-ack, one producer and one consumer, for each body size;
+# msg/s and MB/s of bodies for each broker, its peak RSS during the run, and the floor
+# (`warren perf --relay-floor`: the same byte stream copied through a bare TCP relay).
+SIZES = [16, 1024, 4096, 65536, 1048576]
+
 # Scenarios that run longer than BENCH_DURATION: a p99 from 8,000 samples rests on its 80
 # slowest messages and moves by tens of microseconds from run to run; 20 s gives 200.
 LONGER = {"latency": float(os.environ.get("BENCH_LATENCY_DURATION", "20"))}
@@ -243,11 +248,34 @@ connection:
         return ok
 
 
+class PeakRss:
+    """Samples a broker's resident memory (its whole process tree) every 100 ms."""
+
+    def __init__(self, broker):
+        import threading
+        self.broker, self.peak, self.stop = broker, 0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.broker.rss())
+            self.stop.wait(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def perf(broker, args, duration=DURATION):
     cmd = [WARREN, "perf", "--uri", "127.0.0.1:%d" % broker.port, "--json", "--duration", str(duration)] + args
     cpu0 = broker.cpu()
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
+        with PeakRss(broker) as peak:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}
     cpu1 = broker.cpu()
@@ -256,7 +284,16 @@ def perf(broker, args, duration=DURATION):
         return {"error": (out.stderr or out.stdout).strip()[-300:]}
     r = json.loads(line)
     r["cpu_us_per_msg"] = (cpu1 - cpu0) * 1e6 / max(r["received"], 1)
+    r["peak_rss_mib"] = peak.peak / 2**20
     return r
+
+
+def relay_floor(size, duration=DURATION):
+    out = subprocess.run([WARREN, "perf", "--relay-floor", "--json", "-s", str(size),
+                          "--duration", str(duration)], capture_output=True, text=True,
+                         timeout=duration + 60)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return json.loads(line) if line.startswith("{") else {"error": out.stderr.strip()[-200:]}
 
 
 async def open_connections(port, n, concurrency=200):
@@ -377,6 +414,27 @@ def main():
                           r.get("error") or "recv %.0f/s p99 %s us lost %s dup %s cpu %.2f us/msg" % (
                               r["received_rate"], r["latency_us_p99"], r["lost"], r["duplicated"],
                               r["cpu_us_per_msg"])), flush=True)
+        if not ONLY or "sizes" in ONLY:
+            for size in SIZES:
+                for rep in range(REPS):
+                    for b in brokers:
+                        for other in brokers:
+                            if other is not b:
+                                other.pause()
+                        b.resume()
+                        os.sync()
+                        time.sleep(0.2)
+                        r = perf(b, ["-s", str(size), "--auto-ack"])
+                        results[b.name].setdefault("size-%d" % size, []).append(r)
+                        print("size %-8d %-9s rep %d: %s" % (size, b.name, rep + 1,
+                              r.get("error") or "recv %.0f/s p50 %s us peak RSS %.0f MiB" % (
+                                  r["received_rate"], r["latency_us_p50"], r["peak_rss_mib"])), flush=True)
+                    for other in brokers:
+                        other.pause()
+                    r = relay_floor(size)
+                    results.setdefault("floor", {}).setdefault(size, []).append(r)
+                    print("size %-8d floor     rep %d: %s" % (size, rep + 1, r.get("error") or
+                          "%.0f msg/s %.1f MB/s" % (r["received_rate"], r["body_mb_per_s"])), flush=True)
         for b in brokers:
             b.resume()
         if not ONLY or "connections" in ONLY:
@@ -414,6 +472,41 @@ def machine():
 
 
 KEEP_MARKER = "<!-- sections below are not written by make bench -->"
+
+
+def sizes_report(names, results):
+    """The sizes table: one row per body size, brokers side by side, and the relay floor."""
+    if "floor" not in results:
+        return []
+    others = [n for n in names if n != "warren"]
+    lines = ["## sizes", "",
+             "1 producer, 1 consumer, auto-ack, uncapped, for each body size. `warren perf -s SIZE --auto-ack`."
+             " MB/s counts body bytes. Peak RSS: the broker's largest resident set sampled every 100 ms during the run."
+             " Floor: the same byte stream copied through a bare TCP relay (`warren perf --relay-floor -s SIZE`),"
+             " which no broker can beat on this machine.", ""]
+    header = "| body | " + " | ".join("%s msg/s | %s MB/s | %s peak RSS MiB" % (n, n, n) for n in names)
+    header += " | " + " | ".join("warren / %s" % o for o in others) + " | floor MB/s | warren % of floor |"
+    lines += [header, "|" + "---|" * (1 + 3 * len(names) + len(others) + 2)]
+    for size in SIZES:
+        key = "size-%d" % size
+        row, med = ["%s" % (size if size < 1024 else ("%d KiB" % (size // 1024) if size < 2**20 else "%d MiB" % (size // 2**20)))], {}
+        for n in names:
+            runs = [r for r in results[n].get(key, []) if "error" not in r]
+            if not runs:
+                row += ["error", "", ""]
+                continue
+            rate = median([r["received_rate"] for r in runs])
+            med[n] = rate
+            row += [fmt(rate), fmt(rate * size / 1e6, 1), fmt(max(r["peak_rss_mib"] for r in runs), 0)]
+        for o in others:
+            row.append(ratio(med["warren"], med[o]) if "warren" in med and o in med else "n/a")
+        floors = [r for r in results["floor"].get(size, []) if "error" not in r]
+        floor = median([r["body_mb_per_s"] for r in floors]) if floors else None
+        row.append(fmt(floor, 1) if floor else "n/a")
+        row.append("%.0f%%" % (100 * med["warren"] * size / 1e6 / floor) if floor and "warren" in med else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
 
 
 def write_report(brokers, results, boot, idle):
@@ -462,6 +555,7 @@ def write_report(brokers, results, boot, idle):
         if name == "fanout-10":
             lines.append("\n(msg/s received counts deliveries to all 10 queues; publishes/s delivered = that / 10.)")
         lines.append("")
+    lines += sizes_report(names, results)
     lines += ["## boot and idle memory", "", "| broker | start until connection.start (s) | idle RSS (MiB) |", "|---|---|---|"]
     for n in names:
         lines.append("| %s | %s | %s |" % (n, fmt(boot.get(n), 3), fmt(idle.get(n), 1)))

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+pub mod relay;
 mod stats;
 
 use std::{
@@ -97,6 +98,10 @@ pub struct PerfArgs {
     /// No live line each second.
     #[arg(long)]
     pub quiet: bool,
+    /// Measure no broker: relay the byte stream of `--size` messages through a process that
+    /// only copies it from one socket to another (the machine's floor for any broker).
+    #[arg(long)]
+    pub relay_floor: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -177,6 +177,25 @@ fn log_notes(notes: &[config::Note]) {
 }
 
 fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {
+    if args.relay_floor {
+        let duration = std::time::Duration::from_secs_f64(args.duration.max(0.1));
+        return match warren_perf::relay::relay_floor(args.size, duration) {
+            Ok(summary) => {
+                match serde_json::to_string(&summary) {
+                    Ok(json) if args.json => println!("{json}"),
+                    _ => println!(
+                        "relay floor, {} B bodies: {:.0} msg/s, {:.1} MB/s of bodies",
+                        summary.size, summary.received_rate, summary.body_mb_per_s
+                    ),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("perf: relay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
