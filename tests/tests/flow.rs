@@ -275,13 +275,13 @@ async fn large_bodies_are_held_back_by_size_and_memory_stays_bounded() {
         assert!(!flood.is_finished(), "all {n} MiB went through unhindered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Held back by size: 16 MiB ready (the byte mark) plus what was in flight, not
-    // hundreds; the broker's memory stays far below the flood's 300 MiB.
+    // Held back by size: 64 MiB ready (the byte mark) plus what was in flight, not the
+    // flood's 300; the broker's memory stays with it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let backlog = ready(broker.http_port, "big-flow");
-    assert!(backlog < 40, "{backlog} MiB ready");
+    assert!(backlog < 90, "{backlog} MiB ready");
     let rss = resident_mib(broker.pid());
-    assert!(rss < 160, "broker resident memory {rss} MiB");
+    assert!(rss < 200, "broker resident memory {rss} MiB");
     assert!(!flood.is_finished(), "the publisher is still held back");
     // Reading the consumer's socket lets everything through, in full.
     let mut delivered = 0;

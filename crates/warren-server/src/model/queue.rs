@@ -80,20 +80,20 @@ pub const FLOW_HIGH_WATER: usize = 8192;
 pub const FLOW_LOW_WATER: usize = 4096;
 /// The same marks by body bytes, so that large messages cannot pile up gigabytes before
 /// the count says anything.
-pub const FLOW_HIGH_BYTES: usize = 16 << 20;
-pub const FLOW_LOW_BYTES: usize = 8 << 20;
+pub const FLOW_HIGH_BYTES: usize = 64 << 20;
+pub const FLOW_LOW_BYTES: usize = 32 << 20;
 /// Prefetch (summed over the queue's consumers; no-ack or unlimited counts as large) from
 /// which consumers at their limit hold publishers back: they take messages in bulk, and
 /// a backlog past the high-water mark only adds latency. A worker with a small prefetch
 /// (a slow task consumer) does not: its queue is a buffer and grows, as RabbitMQ lets it.
 pub const FLOW_BULK_PREFETCH: u64 = 100;
 /// Consumers count as draining the queue while it made `ACTIVE_STAMP_EVERY` deliveries
-/// within this long: slower ones (a worker at tens of messages a second, one that
-/// stopped acking) do not hold publishers back.
+/// within this long (or just started): slower ones (a worker at hundreds of messages a
+/// second, one that stopped acking) do not hold publishers back.
 pub const FLOW_IDLE_MS: u64 = 1000;
 /// Deliveries between two readings of the clock for `last_active` (so the clock is read
 /// once per this many deliveries, not per message).
-const ACTIVE_STAMP_EVERY: u64 = 64;
+const ACTIVE_STAMP_EVERY: u64 = 512;
 
 const FLOW_NONE: u8 = 0;
 /// The consumers' connections could take no more.

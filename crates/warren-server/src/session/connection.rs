@@ -402,6 +402,17 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// Most buffers handed to one `writev` (Linux allows 1,024).
 const WRITE_IOVECS: usize = 64;
 
+/// Frames from this size on are read into a buffer of their own (see the read loop).
+const LARGE_FRAME: usize = 32 * 1024;
+
+/// The whole size of the frame at the front of `buf` when it is large and not all here
+/// yet. Only called after the buffer was decoded, so the size passed the frame_max check.
+fn large_frame_pending(buf: &BytesMut) -> Option<usize> {
+    let head = buf.get(..7)?;
+    let total = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize + 8;
+    (total >= LARGE_FRAME && buf.len() < total).then_some(total)
+}
+
 /// Writes whatever the connection task hands over. Buffers queued while the socket was
 /// busy go out together in one vectored write, without copying them into one: a large
 /// body is a buffer of its own, shared with the queue that holds the message.
@@ -627,10 +638,27 @@ impl Connection {
                         return;
                     }
                     // Memory for the read is taken only once there is something to read.
-                    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                        buf.reserve(READ_CHUNK);
-                    }
-                    match rd.try_read_buf(&mut buf) {
+                    let limit = match large_frame_pending(&buf) {
+                        // A large frame is read into an allocation of its own size and
+                        // no further: its body is kept as a slice of that buffer, and
+                        // bytes of the next frames sharing it would keep it alive (and
+                        // count nowhere) after the message has gone to disk.
+                        Some(total) => {
+                            if buf.capacity() < total {
+                                let mut own = BytesMut::with_capacity(total);
+                                own.extend_from_slice(&buf);
+                                buf = own;
+                            }
+                            total - buf.len()
+                        }
+                        None => {
+                            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                                buf.reserve(READ_CHUNK);
+                            }
+                            usize::MAX
+                        }
+                    };
+                    match rd.try_read_buf(&mut buf, limit) {
                         Ok(0) => {
                             debug!(peer = %self.peer, name = %self.name, "client closed the socket");
                             return;

@@ -20,9 +20,9 @@ pub(crate) trait ConnRead: Send {
     /// the future loses nothing.
     fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send;
 
-    /// Appends what can be read now to `buf`: `Ok(0)` at the end of the stream,
-    /// `WouldBlock` when nothing is there yet.
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Appends what can be read now to `buf`, at most `limit` bytes: `Ok(0)` at the end of
+    /// the stream, `WouldBlock` when nothing is there yet.
+    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize>;
 }
 
 impl ConnRead for OwnedReadHalf {
@@ -30,8 +30,12 @@ impl ConnRead for OwnedReadHalf {
         OwnedReadHalf::readable(self)
     }
 
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        OwnedReadHalf::try_read_buf(self, buf)
+    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+        if limit >= buf.capacity() - buf.len() {
+            return OwnedReadHalf::try_read_buf(self, buf);
+        }
+        let mut limited = bytes::BufMut::limit(&mut *buf, limit);
+        OwnedReadHalf::try_read_buf(self, &mut limited)
     }
 }
 
@@ -67,7 +71,7 @@ impl<R: AsyncRead + Unpin + Send> ConnRead for StreamReader<R> {
         Ok(())
     }
 
-    fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
         if self.pending.is_empty() {
             return if self.eof {
                 Ok(0)
@@ -75,8 +79,8 @@ impl<R: AsyncRead + Unpin + Send> ConnRead for StreamReader<R> {
                 Err(io::ErrorKind::WouldBlock.into())
             };
         }
-        let n = self.pending.len();
-        buf.extend_from_slice(&self.pending);
+        let n = self.pending.len().min(limit.max(1));
+        buf.extend_from_slice(&self.pending[..n]);
         self.pending.advance(n);
         Ok(n)
     }
@@ -86,7 +90,7 @@ impl<R: AsyncRead + Unpin + Send> ConnRead for StreamReader<R> {
 pub(crate) async fn read_some(rd: &mut impl ConnRead, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         rd.readable().await?;
-        match rd.try_read_buf(buf) {
+        match rd.try_read_buf(buf, usize::MAX) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             other => return other,
         }
@@ -104,7 +108,7 @@ mod tests {
         let mut rd = StreamReader::new(server);
         let mut buf = BytesMut::new();
         assert_eq!(
-            rd.try_read_buf(&mut buf).map_err(|e| e.kind()),
+            rd.try_read_buf(&mut buf, usize::MAX).map_err(|e| e.kind()),
             Err(io::ErrorKind::WouldBlock)
         );
         client.write_all(b"AMQP").await.expect("write");
@@ -112,5 +116,17 @@ mod tests {
         drop(client);
         assert_eq!(read_some(&mut rd, &mut buf).await.expect("read"), 0);
         assert_eq!(&buf[..], b"AMQP");
+    }
+
+    #[tokio::test]
+    async fn a_limited_read_leaves_the_rest_for_later() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut rd = StreamReader::new(server);
+        let mut buf = BytesMut::new();
+        client.write_all(b"AMQP0091").await.expect("write");
+        rd.readable().await.expect("readable");
+        assert_eq!(rd.try_read_buf(&mut buf, 3).expect("read"), 3);
+        assert_eq!(rd.try_read_buf(&mut buf, usize::MAX).expect("read"), 5);
+        assert_eq!(&buf[..], b"AMQP0091");
     }
 }
