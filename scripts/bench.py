@@ -519,7 +519,7 @@ def write_report(brokers, results, boot, idle):
              " the tables show medians. While one broker is measured the others are frozen"
              " (SIGSTOP), so their idle wake-ups do not land in its figures." % (REPS, DURATION, LONGER["latency"]),
              "Ratios are warren / other (for latency and CPU: other / warren, so above 1 means warren is better).",
-             "", "Reproduce: `make bench` (`BENCH_REPS`, `BENCH_DURATION`, `BENCH_LATENCY_DURATION`, `BENCH_SCENARIOS`, `BENCH_CONNECTIONS` tune it).",
+             "", "Reproduce: `make bench` (`BENCH_REPS`, `BENCH_DURATION`, `BENCH_LATENCY_DURATION`, `BENCH_SCENARIOS` (e.g. `ack,sizes`), `BENCH_CONNECTIONS` tune it; `BENCH_REPORT` writes elsewhere).",
              ""]
     for name, args, metric, desc in SCENARIOS:
         if not all(name in results[n] for n in names):
@@ -570,7 +570,9 @@ def write_report(brokers, results, boot, idle):
             else:
                 lines.append("| %s | %s | %s |" % (n, fmt(r["open_s"], 2), fmt(r["kib_per_conn"], 1)))
         lines.append("")
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    # BENCH_REPORT writes elsewhere (a partial run, BENCH_SCENARIOS, would otherwise
+    # replace the full tables).
+    path = os.environ.get("BENCH_REPORT") or os.path.join(ROOT, "docs", "benchmarks.md")
     # Sections measured by other commands (store and recovery benchmarks) start at this
     # marker and are carried over unchanged.
     kept = ""
@@ -582,7 +584,7 @@ def write_report(brokers, results, boot, idle):
             kept = "\n" + old[at:]
     with open(path, "w") as f:
         f.write("\n".join(lines) + kept)
-    print("wrote docs/benchmarks.md")
+    print("wrote %s" % path)
 
 
 if __name__ == "__main__":
