@@ -41,14 +41,14 @@ async fn raw_consume_no_ack(sock: &mut TcpStream, queue: &str) {
     write_method(sock, 1, 60, 20, &args).await;
 }
 
-/// Publishes `n` messages of `size` bytes (body frames of at most 128 KiB) as fast as the
-/// socket takes them.
-async fn publish_sized(mut sock: TcpStream, queue: String, n: usize, size: usize) -> TcpStream {
-    let body = vec![b'y'; size];
+/// One basic.publish to `queue` through the default exchange with a `size`-byte body
+/// (body frames of at most 128 KiB), as bytes on the wire.
+fn publish_bytes(queue: &str, size: usize) -> Vec<u8> {
+    let body = vec![b'x'; size];
     let mut one = Vec::new();
     let mut args = 0u16.to_be_bytes().to_vec();
     args.extend(shortstr(""));
-    args.extend(shortstr(&queue));
+    args.extend(shortstr(queue));
     args.push(0);
     one.extend(method_frame(1, 60, 40, &args));
     let mut header = 60u16.to_be_bytes().to_vec();
@@ -59,6 +59,12 @@ async fn publish_sized(mut sock: TcpStream, queue: String, n: usize, size: usize
     for part in body.chunks(131_072 - 8) {
         one.extend(frame_bytes(FRAME_BODY, 1, part));
     }
+    one
+}
+
+/// Publishes `n` messages of `size` bytes as fast as the socket takes them.
+async fn publish_sized(mut sock: TcpStream, queue: String, n: usize, size: usize) -> TcpStream {
+    let one = publish_bytes(&queue, size);
     for _ in 0..n {
         sock.write_all(&one).await.unwrap();
     }
@@ -75,24 +81,9 @@ fn resident_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-/// Publishes `n` messages as fast as the socket takes them.
+/// Publishes `n` messages of `BODY` bytes as fast as the socket takes them, 100 a write.
 async fn publish_flood(mut sock: TcpStream, queue: String, n: usize) -> TcpStream {
-    let body = vec![b'x'; BODY];
-    let mut one = Vec::new();
-    {
-        let mut args = 0u16.to_be_bytes().to_vec();
-        args.extend(shortstr(""));
-        args.extend(shortstr(&queue));
-        args.push(0);
-        one.extend(method_frame(1, 60, 40, &args));
-        let mut header = 60u16.to_be_bytes().to_vec();
-        header.extend_from_slice(&0u16.to_be_bytes());
-        header.extend_from_slice(&(BODY as u64).to_be_bytes());
-        header.extend_from_slice(&0u16.to_be_bytes());
-        one.extend(frame_bytes(FRAME_HEADER, 1, &header));
-        one.extend(frame_bytes(FRAME_BODY, 1, &body));
-    }
-    let batch: Vec<u8> = one.repeat(100);
+    let batch: Vec<u8> = publish_bytes(&queue, BODY).repeat(100);
     for _ in 0..n / 100 {
         sock.write_all(&batch).await.unwrap();
     }
