@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of warren: unit tests, lapin integration tests, the pika suite, the
-# seed client scripts and the client-library compatibility suite (tests/clients: pika,
-# aio-pika, kombu/Celery, the Java client incl. the Spring-AMQP-style check, amqplib,
-# amqp091-go, lapin, amqprs, Bunny, php-amqplib, amqp-tools), and the Docker image
-# tests (tests/docker).
+# web UI suite (tests/ui, headless Chromium), the seed client scripts and the
+# client-library compatibility suite (tests/clients: pika, aio-pika, kombu/Celery, the
+# Java client incl. the Spring-AMQP-style check, amqplib, amqp091-go, lapin, amqprs,
+# Bunny, php-amqplib, amqp-tools), and the Docker image tests (tests/docker).
 #
-# Installs what it needs itself: the Python venv with pinned pika (tests/python/run.sh)
-# and every client library and toolchain of tests/clients (tests/clients/run.sh). The
-# seed scripts hard-code localhost:5672, so the broker for the pika suite runs on
-# 127.0.0.1:5672 and the run fails loudly if that port is taken.
+# Installs what it needs itself: the Python venv with pinned pika (tests/python/run.sh),
+# Debian's chromium and chromium-driver and a venv with pinned Selenium
+# (tests/ui/run.sh), and every client library and toolchain of tests/clients
+# (tests/clients/run.sh). The seed scripts hard-code localhost:5672, so the broker for
+# the pika suite runs on 127.0.0.1:5672 and the run fails loudly if that port is taken.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,6 +83,15 @@ if ! kill -0 "$broker_pid" 2>/dev/null; then
     tail -50 "$broker_log" >&2
     record "broker alive" 1
 fi
+
+# The management web UI in headless Chromium (tests/ui: Selenium, Debian's chromium and
+# chromium-driver, installed by the script when missing); it starts its own warren
+# ($WARREN_BIN) on ephemeral ports.
+log "web UI (tests/ui, headless Chromium)"
+set +e
+tests/ui/run.sh -q
+record "web UI" $?
+set -e
 
 # Each client gets its own warren on a free port (restarted under it for the recovery
 # tests), so this does not use the broker on $port. The Java Spring-AMQP-style check

@@ -11,6 +11,7 @@ mod api;
 mod auth;
 pub mod convert;
 mod metrics;
+mod ui;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -25,6 +26,7 @@ use tracing::warn;
 use warren_server::Broker;
 
 pub use metrics::render as render_metrics;
+pub use ui::total_size as ui_size;
 
 /// The management API's router (every `/api/...` route), for serving it some other way
 /// than [`serve`] does: in-process in tests and fuzzing, with a `ConnectInfo<SocketAddr>`

@@ -75,7 +75,12 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(health::routes())
         .merge(aliveness::routes())
         .merge(alarms::routes())
+        // The web UI's static files (no auth; the page logs in through the API).
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn(
+            crate::ui::no_auth_prompt_for_page,
+        ))
         .with_state(broker)
 }
 

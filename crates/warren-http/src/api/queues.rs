@@ -1,6 +1,6 @@
 //! `/api/queues`: declare, delete, purge and get.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     body::Bytes,
@@ -15,7 +15,6 @@ use warren_server::{
     admin::GetMode,
     auth::{Access, Resource},
     queue::Queue,
-    vhost::VHost,
     Broker,
 };
 
@@ -23,7 +22,7 @@ use super::{
     auth, body_json, bool_field,
     channels::channel_details,
     created,
-    list::{list_reply, with_columns},
+    list::{list_reply_by_name, with_columns},
     no_content, node_name,
     stats::{message_stats, QUEUE_STATS},
     str_field, Peer, B, Q,
@@ -130,13 +129,6 @@ fn require_queue(b: &Broker, vhost: &str, name: &str) -> ApiResult<()> {
     }
 }
 
-fn vhost_queues(b: &Broker, vh: &VHost) -> Vec<Value> {
-    vh.queues()
-        .iter()
-        .map(|q| queue_json(b, q, false))
-        .collect()
-}
-
 async fn queues(
     State(b): B,
     ConnectInfo(peer): Peer,
@@ -147,10 +139,25 @@ async fn queues(
     let mut all = Vec::new();
     for vh in b.vhosts() {
         if who.can_see_vhost(&b, &vh.name) {
-            all.extend(vhost_queues(&b, &vh));
+            all.extend(vh.queues());
         }
     }
-    list_reply(Value::Array(all), &q)
+    queue_list_reply(&b, all, &q)
+}
+
+/// Pages of queues render only the page's queues (see `list_reply_by_name`).
+fn queue_list_reply(
+    b: &Broker,
+    queues: Vec<Arc<Queue>>,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    list_reply_by_name(
+        queues,
+        |x| x.name.as_ref(),
+        |x| x.vhost.as_ref(),
+        |x| queue_json(b, x, false),
+        q,
+    )
 }
 
 async fn queues_in(
@@ -163,7 +170,7 @@ async fn queues_in(
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
     let vh = b.vhost(&vhost).ok_or_else(ApiError::not_found)?;
-    list_reply(Value::Array(vhost_queues(&b, &vh)), &q)
+    queue_list_reply(&b, vh.queues(), &q)
 }
 
 async fn queue(
