@@ -153,6 +153,7 @@ async fn server_properties_in_connection_start() {
         "basic.nack",
         "connection.blocked",
         "consumer_cancel_notify",
+        "consumer_priorities",
         "direct_reply_to",
         "exchange_exchange_bindings",
         "per_consumer_qos",

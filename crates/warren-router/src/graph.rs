@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 
+use crate::chash::MessageRef;
 use crate::table::RoutingTable;
 use crate::Destination;
 
@@ -37,6 +38,24 @@ pub fn route<'a, F>(
 where
     F: Fn(&str) -> Option<&'a Exchange>,
 {
+    let msg = MessageRef {
+        headers,
+        properties: &[],
+    };
+    route_message(start, routing_keys, &msg, lookup)
+}
+
+/// [`route`] with the message's raw properties too (a consistent-hash exchange may hash
+/// one of them).
+pub fn route_message<'a, F>(
+    start: &'a Exchange,
+    routing_keys: &[&str],
+    msg: &MessageRef<'_>,
+    lookup: F,
+) -> Vec<Arc<str>>
+where
+    F: Fn(&str) -> Option<&'a Exchange>,
+{
     let mut seen_x: HashSet<Arc<str>> = HashSet::new();
     seen_x.insert(start.name.clone());
     let mut work: VecDeque<&'a Exchange> = VecDeque::new();
@@ -59,7 +78,8 @@ where
 
     while let Some(x) = work.pop_front() {
         dests.clear();
-        x.table.route_keys_into(routing_keys, headers, &mut dests);
+        x.table
+            .route_message_keys_into(routing_keys, msg, &mut dests);
         if dests.is_empty() {
             if let Some(ae) = &x.alternate_exchange {
                 enqueue(ae, &mut work);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 
+use crate::chash::{HashOn, MessageRef, Ring};
 use crate::headers::{tables_identical, HeadersSpec};
 use crate::topic::{dedup_from, Trie};
 use crate::{Binding, Destination, ExchangeKind};
@@ -51,6 +52,10 @@ enum Index {
     Topic(Trie),
     /// Keyed by binding sequence number, so routing scans in binding order.
     Headers(BTreeMap<u64, (Destination, HeadersSpec)>),
+    ConsistentHash {
+        on: HashOn,
+        ring: Ring,
+    },
 }
 
 #[derive(Debug)]
@@ -81,6 +86,10 @@ impl RoutingTable {
             ExchangeKind::Fanout => Index::Fanout(DestSet::default()),
             ExchangeKind::Topic => Index::Topic(Trie::default()),
             ExchangeKind::Headers => Index::Headers(BTreeMap::new()),
+            ExchangeKind::ConsistentHash => Index::ConsistentHash {
+                on: HashOn::RoutingKey,
+                ring: Ring::default(),
+            },
         };
         RoutingTable {
             kind,
@@ -89,6 +98,17 @@ impl RoutingTable {
             by_dest: HashMap::new(),
             index,
         }
+    }
+
+    /// A table for an exchange with these arguments (a consistent-hash exchange reads
+    /// `hash-header` / `hash-property`; invalid ones were refused at declaration and
+    /// fall back to the routing key here).
+    pub fn for_exchange(kind: ExchangeKind, arguments: &FieldTable) -> Self {
+        let mut table = RoutingTable::new(kind);
+        if let Index::ConsistentHash { on, .. } = &mut table.index {
+            *on = HashOn::from_arguments(arguments).unwrap_or(HashOn::RoutingKey);
+        }
+        table
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -141,6 +161,12 @@ impl RoutingTable {
             Index::Headers(list) => {
                 list.insert(seq, (destination.clone(), HeadersSpec::new(arguments)));
             }
+            Index::ConsistentHash { ring, .. } => {
+                // Keys were validated at bind time; one that is not a weight adds nothing.
+                if let Ok(weight) = crate::chash::binding_weight(&key) {
+                    ring.add(&destination, weight);
+                }
+            }
         }
         self.entries.insert(
             seq,
@@ -170,6 +196,9 @@ impl RoutingTable {
             Index::Headers(list) => {
                 list.remove(&seq);
             }
+            // RabbitMQ drops every bucket of the destination, whichever of its bindings
+            // went.
+            Index::ConsistentHash { ring, .. } => ring.remove(&entry.destination),
         }
     }
 
@@ -259,6 +288,22 @@ impl RoutingTable {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
+        let msg = MessageRef {
+            headers,
+            properties: &[],
+        };
+        self.route_message_into(routing_key, &msg, out)
+    }
+
+    /// [`RoutingTable::route_into`] with the whole message at hand (a consistent-hash
+    /// exchange may hash one of its properties).
+    pub fn route_message_into(
+        &self,
+        routing_key: &str,
+        msg: &MessageRef<'_>,
+        out: &mut Vec<Destination>,
+    ) {
+        let headers = msg.headers;
         match &self.index {
             Index::Direct(map) => {
                 if let Some(set) = map.get(routing_key) {
@@ -280,6 +325,11 @@ impl RoutingTable {
                 }
                 dedup_from(out, start);
             }
+            Index::ConsistentHash { on, ring } => {
+                if let Some(d) = ring.pick(msg.hash(on, routing_key)) {
+                    out.push(d.clone());
+                }
+            }
         }
     }
 
@@ -292,12 +342,30 @@ impl RoutingTable {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
+        let msg = MessageRef {
+            headers,
+            properties: &[],
+        };
+        self.route_message_keys_into(routing_keys, &msg, out)
+    }
+
+    /// [`RoutingTable::route_keys_into`] with the whole message at hand.
+    pub fn route_message_keys_into(
+        &self,
+        routing_keys: &[&str],
+        msg: &MessageRef<'_>,
+        out: &mut Vec<Destination>,
+    ) {
         match self.kind {
-            ExchangeKind::Fanout | ExchangeKind::Headers => self.route_into("", headers, out),
+            ExchangeKind::Fanout | ExchangeKind::Headers => self.route_message_into("", msg, out),
             ExchangeKind::Direct | ExchangeKind::Topic => {
                 for key in routing_keys {
-                    self.route_into(key, headers, out);
+                    self.route_message_into(key, msg, out);
                 }
+            }
+            // The plugin hashes the first routing key only (CC keys do not count).
+            ExchangeKind::ConsistentHash => {
+                self.route_message_into(routing_keys.first().copied().unwrap_or(""), msg, out)
             }
         }
     }

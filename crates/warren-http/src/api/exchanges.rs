@@ -11,7 +11,6 @@ use axum::{
     Json, Router,
 };
 use serde_json::{json, Value};
-use warren_router::ExchangeKind;
 use warren_server::{
     auth::{Access, Resource},
     stats::Stat,
@@ -131,11 +130,10 @@ async fn put_exchange(
     who.require_vhost(&b, &vhost)?;
     let v = body_json(&body)?;
     let type_name = str_field(&v, "type").unwrap_or("");
-    let Some(kind) = ExchangeKind::parse(type_name) else {
-        return Err(ApiError::bad_request(format!(
-            "unknown exchange type '{type_name}'"
-        )));
-    };
+    let kind = b
+        .config
+        .exchange_kind(type_name)
+        .map_err(ApiError::bad_request)?;
     who.check(&b, &vhost, Access::Configure, Resource::Exchange, &name)?;
     let meta = ExchangeMeta {
         kind,

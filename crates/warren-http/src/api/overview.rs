@@ -29,7 +29,9 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
     Router::new().route("/api/overview", get(overview))
 }
 
-pub(super) fn exchange_types() -> Value {
+/// The exchange types, plugin ones when enabled (RabbitMQ 3.10.8 lists
+/// `x-consistent-hash` as `Consistent Hashing Exchange` after the AMQP four).
+pub(super) fn exchange_types(b: &Broker) -> Value {
     let mut v = Vec::new();
     for (name, _) in [
         ("direct", ExchangeKind::Direct),
@@ -40,6 +42,15 @@ pub(super) fn exchange_types() -> Value {
         v.push(json!({
             "name": name,
             "description": format!("AMQP {name} exchange, as per the AMQP specification"),
+            "enabled": true,
+        }));
+    }
+    if b.config
+        .plugin_enabled(ExchangeKind::ConsistentHash.plugin().unwrap_or_default())
+    {
+        v.push(json!({
+            "name": ExchangeKind::ConsistentHash.as_str(),
+            "description": "Consistent Hashing Exchange",
             "enabled": true,
         }));
     }
@@ -155,7 +166,7 @@ async fn overview(
         "management_version": version,
         "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600]},
-        "exchange_types": exchange_types(),
+        "exchange_types": exchange_types(&b),
         "product_version": env!("CARGO_PKG_VERSION"),
         "product_name": "warren",
         "rabbitmq_version": version,

@@ -47,9 +47,32 @@ pub struct ServerConfig {
     /// from a loopback address that carries it acts as the node's operator. `None`: the
     /// tools need a user's credentials.
     pub cli_cookie: Option<String>,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with
+    /// 406 (RabbitMQ's consumer_timeout, default 30 min); `None` never.
+    pub consumer_timeout_ms: Option<u64>,
+    /// How often a channel holding unacknowledged deliveries checks them against
+    /// `consumer_timeout_ms` (RabbitMQ's channel_tick_interval, 60 s).
+    pub channel_tick_interval_ms: u64,
+    /// Plugins enabled beyond the built-in ones (enabled_plugins, `plugins` in TOML):
+    /// `rabbitmq_consistent_hash_exchange` makes `x-consistent-hash` declarable.
+    pub plugins: Vec<String>,
 }
 
 impl ServerConfig {
+    pub fn plugin_enabled(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p == name)
+    }
+
+    /// The exchange type a declaration names, when it exists and its plugin is enabled;
+    /// else RabbitMQ's refusal text (`unknown exchange type ...` for a plugin type that
+    /// is not enabled, as its atom does not exist then).
+    pub fn exchange_kind(&self, name: &str) -> Result<warren_router::ExchangeKind, String> {
+        match warren_router::ExchangeKind::parse(name) {
+            Some(kind) if kind.plugin().is_none_or(|p| self.plugin_enabled(p)) => Ok(kind),
+            _ => Err(warren_router::ExchangeKind::type_error_text(name)),
+        }
+    }
+
     /// The message store's sync policy from [`ServerConfig::fsync`].
     pub fn sync_policy(&self) -> Result<warren_journal::SyncPolicy, String> {
         match self.fsync.as_str() {
@@ -88,6 +111,9 @@ impl Default for ServerConfig {
             disk_free_limit: 50_000_000,
             vm_memory_high_watermark: crate::model::alarm::Watermark::default(),
             cli_cookie: None,
+            consumer_timeout_ms: Some(1_800_000),
+            channel_tick_interval_ms: 60_000,
+            plugins: Vec::new(),
         }
     }
 }

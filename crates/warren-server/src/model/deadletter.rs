@@ -75,7 +75,15 @@ fn republish(vhost: &Arc<VHost>, queue: &Arc<Queue>, dead: Dead) -> Vec<(Arc<Que
     let mut targets = Vec::new();
     // A missing dead-letter exchange drops the message, as in RabbitMQ.
     if vhost
-        .route_internal(dlx, &keys, headers.as_ref(), &mut targets)
+        .route_internal(
+            dlx,
+            &keys,
+            &warren_router::MessageRef {
+                headers: headers.as_ref(),
+                properties: &message.properties,
+            },
+            &mut targets,
+        )
         .is_err()
     {
         return Vec::new();

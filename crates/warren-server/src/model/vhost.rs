@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 use parking_lot::RwLock;
-use warren_router::{Destination, Exchange, ExchangeKind, RoutingTable};
+use warren_router::{Destination, Exchange, ExchangeKind, MessageRef, RoutingTable};
 
 use crate::{
     model::handles::ConnEvent,
@@ -142,10 +142,10 @@ impl VHost {
         &self,
         exchange: &str,
         keys: &[&str],
-        headers: Option<&FieldTable>,
+        msg: &MessageRef<'_>,
         out: &mut Vec<Arc<Queue>>,
     ) -> AmqpResult<()> {
-        self.route_from(exchange, keys, headers, out, false)
+        self.route_from(exchange, keys, msg, out, false)
     }
 
     /// Routing for the broker's own publishes (dead-lettering), which may start at an
@@ -154,17 +154,17 @@ impl VHost {
         &self,
         exchange: &str,
         keys: &[&str],
-        headers: Option<&FieldTable>,
+        msg: &MessageRef<'_>,
         out: &mut Vec<Arc<Queue>>,
     ) -> AmqpResult<()> {
-        self.route_from(exchange, keys, headers, out, true)
+        self.route_from(exchange, keys, msg, out, true)
     }
 
     fn route_from(
         &self,
         exchange: &str,
         keys: &[&str],
-        headers: Option<&FieldTable>,
+        msg: &MessageRef<'_>,
         out: &mut Vec<Arc<Queue>>,
         internal_ok: bool,
     ) -> AmqpResult<()> {
@@ -188,7 +188,7 @@ impl VHost {
                 self.name
             )));
         }
-        let names = warren_router::route(&start.router, keys, headers, |n| {
+        let names = warren_router::route_message(&start.router, keys, msg, |n| {
             topo.exchanges.get(n).map(|e| &e.router)
         });
         let before = out.len();
@@ -286,7 +286,7 @@ impl Topology {
         let name: Arc<str> = Arc::from(name);
         let router = Exchange {
             name: name.clone(),
-            table: RoutingTable::new(meta.kind),
+            table: RoutingTable::for_exchange(meta.kind, &meta.arguments),
             alternate_exchange: alternate_exchange(&meta.arguments),
             internal: meta.internal,
         };

@@ -74,6 +74,8 @@ pub(crate) struct ConnCtx {
     /// Queues this connection published to whose deliveries back up: it reads no more
     /// until they are relieved (credit flow; connection state `flow`).
     pub flow_queues: Vec<Arc<Queue>>,
+    /// The earliest consumer-timeout check a channel has armed (`Channel::tick_at`).
+    pub channel_tick: Option<Instant>,
 }
 
 impl ConnCtx {
@@ -237,6 +239,9 @@ struct Connection {
     auth_failure_close: bool,
     /// A handshake error closes the socket without a word, after a delay.
     silent_close: bool,
+    /// The close followed a fatal frame error: RabbitMQ ignores whatever comes next
+    /// (close-ok included) and closes the socket about 3 s later.
+    fatal_close: bool,
     /// That delay: [`SILENT_CLOSE_DELAY`] for sockets, none for in-process streams.
     silent_close_delay: Duration,
     /// Capacity for the next round's output buffer (the last round's size).
@@ -330,6 +335,7 @@ where
             cancelled_here: Vec::new(),
             perm_cache: PermCache::default(),
             flow_queues: Vec::new(),
+            channel_tick: None,
         },
         channels: HashMap::new(),
         closed_by_client: HashSet::new(),
@@ -341,6 +347,7 @@ where
         heartbeat: 0,
         auth_failure_close: false,
         silent_close: false,
+        fatal_close: false,
         silent_close_delay,
         out_hint: 4096,
         input_held: false,
@@ -531,6 +538,7 @@ impl Connection {
             "basic.nack",
             "consumer_cancel_notify",
             "connection.blocked",
+            "consumer_priorities",
             "authentication_failure_close",
             "per_consumer_qos",
             "direct_reply_to",
@@ -619,7 +627,11 @@ impl Connection {
             if buf.is_empty() {
                 buf = BytesMut::new();
             }
-            let tick = self.next_tick;
+            // A channel's consumer-timeout check may come before the connection's own.
+            let tick = match self.ctx.channel_tick {
+                Some(at) if at < self.next_tick => at,
+                _ => self.next_tick,
+            };
             let in_flow = self.update_flow();
             let paused = self.reading_paused();
             if !paused && std::mem::take(&mut self.input_held) {
@@ -700,9 +712,26 @@ impl Connection {
         }
     }
 
+    /// How long the socket stays open after a connection.close this side sent (for the
+    /// peer's close-ok) or after the close-ok it sent (for the peer to close): RabbitMQ's
+    /// `close_connection` timer, the negotiated heartbeat when between 1 and 29 seconds,
+    /// else 30 s. A close-ok from the peer closes the socket at once.
+    fn close_wait(&self) -> Duration {
+        if self.fatal_close {
+            return Duration::from_secs(3);
+        }
+        match self.heartbeat {
+            hb @ 1..=29 => Duration::from_secs(u64::from(hb)),
+            _ => Duration::from_secs(30),
+        }
+    }
+
     /// Timers: handshake timeout, heartbeats, close-ok wait. True means drop the socket.
     fn on_tick(&mut self) -> bool {
         let now = Instant::now();
+        if self.phase == Phase::Open && self.ctx.channel_tick.is_some_and(|at| at <= now) {
+            self.channel_ticks(now);
+        }
         match self.phase {
             Phase::Open if self.heartbeat > 0 => {
                 let interval = Duration::from_secs(u64::from(self.heartbeat));
@@ -725,12 +754,15 @@ impl Connection {
                 false
             }
             Phase::Open => false,
-            Phase::Closing => self
-                .closing_since
-                .is_some_and(|t| now.duration_since(t) > Duration::from_secs(3)),
-            Phase::PeerClosing => self
-                .closing_since
-                .is_some_and(|t| now.duration_since(t) > Duration::from_secs(10)),
+            Phase::Closing | Phase::PeerClosing => {
+                // RabbitMQ's heartbeat sender keeps going until the socket closes.
+                let interval = Duration::from_secs(u64::from(self.heartbeat));
+                if self.heartbeat > 0 && now.duration_since(self.last_send) >= interval / 2 {
+                    encode_heartbeat(&mut self.ctx.out);
+                }
+                self.closing_since
+                    .is_some_and(|t| now.duration_since(t) >= self.close_wait())
+            }
             _ => {
                 let limit = Duration::from_secs(self.ctx.broker.config.handshake_timeout_secs);
                 if now.duration_since(self.started) > limit {
@@ -740,6 +772,36 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// RabbitMQ's channel tick: a channel whose oldest unacknowledged delivery is older
+    /// than consumer_timeout is closed with 406; the others check again an interval
+    /// later while they hold deliveries.
+    fn channel_ticks(&mut self, now: Instant) {
+        let interval = Duration::from_millis(self.ctx.broker.config.channel_tick_interval_ms);
+        let now_ms = crate::util::clock::now_ms();
+        let mut next: Option<Instant> = None;
+        for ch in self.channels.values_mut() {
+            let Some(at) = ch.tick_at else { continue };
+            if at <= now {
+                ch.tick_at = None;
+                if ch.closing {
+                    continue;
+                }
+                if let Some(err) = ch.consumer_timed_out(now_ms) {
+                    warn!(peer = %self.peer, name = %self.name, channel = ch.id, "consumer timed out waiting for delivery acknowledgement");
+                    ch.start_close(&mut self.ctx, &err);
+                    continue;
+                }
+                if ch.has_unacked() {
+                    ch.tick_at = Some(now + interval);
+                }
+            }
+            if let Some(at) = ch.tick_at {
+                next = Some(next.map_or(at, |n: Instant| n.min(at)));
+            }
+        }
+        self.ctx.channel_tick = next;
     }
 
     fn flush(&mut self) {
@@ -880,7 +942,9 @@ impl Connection {
             if self.phase == Phase::Done {
                 return;
             }
-            if self.phase == Phase::PeerClosing {
+            if self.phase == Phase::PeerClosing
+                || (self.phase == Phase::Closing && self.fatal_close)
+            {
                 buf.clear();
                 return;
             }
@@ -924,7 +988,16 @@ impl Connection {
                         return;
                     }
                     match codec_error(&e) {
-                        CodecVerdict::Close(err) => self.close_with(&err),
+                        CodecVerdict::Close(err) => {
+                            self.close_with(&err);
+                            // Errors in the framing itself (not in a method's arguments).
+                            self.fatal_close = matches!(
+                                e,
+                                CodecError::FrameTooLarge { .. }
+                                    | CodecError::BadFrameEnd { .. }
+                                    | CodecError::UnknownFrame { .. }
+                            );
+                        }
                         CodecVerdict::Drop => {
                             debug!(peer = %self.peer, error = %e, "dropping connection");
                             self.phase = Phase::Done;
@@ -948,10 +1021,9 @@ impl Connection {
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
                     self.phase = Phase::Done
                 }
-                AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
-                    self.send_close_ok();
-                    self.phase = Phase::Done;
-                }
+                // RabbitMQ answers a close that crosses its own and keeps waiting (the
+                // socket closes when the close-wait ends, not at once).
+                AMQPClass::Connection(connection::AMQPMethod::Close(_)) => self.send_close_ok(),
                 _ => {}
             }
         }
@@ -1112,7 +1184,10 @@ impl Connection {
                 let broker = self.ctx.broker.clone();
                 let gate = broker.admit_channel(&self.ctx.user)?;
                 self.closed_by_client.remove(&id);
-                self.channels.insert(id, Channel::new(id));
+                self.channels.insert(
+                    id,
+                    Channel::new(id, self.ctx.broker.config.consumer_timeout_ms),
+                );
                 self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
                 drop(gate);
                 self.ctx.send_method(

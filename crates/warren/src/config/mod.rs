@@ -150,6 +150,7 @@ fn load_into(
     let mut cfg = ServerConfig::default();
     let mut sides = Sides::default();
     apply_rabbit(&mut cfg, &mut sides, &rabbit.settings, notes).map_err(|e| vec![e])?;
+    cfg.plugins = rabbit.plugins.clone();
     if let Some(dir) = rabbit.data_dir {
         cfg.data_dir = dir;
     }
@@ -259,6 +260,9 @@ fn apply_rabbit(
     if let Some(p) = &s.default_permissions {
         cfg.default_permissions = [p.configure.clone(), p.write.clone(), p.read.clone()];
     }
+    if let Some(ms) = s.consumer_timeout_ms {
+        cfg.consumer_timeout_ms = Some(ms);
+    }
     if let Some(ms) = s.handshake_timeout_ms {
         cfg.handshake_timeout_secs = ms.div_ceil(1000).max(1);
     }
@@ -361,6 +365,20 @@ fn apply_toml(
     );
     if let Some(p) = file.default_permissions {
         cfg.default_permissions = [p.configure, p.write, p.read];
+    }
+    // 0 turns the timeout off (RabbitMQ: `consumer_timeout = undefined` in advanced.config).
+    if let Some(ms) = file.consumer_timeout_ms {
+        cfg.consumer_timeout_ms = (ms > 0).then_some(ms);
+    }
+    if let Some(plugins) = file.plugins {
+        for p in plugins {
+            if !cfg.plugins.contains(&p) {
+                cfg.plugins.push(p);
+            }
+        }
+    }
+    if let Some(ms) = file.channel_tick_interval_ms {
+        cfg.channel_tick_interval_ms = ms.max(1);
     }
     if let Some(limit) = &file.disk_free_limit {
         cfg.disk_free_limit = limit.value()?;

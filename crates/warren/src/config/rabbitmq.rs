@@ -58,6 +58,8 @@ pub(crate) struct RabbitLayer {
     pub settings: Settings,
     /// From `RABBITMQ_MNESIA_DIR` or `RABBITMQ_MNESIA_BASE`.
     pub data_dir: Option<PathBuf>,
+    /// Enabled plugins warren implements beyond the built-in ones.
+    pub plugins: Vec<String>,
 }
 
 /// Reads the RabbitMQ side. `etc` is where the default files are looked for
@@ -107,10 +109,11 @@ pub(crate) fn load(
     }
     let mut settings = report.settings;
     apply_env(&mut settings, env).map_err(|e| vec![e])?;
-    plugins(env, etc, notes).map_err(|e| vec![e])?;
+    let plugins = plugins(env, etc, notes).map_err(|e| vec![e])?;
     Ok(RabbitLayer {
         settings,
         data_dir: data_dir(env),
+        plugins,
     })
 }
 
@@ -260,8 +263,9 @@ fn data_dir(env: &Env) -> Option<PathBuf> {
 }
 
 /// Reads `enabled_plugins` (and `RABBITMQ_ENABLED_PLUGINS`): built-in plugins are always
-/// on; others are named in a warning.
-fn plugins(env: &Env, etc: Option<&Path>, notes: &mut Vec<Note>) -> Result<(), String> {
+/// on; the optional ones warren implements ([`conf::OPTIONAL_PLUGINS`]) are returned;
+/// others are named in a warning.
+fn plugins(env: &Env, etc: Option<&Path>, notes: &mut Vec<Note>) -> Result<Vec<String>, String> {
     let mut names: Vec<(String, String)> = Vec::new();
     let file = env
         .get("RABBITMQ_ENABLED_PLUGINS_FILE")
@@ -282,14 +286,19 @@ fn plugins(env: &Env, etc: Option<&Path>, notes: &mut Vec<Note>) -> Result<(), S
                 .filter(|(n, _)| !n.is_empty()),
         );
     }
+    let mut enabled = Vec::new();
     for (name, origin) in names {
-        if !BUILT_IN_PLUGINS.contains(&name.as_str()) {
+        if conf::OPTIONAL_PLUGINS.contains(&name.as_str()) {
+            if !enabled.contains(&name) {
+                enabled.push(name);
+            }
+        } else if !BUILT_IN_PLUGINS.contains(&name.as_str()) {
             notes.push(Note::warn(format!(
                 "plugin {name} (enabled in {origin}) is not part of warren; ignored"
             )));
         }
     }
-    Ok(())
+    Ok(enabled)
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ pub(crate) struct FileConfig {
     pub heartbeat: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout_secs: Option<u64>,
+    pub consumer_timeout_ms: Option<u64>,
+    pub channel_tick_interval_ms: Option<u64>,
+    /// Optional plugins to enable besides those in enabled_plugins.
+    pub plugins: Option<Vec<String>>,
     pub default_user: Option<String>,
     pub default_pass: Option<String>,
     pub default_vhost: Option<String>,

@@ -57,6 +57,9 @@ pub fn bind(
         Some(ExchangeKind::Headers) => {
             warren_router::validate_headers_binding(arguments).map_err(AmqpError::precondition)?
         }
+        Some(ExchangeKind::ConsistentHash) => {
+            warren_router::binding_weight(key).map_err(AmqpError::precondition)?;
+        }
         Some(_) => {}
     }
     let op = binding_op(vhost, true, source, destination, key, arguments);

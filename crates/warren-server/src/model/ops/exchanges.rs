@@ -54,6 +54,9 @@ pub fn declare_exchange(
             "exchange name '{name}' contains reserved prefix 'amq.*'"
         )));
     }
+    if meta.kind == warren_router::ExchangeKind::ConsistentHash {
+        warren_router::HashOn::from_arguments(&meta.arguments).map_err(AmqpError::precondition)?;
+    }
     let op = meta.durable.then(|| MetaOp::Exchange {
         vhost: vhost.name.to_string(),
         name: name.to_string(),

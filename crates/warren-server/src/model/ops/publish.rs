@@ -165,17 +165,21 @@ pub fn route_and_enqueue(
         extra_keys,
     } = prepared;
     queues.clear();
+    let msg = warren_router::MessageRef {
+        headers: headers.as_ref(),
+        properties: &message.properties,
+    };
     if extra_keys.is_empty() {
         vhost.route(
             &message.exchange,
             &[message.routing_key.as_ref()],
-            headers.as_ref(),
+            &msg,
             queues,
         )?;
     } else {
         let mut keys: Vec<&str> = vec![message.routing_key.as_ref()];
         keys.extend(extra_keys.iter().map(String::as_str));
-        vhost.route(&message.exchange, &keys, headers.as_ref(), queues)?;
+        vhost.route(&message.exchange, &keys, &msg, queues)?;
     }
     vhost.stats.inc_at(publisher, Stat::Publish); // management stats
     let mut published = Published {

@@ -172,8 +172,10 @@ impl Channel {
                     queue: d.queue,
                     consumer_id: Some(d.consumer_id),
                     entry: d.entry,
+                    delivered_at: crate::util::clock::now_ms(),
                 },
             );
+            self.arm_tick(ctx);
         }
         Ok(())
     }
@@ -185,13 +187,16 @@ impl Channel {
             return Ok(std::mem::take(&mut self.unacked).into_values().collect());
         }
         if multiple {
-            let keep = self.unacked.split_off(&(tag.saturating_add(1)));
-            let taken = std::mem::replace(&mut self.unacked, keep);
-            if taken.is_empty() && tag != 0 {
+            // RabbitMQ (rabbit_channel:collect_acks) walks the outstanding tags up to this
+            // one; a tag that is not outstanding itself (above all of them, or already
+            // settled) settles nothing and closes the channel, even with lower tags open.
+            if !self.unacked.contains_key(&tag) {
                 return Err(AmqpError::precondition(format_args!(
                     "unknown delivery tag {tag}"
                 )));
             }
+            let keep = self.unacked.split_off(&(tag.saturating_add(1)));
+            let taken = std::mem::replace(&mut self.unacked, keep);
             return Ok(taken.into_values().collect());
         }
         match self.unacked.remove(&tag) {
@@ -499,8 +504,10 @@ impl Channel {
                     queue: Some(q),
                     consumer_id: None,
                     entry,
+                    delivered_at: crate::util::clock::now_ms(),
                 },
             );
+            self.arm_tick(ctx);
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use amq_protocol::{
 };
 use bytes::{Bytes, BytesMut};
 use warren_codec::{encode_content, encode_deliver, PropertiesEdit, PropertiesView};
-use warren_router::{Destination, ExchangeKind};
+use warren_router::Destination;
 use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
 
 mod confirms;
@@ -57,6 +57,9 @@ struct Unacked {
     queue: Option<Arc<Queue>>,
     consumer_id: Option<ConsumerId>,
     entry: Entry,
+    /// Wall-clock milliseconds of the delivery (RabbitMQ's `delivered_at`), for
+    /// consumer_timeout.
+    delivered_at: u64,
 }
 
 /// What an ack, nack or reject does with the deliveries it names.
@@ -133,6 +136,12 @@ pub(crate) struct Channel {
     /// The last exchange name and routing key published with, reused while they repeat.
     last_exchange: Option<Arc<str>>,
     last_routing_key: Option<Arc<str>>,
+    /// consumer_timeout in milliseconds, fixed when the channel opens (as RabbitMQ reads
+    /// it into the channel's configuration).
+    consumer_timeout: Option<u64>,
+    /// When this channel next checks its unacknowledged deliveries against
+    /// `consumer_timeout`; armed by a delivery, kept while deliveries are outstanding.
+    pub tick_at: Option<std::time::Instant>,
 }
 
 /// `name` as a shared string, reusing `cache` when it holds the same text.
@@ -162,7 +171,7 @@ fn ok(ctx: &mut ConnCtx, channel: u16, method: AMQPClass) {
 }
 
 impl Channel {
-    pub fn new(id: u16) -> Self {
+    pub fn new(id: u16, consumer_timeout: Option<u64>) -> Self {
         Channel {
             id,
             closing: false,
@@ -179,6 +188,40 @@ impl Channel {
             reply_token: None,
             last_exchange: None,
             last_routing_key: None,
+            consumer_timeout,
+            tick_at: None,
+        }
+    }
+
+    pub fn has_unacked(&self) -> bool {
+        !self.unacked.is_empty()
+    }
+
+    /// The 406 RabbitMQ 3.10 closes the channel with when its oldest unacknowledged
+    /// delivery (only the oldest is looked at, as rabbit_channel does) has waited longer
+    /// than consumer_timeout.
+    pub fn consumer_timed_out(&self, now_ms: u64) -> Option<AmqpError> {
+        let timeout = self.consumer_timeout?;
+        let (_, oldest) = self.unacked.first_key_value()?;
+        (oldest.delivered_at < now_ms.saturating_sub(timeout)).then(|| {
+            AmqpError::precondition(format_args!(
+                "delivery acknowledgement on channel {} timed out. Timeout value used: {timeout} ms. \
+                 This timeout value can be configured, see consumers doc guide to learn more",
+                self.id
+            ))
+        })
+    }
+
+    /// A delivery now awaits an ack: make sure a consumer-timeout check is coming.
+    fn arm_tick(&mut self, ctx: &mut ConnCtx) {
+        if self.tick_at.is_some() || self.consumer_timeout.is_none() {
+            return;
+        }
+        let at = std::time::Instant::now()
+            + std::time::Duration::from_millis(ctx.broker.config.channel_tick_interval_ms);
+        self.tick_at = Some(at);
+        if ctx.channel_tick.is_none_or(|t| at < t) {
+            ctx.channel_tick = Some(at);
         }
     }
 

@@ -134,12 +134,11 @@ impl Channel {
                 return Err(AmqpError::no_exchange(name, &vhost.name));
             }
         } else {
-            let Some(kind) = ExchangeKind::parse(m.kind.as_str()) else {
-                return Err(AmqpError::command_invalid(format_args!(
-                    "invalid exchange type '{}'",
-                    m.kind
-                )));
-            };
+            let kind = ctx
+                .broker
+                .config
+                .exchange_kind(m.kind.as_str())
+                .map_err(AmqpError::command_invalid)?;
             if name == DEFAULT_EXCHANGE {
                 return Err(AmqpError::access_refused(
                     "operation not permitted on the default exchange",

@@ -58,7 +58,7 @@ impl Channel {
 
     pub(super) fn tag_known(&self, tag: u64, multiple: bool) -> bool {
         if multiple {
-            tag == 0 || self.unacked.range(..=tag).next().is_some()
+            tag == 0 || self.unacked.contains_key(&tag)
         } else {
             self.unacked.contains_key(&tag)
         }

@@ -10,6 +10,9 @@ pub const BUILT_IN_PLUGINS: [&str; 4] = [
     "rabbitmq_prometheus",
 ];
 
+/// Plugins warren implements that are off until enabled, as in RabbitMQ.
+pub const OPTIONAL_PLUGINS: [&str; 1] = ["rabbitmq_consistent_hash_exchange"];
+
 /// An enabled_plugins text that is not a list of atoms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {reason}")]

@@ -68,6 +68,8 @@ pub struct Settings {
     pub max_message_size: Option<u64>,
     /// `handshake_timeout`, in milliseconds as RabbitMQ takes it.
     pub handshake_timeout_ms: Option<u64>,
+    /// `consumer_timeout`, in milliseconds (at least 1, as RabbitMQ's schema requires).
+    pub consumer_timeout_ms: Option<u64>,
     /// `log.console.level`: RabbitMQ's level name (debug, info, notice, warning, error,
     /// critical, alert, emergency, none).
     pub log_level: Option<String>,
@@ -235,6 +237,14 @@ impl Mapper {
             "heartbeat" => integer(value).map(|v| s.heartbeat = Some(v)),
             "max_message_size" => integer(value).map(|v| s.max_message_size = Some(v)),
             "handshake_timeout" => integer(value).map(|v| s.handshake_timeout_ms = Some(v)),
+            "consumer_timeout" => integer(value).and_then(|v: u64| {
+                if v >= 1 {
+                    s.consumer_timeout_ms = Some(v);
+                    Ok(())
+                } else {
+                    Err("number should be greater or equal to one".into())
+                }
+            }),
             "vm_memory_high_watermark.relative" => fraction(value)
                 .map(|f| s.vm_memory_high_watermark = Some(MemoryWatermark::Relative(f))),
             "vm_memory_high_watermark.absolute" => parse_bytes(value)
@@ -419,8 +429,6 @@ fn ignored(key: &str, value: &str) -> Verdict {
         || key.starts_with("prometheus.ssl.");
     Verdict::Ignored(if tls {
         format!("{key}: TLS is not supported yet; ignored")
-    } else if key == "consumer_timeout" {
-        "consumer_timeout: warren does not time out unacknowledged deliveries yet; ignored".into()
     } else {
         format!("{key}: a RabbitMQ setting warren does not support; ignored")
     })

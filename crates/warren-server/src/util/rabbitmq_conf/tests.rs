@@ -200,7 +200,7 @@ fn keys_of_missing_features_warn_once_each() {
         "cluster_formation.peer_discovery_backend = classic_config\n\
          cluster_formation.peer_discovery_backend = classic_config\n\
          mqtt.listeners.tcp.default = 1883\nlisteners.ssl.default = 5671\n\
-         ssl_options.certfile = /c.pem\nconsumer_timeout = 3600000\n\
+         ssl_options.certfile = /c.pem\n\
          log.console = true\nmanagement_agent.disable_metrics_collector = true\n\
          log.file = false\n",
     );
@@ -213,13 +213,28 @@ fn keys_of_missing_features_warn_once_each() {
             "mqtt.listeners.tcp.default",
             "listeners.ssl.default",
             "ssl_options.certfile",
-            "consumer_timeout",
         ]
     );
     assert!(r.warnings[2].message.contains("TLS is not supported yet"));
     assert!(r.warnings[1]
         .to_string()
         .starts_with("test.conf:3: mqtt.listeners.tcp.default"));
+}
+
+#[test]
+fn consumer_timeout_is_read_in_milliseconds_and_must_be_positive() {
+    let r = report("consumer_timeout = 3600000\n");
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+    assert_eq!(r.settings.consumer_timeout_ms, Some(3_600_000));
+    for bad in ["0", "-5", "soon"] {
+        let r = report(&format!("consumer_timeout = {bad}\n"));
+        assert_eq!(r.errors.len(), 1, "{bad}: {r:?}");
+        assert_eq!(r.settings.consumer_timeout_ms, None);
+    }
+    let r = report("consumer_timeout = 0\n");
+    assert!(r.errors[0]
+        .message
+        .contains("number should be greater or equal to one"));
 }
 
 proptest! {
