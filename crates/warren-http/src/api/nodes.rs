@@ -77,7 +77,7 @@ fn node_json(b: &Broker) -> Value {
             "sockets_used": b.admin.connection_count(),
             "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
             "rates_mode": "basic",
-            "exchange_types": exchange_types(&b),
+            "exchange_types": exchange_types(b),
             "auth_mechanisms": [
                 {"name": "PLAIN", "description": "SASL PLAIN authentication mechanism", "enabled": true},
                 {"name": "AMQPLAIN", "description": "QPid AMQPLAIN mechanism", "enabled": true},

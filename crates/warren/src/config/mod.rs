@@ -422,6 +422,39 @@ mod tests {
     }
 
     #[test]
+    fn consumer_timeout_and_plugins_from_both_sides() {
+        let env = Env::from_pairs(&[]);
+        let (dir, cli) = setup("ct", "consumer_timeout = 5000\n", None, &[]);
+        std::fs::write(
+            dir.join("enabled_plugins"),
+            "[rabbitmq_management,rabbitmq_consistent_hash_exchange].",
+        )
+        .unwrap();
+        let l = load(&cli, &env).ok().unwrap();
+        assert_eq!(l.cfg.consumer_timeout_ms, Some(5000));
+        assert_eq!(l.cfg.channel_tick_interval_ms, 60_000);
+        assert_eq!(l.cfg.plugins, ["rabbitmq_consistent_hash_exchange"]);
+        assert!(l.cfg.exchange_kind("x-consistent-hash").is_ok());
+        let (dir2, cli) = setup(
+            "ct-off",
+            "",
+            Some("consumer_timeout_ms = 0\nchannel_tick_interval_ms = 250\n"),
+            &[],
+        );
+        let l = load(&cli, &env).ok().unwrap();
+        assert_eq!(l.cfg.consumer_timeout_ms, None);
+        assert_eq!(l.cfg.channel_tick_interval_ms, 250);
+        assert!(l.cfg.plugins.is_empty());
+        assert_eq!(
+            l.cfg.exchange_kind("x-consistent-hash"),
+            Err("unknown exchange type 'x-consistent-hash'".into())
+        );
+        assert_eq!(ServerConfig::default().consumer_timeout_ms, Some(1_800_000));
+        let _ = std::fs::remove_dir_all(dir);
+        let _ = std::fs::remove_dir_all(dir2);
+    }
+
+    #[test]
     fn warren_settings_win_over_rabbitmq_ones() {
         let conf = "default_user = conf\ndefault_vhost = conf\nheartbeat = 11\n\
                     listeners.tcp.default = 127.0.0.1:1111\nmanagement.tcp.port = 2222\n\
