@@ -464,3 +464,36 @@ async fn the_default_consumer_timeout_is_thirty_minutes() {
     assert_eq!(message_count(&declare(&mut sock, 1, "ct", true).await), 0);
     let _ = sock.shutdown().await;
 }
+
+/// CPU time (user + system, in clock ticks) the broker process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = &stat[stat.rfind(") ").expect("stat layout") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn a_closing_connection_with_an_armed_consumer_tick_stays_idle() {
+    let broker = broker_with(
+        "idle",
+        "consumer_timeout_ms = 60000\nchannel_tick_interval_ms = 100\n",
+        None,
+    );
+    let mut sock = open(broker.port, 2).await;
+    declare(&mut sock, 1, "ct", false).await;
+    raw_publish(&mut sock, "ct", b"m").await;
+    consume(&mut sock, "ct").await;
+    expect_deliveries(&mut sock, 1).await;
+    provoke_connection_error(&mut sock).await;
+    // The close wait (2 s here) must not spin on the channel's past tick deadline.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_ticks(broker.pid());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let used = cpu_ticks(broker.pid()) - before;
+    assert!(
+        used < 15,
+        "broker used {used} ticks of CPU in 1.2 s while closing"
+    );
+}

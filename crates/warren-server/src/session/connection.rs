@@ -628,8 +628,10 @@ impl Connection {
                 buf = BytesMut::new();
             }
             // A channel's consumer-timeout check may come before the connection's own.
+            // Only while open: a closing connection's channels are gone, and a past
+            // deadline left behind would wake this loop at once, again and again.
             let tick = match self.ctx.channel_tick {
-                Some(at) if at < self.next_tick => at,
+                Some(at) if at < self.next_tick && self.phase == Phase::Open => at,
                 _ => self.next_tick,
             };
             let in_flow = self.update_flow();
