@@ -3,6 +3,7 @@
 //! the helpers the test files share (lapin steps, and hand-written AMQP frames).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 pub mod client;
 pub mod raw;
 

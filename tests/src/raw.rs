@@ -23,7 +23,7 @@ pub struct RawFrame {
     pub payload: Vec<u8>,
 }
 
-pub async fn read_frame(sock: &mut TcpStream) -> RawFrame {
+pub async fn read_frame<S: tokio::io::AsyncRead + Unpin>(sock: &mut S) -> RawFrame {
     let mut header = [0u8; 7];
     within("frame header", sock.read_exact(&mut header))
         .await
@@ -49,7 +49,7 @@ pub fn decode_method(payload: &[u8]) -> AMQPClass {
 }
 
 /// Reads the next method frame (skipping heartbeats) and returns its channel and method.
-pub async fn read_method(sock: &mut TcpStream) -> (u16, AMQPClass) {
+pub async fn read_method<S: tokio::io::AsyncRead + Unpin>(sock: &mut S) -> (u16, AMQPClass) {
     loop {
         let frame = read_frame(sock).await;
         match frame.kind {

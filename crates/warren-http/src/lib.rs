@@ -147,6 +147,71 @@ async fn run(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver
     }
 }
 
+/// The management API (`metrics` false) or the Prometheus endpoint over TLS; `sample`
+/// starts the rate sampler (when no plaintext API listener does).
+pub async fn serve_tls(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    tls: Arc<warren_tls::TlsServer>,
+    metrics: bool,
+) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let protocol = if metrics { "https/prometheus" } else { "https" };
+    let sample = !metrics && !broker.admin.listeners().iter().any(|(p, _)| p == "http");
+    broker.admin.add_tls_listener(protocol, addr, tls.clone());
+    let ticker = sample.then(|| tokio::spawn(sample_rates(broker.clone())));
+    let app = if metrics {
+        metrics::router(broker.clone())
+    } else {
+        api::router(broker.clone())
+    };
+    let timeout = Duration::from_secs(broker.config.handshake_timeout_secs);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "HTTPS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                let tls = tls.clone();
+                conns.spawn(async move {
+                    let stream = match tls.accept(tcp, timeout).await {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "HTTPS handshake failed");
+                            return;
+                        }
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await
+                    {
+                        tracing::debug!(%peer, error = %e, "HTTPS connection ended");
+                    }
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { break },
+        }
+    }
+    conns.abort_all();
+    if let Some(t) = ticker {
+        t.abort();
+    }
+}
+
 /// Samples every queue's and the broker's counters once a second, so rates cover the
 /// window even when nobody reads them for a while.
 async fn sample_rates(broker: Arc<Broker>) {

@@ -27,7 +27,7 @@ pub use util::{error, json, mailbox};
 pub use broker::Broker;
 pub use config::ServerConfig;
 pub use error::{AmqpError, ReplyCode, Scope};
-pub use server::{serve, Shutdown};
+pub use server::{serve, serve_listeners, AmqpListener, Shutdown};
 pub use session::connection::serve_stream;
 
 #[cfg(test)]

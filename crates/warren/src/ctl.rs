@@ -16,9 +16,13 @@ use list::{cell, text};
 
 #[derive(Debug, clap::Args)]
 pub struct CtlArgs {
-    /// Management API address.
+    /// Management API address: ADDR:PORT, or https://HOST:PORT for an HTTPS API.
     #[arg(long, env = "WARREN_CTL_HOST", default_value = "127.0.0.1:15672")]
     host: String,
+    /// CA certificates (PEM) that an HTTPS API's certificate must chain to; default:
+    /// the system's bundle (/etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, env = "WARREN_CTL_CACERT", value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
     #[arg(long, short = 'u', env = "WARREN_CTL_USER", default_value = "guest")]
     user: String,
     #[arg(long, env = "WARREN_CTL_PASSWORD", default_value = "guest")]

@@ -6,6 +6,7 @@ mod config;
 mod cookie;
 mod ctl;
 mod memory;
+mod tls;
 mod tools;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
@@ -55,6 +56,50 @@ struct Cli {
     /// them; `off` reads none of them (the variables still apply).
     #[arg(long, env = "WARREN_RABBITMQ_ETC", value_name = "DIR|off")]
     rabbitmq_etc: Option<String>,
+    /// AMQP over TLS listen address (RabbitMQ's listeners.ssl.default), or `off`.
+    #[arg(long, env = "WARREN_LISTEN_TLS", value_name = "ADDR:PORT|off")]
+    listen_tls: Option<String>,
+    /// No plaintext AMQP listener (RabbitMQ's `listeners.tcp = none`).
+    #[arg(long, env = "WARREN_NO_PLAINTEXT")]
+    no_plaintext: bool,
+    /// Server certificate chain, PEM (ssl_options.certfile).
+    #[arg(long, env = "WARREN_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key, PEM: PKCS#8, PKCS#1 or SEC1 (ssl_options.keyfile).
+    #[arg(long, env = "WARREN_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates that client certificates must chain to (ssl_options.cacertfile).
+    #[arg(long, env = "WARREN_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Whether to ask for client certificates (ssl_options.verify).
+    #[arg(
+        long,
+        env = "WARREN_TLS_VERIFY",
+        value_name = "verify_peer|verify_none"
+    )]
+    tls_verify: Option<String>,
+    /// With verify_peer: refuse clients without a certificate (ssl_options.fail_if_no_peer_cert).
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT")]
+    tls_fail_if_no_peer_cert: bool,
+    /// TLS versions, comma-separated: tlsv1.2, tlsv1.3 (ssl_options.versions).
+    #[arg(
+        long,
+        env = "WARREN_TLS_VERSIONS",
+        value_delimiter = ',',
+        value_name = "LIST"
+    )]
+    tls_versions: Vec<String>,
+    /// Management API over TLS (management.ssl.port), or `off`; uses management.ssl.*
+    /// files, else the AMQP TLS ones.
+    #[arg(long, env = "WARREN_HTTPS_LISTEN", value_name = "ADDR:PORT|off")]
+    https_listen: Option<String>,
+    /// Prometheus over TLS (prometheus.ssl.port), or `off`.
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_TLS_LISTEN",
+        value_name = "ADDR:PORT|off"
+    )]
+    prometheus_tls_listen: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -231,14 +276,39 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
-        Ok(l) => l,
+    // TLS files first: a missing or mismatched file stops the start, named.
+    let tls = match tls::load_all(&extras) {
+        Ok(t) => t,
         Err(e) => {
-            error!("cannot listen on {}: {e}", cfg.listen);
+            error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().map_or(cfg.listen, |a| a);
+    let listener = if extras.amqp_tcp {
+        match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen on {}: {e}", cfg.listen);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let local = listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or(cfg.listen);
+    let amqps_listener = match &tls.amqps {
+        Some((addr, _)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen for AMQPS on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     // With definitions to import, RabbitMQ creates no default user or vhost: nor do we.
     let broker = if extras.load_definitions.is_some() {
         Broker::new_blank(cfg)
@@ -268,10 +338,12 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    broker
-        .admin
-        .amqp_port
-        .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+    if listener.is_some() {
+        broker
+            .admin
+            .amqp_port
+            .store(local.port(), std::sync::atomic::Ordering::Relaxed);
+    }
     if let Some(path) = &extras.load_definitions {
         if let Err(e) = load_definitions(&broker, path) {
             error!("{e}");
@@ -304,12 +376,70 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
             tokio::spawn(warren_http::serve(l, broker.clone(), stop))
         });
     }
-    let server = tokio::spawn(warren_server::serve(listener, broker, shutdown.clone()));
-    info!(
-        "warren {} (RabbitMQ {} compatible) listening for AMQP on {local}",
-        env!("CARGO_PKG_VERSION"),
-        warren_server::ServerConfig::default().rabbitmq_version
-    );
+    for (what, slot, metrics) in [
+        ("HTTPS", &tls.https, false),
+        ("Prometheus TLS", &tls.prometheus_tls, true),
+    ] {
+        let Some((addr, server)) = slot else { continue };
+        let l = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen for {what} on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = l.local_addr().map_or(*addr, |a| a);
+        info!("listening for {what} on {bound}");
+        let stop = shutdown.subscribe();
+        side.push(tokio::spawn(warren_http::serve_tls(
+            l,
+            broker.clone(),
+            stop,
+            server.clone(),
+            metrics,
+        )));
+    }
+    let mut amqp = Vec::new();
+    if let Some(l) = listener {
+        amqp.push(warren_server::AmqpListener {
+            listener: l,
+            tls: None,
+        });
+    }
+    if let (Some(l), Some((_, server))) = (amqps_listener, &tls.amqps) {
+        match l.local_addr() {
+            Ok(bound) => {
+                broker
+                    .admin
+                    .add_tls_listener("amqp/ssl", bound, server.clone());
+                info!("listening for AMQPS on {bound}");
+            }
+            Err(e) => warn!("AMQPS listener address unknown: {e}"),
+        }
+        amqp.push(warren_server::AmqpListener {
+            listener: l,
+            tls: Some(server.clone()),
+        });
+    }
+    tls::watch_reload(tls.servers());
+    let server = tokio::spawn(warren_server::serve_listeners(
+        amqp,
+        broker,
+        shutdown.clone(),
+    ));
+    if extras.amqp_tcp {
+        info!(
+            "warren {} (RabbitMQ {} compatible) listening for AMQP on {local}",
+            env!("CARGO_PKG_VERSION"),
+            warren_server::ServerConfig::default().rabbitmq_version
+        );
+    } else {
+        info!(
+            "warren {} (RabbitMQ {} compatible): no plaintext AMQP listener (listeners.tcp = none)",
+            env!("CARGO_PKG_VERSION"),
+            warren_server::ServerConfig::default().rabbitmq_version
+        );
+    }
     // Testcontainers' RabbitMQ modules wait for exactly this text.
     info!("Server startup complete; 0 plugins started.");
     wait_for_signal().await;

@@ -72,6 +72,18 @@ fn connection_json(c: &ConnInfo) -> Value {
     if let Some(n) = user_provided {
         v["user_provided_name"] = n;
     }
+    if let Some(t) = &c.tls {
+        v["ssl"] = json!(true);
+        v["ssl_protocol"] = json!(t.protocol);
+        v["ssl_key_exchange"] = json!(t.key_exchange);
+        v["ssl_cipher"] = json!(t.cipher);
+        v["ssl_hash"] = json!(t.hash);
+        if let Some(cert) = &t.peer_cert {
+            v["peer_cert_subject"] = json!(cert.subject);
+            v["peer_cert_issuer"] = json!(cert.issuer);
+            v["peer_cert_validity"] = json!(cert.validity);
+        }
+    }
     v
 }
 

@@ -100,6 +100,7 @@ async fn health_port(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("Invalid port: {port}")))?;
     let mut ports: Vec<u16> = vec![amqp_port(&b)];
+    ports.retain(|p| *p != 0);
     ports.extend(b.admin.listeners().iter().map(|(_, a)| a.port()));
     ports.sort_unstable();
     if ports.contains(&port) {

@@ -9,6 +9,7 @@
 mod alarms;
 mod aliveness;
 mod bindings;
+mod certificates;
 mod channels;
 mod cluster_name;
 mod connections;
@@ -59,6 +60,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(cluster_name::routes())
         .merge(nodes::routes())
         .merge(orphans::routes())
+        .merge(certificates::routes())
         .merge(vhosts::routes())
         .merge(users::routes())
         .merge(permissions::routes())

@@ -59,23 +59,67 @@ pub(super) fn exchange_types(b: &Broker) -> Value {
 
 fn listeners_json(b: &Broker) -> Value {
     let node = node_name();
-    let mut v = vec![json!({
-        "node": node,
-        "protocol": "amqp",
-        "ip_address": b.config.listen.ip().to_string(),
-        "port": amqp_port(b),
-        "socket_opts": {"nodelay": true},
-    })];
+    let mut v = Vec::new();
+    // Port 0: no plaintext AMQP listener (`listeners.tcp = none`).
+    if amqp_port(b) != 0 {
+        v.push(json!({
+            "node": node,
+            "protocol": "amqp",
+            "ip_address": b.config.listen.ip().to_string(),
+            "port": amqp_port(b),
+            "socket_opts": {"nodelay": true},
+        }));
+    }
+    let tls = b.admin.tls_listeners();
     for (protocol, addr) in b.admin.listeners() {
+        let server = tls
+            .iter()
+            .find(|(p, a, _)| *p == protocol && *a == addr)
+            .map(|(_, _, s)| s);
+        let socket_opts = match server {
+            Some(s) if protocol == "amqp/ssl" => {
+                let mut opts = tls_opts(s);
+                opts["nodelay"] = json!(true);
+                opts
+            }
+            Some(s) => json!({"port": addr.port(), "ssl": true, "ssl_opts": tls_opts(s)}),
+            None => json!({"port": addr.port()}),
+        };
         v.push(json!({
             "node": node,
             "protocol": protocol,
             "ip_address": addr.ip().to_string(),
             "port": addr.port(),
-            "socket_opts": {"port": addr.port()},
+            "socket_opts": socket_opts,
         }));
     }
     Value::Array(v)
+}
+
+/// A TLS listener's options as RabbitMQ lists them (files, verify, versions).
+fn tls_opts(s: &warren_tls::TlsServer) -> Value {
+    let o = s.options();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let versions: Vec<&str> = if o.versions.is_empty() {
+        vec!["tlsv1.3", "tlsv1.2"]
+    } else {
+        o.versions.iter().map(String::as_str).collect()
+    };
+    let mut v = json!({
+        "versions": versions,
+        "verify": o.verify.as_str(),
+        "fail_if_no_peer_cert": o.fail_if_no_peer_cert,
+    });
+    for (key, p) in [
+        ("certfile", &o.certfile),
+        ("keyfile", &o.keyfile),
+        ("cacertfile", &o.cacertfile),
+    ] {
+        if let Some(p) = path(p) {
+            v[key] = json!(p);
+        }
+    }
+    v
 }
 
 pub(super) fn contexts_json(b: &Broker) -> Value {
@@ -84,8 +128,9 @@ pub(super) fn contexts_json(b: &Broker) -> Value {
         b.admin
             .listeners()
             .into_iter()
+            .filter(|(protocol, _)| protocol != "amqp/ssl")
             .map(|(protocol, addr)| {
-                let description = if protocol == "http" {
+                let description = if protocol == "http" || protocol == "https" {
                     "RabbitMQ Management"
                 } else {
                     "RabbitMQ Prometheus"

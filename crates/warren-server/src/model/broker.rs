@@ -574,6 +574,18 @@ impl Broker {
     }
 
     /// Checks a username and password from `peer`, RabbitMQ-style.
+    /// EXTERNAL (certificate) login: the user must exist; no password is checked, the
+    /// loopback rule still applies (as RabbitMQ's internal backend does it).
+    pub fn authenticate_external(&self, user: &str, peer: IpAddr) -> Result<(), AuthError> {
+        if !self.users.read().contains_key(user) {
+            return Err(AuthError::BadCredentials);
+        }
+        if self.config.loopback_users.iter().any(|u| u == user) && !peer.is_loopback() {
+            return Err(AuthError::LoopbackOnly);
+        }
+        Ok(())
+    }
+
     pub fn authenticate(&self, user: &str, password: &str, peer: IpAddr) -> Result<(), AuthError> {
         let users = self.users.read();
         let Some(found) = users.get(user) else {

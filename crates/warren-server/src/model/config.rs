@@ -56,6 +56,12 @@ pub struct ServerConfig {
     /// Plugins enabled beyond the built-in ones (enabled_plugins, `plugins` in TOML):
     /// `rabbitmq_consistent_hash_exchange` makes `x-consistent-hash` declarable.
     pub plugins: Vec<String>,
+    /// The SASL mechanisms offered, in order (RabbitMQ's auth_mechanisms): PLAIN,
+    /// AMQPLAIN, and EXTERNAL (offered on TLS connections only).
+    pub auth_mechanisms: Vec<String>,
+    /// What EXTERNAL takes as the user name from the client certificate:
+    /// `distinguished_name` (RabbitMQ's default) or `common_name`.
+    pub ssl_cert_login_from: String,
 }
 
 impl ServerConfig {
@@ -114,6 +120,8 @@ impl Default for ServerConfig {
             consumer_timeout_ms: Some(1_800_000),
             channel_tick_interval_ms: 60_000,
             plugins: Vec::new(),
+            auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
+            ssl_cert_login_from: "distinguished_name".into(),
         }
     }
 }

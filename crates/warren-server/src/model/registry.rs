@@ -143,7 +143,12 @@ pub struct ConnInfo {
     pub channels: Mutex<BTreeSet<u16>>,
     /// Socket counters, shared with the connection task.
     pub io: Arc<IoCounters>,
+    /// The TLS session, for connections on a TLS listener.
+    pub tls: Option<warren_tls::SessionInfo>,
 }
+
+/// A TLS listener: protocol, address, configuration.
+type TlsListener = (String, SocketAddr, Arc<warren_tls::TlsServer>);
 
 /// Management state held by the broker.
 #[derive(Debug)]
@@ -160,6 +165,8 @@ pub struct AdminState {
     /// The HTTP and Prometheus listeners, for the port-listener health check
     /// ([`AdminState::add_listener`], [`AdminState::listeners`]).
     listeners: Mutex<Vec<(String, SocketAddr)>>,
+    /// The TLS ones among them, with their configurations.
+    tls_listeners: Mutex<Vec<TlsListener>>,
     /// The AMQP port actually bound (set by the binary).
     pub amqp_port: AtomicU16,
     /// Counters of deleted queues, so broker-wide totals never go down.
@@ -181,6 +188,7 @@ impl Default for AdminState {
             policies: PolicyStore::default(),
             started: Instant::now(),
             listeners: Mutex::new(Vec::new()),
+            tls_listeners: Mutex::new(Vec::new()),
             amqp_port: AtomicU16::new(0),
             retired: Mutex::new([0; STAT_COUNT]),
             retired_vhosts: Mutex::new([0; STAT_COUNT]),
@@ -267,6 +275,25 @@ impl AdminState {
     /// A listener of `protocol` (`http`, `http/prometheus`) is bound to `addr`.
     pub fn add_listener(&self, protocol: &str, addr: SocketAddr) {
         self.listeners.lock().push((protocol.to_string(), addr));
+    }
+
+    /// A TLS listener (`amqp/ssl`, `https`, `https/prometheus`) with its configuration,
+    /// for the overview's socket options and certificate expiry checks.
+    pub fn add_tls_listener(
+        &self,
+        protocol: &str,
+        addr: SocketAddr,
+        server: Arc<warren_tls::TlsServer>,
+    ) {
+        self.add_listener(protocol, addr);
+        self.tls_listeners
+            .lock()
+            .push((protocol.to_string(), addr, server));
+    }
+
+    /// The TLS listeners added, in order.
+    pub fn tls_listeners(&self) -> Vec<(String, SocketAddr, Arc<warren_tls::TlsServer>)> {
+        self.tls_listeners.lock().clone()
     }
 
     /// The (protocol, address) of each listener added, in the order they were added.

@@ -504,6 +504,7 @@ mod tests {
             handle: Arc::new(ConnHandle::new(42, tx)),
             channels: Default::default(),
             io: Default::default(),
+            tls: None,
         });
         for ch in [3, 1, 2] {
             b.admin.channel_opened(42, ch);

@@ -41,6 +41,18 @@ use crate::{
     util::error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
 };
 
+/// The SASL mechanisms warren implements.
+const KNOWN_MECHANISMS: [&str; 3] = ["PLAIN", "AMQPLAIN", "EXTERNAL"];
+
+/// The user name EXTERNAL takes from a client certificate (RabbitMQ's
+/// ssl_cert_login_from): the subject DN, or its common name(s).
+fn external_user(cert: &warren_tls::PeerCert, login_from: &str) -> Option<String> {
+    match login_from {
+        "common_name" => cert.common_name.clone(),
+        _ => Some(cert.subject.clone()),
+    }
+}
+
 /// Read buffer growth step: large enough for many small frames per read syscall.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -262,6 +274,8 @@ struct Connection {
     /// `connection.blocked` capability.
     throttle: Throttle,
     blocked_notify: bool,
+    /// The TLS session when the connection came in on a TLS listener.
+    tls: Option<warren_tls::SessionInfo>,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
@@ -271,8 +285,39 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
         peer,
         local,
         silent_close_delay: SILENT_CLOSE_DELAY,
+        tls: None,
     };
     run_on(rd, wr, ends, broker).await;
+}
+
+/// A connection on a TLS listener: the TLS handshake (within the handshake timeout),
+/// then AMQP over the encrypted stream. A failed handshake (a plaintext client, an
+/// unknown CA, an expired certificate) ends with rustls' alert and the socket closed.
+pub(crate) async fn run_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    tls: Arc<warren_tls::TlsServer>,
+) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let timeout = Duration::from_secs(broker.config.handshake_timeout_secs);
+    let (stream, info) = match tls.accept(stream, timeout).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            // RabbitMQ logs failed TLS handshakes at error level, without a stack.
+            warn!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    debug!(%peer, protocol = %info.protocol, "TLS handshake complete");
+    let (rd, wr) = tokio::io::split(stream);
+    let ends = Ends {
+        peer,
+        local,
+        silent_close_delay: SILENT_CLOSE_DELAY,
+        tls: Some(info),
+    };
+    run_on(StreamReader::new(rd), wr, ends, broker).await;
 }
 
 /// Serves one AMQP connection over an in-process byte stream (a `tokio::io::duplex` end,
@@ -290,6 +335,7 @@ where
         peer,
         local: SocketAddr::from(([127, 0, 0, 1], 5672)),
         silent_close_delay: Duration::ZERO,
+        tls: None,
     };
     run_on(StreamReader::new(rd), wr, ends, broker).await;
 }
@@ -299,6 +345,7 @@ struct Ends {
     peer: SocketAddr,
     local: SocketAddr,
     silent_close_delay: Duration,
+    tls: Option<warren_tls::SessionInfo>,
 }
 
 async fn run_on<R, W>(rd: R, wr: W, ends: Ends, broker: Arc<Broker>)
@@ -310,6 +357,7 @@ where
         peer,
         local,
         silent_close_delay,
+        tls,
     } = ends;
     let id = broker.next_id();
     let (out_tx, out_rx) = crate::util::mailbox::mailbox();
@@ -362,6 +410,7 @@ where
         io: Arc::default(),
         throttle: Throttle::default(),
         blocked_notify: false,
+        tls,
     };
     debug!(%peer, "accepting AMQP connection");
     let served = {
@@ -599,7 +648,7 @@ impl Connection {
             version_major: 0,
             version_minor: 9,
             server_properties: self.server_properties(),
-            mechanisms: LongString::from(b"PLAIN AMQPLAIN".to_vec()),
+            mechanisms: LongString::from(self.mechanisms().join(" ").into_bytes()),
             locales: LongString::from(b"en_US".to_vec()),
         };
         self.ctx.send_method(
@@ -1305,6 +1354,21 @@ impl Connection {
         }
     }
 
+    /// The mechanisms offered in connection.start: the configured ones, EXTERNAL only on
+    /// TLS connections (offered there with or without a client certificate, as RabbitMQ
+    /// 3.10 does, so that a missing certificate gets a clear refusal).
+    fn mechanisms(&self) -> Vec<&str> {
+        self.ctx
+            .broker
+            .config
+            .auth_mechanisms
+            .iter()
+            .map(String::as_str)
+            .filter(|m| KNOWN_MECHANISMS.contains(m))
+            .filter(|m| *m != "EXTERNAL" || self.tls.is_some())
+            .collect()
+    }
+
     fn on_start_ok(&mut self, ok: connection::StartOk) -> AmqpResult<()> {
         let props = &ok.client_properties;
         if let Some(name) = table_str(props, "connection_name") {
@@ -1316,9 +1380,16 @@ impl Connection {
             self.auth_failure_close = table_bool(caps, "authentication_failure_close");
         }
         let mechanism = ok.mechanism.as_str();
-        if mechanism != "PLAIN" && mechanism != "AMQPLAIN" {
+        if !KNOWN_MECHANISMS.contains(&mechanism) {
             return Err(AmqpError::command_invalid(format_args!(
                 "unknown authentication mechanism '{mechanism}'"
+            ))
+            .with_method(10, 11));
+        }
+        if !self.mechanisms().contains(&mechanism) {
+            // rabbit_reader: a mechanism RabbitMQ knows but does not offer here.
+            return Err(AmqpError::command_invalid(format_args!(
+                "invalid authentication mechanism '{mechanism}'"
             ))
             .with_method(10, 11));
         }
@@ -1328,11 +1399,30 @@ impl Connection {
             ))
             .on_connection()
         };
-        let Some((user, pass)) = sasl_credentials(mechanism, ok.response.as_bytes()) else {
-            return Err(refused());
+        let checked = if mechanism == "EXTERNAL" {
+            let login_from = self.ctx.broker.config.ssl_cert_login_from.as_str();
+            let cert = self.tls.as_ref().and_then(|t| t.peer_cert.as_ref());
+            let Some(user) = cert.and_then(|c| external_user(c, login_from)) else {
+                // RabbitMQ's log text (rabbit_auth_mechanism_ssl).
+                warn!(peer = %self.peer, "EXTERNAL login refused: connection peer presented no TLS (x.509) certificate");
+                return Err(refused());
+            };
+            let result = self.ctx.broker.authenticate_external(&user, self.peer.ip());
+            (user, result)
+        } else {
+            let Some((user, pass)) = sasl_credentials(mechanism, ok.response.as_bytes()) else {
+                return Err(refused());
+            };
+            let result = self.ctx.broker.authenticate(&user, &pass, self.peer.ip());
+            (user, result)
         };
-        match self.ctx.broker.authenticate(&user, &pass, self.peer.ip()) {
+        let (user, result) = checked;
+        match result {
             Ok(()) => {}
+            Err(AuthError::BadCredentials) if mechanism == "EXTERNAL" => {
+                warn!(peer = %self.peer, "EXTERNAL login refused: user '{user}' - invalid credentials");
+                return Err(refused());
+            }
             Err(AuthError::BadCredentials) => {
                 warn!(peer = %self.peer, user = %user, "invalid credentials");
                 return Err(refused());
@@ -1439,6 +1529,7 @@ impl Connection {
                 handle: self.ctx.handle.clone(),
                 channels: Default::default(),
                 io: self.io.clone(),
+                tls: self.tls.clone(),
             });
         drop(gate);
         info!(peer = %self.peer, name = %self.name, user = %self.ctx.user, vhost = %vhost_name, "connection opened");

@@ -19,9 +19,10 @@ use std::{
 };
 
 use warren_server::{
-    util::rabbitmq_conf::{DiskFreeLimit, MemoryWatermark, Settings},
+    util::rabbitmq_conf::{DiskFreeLimit, MemoryWatermark, Settings, SslListener},
     ServerConfig,
 };
+use warren_tls::TlsOptions;
 
 use crate::Cli;
 
@@ -91,6 +92,14 @@ pub(crate) struct Extras {
     pub repair_metadata: bool,
     /// rabbitmq.conf's `log.file`: a file the log goes to besides standard output.
     pub log_file: Option<PathBuf>,
+    /// Whether the plaintext AMQP listener runs (`listeners.tcp = none` turns it off).
+    pub amqp_tcp: bool,
+    /// AMQP over TLS: address and `ssl_options`.
+    pub amqps: Option<(SocketAddr, TlsOptions)>,
+    /// The management API over TLS.
+    pub https: Option<(SocketAddr, TlsOptions)>,
+    /// Prometheus over TLS.
+    pub prometheus_tls: Option<(SocketAddr, TlsOptions)>,
 }
 
 /// The configuration, the log filter to use and what to log about it.
@@ -151,6 +160,18 @@ fn load_into(
     let mut sides = Sides::default();
     apply_rabbit(&mut cfg, &mut sides, &rabbit.settings, notes).map_err(|e| vec![e])?;
     cfg.plugins = rabbit.plugins.clone();
+    let external_plugin = rabbit
+        .plugins
+        .iter()
+        .any(|p| p == rabbitmq::AUTH_MECHANISM_SSL);
+    if cfg.auth_mechanisms.iter().any(|m| m == "EXTERNAL") && !external_plugin {
+        // RabbitMQ offers no mechanism whose plugin is off.
+        notes.push(Note::warn(format!(
+            "auth_mechanisms: EXTERNAL needs the {} plugin enabled; not offered",
+            rabbitmq::AUTH_MECHANISM_SSL
+        )));
+        cfg.auth_mechanisms.retain(|m| m != "EXTERNAL");
+    }
     if let Some(dir) = rabbit.data_dir {
         cfg.data_dir = dir;
     }
@@ -165,9 +186,18 @@ fn load_into(
     let pick = |flag: &Option<String>, side: Option<String>, default: &str| {
         flag.clone().or(side).unwrap_or_else(|| default.to_string())
     };
-    let http = pick(&cli.http_listen, sides.http, "0.0.0.0:15672");
-    let prometheus = pick(&cli.prometheus_listen, sides.prometheus, "0.0.0.0:15692");
+    let http = pick(&cli.http_listen, sides.http.clone(), "0.0.0.0:15672");
+    let prometheus = pick(
+        &cli.prometheus_listen,
+        sides.prometheus.clone(),
+        "0.0.0.0:15692",
+    );
+    let tls = apply_tls_flags(cli, &mut sides, &mut cfg).map_err(|e| vec![e])?;
     let extras = Extras {
+        amqp_tcp: tls.amqp_tcp,
+        amqps: tls.amqps,
+        https: tls.https,
+        prometheus_tls: tls.prometheus_tls,
         http_listen: listen_setting("http_listen", &http).map_err(|e| vec![e])?,
         prometheus_listen: listen_setting("prometheus_listen", &prometheus).map_err(|e| vec![e])?,
         load_definitions: cli.load_definitions.clone().or(sides.definitions),
@@ -194,6 +224,86 @@ struct Sides {
     prometheus: Option<String>,
     definitions: Option<PathBuf>,
     log_filter: Option<String>,
+    /// `listeners.tcp = none` / `plaintext = false`.
+    tcp_off: bool,
+    amqps: Option<String>,
+    ssl_options: TlsOptions,
+    https: Option<String>,
+    https_options: Option<TlsOptions>,
+    prometheus_tls: Option<String>,
+    prometheus_tls_options: Option<TlsOptions>,
+}
+
+/// The TLS listeners, after flags.
+struct TlsListeners {
+    amqp_tcp: bool,
+    amqps: Option<(SocketAddr, TlsOptions)>,
+    https: Option<(SocketAddr, TlsOptions)>,
+    prometheus_tls: Option<(SocketAddr, TlsOptions)>,
+}
+
+/// The TLS flags over the files' settings; resolves the listeners.
+fn apply_tls_flags(
+    cli: &Cli,
+    sides: &mut Sides,
+    cfg: &mut ServerConfig,
+) -> Result<TlsListeners, String> {
+    let o = &mut sides.ssl_options;
+    if let Some(p) = &cli.tls_cert {
+        o.certfile = Some(p.clone());
+    }
+    if let Some(p) = &cli.tls_key {
+        o.keyfile = Some(p.clone());
+    }
+    if let Some(p) = &cli.tls_ca {
+        o.cacertfile = Some(p.clone());
+    }
+    if let Some(v) = &cli.tls_verify {
+        o.verify = warren_tls::Verify::parse(v)
+            .ok_or_else(|| format!("--tls-verify must be verify_peer or verify_none, not '{v}'"))?;
+    }
+    if cli.tls_fail_if_no_peer_cert {
+        o.fail_if_no_peer_cert = true;
+    }
+    if !cli.tls_versions.is_empty() {
+        o.versions = cli.tls_versions.clone();
+    }
+    let amqps = cli.listen_tls.clone().or(sides.amqps.clone());
+    let amqps = match amqps {
+        Some(v) => listen_setting("listen_tls", &v)?,
+        None => None,
+    };
+    // HTTPS without files of its own uses the AMQP ones (handy with flags).
+    let fallback = |own: &Option<TlsOptions>| match own {
+        Some(o) if o.certfile.is_some() => o.clone(),
+        _ => sides.ssl_options.clone(),
+    };
+    let https = match cli.https_listen.clone().or(sides.https.clone()) {
+        Some(v) => listen_setting("https_listen", &v)?.map(|a| (a, fallback(&sides.https_options))),
+        None => None,
+    };
+    let prometheus_tls = match cli
+        .prometheus_tls_listen
+        .clone()
+        .or(sides.prometheus_tls.clone())
+    {
+        Some(v) => listen_setting("prometheus_tls_listen", &v)?
+            .map(|a| (a, fallback(&sides.prometheus_tls_options))),
+        None => None,
+    };
+    let amqp_tcp = !(cli.no_plaintext || sides.tcp_off);
+    if cfg.ssl_cert_login_from != "distinguished_name" && cfg.ssl_cert_login_from != "common_name" {
+        return Err(format!(
+            "ssl_cert_login_from must be distinguished_name or common_name, not '{}'",
+            cfg.ssl_cert_login_from
+        ));
+    }
+    Ok(TlsListeners {
+        amqp_tcp,
+        amqps: amqps.map(|a| (a, sides.ssl_options.clone())),
+        https,
+        prometheus_tls,
+    })
 }
 
 /// `log.file`: an absolute path, or a name in RabbitMQ's log directory
@@ -241,7 +351,25 @@ fn apply_rabbit(
     notes: &mut Vec<Note>,
 ) -> Result<(), String> {
     if let Some(listeners) = &s.tcp_listeners {
+        if listeners.is_empty() {
+            sides.tcp_off = true;
+        }
         apply_listeners(cfg, listeners, notes);
+    }
+    if let Some(listeners) = &s.ssl_listeners {
+        sides.amqps = first_listener("ssl", listeners, notes).map(|a| a.to_string());
+    }
+    sides.ssl_options = s.ssl_options.clone();
+    let ssl_side = |l: &SslListener, default_port| side_listener(l.ip, l.port, default_port);
+    sides.https = ssl_side(&s.management_ssl, 15671);
+    sides.https_options = Some(s.management_ssl.options.clone());
+    sides.prometheus_tls = ssl_side(&s.prometheus_ssl, 15691);
+    sides.prometheus_tls_options = Some(s.prometheus_ssl.options.clone());
+    if let Some(m) = &s.auth_mechanisms {
+        cfg.auth_mechanisms = m.clone();
+    }
+    if let Some(v) = &s.ssl_cert_login_from {
+        cfg.ssl_cert_login_from = v.clone();
     }
     macro_rules! take {
         ($($field:ident),*) => { $( if let Some(v) = &s.$field { cfg.$field = v.clone(); } )* };
@@ -308,6 +436,30 @@ fn apply_rabbit(
     Ok(())
 }
 
+/// `listeners.ssl.default`, or else the first one; others are named in warnings.
+fn first_listener(
+    kind: &str,
+    listeners: &[(String, warren_server::util::rabbitmq_conf::Listener)],
+    notes: &mut Vec<Note>,
+) -> Option<SocketAddr> {
+    let chosen = listeners
+        .iter()
+        .position(|(name, _)| name == "default")
+        .or((!listeners.is_empty()).then_some(0))?;
+    let mut out = None;
+    for (i, (name, l)) in listeners.iter().enumerate() {
+        let addr = SocketAddr::new(l.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), l.port);
+        if i == chosen {
+            out = Some(addr);
+        } else {
+            notes.push(Note::warn(format!(
+                "listeners.{kind}.{name} ({addr}): warren listens on one address per kind; ignored"
+            )));
+        }
+    }
+    out
+}
+
 /// warren listens on one AMQP address: `listeners.tcp.default`, or else the first one.
 fn apply_listeners(
     cfg: &mut ServerConfig,
@@ -319,9 +471,6 @@ fn apply_listeners(
         .position(|(name, _)| name == "default")
         .or((!listeners.is_empty()).then_some(0));
     let Some(chosen) = chosen else {
-        notes.push(Note::warn(
-            "listeners.tcp = none: warren always listens for AMQP; ignored".into(),
-        ));
         return;
     };
     for (i, (name, l)) in listeners.iter().enumerate() {
@@ -394,6 +543,35 @@ fn apply_toml(
     }
     if file.load_definitions.is_some() {
         sides.definitions = file.load_definitions;
+    }
+    if let Some(on) = file.plaintext {
+        sides.tcp_off = !on;
+    }
+    if file.listen_tls.is_some() {
+        sides.amqps = file.listen_tls;
+    }
+    if let Some(t) = &file.tls {
+        sides.ssl_options = t.over(sides.ssl_options.clone(), "tls")?;
+    }
+    if file.https_listen.is_some() {
+        sides.https = file.https_listen;
+    }
+    if let Some(t) = &file.https_tls {
+        let base = sides.https_options.clone().unwrap_or_default();
+        sides.https_options = Some(t.over(base, "https_tls")?);
+    }
+    if file.prometheus_tls_listen.is_some() {
+        sides.prometheus_tls = file.prometheus_tls_listen;
+    }
+    if let Some(t) = &file.prometheus_tls {
+        let base = sides.prometheus_tls_options.clone().unwrap_or_default();
+        sides.prometheus_tls_options = Some(t.over(base, "prometheus_tls")?);
+    }
+    if let Some(m) = file.auth_mechanisms {
+        cfg.auth_mechanisms = m;
+    }
+    if let Some(v) = file.ssl_cert_login_from {
+        cfg.ssl_cert_login_from = v;
     }
     Ok(())
 }

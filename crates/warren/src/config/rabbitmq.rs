@@ -62,6 +62,10 @@ pub(crate) struct RabbitLayer {
     pub plugins: Vec<String>,
 }
 
+/// The plugin that provides the EXTERNAL mechanism in RabbitMQ; warren has it built in,
+/// and offers EXTERNAL from rabbitmq.conf's auth_mechanisms only when it is enabled.
+pub(crate) const AUTH_MECHANISM_SSL: &str = "rabbitmq_auth_mechanism_ssl";
+
 /// Reads the RabbitMQ side. `etc` is where the default files are looked for
 /// (`/etc/rabbitmq`; `None` turns the default lookup off). Errors are complete messages.
 pub(crate) fn load(

@@ -34,6 +34,70 @@ pub(crate) struct FileConfig {
     pub http_listen: Option<String>,
     pub prometheus_listen: Option<String>,
     pub load_definitions: Option<PathBuf>,
+    /// `false`: no plaintext AMQP listener (rabbitmq.conf's `listeners.tcp = none`).
+    pub plaintext: Option<bool>,
+    /// AMQP over TLS (`listeners.ssl.default`), ADDR:PORT or `off`.
+    pub listen_tls: Option<String>,
+    /// `ssl_options.*`.
+    pub tls: Option<TlsTable>,
+    /// Management API over TLS (`management.ssl.port`), ADDR:PORT or `off`.
+    pub https_listen: Option<String>,
+    /// `management.ssl.*` (defaults to the `[tls]` files).
+    pub https_tls: Option<TlsTable>,
+    /// Prometheus over TLS (`prometheus.ssl.port`), ADDR:PORT or `off`.
+    pub prometheus_tls_listen: Option<String>,
+    /// `prometheus.ssl.*` (defaults to the `[tls]` files).
+    pub prometheus_tls: Option<TlsTable>,
+    pub auth_mechanisms: Option<Vec<String>>,
+    pub ssl_cert_login_from: Option<String>,
+}
+
+/// A `[tls]` table: rabbitmq.conf's `ssl_options.*` under the same names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsTable {
+    pub cacertfile: Option<PathBuf>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub password: Option<String>,
+    pub verify: Option<String>,
+    pub fail_if_no_peer_cert: Option<bool>,
+    pub depth: Option<u32>,
+    pub versions: Option<Vec<String>>,
+    pub ciphers: Option<Vec<String>>,
+    pub honor_cipher_order: Option<bool>,
+}
+
+impl TlsTable {
+    /// These settings over `base`.
+    pub fn over(
+        &self,
+        mut base: warren_tls::TlsOptions,
+        what: &str,
+    ) -> Result<warren_tls::TlsOptions, String> {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if let Some(v) = &self.$f { base.$f = Some(v.clone()); } )* };
+        }
+        take!(cacertfile, certfile, keyfile, password, depth);
+        if let Some(v) = &self.verify {
+            base.verify = warren_tls::Verify::parse(v).ok_or_else(|| {
+                format!("{what}.verify must be verify_peer or verify_none, not '{v}'")
+            })?;
+        }
+        if let Some(v) = self.fail_if_no_peer_cert {
+            base.fail_if_no_peer_cert = v;
+        }
+        if let Some(v) = self.honor_cipher_order {
+            base.honor_cipher_order = v;
+        }
+        if let Some(v) = &self.versions {
+            base.versions = v.clone();
+        }
+        if let Some(v) = &self.ciphers {
+            base.ciphers = v.clone();
+        }
+        Ok(base)
+    }
 }
 
 /// `default_permissions = { configure = ".*", write = ".*", read = ".*" }`.

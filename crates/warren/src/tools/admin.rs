@@ -29,6 +29,10 @@ struct Opts {
     sort_reverse: bool,
     version: bool,
     help: bool,
+    /// `--ssl` / `-s`: HTTPS.
+    ssl: bool,
+    /// `--ssl-ca-cert-file`.
+    ssl_ca: Option<String>,
 }
 
 /// (long, short, takes a value).
@@ -75,6 +79,8 @@ fn parse_opts(args: &[String]) -> Result<(Opts, Vec<String>), String> {
         sort_reverse: false,
         version: false,
         help: false,
+        ssl: false,
+        ssl_ca: None,
     };
     let mut rest = Vec::new();
     let mut i = 0;
@@ -141,17 +147,17 @@ fn set_opt(o: &mut Opts, long: &str, value: Option<String>) -> Result<(), String
         "sort-reverse" => o.sort_reverse = true,
         "version" => o.version = true,
         "help" => o.help = true,
+        "ssl" => o.ssl = true,
+        "ssl-ca-cert-file" => o.ssl_ca = Some(v),
         "base-uri" => base_uri(o, &v),
         "request-timeout" | "node" => {}
         "config" => return Err(
             "configuration files (-c) are not supported by warren's rabbitmqadmin; use -H/-P/-u/-p"
                 .into(),
         ),
-        _ => {
-            return Err(format!(
-                "--{long} (TLS) is not supported by warren's rabbitmqadmin"
-            ))
-        }
+        _ => return Err(format!(
+            "--{long} is not supported by warren's rabbitmqadmin (-s and --ssl-ca-cert-file are)"
+        )),
     }
     Ok(())
 }
@@ -218,7 +224,18 @@ pub(crate) fn main(args: &[String]) -> u8 {
             p.as_deref().unwrap_or("15672")
         ),
     };
+    // rabbitmqadmin's -s: HTTPS, verified against --ssl-ca-cert-file.
+    let addr = if o.ssl && !addr.starts_with("https://") {
+        format!("https://{addr}")
+    } else {
+        addr
+    };
     let api = Api {
+        cacert: o
+            .ssl_ca
+            .clone()
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("WARREN_CTL_CACERT").map(std::path::PathBuf::from)),
         addr,
         user: o.user.clone().unwrap_or(user),
         password: o.password.clone().unwrap_or(password),

@@ -21,6 +21,8 @@ pub(crate) struct Api {
     /// The node's CLI cookie (`crate::cookie`), sent besides the credentials: the broker
     /// takes it over them when it matches.
     pub(crate) cookie: Option<String>,
+    /// CA file for an `https://` address (`WARREN_CTL_CACERT`).
+    pub(crate) cacert: Option<std::path::PathBuf>,
 }
 
 /// The value of an environment variable, when set and not empty.
@@ -97,6 +99,7 @@ impl Api {
             password,
             node: node.map_or_else(default_node, str::to_string),
             cookie,
+            cacert: env("WARREN_CTL_CACERT").map(std::path::PathBuf::from),
         }
     }
 
@@ -114,6 +117,7 @@ impl Api {
         }
         http::send(
             &self.addr,
+            self.cacert.as_deref(),
             (&self.user, &self.password),
             method,
             path,

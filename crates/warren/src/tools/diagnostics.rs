@@ -62,6 +62,11 @@ const COMMANDS: &[(&str, &str, Run)] = &[
         listeners,
     ),
     (
+        "check_certificate_expiration",
+        "rabbitmq-diagnostics [--node <node>] [--longnames] [--quiet] check_certificate_expiration [--unit <days|weeks|months|years>] [--within <period>]",
+        check_certificate_expiration,
+    ),
+    (
         "status",
         "rabbitmq-diagnostics [--node <node>] [--longnames] [--quiet] status [--unit <unit>]",
         status::status,
@@ -94,6 +99,8 @@ const OPTIONS: &[OptSpec] = &[
     ("online", None, false),
     ("offline", None, false),
     ("local", None, false),
+    ("within", None, true),
+    ("unit", None, true),
 ];
 
 pub(crate) fn main(args: &[String]) -> u8 {
@@ -120,7 +127,12 @@ pub(crate) fn main(args: &[String]) -> u8 {
                 ));
             }
             let (_, usage, run) = COMMANDS.iter().find(|c| c.0 == name)?;
-            Some((usage, &[], (0, 0), Runner::Fn(*run)))
+            let allowed: &[&str] = if name == "check_certificate_expiration" {
+                &["within", "unit"]
+            } else {
+                &[]
+            };
+            Some((usage, allowed, (0, 0), Runner::Fn(*run)))
         },
     )
 }
@@ -340,6 +352,101 @@ fn listeners(ctx: &Ctx) -> Result<(), Failure> {
         println!("{}", l.line());
     }
     Ok(())
+}
+
+/// Seconds in `within` `unit`s (RabbitMQ's CLI: a month is 30 days, a year 365).
+fn expiry_window(within: &str, unit: &str) -> Result<i64, String> {
+    let n: i64 = within
+        .parse()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| format!("Period must be a non-negative integer, not '{within}'"))?;
+    let per = match unit {
+        "days" => 86_400,
+        "weeks" => 7 * 86_400,
+        "months" => 30 * 86_400,
+        "years" => 365 * 86_400,
+        _ => return Err("Time unit must be one of: days, weeks, months, years".into()),
+    };
+    Ok(n.saturating_mul(per))
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, as RabbitMQ prints expiry dates.
+fn expiry_text(secs: i64) -> String {
+    warren_tls::format_timestamp(secs)
+        .trim_end_matches('Z')
+        .replacen('T', " ", 1)
+}
+
+/// The AMQP TLS listeners whose certificate or CA file holds a certificate that expires
+/// within the window, printed as RabbitMQ's CLI prints them (an Elixir map each).
+fn check_certificate_expiration(ctx: &Ctx) -> Result<(), Failure> {
+    let within = ctx.p.value("within").unwrap_or("4");
+    let unit = ctx.p.value("unit").unwrap_or("weeks");
+    let window = expiry_window(within, unit).map_err(|e| Failure::Usage(exit::USAGE, e))?;
+    say(
+        ctx,
+        format!("Checking certificate expiration on node {} ...", ctx.node()),
+    );
+    let listeners = ctx.call("GET", "/api/warren/certificates", None)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let deadline = now.saturating_add(window);
+    let mut expiring = Vec::new();
+    for l in listeners.as_array().map(Vec::as_slice).unwrap_or_default() {
+        // RabbitMQ looks at the AMQP listeners only (HTTPS keeps its files elsewhere).
+        if l.get("protocol").and_then(Value::as_str) != Some("amqp/ssl") {
+            continue;
+        }
+        let dates = |key: &str| -> Vec<i64> {
+            l.get(key)
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c.get("not_after").and_then(Value::as_i64))
+                .collect()
+        };
+        let (certs, cas) = (dates("certificates"), dates("ca_certificates"));
+        if !certs.iter().chain(&cas).any(|t| *t <= deadline) {
+            continue;
+        }
+        let list = |ts: &[i64]| {
+            let items: Vec<String> = ts
+                .iter()
+                .map(|t| format!("\"{}\"", expiry_text(*t)))
+                .collect();
+            format!("[{}]", items.join(", "))
+        };
+        let text = |key: &str| {
+            l.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ip = text("ip_address");
+        let interface = if ip == "0.0.0.0" || ip == "::" {
+            "[::]".to_string()
+        } else {
+            ip
+        };
+        expiring.push(format!(
+            "%{{cacertfile: \"{}\", cacertfile_expires_on: {}, certfile: \"{}\", certfile_expires_on: {}, interface: \"{interface}\", node: :{}, port: {}, protocol: :\"amqp/ssl\", purpose: \"AMQP 0-9-1 and AMQP 1.0 over TLS\"}}",
+            text("cacertfile"),
+            list(&cas),
+            text("certfile"),
+            list(&certs),
+            ctx.node(),
+            l.get("port").and_then(Value::as_u64).unwrap_or(0),
+        ));
+    }
+    if expiring.is_empty() {
+        println!("No certificates are expiring within {within} {unit}.");
+        Ok(())
+    } else {
+        Err(Failure::Bare(exit::UNAVAILABLE, expiring.join("\n")))
+    }
 }
 
 fn server_version(ctx: &Ctx) -> Result<(), Failure> {

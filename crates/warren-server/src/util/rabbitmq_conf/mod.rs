@@ -24,7 +24,7 @@ pub use keys::{is_rabbitmq_key, RABBITMQ_KEYS_VERSION};
 pub use plugins::{parse_enabled_plugins, PluginsError, BUILT_IN_PLUGINS, OPTIONAL_PLUGINS};
 pub use settings::{
     settings, ConfProblem, DiskFreeLimit, Listener, MemoryWatermark, Permissions, Settings,
-    SettingsReport,
+    SettingsReport, SslListener,
 };
 
 /// One line of a rabbitmq.conf that says something.

@@ -11,7 +11,10 @@ pub const BUILT_IN_PLUGINS: [&str; 4] = [
 ];
 
 /// Plugins warren implements that are off until enabled, as in RabbitMQ.
-pub const OPTIONAL_PLUGINS: [&str; 1] = ["rabbitmq_consistent_hash_exchange"];
+pub const OPTIONAL_PLUGINS: [&str; 2] = [
+    "rabbitmq_consistent_hash_exchange",
+    "rabbitmq_auth_mechanism_ssl",
+];
 
 /// An enabled_plugins text that is not a list of atoms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -76,6 +76,26 @@ pub struct Settings {
     /// `log.file`: a file to log to besides the console (relative to RabbitMQ's log
     /// directory); `log.file = false` leaves it unset.
     pub log_file: Option<String>,
+    /// `listeners.ssl.NAME`, as `tcp_listeners`.
+    pub ssl_listeners: Option<Vec<(String, Listener)>>,
+    /// `ssl_options.*` (empty unless set).
+    pub ssl_options: warren_tls::TlsOptions,
+    /// `management.ssl.ip` / `.port` and the listener's TLS options.
+    pub management_ssl: SslListener,
+    /// `prometheus.ssl.*`, as `management.ssl.*`.
+    pub prometheus_ssl: SslListener,
+    /// `auth_mechanisms.N`, in the order first set.
+    pub auth_mechanisms: Option<Vec<String>>,
+    /// `ssl_cert_login_from`: `distinguished_name` or `common_name`.
+    pub ssl_cert_login_from: Option<String>,
+}
+
+/// `management.ssl.*` / `prometheus.ssl.*`: a TLS HTTP listener (on when a port is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SslListener {
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub options: warren_tls::TlsOptions,
 }
 
 /// A warning or error about one entry: where it is, its key and what is wrong.
@@ -313,7 +333,86 @@ impl Mapper {
         if key == "loopback_users" || key.starts_with("loopback_users.") {
             return self.loopback(key, value).map_err(Verdict::Invalid);
         }
+        if let Some(done) = self.apply_tls(key, value) {
+            return done;
+        }
         Err(ignored(key, value))
+    }
+
+    /// `listeners.ssl*`, `ssl_options.*`, `management.ssl.*`, `prometheus.ssl.*`,
+    /// `auth_mechanisms.*`, `ssl_cert_login_from`; `None` for other keys and for TLS
+    /// options warren does not act on (they get the usual warning).
+    fn apply_tls(&mut self, key: &str, value: &str) -> Option<Result<(), Verdict>> {
+        let s = &mut self.report.settings;
+        if key == "listeners.ssl" {
+            return Some(match value {
+                "none" => set(&mut s.ssl_listeners, Vec::new()).map_err(Verdict::Invalid),
+                _ => Err(Verdict::Invalid(format!(
+                    "{value:?} is not a valid enum value, acceptable values are: none"
+                ))),
+            });
+        }
+        if let Some(name) = key
+            .strip_prefix("listeners.ssl.")
+            .filter(|n| !n.contains('.'))
+        {
+            return Some(listener(value).map_err(Verdict::Invalid).map(|l| {
+                let list = s.ssl_listeners.get_or_insert_with(Vec::new);
+                match list.iter_mut().find(|(n, _)| n == name) {
+                    Some(slot) => slot.1 = l,
+                    None => list.push((name.to_string(), l)),
+                }
+            }));
+        }
+        if let Some(rest) = key.strip_prefix("ssl_options.") {
+            return tls_option(&mut s.ssl_options, rest, value);
+        }
+        for (prefix, slot) in [
+            ("management.ssl.", &mut s.management_ssl),
+            ("prometheus.ssl.", &mut s.prometheus_ssl),
+        ] {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                return match rest {
+                    "port" => Some(
+                        integer(value)
+                            .map(|v| slot.port = Some(v))
+                            .map_err(Verdict::Invalid),
+                    ),
+                    "ip" => Some(
+                        ip(value)
+                            .map(|v| slot.ip = Some(v))
+                            .map_err(Verdict::Invalid),
+                    ),
+                    _ => tls_option(&mut slot.options, rest, value),
+                };
+            }
+        }
+        if let Some(n) = key.strip_prefix("auth_mechanisms.") {
+            let _ = n;
+            let list = s.auth_mechanisms.get_or_insert_with(Vec::new);
+            if !list.iter().any(|m| m == value) {
+                list.push(value.to_string());
+            }
+            return Some(Ok(()));
+        }
+        if key == "ssl_cert_login_from" {
+            return Some(match value {
+                "distinguished_name" | "common_name" => {
+                    set(&mut s.ssl_cert_login_from, value.to_string()).map_err(Verdict::Invalid)
+                }
+                // RabbitMQ 3.10 also takes subject_alternative_name; warren does not yet.
+                "subject_alternative_name" => Err(Verdict::Ignored(
+                    "ssl_cert_login_from = subject_alternative_name is not supported; \
+                     the distinguished name is used"
+                        .into(),
+                )),
+                _ => Err(Verdict::Invalid(format!(
+                    "{value:?} is not a valid enum value, acceptable values are: \
+                     distinguished_name, common_name, subject_alternative_name"
+                ))),
+            });
+        }
+        None
     }
 
     fn loopback(&mut self, key: &str, value: &str) -> Outcome {
@@ -386,6 +485,44 @@ enum Verdict {
     Ignored(String),
 }
 
+/// One `ssl_options.X` (or `management.ssl.X`) setting into `o`; `None` for options
+/// warren does not act on.
+fn tls_option(
+    o: &mut warren_tls::TlsOptions,
+    rest: &str,
+    value: &str,
+) -> Option<Result<(), Verdict>> {
+    let path = || Some(std::path::PathBuf::from(value));
+    let r = match rest {
+        "cacertfile" => Ok(o.cacertfile = path()),
+        "certfile" => Ok(o.certfile = path()),
+        "keyfile" => Ok(o.keyfile = path()),
+        "password" => Ok(o.password = Some(value.to_string())),
+        "verify" => warren_tls::Verify::parse(value)
+            .map(|v| o.verify = v)
+            .ok_or_else(|| {
+                format!("{value:?} is not a valid enum value, acceptable values are: verify_peer, verify_none")
+            }),
+        "fail_if_no_peer_cert" => boolean(value).map(|b| o.fail_if_no_peer_cert = b),
+        "honor_cipher_order" => boolean(value).map(|b| o.honor_cipher_order = b),
+        "depth" => integer(value).map(|d| o.depth = Some(d)),
+        _ => {
+            if let Some(_n) = rest.strip_prefix("versions.") {
+                if !o.versions.iter().any(|v| v == value) {
+                    o.versions.push(value.to_string());
+                }
+                Ok(())
+            } else if let Some(_n) = rest.strip_prefix("ciphers.") {
+                o.ciphers.push(value.to_string());
+                Ok(())
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(r.map_err(Verdict::Invalid))
+}
+
 /// RabbitMQ's log levels; warren's filter is coarser (notice is info; critical, alert
 /// and emergency are error).
 fn log_level(value: &str) -> Result<&'static str, String> {
@@ -423,12 +560,11 @@ fn ignored(key: &str, value: &str) -> Verdict {
     if !is_rabbitmq_key(key) {
         return Verdict::Unknown;
     }
-    let tls = key.starts_with("listeners.ssl")
-        || key.starts_with("ssl_options.")
+    let tls = key.starts_with("ssl_options.")
         || key.starts_with("management.ssl.")
         || key.starts_with("prometheus.ssl.");
     Verdict::Ignored(if tls {
-        format!("{key}: TLS is not supported yet; ignored")
+        format!("{key}: a TLS option warren does not support (rustls decides it); ignored")
     } else {
         format!("{key}: a RabbitMQ setting warren does not support; ignored")
     })
