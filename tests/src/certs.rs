@@ -175,6 +175,8 @@ impl Pki {
         for c in CertificateDer::pem_file_iter(ca).expect("ca") {
             roots.add(c.expect("ca cert")).expect("add root");
         }
+        // Deprecated only for lacking post-quantum key exchange; the broker uses ring too.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)

@@ -195,6 +195,11 @@ impl Broker {
                     {
                         let _ = tx.send(port);
                     }
+                    // Without a plaintext listener (TLS only) the readiness line is
+                    // the first word: port 0.
+                    if line.contains("Server startup complete") {
+                        let _ = tx.send(0);
+                    }
                     log.lock().unwrap().push(line);
                 }
             });
@@ -259,6 +264,19 @@ impl Broker {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The port a `listening for {what} on ADDR` log line names (`AMQPS`, `HTTPS`), or 0.
+    pub fn listen_port(&self, what: &str) -> u16 {
+        self.log()
+            .iter()
+            .find_map(|l| {
+                l.split(&format!("listening for {what} on "))
+                    .nth(1)
+                    .and_then(|addr| addr.trim().rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// The broker's data directory.

@@ -77,8 +77,8 @@ pub fn method_frame(channel: u16, class_id: u16, method_id: u16, args: &[u8]) ->
     frame_bytes(FRAME_METHOD, channel, &payload)
 }
 
-pub async fn write_method(
-    sock: &mut TcpStream,
+pub async fn write_method<S: tokio::io::AsyncWrite + Unpin>(
+    sock: &mut S,
     channel: u16,
     class_id: u16,
     method_id: u16,

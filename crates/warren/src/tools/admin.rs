@@ -155,9 +155,11 @@ fn set_opt(o: &mut Opts, long: &str, value: Option<String>) -> Result<(), String
             "configuration files (-c) are not supported by warren's rabbitmqadmin; use -H/-P/-u/-p"
                 .into(),
         ),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "--{long} is not supported by warren's rabbitmqadmin (-s and --ssl-ca-cert-file are)"
-        )),
+        ))
+        }
     }
     Ok(())
 }
