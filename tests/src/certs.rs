@@ -14,6 +14,9 @@ use rcgen::{
 };
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
 
+/// A date: year, month, day.
+pub type Ymd = (i32, u8, u8);
+
 /// A signing authority (its certificate and key).
 pub struct Authority {
     cert: rcgen::Certificate,
@@ -78,7 +81,7 @@ impl Authority {
         name: &str,
         subject: &[(DnType, &str)],
         server: bool,
-        validity: Option<((i32, u8, u8), (i32, u8, u8))>,
+        validity: Option<(Ymd, Ymd)>,
     ) -> Issued {
         let key = KeyPair::generate().expect("key");
         let sans = if server {

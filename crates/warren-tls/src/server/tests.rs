@@ -151,8 +151,7 @@ fn start_errors_name_the_file() {
     let pki = Pki::generate("unit-errors");
     let err = |o: TlsOptions| {
         TlsServer::load("ssl_options", o)
-            .err()
-            .expect("must fail")
+            .expect_err("must fail")
             .to_string()
     };
     let mut o = options(&pki, Verify::VerifyNone, false);

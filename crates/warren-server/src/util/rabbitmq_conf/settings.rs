@@ -492,12 +492,11 @@ fn tls_option(
     rest: &str,
     value: &str,
 ) -> Option<Result<(), Verdict>> {
-    let path = || Some(std::path::PathBuf::from(value));
     let r = match rest {
-        "cacertfile" => Ok(o.cacertfile = path()),
-        "certfile" => Ok(o.certfile = path()),
-        "keyfile" => Ok(o.keyfile = path()),
-        "password" => Ok(o.password = Some(value.to_string())),
+        "cacertfile" => set(&mut o.cacertfile, std::path::PathBuf::from(value)),
+        "certfile" => set(&mut o.certfile, std::path::PathBuf::from(value)),
+        "keyfile" => set(&mut o.keyfile, std::path::PathBuf::from(value)),
+        "password" => set(&mut o.password, value.to_string()),
         "verify" => warren_tls::Verify::parse(value)
             .map(|v| o.verify = v)
             .ok_or_else(|| {
