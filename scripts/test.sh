@@ -72,7 +72,11 @@ grep -q "Server startup complete" "$broker_log" || { cat "$broker_log"; echo "wa
 export WARREN_AMQP_HOST=127.0.0.1 WARREN_AMQP_PORT="$port" WARREN_SEED_CLIENTS=1
 export WARREN_HTTP_PORT="$http_port" WARREN_METRICS_PORT="$metrics_port"
 
-log "pika suite (tests/python, management API tests included)"
+log "pika suite (tests/python, management API and TLS tests included)"
+# test_tls.py makes its certificates with the openssl CLI (Debian's openssl package).
+if ! command -v openssl >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq openssl >/dev/null || true
+fi
 set +e
 tests/python/run.sh -q
 record "pika suite" $?
