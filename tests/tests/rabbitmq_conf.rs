@@ -314,7 +314,7 @@ fn keys_and_plugins_warren_lacks_are_named_in_warnings() {
         "rabbitmq.conf",
         &format!(
             "{EPHEMERAL}cluster_formation.peer_discovery_backend = classic_config\n\
-             listeners.ssl.default = 5671\n"
+             ssl_options.secure_renegotiate = true\n"
         ),
     );
     etc.write(
@@ -331,7 +331,7 @@ fn keys_and_plugins_warren_lacks_are_named_in_warnings() {
         "{log}"
     );
     assert!(
-        log.contains("listeners.ssl.default: TLS is not supported yet"),
+        log.contains("ssl_options.secure_renegotiate: a TLS option warren does not support"),
         "{log}"
     );
     assert!(log.contains("plugin rabbitmq_shovel (enabled in "), "{log}");

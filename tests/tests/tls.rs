@@ -274,7 +274,7 @@ async fn refusals_and_clean_closes() {
 async fn handshake_timeout_closes_a_silent_tls_client() {
     let pki = Pki::generate("silent");
     let conf = pki.dir.join("timeout.conf");
-    std::fs::write(&conf, "handshake_timeout = 1000\n").unwrap();
+    std::fs::write(&conf, "ssl_handshake_timeout = 1000\n").unwrap();
     let (_broker, tls_port) = start_tls(&pki, &[], &[("RABBITMQ_CONFIG_FILE", path(&conf))]);
     let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", tls_port))
         .await

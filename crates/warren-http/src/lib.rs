@@ -168,7 +168,7 @@ pub async fn serve_tls(
     } else {
         api::router(broker.clone())
     };
-    let timeout = Duration::from_secs(broker.config.handshake_timeout_secs);
+    let timeout = Duration::from_millis(broker.config.ssl_handshake_timeout_ms);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {

@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// What EXTERNAL takes as the user name from the client certificate:
     /// `distinguished_name` (RabbitMQ's default) or `common_name`.
     pub ssl_cert_login_from: String,
+    /// Milliseconds a client has to finish the TLS handshake (RabbitMQ's
+    /// ssl_handshake_timeout, default 5000); the AMQP handshake timeout starts after it.
+    pub ssl_handshake_timeout_ms: u64,
 }
 
 impl ServerConfig {
@@ -122,6 +125,7 @@ impl Default for ServerConfig {
             plugins: Vec::new(),
             auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
             ssl_cert_login_from: "distinguished_name".into(),
+            ssl_handshake_timeout_ms: 5000,
         }
     }
 }

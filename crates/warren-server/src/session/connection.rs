@@ -300,7 +300,7 @@ pub(crate) async fn run_tls(
     tls: Arc<warren_tls::TlsServer>,
 ) {
     let local = stream.local_addr().unwrap_or(peer);
-    let timeout = Duration::from_secs(broker.config.handshake_timeout_secs);
+    let timeout = Duration::from_millis(broker.config.ssl_handshake_timeout_ms);
     let (stream, info) = match tls.accept(stream, timeout).await {
         Ok(accepted) => accepted,
         Err(e) => {

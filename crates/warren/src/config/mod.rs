@@ -371,6 +371,9 @@ fn apply_rabbit(
     if let Some(v) = &s.ssl_cert_login_from {
         cfg.ssl_cert_login_from = v.clone();
     }
+    if let Some(ms) = s.ssl_handshake_timeout_ms {
+        cfg.ssl_handshake_timeout_ms = ms.max(1);
+    }
     macro_rules! take {
         ($($field:ident),*) => { $( if let Some(v) = &s.$field { cfg.$field = v.clone(); } )* };
     }
@@ -669,6 +672,48 @@ mod tests {
         assert_eq!(l.cfg.listen, "127.0.0.1:4444".parse().unwrap());
         assert_eq!(l.extras.http_listen, None);
         assert_eq!(l.log_filter, "debug");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tls_listeners_from_conf_toml_and_flags() {
+        let conf = "listeners.tcp = none\nlisteners.ssl.default = 127.0.0.1:5999\n\
+                    ssl_options.certfile = /conf.pem\nssl_options.keyfile = /conf.key\n\
+                    management.ssl.port = 15999\nauth_mechanisms.1 = EXTERNAL\n";
+        let (dir, cli) = setup("tls", conf, None, &[]);
+        let l = load(&cli, &Env::from_pairs(&[])).ok().unwrap();
+        assert!(!l.extras.amqp_tcp);
+        let (addr, o) = l.extras.amqps.clone().unwrap();
+        assert_eq!(addr, "127.0.0.1:5999".parse().unwrap());
+        assert_eq!(o.certfile, Some(PathBuf::from("/conf.pem")));
+        // management.ssl without files of its own takes ssl_options'.
+        let (addr, o) = l.extras.https.clone().unwrap();
+        assert_eq!(addr.port(), 15999);
+        assert_eq!(o.keyfile, Some(PathBuf::from("/conf.key")));
+        // EXTERNAL without rabbitmq_auth_mechanism_ssl enabled is dropped, with a warning.
+        assert!(l.cfg.auth_mechanisms.is_empty());
+        assert!(l.notes.iter().any(|n| n.text.contains("EXTERNAL needs")));
+        let _ = std::fs::remove_dir_all(dir);
+
+        let toml = "plaintext = true\nlisten_tls = \"0.0.0.0:5998\"\n\
+                    [tls]\ncertfile = \"/toml.pem\"\nverify = \"verify_peer\"\nversions = [\"tlsv1.3\"]\n";
+        let (dir, cli) = setup(
+            "tls-flags",
+            conf,
+            Some(toml),
+            &["--tls-cert", "/flag.pem", "--listen-tls", "127.0.0.1:5997"],
+        );
+        let l = load(&cli, &Env::from_pairs(&[])).ok().unwrap();
+        assert!(
+            l.extras.amqp_tcp,
+            "plaintext = true wins over listeners.tcp = none"
+        );
+        let (addr, o) = l.extras.amqps.unwrap();
+        assert_eq!(addr, "127.0.0.1:5997".parse().unwrap());
+        assert_eq!(o.certfile, Some(PathBuf::from("/flag.pem")));
+        assert_eq!(o.keyfile, Some(PathBuf::from("/conf.key")));
+        assert_eq!(o.verify, warren_tls::Verify::VerifyPeer);
+        assert_eq!(o.versions, ["tlsv1.3"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

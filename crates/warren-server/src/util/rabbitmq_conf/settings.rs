@@ -88,6 +88,8 @@ pub struct Settings {
     pub auth_mechanisms: Option<Vec<String>>,
     /// `ssl_cert_login_from`: `distinguished_name` or `common_name`.
     pub ssl_cert_login_from: Option<String>,
+    /// `ssl_handshake_timeout`, in milliseconds.
+    pub ssl_handshake_timeout_ms: Option<u64>,
 }
 
 /// `management.ssl.*` / `prometheus.ssl.*`: a TLS HTTP listener (on when a port is set).
@@ -265,6 +267,7 @@ impl Mapper {
                     Err("number should be greater or equal to one".into())
                 }
             }),
+            "ssl_handshake_timeout" => integer(value).map(|v| s.ssl_handshake_timeout_ms = Some(v)),
             "vm_memory_high_watermark.relative" => fraction(value)
                 .map(|f| s.vm_memory_high_watermark = Some(MemoryWatermark::Relative(f))),
             "vm_memory_high_watermark.absolute" => parse_bytes(value)

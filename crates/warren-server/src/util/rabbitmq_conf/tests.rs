@@ -199,7 +199,7 @@ fn keys_of_missing_features_warn_once_each() {
     let r = report(
         "cluster_formation.peer_discovery_backend = classic_config\n\
          cluster_formation.peer_discovery_backend = classic_config\n\
-         mqtt.listeners.tcp.default = 1883\nlisteners.ssl.default = 5671\n\
+         mqtt.listeners.tcp.default = 1883\nssl_options.secure_renegotiate = true\n\
          ssl_options.certfile = /c.pem\n\
          log.console = true\nmanagement_agent.disable_metrics_collector = true\n\
          log.file = false\n",
@@ -211,11 +211,12 @@ fn keys_of_missing_features_warn_once_each() {
         vec![
             "cluster_formation.peer_discovery_backend",
             "mqtt.listeners.tcp.default",
-            "listeners.ssl.default",
-            "ssl_options.certfile",
+            "ssl_options.secure_renegotiate",
         ]
     );
-    assert!(r.warnings[2].message.contains("TLS is not supported yet"));
+    assert!(r.warnings[2]
+        .message
+        .contains("a TLS option warren does not support"));
     assert!(r.warnings[1]
         .to_string()
         .starts_with("test.conf:3: mqtt.listeners.tcp.default"));
@@ -235,6 +236,62 @@ fn consumer_timeout_is_read_in_milliseconds_and_must_be_positive() {
     assert!(r.errors[0]
         .message
         .contains("number should be greater or equal to one"));
+}
+
+#[test]
+fn tls_keys_map_to_listeners_and_options() {
+    let r = report(
+        "listeners.tcp = none\nlisteners.ssl.default = 5671\nlisteners.ssl.other = 127.0.0.1:5679\n\
+         ssl_options.cacertfile = /ca.pem\nssl_options.certfile = /s.pem\nssl_options.keyfile = /s.key\n\
+         ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n\
+         ssl_options.versions.1 = tlsv1.3\nssl_options.versions.2 = tlsv1.2\n\
+         ssl_options.ciphers.1 = TLS_AES_256_GCM_SHA384\nssl_options.honor_cipher_order = true\n\
+         ssl_options.depth = 3\nmanagement.ssl.port = 15671\nmanagement.ssl.certfile = /m.pem\n\
+         prometheus.ssl.ip = 127.0.0.1\nauth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = EXTERNAL\n\
+         ssl_cert_login_from = common_name\n",
+    );
+    assert!(
+        r.errors.is_empty() && r.warnings.is_empty(),
+        "{:?} {:?}",
+        r.errors,
+        r.warnings
+    );
+    let s = r.settings;
+    assert_eq!(s.tcp_listeners, Some(Vec::new()));
+    let ssl = s.ssl_listeners.unwrap();
+    assert_eq!(
+        ssl[0],
+        (
+            "default".into(),
+            Listener {
+                ip: None,
+                port: 5671
+            }
+        )
+    );
+    assert_eq!(ssl[1].1.port, 5679);
+    let o = &s.ssl_options;
+    assert_eq!(
+        o.cacertfile.as_deref(),
+        Some(std::path::Path::new("/ca.pem"))
+    );
+    assert_eq!(o.keyfile.as_deref(), Some(std::path::Path::new("/s.key")));
+    assert_eq!(o.verify, warren_tls::Verify::VerifyPeer);
+    assert!(o.fail_if_no_peer_cert && o.honor_cipher_order);
+    assert_eq!(o.versions, ["tlsv1.3", "tlsv1.2"]);
+    assert_eq!(o.ciphers, ["TLS_AES_256_GCM_SHA384"]);
+    assert_eq!(o.depth, Some(3));
+    assert_eq!(s.management_ssl.port, Some(15671));
+    assert_eq!(
+        s.management_ssl.options.certfile.as_deref(),
+        Some(std::path::Path::new("/m.pem"))
+    );
+    assert_eq!(s.prometheus_ssl.ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(s.auth_mechanisms.unwrap(), ["PLAIN", "EXTERNAL"]);
+    assert_eq!(s.ssl_cert_login_from.as_deref(), Some("common_name"));
+    let bad = report("ssl_options.verify = maybe\nssl_options.fail_if_no_peer_cert = yes\n");
+    assert_eq!(bad.errors.len(), 2);
+    assert!(bad.errors[0].message.contains("verify_peer, verify_none"));
 }
 
 proptest! {
