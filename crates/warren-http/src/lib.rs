@@ -147,21 +147,45 @@ async fn run(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver
     }
 }
 
-/// The management API (`metrics` false) or the Prometheus endpoint over TLS; `sample`
-/// starts the rate sampler (when no plaintext API listener does).
-pub async fn serve_tls(
+/// What [`serve_tls`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsApp {
+    /// The management API; `sample`: run the rate sampler (no plaintext API listener
+    /// runs it).
+    Management {
+        sample: bool,
+    },
+    Prometheus,
+}
+
+/// The management API or the Prometheus endpoint over TLS. The listener is registered
+/// (overview, health checks) before this returns, so it is listed once the start is
+/// logged.
+pub fn serve_tls(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+    tls: Arc<warren_tls::TlsServer>,
+    app: TlsApp,
+) -> impl std::future::Future<Output = ()> + Send {
+    let addr = listener.local_addr().ok();
+    let metrics = app == TlsApp::Prometheus;
+    let protocol = if metrics { "https/prometheus" } else { "https" };
+    if let Some(addr) = addr {
+        broker.admin.add_tls_listener(protocol, addr, tls.clone());
+    }
+    let sample = matches!(app, TlsApp::Management { sample: true });
+    serve_tls_loop(listener, broker, stop, tls, metrics, sample)
+}
+
+async fn serve_tls_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
     tls: Arc<warren_tls::TlsServer>,
     metrics: bool,
+    sample: bool,
 ) {
-    let Ok(addr) = listener.local_addr() else {
-        return;
-    };
-    let protocol = if metrics { "https/prometheus" } else { "https" };
-    let sample = !metrics && !broker.admin.listeners().iter().any(|(p, _)| p == "http");
-    broker.admin.add_tls_listener(protocol, addr, tls.clone());
     let ticker = sample.then(|| tokio::spawn(sample_rates(broker.clone())));
     let app = if metrics {
         metrics::router(broker.clone())

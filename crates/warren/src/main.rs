@@ -376,9 +376,16 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
             tokio::spawn(warren_http::serve(l, broker.clone(), stop))
         });
     }
-    for (what, slot, metrics) in [
-        ("HTTPS", &tls.https, false),
-        ("Prometheus TLS", &tls.prometheus_tls, true),
+    let management = warren_http::TlsApp::Management {
+        sample: extras.http_listen.is_none(),
+    };
+    for (what, slot, app) in [
+        ("HTTPS", &tls.https, management),
+        (
+            "Prometheus TLS",
+            &tls.prometheus_tls,
+            warren_http::TlsApp::Prometheus,
+        ),
     ] {
         let Some((addr, server)) = slot else { continue };
         let l = match tokio::net::TcpListener::bind(addr).await {
@@ -396,7 +403,7 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
             broker.clone(),
             stop,
             server.clone(),
-            metrics,
+            app,
         )));
     }
     let mut amqp = Vec::new();
