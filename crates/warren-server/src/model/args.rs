@@ -692,6 +692,90 @@ mod tests {
     }
 
     #[test]
+    fn max_age_units_and_refusals() {
+        assert_eq!(parse_max_age("7D"), Ok(7 * 86_400_000));
+        assert_eq!(parse_max_age("1h"), Ok(3_600_000));
+        assert_eq!(parse_max_age("30s"), Ok(30_000));
+        assert_eq!(parse_max_age("2M"), Ok(2 * 30 * 86_400_000));
+        assert_eq!(parse_max_age("1Y"), Ok(365 * 86_400_000));
+        for bad in ["0s", "1x", "1 h", "1.5h", "1d", "1H"] {
+            assert_eq!(parse_max_age(bad), Err(MaxAgeError::Invalid), "{bad}");
+        }
+        for crash in ["", "h", "abc", "-1h"] {
+            assert_eq!(parse_max_age(crash), Err(MaxAgeError::NoDigits), "{crash}");
+        }
+    }
+
+    fn stream(extra: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut pairs = vec![(
+            "x-queue-type",
+            AMQPValue::LongString(LongString::from("stream")),
+        )];
+        pairs.extend(extra.iter().cloned());
+        table(&pairs)
+    }
+
+    #[test]
+    fn stream_arguments() {
+        let s = queue_settings(
+            &stream(&[
+                ("x-max-age", AMQPValue::LongString(LongString::from("1h"))),
+                ("x-max-length-bytes", AMQPValue::LongInt(1000)),
+                ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(500)),
+            ]),
+            Q,
+        )
+        .expect("valid");
+        assert_eq!(s.kind, QueueKind::Stream);
+        assert_eq!(s.stream.max_age_ms, Some(3_600_000));
+        assert_eq!(s.stream.max_segment_bytes, Some(500));
+        assert_eq!(s.config.max_length_bytes, Some(1000));
+        // Another type's argument is refused before its value is looked at.
+        let e = queue_settings(&stream(&[("x-max-length", AMQPValue::LongInt(-1))]), Q)
+            .expect_err("refused");
+        assert_eq!(e.text, "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/' of queue type rabbit_stream_queue");
+        // A max-age without digits is RabbitMQ's crash: 541 on the connection.
+        let e = queue_settings(
+            &stream(&[("x-max-age", AMQPValue::LongString(LongString::from("h")))]),
+            Q,
+        )
+        .expect_err("refused");
+        assert_eq!((e.code.code(), e.text.as_str()), (541, "INTERNAL_ERROR"));
+    }
+
+    #[test]
+    fn stream_offsets() {
+        let at = |v: AMQPValue| {
+            let mut t = FieldTable::default();
+            t.insert("x-stream-offset".into(), v);
+            stream_offset(&t, 10_000_000)
+        };
+        let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+        assert_eq!(
+            stream_offset(&FieldTable::default(), 0),
+            Ok(StreamOffset::Next)
+        );
+        assert_eq!(at(s("first")), Ok(StreamOffset::First));
+        assert_eq!(at(s("last")), Ok(StreamOffset::Last));
+        assert_eq!(at(s("next")), Ok(StreamOffset::Next));
+        assert_eq!(at(AMQPValue::LongLongInt(5)), Ok(StreamOffset::Offset(5)));
+        assert_eq!(at(AMQPValue::LongInt(-1)), Ok(StreamOffset::Offset(0)));
+        assert_eq!(
+            at(AMQPValue::Timestamp(3)),
+            Ok(StreamOffset::Timestamp(3000))
+        );
+        assert_eq!(
+            at(s("1h")),
+            Ok(StreamOffset::Timestamp(10_000_000 - 3_600_000))
+        );
+        assert_eq!(at(s("bogus")).map_err(|e| e.code.code()), Err(541));
+        assert_eq!(
+            at(AMQPValue::Boolean(true)).map_err(|e| e.code.code()),
+            Err(541)
+        );
+    }
+
+    #[test]
     fn quorum_queues_return_to_head_and_keep_delivery_limits() {
         let s = queue_settings(
             &table(&[
