@@ -320,6 +320,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_join_reports_once_every_part_has() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let outcome = |failing: bool| {
+            let calls = Arc::new(AtomicU32::new(0));
+            let ok = Arc::new(AtomicU32::new(0));
+            let (c, o) = (calls.clone(), ok.clone());
+            let join = Join::new(Box::new(move |r| {
+                c.fetch_add(1, Ordering::SeqCst);
+                if r.is_ok() {
+                    o.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+            let a = join.part();
+            let b = join.part();
+            join.release();
+            a(Ok(()));
+            assert_eq!(calls.load(Ordering::SeqCst), 0, "one part still out");
+            b(if failing {
+                Err(warren_journal::JournalError::Closed)
+            } else {
+                Ok(())
+            });
+            (calls.load(Ordering::SeqCst), ok.load(Ordering::SeqCst))
+        };
+        assert_eq!(outcome(false), (1, 1));
+        assert_eq!(outcome(true), (1, 0), "a failed part fails the whole");
+    }
+
+    #[test]
     fn expiration_texts_follow_rabbitmq() {
         assert_eq!(validate_expiration(b"1500"), Ok(1500));
         let e = validate_expiration(b"abc").unwrap_err();
