@@ -618,6 +618,26 @@ fn clone_error(e: &JournalError) -> JournalError {
     }
 }
 
+/// Reads and verifies the next record (at most `left` bytes remain in the file); `None`
+/// for a torn or damaged one.
+fn next_record<'a>(
+    reader: &mut impl Read,
+    buf: &'a mut Vec<u8>,
+    left: u64,
+) -> Option<format::Parsed<'a>> {
+    buf.clear();
+    buf.resize(format::FIXED_LEN, 0);
+    reader.read_exact(buf).ok()?;
+    let (header_len, body_len) = format::peek_lengths(buf)?;
+    let total = format::FIXED_LEN as u64 + header_len + body_len + format::TRAILER_LEN as u64;
+    if total > left {
+        return None;
+    }
+    buf.resize(usize::try_from(total).ok()?, 0);
+    reader.read_exact(buf.get_mut(format::FIXED_LEN..)?).ok()?;
+    format::parse_record(buf).ok()
+}
+
 /// Rebuilds the index from the segment files, truncating torn or damaged tails.
 fn recover(dir: &Path, options: StreamOptions) -> Result<State, JournalError> {
     let mut names: Vec<(u64, PathBuf)> = Vec::new();
@@ -667,42 +687,41 @@ fn recover(dir: &Path, options: StreamOptions) -> Result<State, JournalError> {
             .write(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        let mut data = Vec::new();
-        (&file)
-            .read_to_end(&mut data)
-            .map_err(|e| io_err(&path, e))?;
-        let mut pos = 0usize;
+        let file_len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+        // Record by record through a buffered reader: a segment is never held whole.
+        let mut reader = io::BufReader::with_capacity(1 << 20, &file);
+        let mut record = Vec::new();
+        let mut pos = 0u64;
         let mut last_ts = 0;
         let mut expected = first_offset;
-        while pos < data.len() {
-            let Some(rest) = data.get(pos..) else { break };
-            match format::parse_record(rest) {
-                Ok(p) if p.header.msg_id == expected => {
+        while pos < file_len {
+            match next_record(&mut reader, &mut record, file_len - pos) {
+                Some(p) if p.header.msg_id == expected => {
                     let ts = p.header.expires_at_ms.unwrap_or(0);
                     state.index.push_back(Idx {
-                        pos: pos as u64,
+                        pos,
                         len: p.len as u32,
                         ts,
                         chunk_start: p.header.persistent,
                     });
                     last_ts = ts;
-                    pos += p.len;
+                    pos += p.len as u64;
                     expected += 1;
                 }
                 _ => {
-                    warn!(file = %path.display(), at = pos, lost_bytes = data.len() - pos,
+                    warn!(file = %path.display(), at = pos, lost_bytes = file_len - pos,
                         "torn or damaged stream record; the rest of the segment is cut off");
-                    file.set_len(pos as u64).map_err(|e| io_err(&path, e))?;
+                    file.set_len(pos).map_err(|e| io_err(&path, e))?;
                     break;
                 }
             }
         }
-        state.total_bytes += pos as u64;
+        state.total_bytes += pos;
         state.segments.push_back(Segment {
             first_offset,
             path,
             file: Arc::new(file),
-            size: pos as u64,
+            size: pos,
             last_ts,
         });
     }
