@@ -121,9 +121,9 @@ async fn queue_declarations_agree() {
             json!({"x-queue-type": "quorum"}),
         ),
         (
-            "stream queue",
+            "stream queue that is not durable",
             "ops-stream",
-            true,
+            false,
             table(&[("x-queue-type", long("stream"))]),
             json!({"x-queue-type": "stream"}),
         ),

@@ -137,13 +137,6 @@ async fn invalid_arguments_are_refused_with_rabbitmq_texts() {
             )
         );
     }
-    let ch = channel(&conn).await;
-    let err = declare_with(&ch, "s", args(&[("x-queue-type", s("stream"))]))
-        .await
-        .unwrap_err();
-    let (code, text) = amqp_error(&err);
-    assert_eq!(code, 406);
-    assert!(text.contains("stream"), "{text}");
 }
 
 #[tokio::test]

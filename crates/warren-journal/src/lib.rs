@@ -87,6 +87,7 @@ mod format;
 mod journal;
 mod meta;
 mod recovery;
+mod stream;
 mod writer;
 
 use std::fmt;
@@ -98,6 +99,9 @@ pub use journal::{
 };
 pub use meta::MetaStore;
 pub use recovery::{RecoveredMessage, Recovery, RecoveryReport};
+pub use stream::{
+    NewStreamRecord, OnCommit, StreamLog, StreamOptions, StreamRecord, DEFAULT_MAX_SEGMENT_BYTES,
+};
 
 /// Opaque queue identity chosen by the caller (the server maps names to ids in its
 /// metadata). Never reuse an id for a different queue.

@@ -210,6 +210,24 @@ pub fn declare_queue(name: &str, durable: bool) -> AMQPClass {
     }))
 }
 
+/// A durable stream queue (`x-queue-type: stream`).
+pub fn declare_stream(name: &str) -> AMQPClass {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        amq_protocol::types::AMQPValue::LongString("stream".into()),
+    );
+    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+        queue: name.into(),
+        passive: false,
+        durable: true,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments,
+    }))
+}
+
 pub fn delete_queue(name: &str) -> AMQPClass {
     AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
         queue: name.into(),
@@ -275,6 +293,24 @@ pub fn ack_upto(tag: u64) -> AMQPClass {
     AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
         delivery_tag: tag,
         multiple: true,
+    }))
+}
+
+/// basic.consume of a stream from its first offset (manual acks, as streams require).
+pub fn consume_stream_from_first(queue: &str) -> AMQPClass {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        amq_protocol::types::AMQPValue::LongString("first".into()),
+    );
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.into(),
+        consumer_tag: "".into(),
+        no_local: false,
+        no_ack: false,
+        exclusive: false,
+        nowait: false,
+        arguments,
     }))
 }
 

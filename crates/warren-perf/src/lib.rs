@@ -92,6 +92,11 @@ pub struct PerfArgs {
     /// `--producers 0` a run drains such leftovers: it consumes until two quiet seconds.
     #[arg(long)]
     pub keep: bool,
+    /// Stream queues (`x-queue-type: stream`): consumers read from `first` with manual
+    /// acks, each one every message of its queue (so consumers should be a multiple of
+    /// queues); queues are deleted and declared afresh unless there are no producers.
+    #[arg(long)]
+    pub stream: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -178,6 +183,14 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
     }
     for q in 0..a.queues {
         let name = queue_name(q);
+        if a.stream {
+            // Streams cannot be purged: a run with producers starts from a new one.
+            if a.producers > 0 {
+                client::rpc(&mut r, &mut w, client::delete_queue(&name)).await?;
+            }
+            client::rpc(&mut r, &mut w, client::declare_stream(&name)).await?;
+            continue;
+        }
         // Declare then purge: deleting a missing queue is an error on some brokers.
         client::rpc(&mut r, &mut w, client::declare_queue(&name, a.persistent)).await?;
         // A consumers-only run drains what earlier runs left; others start empty.
@@ -363,15 +376,18 @@ async fn consumer(
     let a = &plan.args;
     let queue = id % a.queues;
     let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
-    if !a.auto_ack {
+    if !a.auto_ack || a.stream {
         client::rpc(&mut r, &mut w, client::qos(a.prefetch)).await?;
     }
-    client::rpc(
-        &mut r,
-        &mut w,
-        client::consume(&queue_name(queue), a.auto_ack),
-    )
-    .await?;
+    let consume = if a.stream {
+        client::consume_stream_from_first(&queue_name(queue))
+    } else {
+        client::consume(&queue_name(queue), a.auto_ack)
+    };
+    client::rpc(&mut r, &mut w, consume).await?;
+    let auto_ack = a.auto_ack && !a.stream;
+    // Each stream consumer reads everything: it is tracked as a queue of its own.
+    let slot = if a.stream { id } else { queue };
     let mut unacked = 0u32;
     let mut last_tag = 0u64;
     let mut latencies = Vec::with_capacity(1024);
@@ -399,10 +415,10 @@ async fn consumer(
                     let sent = u64::from_be_bytes(payload[8..16].try_into().unwrap_or([0; 8]));
                     let producer = (word >> 48) as u32;
                     let seq = word & ((1 << 48) - 1);
-                    tracker.record(queue, producer, seq);
+                    tracker.record(slot, producer, seq);
                     latencies.push(now_nanos().saturating_sub(sent) / 1000);
                     stats.received.fetch_add(1, Ordering::Relaxed);
-                    if !a.auto_ack {
+                    if !auto_ack {
                         unacked += 1;
                         if unacked >= a.multi_ack.max(1) {
                             w.method(1, client::ack_upto(last_tag))?;
@@ -423,7 +439,7 @@ async fn consumer(
         }
     }
     stats.record_latencies(&latencies);
-    if !a.auto_ack && unacked > 0 {
+    if !auto_ack && unacked > 0 {
         w.method(1, client::ack_upto(last_tag))?;
         w.flush().await?;
     }
@@ -443,7 +459,9 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| PerfError::Address(args.uri.clone()))?;
-    let fanout = if args.exchange_type == ExchangeType::Fanout {
+    let fanout = if args.stream {
+        u64::from((args.consumers / args.queues).max(1))
+    } else if args.exchange_type == ExchangeType::Fanout {
         u64::from(args.queues)
     } else {
         1
@@ -454,7 +472,12 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     });
     setup(&plan).await?;
     let stats = Arc::new(Stats::new());
-    let tracker = Arc::new(Tracker::new(args.queues, args.producers));
+    let slots = if args.stream {
+        args.consumers.max(1)
+    } else {
+        args.queues
+    };
+    let tracker = Arc::new(Tracker::new(slots, args.producers));
     let stop_publishing = Arc::new(AtomicBool::new(false));
     let stop_consuming = Arc::new(AtomicBool::new(false));
     let mut consumers = Vec::new();
@@ -551,7 +574,16 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
     for c in consumers {
         let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
     }
-    let total_time = started.elapsed().as_secs_f64();
+    // A drain ends after two quiet seconds, which are not part of its rate.
+    let total_time = if consume_only {
+        last_count
+            .1
+            .duration_since(started)
+            .as_secs_f64()
+            .max(0.001)
+    } else {
+        started.elapsed().as_secs_f64()
+    };
     let _ = teardown(&plan).await;
     let (unique, duplicated) = tracker.totals();
     let lat = stats.latency();

@@ -68,7 +68,7 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
         "exclusive": q.exclusive_owner.is_some(),
         "arguments": table_to_json(&q.arguments),
         "node": node_name(),
-        "type": "classic",
+        "type": if q.is_stream { "stream" } else if q.is_quorum() { "quorum" } else { "classic" },
         "state": "running",
         "consumers": consumers,
         "exclusive_consumer_tag": Value::Null,

@@ -143,6 +143,11 @@ impl Broker {
     pub fn admin_purge_queue(&self, vhost: &str, name: &str) -> AdminResult<u32> {
         let vh = self.vhost_or_404(vhost)?;
         let q = vh.queue(name).ok_or(AdminError::NotFound)?;
+        if q.is_stream {
+            return Err(AdminError::BadRequest(format!(
+                "queue.purge not supported by stream queues queue '{name}' in vhost '{vhost}'"
+            )));
+        }
         Ok(q.purge())
     }
 
@@ -156,6 +161,12 @@ impl Broker {
     ) -> AdminResult<Vec<GotMessage>> {
         let vh = self.vhost_or_404(vhost)?;
         let q = vh.queue(name).ok_or(AdminError::NotFound)?;
+        if q.is_stream {
+            // RabbitMQ's API puts the AMQP code in front of this one.
+            return Err(AdminError::BadRequest(format!(
+                "540 basic.get not supported by stream queues queue '{name}' in vhost '{vhost}'"
+            )));
+        }
         let requeue = matches!(mode, GetMode::AckRequeueTrue | GetMode::RejectRequeueTrue);
         let mut taken: Vec<Entry> = Vec::new();
         let mut out = Vec::new();

@@ -15,6 +15,17 @@ pub enum QueueKind {
     #[default]
     Classic,
     Quorum,
+    /// An append-only log read by offset (`model::stream`).
+    Stream,
+}
+
+/// What a stream's arguments (and policy) set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// `x-max-age`, in ms.
+    pub max_age_ms: Option<u64>,
+    /// `x-stream-max-segment-size-bytes`.
+    pub max_segment_bytes: Option<u64>,
 }
 
 /// Everything a queue's arguments decide.
@@ -26,6 +37,7 @@ pub struct QueueSettings {
     pub dead_letter_routing_key: Option<String>,
     /// `x-expires`: delete the queue after this many ms unused.
     pub expires: Option<u64>,
+    pub stream: StreamSettings,
 }
 
 fn int_value(v: &AMQPValue) -> Option<i128> {
@@ -60,6 +72,8 @@ pub enum Invalid {
     Atom(&'static str),
     /// An Erlang string in the reason, printed with its double quotes.
     Quoted(String),
+    /// RabbitMQ's check crashes: the connection closes with 541 INTERNAL_ERROR.
+    Crash,
 }
 
 impl Invalid {
@@ -73,6 +87,7 @@ impl Invalid {
             Invalid::MaxValueExceeded(n) => format!("{{max_value_exceeded,{n}}}"),
             Invalid::Atom(a) => (*a).to_string(),
             Invalid::Quoted(q) => format!("\"{q}\""),
+            Invalid::Crash => "crash".to_string(),
         }
     }
 }
@@ -129,7 +144,7 @@ fn one_of(
 type ArgCheck = fn(&mut QueueSettings, &AMQPValue, &FieldTable) -> Result<(), Invalid>;
 
 /// The arguments `queue_settings` checks, in the order of RabbitMQ's declare_args list.
-const DECLARE_ARGS: [(&str, ArgCheck); 15] = [
+const DECLARE_ARGS: [(&str, ArgCheck); 19] = [
     ("x-expires", set_expires),
     ("x-message-ttl", set_message_ttl),
     ("x-dead-letter-exchange", set_dead_letter_exchange),
@@ -145,7 +160,88 @@ const DECLARE_ARGS: [(&str, ArgCheck); 15] = [
     ("x-queue-type", set_queue_type),
     ("x-quorum-initial-group-size", check_non_negative),
     ("x-delivery-limit", set_delivery_limit),
+    ("x-max-age", set_max_age),
+    ("x-stream-max-segment-size-bytes", set_max_segment_bytes),
+    ("x-initial-cluster-size", check_initial_cluster_size),
+    ("x-queue-leader-locator", check_leader_locator),
 ];
+
+/// Why a max-age value (`7D`, `1h`, ...) is refused: RabbitMQ answers `invalid_max_age`,
+/// or crashes (541 INTERNAL_ERROR on the connection) when no digits lead the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxAgeError {
+    Invalid,
+    NoDigits,
+}
+
+/// rabbit_amqqueue:check_max_age: leading digits (a positive number) and one unit of
+/// `Y`, `M`, `D`, `h`, `m`, `s`; milliseconds.
+pub fn parse_max_age(v: &str) -> Result<u64, MaxAgeError> {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = v.split_at(digits);
+    let n: u64 = number.parse().map_err(|_| MaxAgeError::NoDigits)?;
+    let unit_ms: u64 = match unit {
+        "Y" => 365 * 86_400_000,
+        "M" => 30 * 86_400_000,
+        "D" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        "s" => 1_000,
+        _ => return Err(MaxAgeError::Invalid),
+    };
+    if n == 0 {
+        return Err(MaxAgeError::Invalid);
+    }
+    Ok(n.saturating_mul(unit_ms))
+}
+
+/// What an unparseable max-age means for the client: the crash RabbitMQ's
+/// `list_to_integer` makes of a value without leading digits, else the argument error.
+fn max_age_failure(e: MaxAgeError) -> Invalid {
+    match e {
+        MaxAgeError::Invalid => Invalid::Atom("invalid_max_age"),
+        MaxAgeError::NoDigits => Invalid::Crash,
+    }
+}
+
+fn set_max_age(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
+    let text = long_str(v)?;
+    s.stream.max_age_ms = Some(parse_max_age(&text).map_err(max_age_failure)?);
+    Ok(())
+}
+
+fn set_max_segment_bytes(
+    s: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    s.stream.max_segment_bytes = Some(non_neg(v)?);
+    Ok(())
+}
+
+fn check_initial_cluster_size(
+    _: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    if non_neg(v)? == 0 {
+        return Err(Invalid::ValueZero(0));
+    }
+    Ok(())
+}
+
+fn check_leader_locator(
+    _: &mut QueueSettings,
+    v: &AMQPValue,
+    _: &FieldTable,
+) -> Result<(), Invalid> {
+    one_of(
+        v,
+        &["client-local", "balanced", "random", "least-leaders"],
+        |_| Invalid::Atom("invalid_queue_locator_arg"),
+    )?;
+    Ok(())
+}
 
 fn set_expires(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Result<(), Invalid> {
     let n = expiry(v)?;
@@ -251,6 +347,7 @@ fn set_queue_type(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> Resul
     })?;
     s.kind = match t.as_str() {
         "quorum" => QueueKind::Quorum,
+        "stream" => QueueKind::Stream,
         _ => QueueKind::Classic,
     };
     Ok(())
@@ -267,13 +364,20 @@ fn set_delivery_limit(s: &mut QueueSettings, v: &AMQPValue, _: &FieldTable) -> R
 /// does and works out the queue's settings. `what` is e.g. `queue 'q' in vhost '/'`.
 pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings> {
     let mut s = QueueSettings::default();
+    // The channel checks the dead-letter exchange's type before anything else.
+    check_dead_letter_exchange_type(args, what)?;
+    // Arguments of other queue types are not validated, only refused afterwards (as
+    // RabbitMQ 3.10 does: `x-max-length` of -1 on a stream is "of queue type ...").
+    let (foreign, _) = foreign_args(declared_kind(args));
     for (key, check) in DECLARE_ARGS {
         let Some(v) = args.inner().get(key) else {
             continue;
         };
+        if foreign.contains(&key) {
+            continue;
+        }
         check(&mut s, v, args).map_err(|e| invalid_arg(key, what, e))?;
     }
-    check_dead_letter_exchange_type(args, what)?;
     check_queue_type_args(args, what, s.kind)?;
     if s.kind == QueueKind::Quorum {
         apply_quorum_rules(&mut s, args, what)?;
@@ -283,7 +387,24 @@ pub fn queue_settings(args: &FieldTable, what: &str) -> AmqpResult<QueueSettings
     Ok(s)
 }
 
+/// The queue type `x-queue-type` names (classic when absent or not a known type).
+fn declared_kind(args: &FieldTable) -> QueueKind {
+    match args
+        .inner()
+        .get("x-queue-type")
+        .and_then(string_value)
+        .as_deref()
+    {
+        Some("quorum") => QueueKind::Quorum,
+        Some("stream") => QueueKind::Stream,
+        _ => QueueKind::Classic,
+    }
+}
+
 fn invalid_arg(key: &str, what: &str, e: Invalid) -> AmqpError {
+    if matches!(e, Invalid::Crash) {
+        return internal_crash();
+    }
     AmqpError::precondition(format_args!("invalid arg '{key}' for {what}: {}", e.text()))
 }
 
@@ -299,9 +420,10 @@ fn check_dead_letter_exchange_type(args: &FieldTable, what: &str) -> AmqpResult<
     Ok(())
 }
 
-/// Refuses arguments of the other queue types (rabbit_queue_type's compatibility check).
-fn check_queue_type_args(args: &FieldTable, what: &str, kind: QueueKind) -> AmqpResult<()> {
-    let (foreign, type_name): (&[&str], &str) = match kind {
+/// The arguments a queue type refuses (rabbit_queue_type's compatibility check), and the
+/// type's module name for the text.
+fn foreign_args(kind: QueueKind) -> (&'static [&'static str], &'static str) {
+    match kind {
         QueueKind::Classic => (
             &[
                 "x-delivery-limit",
@@ -311,15 +433,54 @@ fn check_queue_type_args(args: &FieldTable, what: &str, kind: QueueKind) -> Amqp
                 "x-dead-letter-strategy",
                 "x-max-age",
                 "x-stream-max-segment-size-bytes",
+                "x-initial-cluster-size",
+                "x-queue-leader-locator",
             ],
             "rabbit_classic_queue",
         ),
         QueueKind::Quorum => (
-            &["x-max-priority", "x-queue-mode", "x-queue-master-locator"],
+            &[
+                "x-max-priority",
+                "x-queue-mode",
+                "x-queue-master-locator",
+                "x-max-age",
+                "x-stream-max-segment-size-bytes",
+                "x-initial-cluster-size",
+            ],
             "rabbit_quorum_queue",
         ),
-    };
-    if let Some(key) = foreign.iter().find(|k| args.contains_key(k)) {
+        QueueKind::Stream => (
+            &[
+                "x-expires",
+                "x-message-ttl",
+                "x-dead-letter-exchange",
+                "x-dead-letter-routing-key",
+                "x-max-length",
+                "x-max-in-memory-length",
+                "x-max-in-memory-bytes",
+                "x-max-priority",
+                "x-overflow",
+                "x-queue-mode",
+                "x-single-active-consumer",
+                "x-quorum-initial-group-size",
+                "x-delivery-limit",
+                "x-dead-letter-strategy",
+                "x-queue-master-locator",
+            ],
+            "rabbit_stream_queue",
+        ),
+    }
+}
+
+/// Refuses arguments of the other queue types: the first one in the client's table.
+fn check_queue_type_args(args: &FieldTable, what: &str, kind: QueueKind) -> AmqpResult<()> {
+    let (foreign, type_name) = foreign_args(kind);
+    if let Some(key) = args
+        .inner()
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| foreign.contains(k))
+    {
         return Err(AmqpError::precondition(format_args!(
             "invalid arg '{key}' for {what} of queue type {type_name}"
         )));
@@ -353,9 +514,54 @@ fn apply_quorum_rules(s: &mut QueueSettings, args: &FieldTable, what: &str) -> A
     Ok(())
 }
 
-/// The queue type named by `x-queue-type`, if it is `stream` (refused by warren).
+/// Whether `x-queue-type` names a stream.
 pub fn is_stream(args: &FieldTable) -> bool {
     matches!(args.inner().get("x-queue-type"), Some(v) if string_value(v).as_deref() == Some("stream"))
+}
+
+/// What RabbitMQ answers where one of its checks crashes: the connection closes with a
+/// bare `INTERNAL_ERROR`.
+pub fn internal_crash() -> AmqpError {
+    AmqpError {
+        text: "INTERNAL_ERROR".to_string(),
+        ..AmqpError::internal("")
+    }
+}
+
+/// Where a stream consumer starts (`x-stream-offset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOffset {
+    First,
+    Last,
+    Next,
+    Offset(u64),
+    /// Wall-clock ms: the first chunk written at or after it.
+    Timestamp(u64),
+}
+
+/// rabbit_stream_queue's `x-stream-offset`: `first`, `last`, `next`, a number (negative
+/// is the start), an AMQP timestamp (seconds), or an interval (`1h`) back from `now_ms`.
+/// Anything else crashes RabbitMQ's consume (541 INTERNAL_ERROR on the connection).
+pub fn stream_offset(args: &FieldTable, now_ms: u64) -> AmqpResult<StreamOffset> {
+    let Some(v) = args.inner().get("x-stream-offset") else {
+        return Ok(StreamOffset::Next);
+    };
+    if let AMQPValue::Timestamp(secs) = v {
+        return Ok(StreamOffset::Timestamp(secs.saturating_mul(1000)));
+    }
+    if let Some(n) = int_value(v) {
+        return Ok(StreamOffset::Offset(u64::try_from(n).unwrap_or(0)));
+    }
+    match string_value(v).as_deref() {
+        Some("first") => Ok(StreamOffset::First),
+        Some("last") => Ok(StreamOffset::Last),
+        Some("next") => Ok(StreamOffset::Next),
+        Some(interval) => match parse_max_age(interval) {
+            Ok(ms) => Ok(StreamOffset::Timestamp(now_ms.saturating_sub(ms))),
+            Err(_) => Err(internal_crash()),
+        },
+        None => Err(internal_crash()),
+    }
 }
 
 /// basic.consume arguments: `x-priority` (returned) and `x-cancel-on-ha-failover`.
@@ -482,6 +688,90 @@ mod tests {
         assert_eq!(
             err(&[("x-delivery-limit", AMQPValue::LongInt(5))]),
             "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
+    }
+
+    #[test]
+    fn max_age_units_and_refusals() {
+        assert_eq!(parse_max_age("7D"), Ok(7 * 86_400_000));
+        assert_eq!(parse_max_age("1h"), Ok(3_600_000));
+        assert_eq!(parse_max_age("30s"), Ok(30_000));
+        assert_eq!(parse_max_age("2M"), Ok(2 * 30 * 86_400_000));
+        assert_eq!(parse_max_age("1Y"), Ok(365 * 86_400_000));
+        for bad in ["0s", "1x", "1 h", "1.5h", "1d", "1H"] {
+            assert_eq!(parse_max_age(bad), Err(MaxAgeError::Invalid), "{bad}");
+        }
+        for crash in ["", "h", "abc", "-1h"] {
+            assert_eq!(parse_max_age(crash), Err(MaxAgeError::NoDigits), "{crash}");
+        }
+    }
+
+    fn stream(extra: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut pairs = vec![(
+            "x-queue-type",
+            AMQPValue::LongString(LongString::from("stream")),
+        )];
+        pairs.extend(extra.iter().cloned());
+        table(&pairs)
+    }
+
+    #[test]
+    fn stream_arguments() {
+        let s = queue_settings(
+            &stream(&[
+                ("x-max-age", AMQPValue::LongString(LongString::from("1h"))),
+                ("x-max-length-bytes", AMQPValue::LongInt(1000)),
+                ("x-stream-max-segment-size-bytes", AMQPValue::LongInt(500)),
+            ]),
+            Q,
+        )
+        .expect("valid");
+        assert_eq!(s.kind, QueueKind::Stream);
+        assert_eq!(s.stream.max_age_ms, Some(3_600_000));
+        assert_eq!(s.stream.max_segment_bytes, Some(500));
+        assert_eq!(s.config.max_length_bytes, Some(1000));
+        // Another type's argument is refused before its value is looked at.
+        let e = queue_settings(&stream(&[("x-max-length", AMQPValue::LongInt(-1))]), Q)
+            .expect_err("refused");
+        assert_eq!(e.text, "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/' of queue type rabbit_stream_queue");
+        // A max-age without digits is RabbitMQ's crash: 541 on the connection.
+        let e = queue_settings(
+            &stream(&[("x-max-age", AMQPValue::LongString(LongString::from("h")))]),
+            Q,
+        )
+        .expect_err("refused");
+        assert_eq!((e.code.code(), e.text.as_str()), (541, "INTERNAL_ERROR"));
+    }
+
+    #[test]
+    fn stream_offsets() {
+        let at = |v: AMQPValue| {
+            let mut t = FieldTable::default();
+            t.insert("x-stream-offset".into(), v);
+            stream_offset(&t, 10_000_000)
+        };
+        let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+        assert_eq!(
+            stream_offset(&FieldTable::default(), 0),
+            Ok(StreamOffset::Next)
+        );
+        assert_eq!(at(s("first")), Ok(StreamOffset::First));
+        assert_eq!(at(s("last")), Ok(StreamOffset::Last));
+        assert_eq!(at(s("next")), Ok(StreamOffset::Next));
+        assert_eq!(at(AMQPValue::LongLongInt(5)), Ok(StreamOffset::Offset(5)));
+        assert_eq!(at(AMQPValue::LongInt(-1)), Ok(StreamOffset::Offset(0)));
+        assert_eq!(
+            at(AMQPValue::Timestamp(3)),
+            Ok(StreamOffset::Timestamp(3000))
+        );
+        assert_eq!(
+            at(s("1h")),
+            Ok(StreamOffset::Timestamp(10_000_000 - 3_600_000))
+        );
+        assert_eq!(at(s("bogus")).map_err(|e| e.code.code()), Err(541));
+        assert_eq!(
+            at(AMQPValue::Boolean(true)).map_err(|e| e.code.code()),
+            Err(541)
         );
     }
 

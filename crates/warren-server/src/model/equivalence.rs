@@ -45,6 +45,10 @@ pub const EQUIVALENCE_ARGS: &[&str] = &[
     "x-delivery-limit",
     "x-queue-master-locator",
     "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
 ];
 
 pub fn check_args_equivalent(

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod queue;
 pub mod registry;
 pub mod stats;
+pub mod stream;
 pub mod timers;
 pub mod vhost;
 pub mod views;

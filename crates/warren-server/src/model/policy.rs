@@ -171,6 +171,10 @@ const KEYS: &[(&str, KeyType)] = &[
     ("max-in-memory-bytes", KeyType::Inert),
     ("queue-version", KeyType::Inert),
     ("max-age", KeyType::Inert),
+    (
+        "stream-max-segment-size-bytes",
+        KeyType::NonNegInt("segment size"),
+    ),
     ("dead-letter-strategy", KeyType::Inert),
     ("ha-mode", KeyType::Inert),
     ("ha-params", KeyType::Inert),
@@ -398,12 +402,49 @@ impl PolicyStore {
         let Some(policy) = self.effective(vhost, queue, true) else {
             return out;
         };
+        let stream = crate::model::args::is_stream(arguments);
         for (key, value) in &policy.definition {
             let arg_key = format!("x-{key}");
-            let min_rule = matches!(
-                key.as_str(),
-                "message-ttl" | "expires" | "max-length" | "max-length-bytes" | "delivery-limit"
-            );
+            // Streams take the smaller of argument and policy for their own keys too
+            // (rabbit_stream_queue); other queue types ignore them.
+            let stream_key = matches!(key.as_str(), "max-age" | "stream-max-segment-size-bytes");
+            if stream_key && !stream {
+                continue;
+            }
+            if key == "max-age" {
+                let Value::String(policy_age) = value else {
+                    continue;
+                };
+                let own = out.inner().get("x-max-age").cloned();
+                let own_ms = own.as_ref().and_then(|v| match v {
+                    AMQPValue::LongString(s) => {
+                        crate::model::args::parse_max_age(&String::from_utf8_lossy(s.as_bytes()))
+                            .ok()
+                    }
+                    _ => None,
+                });
+                let smaller = match (crate::model::args::parse_max_age(policy_age), own_ms) {
+                    (Ok(p), Some(o)) => p < o,
+                    (Ok(_), None) => true,
+                    (Err(_), _) => false,
+                };
+                if smaller {
+                    out.insert(
+                        arg_key.into(),
+                        AMQPValue::LongString(LongString::from(policy_age.as_bytes().to_vec())),
+                    );
+                }
+                continue;
+            }
+            let min_rule = stream_key
+                || matches!(
+                    key.as_str(),
+                    "message-ttl"
+                        | "expires"
+                        | "max-length"
+                        | "max-length-bytes"
+                        | "delivery-limit"
+                );
             let arg_rule = matches!(
                 key.as_str(),
                 "dead-letter-exchange" | "dead-letter-routing-key" | "overflow" | "queue-mode"

@@ -18,6 +18,7 @@ use crate::{
     model::args::{QueueKind, QueueSettings},
     model::deadletter::dead_letter,
     model::handles::{ConsumerHandle, Delivery},
+    model::stream::StreamQueue,
     model::timers::Timers,
     model::vhost::VHost,
     persist::storage::Storage,
@@ -72,6 +73,11 @@ pub struct Queue {
     /// `ACTIVE_STAMP_EVERY` (or rose from zero): whether consumers are draining the queue.
     delivered: AtomicU64,
     last_active: AtomicU64,
+    /// A stream queue's log and readers (`x-queue-type: stream`), once opened: at
+    /// declaration, or for a recovered stream when the data directory is opened.
+    stream: std::sync::OnceLock<Arc<StreamQueue>>,
+    /// Declared as a stream (the type never changes).
+    pub is_stream: bool,
 }
 
 /// Ready messages at which a queue whose deliveries back up slows its publishers...
@@ -158,7 +164,10 @@ impl Queue {
             )),
             warren_store::DEFAULT_TAIL_WINDOW,
         );
+        let is_stream = decl.settings.kind == QueueKind::Stream;
         let queue = Arc::new(Queue {
+            is_stream,
+            stream: std::sync::OnceLock::new(),
             name: decl.name,
             vhost: home.name.clone(),
             durable: decl.durable,
@@ -184,6 +193,41 @@ impl Queue {
         queue
     }
 
+    /// The stream's log and readers, for a stream queue whose log is open.
+    pub fn stream(&self) -> Option<&Arc<StreamQueue>> {
+        self.stream.get()
+    }
+
+    /// Opens a stream queue's log under `root` (one directory per queue, named by its
+    /// store id) and ties it to the queue.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        root: &std::path::Path,
+    ) -> Result<(), warren_journal::JournalError> {
+        if !self.is_stream || self.stream.get().is_some() {
+            return Ok(());
+        }
+        let dir_name = match self.store_id {
+            Some(id) => format!("{id}"),
+            None => format!(
+                "{}-{}",
+                std::process::id(),
+                crate::util::names::random_suffix()
+            ),
+        };
+        let stream = StreamQueue::open(&root.join(dir_name), &self.settings())?;
+        stream.attach(self);
+        let _ = self.stream.set(stream);
+        Ok(())
+    }
+
+    /// A stream queue that never became visible goes without a trace on disk.
+    pub fn drop_stream(&self) {
+        if let Some(stream) = self.stream() {
+            stream.log.delete();
+        }
+    }
+
     pub fn home(&self) -> Option<Arc<VHost>> {
         self.home.upgrade()
     }
@@ -200,6 +244,13 @@ impl Queue {
     /// (a drop-head limit drops what is now over it), new TTLs for new messages.
     pub fn update_settings(self: &Arc<Self>, settings: QueueSettings) {
         if *self.settings() == settings {
+            return;
+        }
+        if let Some(stream) = self.stream() {
+            stream
+                .log
+                .set_options(crate::model::stream::log_options(&settings));
+            *self.settings.write() = Arc::new(settings);
             return;
         }
         let now = now_ms();
@@ -262,6 +313,10 @@ impl Queue {
 
     /// Consumer acks: settled, and released on disk.
     pub fn ack(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        if let Some(stream) = self.stream() {
+            stream.credit(consumer, entries.len() as u32);
+            return;
+        }
         for e in &entries {
             self.release(&e.message);
         }
@@ -270,12 +325,19 @@ impl Queue {
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
+        if self.is_stream {
+            return 0;
+        }
         let purged = self.state.lock().purge_each(|e| self.release(&e.message));
         purged as u32
     }
 
     /// The queue is gone: its messages on disk go with it.
     pub fn forget_stored(&self) {
+        if let Some(stream) = self.stream() {
+            stream.log.delete();
+            return;
+        }
         if let Some((storage, id)) = self.storage() {
             storage.forget_queue(id);
         }
@@ -339,6 +401,12 @@ impl Queue {
 
     /// [`Queue::publish`], returning the dropped messages instead of dead-lettering them.
     pub fn publish_collect(self: &Arc<Self>, message: Arc<Message>) -> (PushOutcome, Vec<Dead>) {
+        if let Some(stream) = self.stream() {
+            // Dead-lettered into a stream: appended, nobody waits for the sync.
+            stream.append(&message, Box::new(|_| {}));
+            self.stats.inc(crate::model::stats::Stat::Publish); // management stats
+            return (PushOutcome::Enqueued, Vec::new());
+        }
         let mut dead = Vec::new();
         let mut state = self.state.lock();
         let now = clock_for(&state, message.expiration.is_some());
@@ -405,6 +473,10 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit.
     pub fn dispatch(self: &Arc<Self>) {
+        if let Some(stream) = self.stream() {
+            stream.dispatch();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -499,6 +571,10 @@ impl Queue {
 
     /// Settles `count` deliveries and lets more flow.
     pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
+        if let Some(stream) = self.stream() {
+            stream.credit(consumer, count);
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -512,6 +588,10 @@ impl Queue {
     /// basic.reject / basic.nack without requeue: settled, and dead-lettered when the
     /// queue has a dead-letter exchange.
     pub fn reject(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        if let Some(stream) = self.stream() {
+            stream.credit(consumer, entries.len() as u32);
+            return;
+        }
         let count = entries.len() as u32;
         self.settle(consumer, count);
         if self.settings().dead_letter_exchange.is_some() {
@@ -528,6 +608,11 @@ impl Queue {
 
     /// Returns deliveries to the queue (marked redelivered) and lets them flow again.
     pub fn requeue(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
+        if let Some(stream) = self.stream() {
+            // Nothing goes back into a stream: the consumer's credit does.
+            stream.credit(consumer, entries.len() as u32);
+            return;
+        }
         let now = now_ms();
         let mut dead = Vec::new();
         {
@@ -541,6 +626,10 @@ impl Queue {
 
     /// A delivery that never reached its channel goes back without counting as one.
     pub fn return_undelivered(self: &Arc<Self>, consumer: ConsumerId, entry: Entry, tracked: bool) {
+        if let Some(stream) = self.stream() {
+            stream.credit(Some(consumer), 1);
+            return;
+        }
         {
             let mut state = self.state.lock();
             if tracked {
@@ -555,15 +644,22 @@ impl Queue {
     /// management ticker calls this once a second).
     pub fn sample_stats(&self) {
         self.stats.sample();
-        let (ready, unacked) = {
-            let state = self.state.lock();
-            (state.ready_len() as u64, state.unacked_len() as u64)
+        let (ready, unacked) = match self.stream() {
+            Some(stream) => (stream.message_count(), 0),
+            None => {
+                let state = self.state.lock();
+                (state.ready_len() as u64, state.unacked_len() as u64)
+            }
         };
         self.stats.record_depth(ready, unacked);
     }
 
     /// Ready messages and consumers, for queue.declare-ok.
     pub fn counts(&self) -> (u32, u32) {
+        // RabbitMQ's declare-ok for a stream says 0 and 0.
+        if self.is_stream {
+            return (0, 0);
+        }
         let state = self.state.lock();
         let mut consumers = state.consumer_count() as u32;
         // A quorum queue with a single active consumer reports only that one.

@@ -124,7 +124,10 @@ impl Queue {
             Vec::new()
         };
         QueueView {
-            ready: state.ready_len() as u64,
+            ready: match self.stream() {
+                Some(stream) => stream.message_count(),
+                None => state.ready_len() as u64,
+            },
             unacked: state.unacked_len() as u64,
             ready_bytes: state.ready_bytes() as u64,
             consumer_count: state.consumer_count(),

@@ -48,6 +48,9 @@ pub struct Persistence {
     pub budget: Arc<AtomicUsize>,
     /// Where long queues keep their tails (set when the message store opens).
     pub spill_root: crate::persist::spill::SpillRoot,
+    /// Where stream queues keep their logs, one directory per queue (set when the message
+    /// store opens; streams declared without one live in a temporary directory).
+    pub stream_root: OnceLock<std::path::PathBuf>,
     /// Persistent messages recovery found for queues it does not know (store id → their
     /// locations, in publish order): kept on disk until an operator attaches them to a
     /// queue or drops them (`Broker::attach_orphans`, `Broker::drop_orphans`).

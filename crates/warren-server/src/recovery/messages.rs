@@ -37,6 +37,7 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     let spill = dir.join("spill");
     crate::persist::spill::reset(&spill);
     let _ = broker.persistence.spill_root.set(spill);
+    open_streams(broker, &dir.join("streams"));
     let live = recoverable_queue_ids(broker);
     let opts = JournalOptions {
         sync,
@@ -64,6 +65,27 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     keep_orphans(broker, recovery.orphans);
     let _ = broker.persistence.attach_storage(Storage::new(journal));
     Ok(restored)
+}
+
+/// Opens the log of every recovered stream queue (each recovers its own segments), and
+/// sets where new streams go.
+fn open_streams(broker: &Arc<Broker>, root: &Path) {
+    let _ = broker.persistence.stream_root.set(root.to_path_buf());
+    for vhost in broker.vhosts() {
+        let queues: Vec<_> = vhost.topology.read().queues.values().cloned().collect();
+        for q in queues.into_iter().filter(|q| q.is_stream) {
+            match q.open_stream(root) {
+                Ok(()) => info!(
+                    queue = %q.name,
+                    messages = q.stream().map_or(0, |s| s.message_count()),
+                    "stream recovered"
+                ),
+                Err(e) => {
+                    warn!(queue = %q.name, error = %e, "stream log cannot be opened; the queue has no log until restart")
+                }
+            }
+        }
+    }
 }
 
 /// Messages of queues the metadata does not know (lost to damage, or a data directory

@@ -198,17 +198,40 @@ pub fn route_and_enqueue(
         published.unroutable = Some(message);
         return Ok(published);
     }
+    let mut on_durable = Some(on_durable);
+    // Streams store every message they get, persistent or not; the confirm waits for each
+    // of their syncs and for the message store's (a join of the parts).
+    let join = if queues.iter().any(|q| q.stream().is_some()) {
+        published.on_disk = true;
+        on_durable.take().map(|f| Join::new(f(true)))
+    } else {
+        None
+    };
+    for q in queues.iter() {
+        if let (Some(stream), Some(join)) = (q.stream(), &join) {
+            stream.append(&message, join.part());
+            q.stats.inc(Stat::Publish); // management stats
+        }
+    }
     if let Some(storage) = vhost.persistence.storage() {
         // Persistent messages for durable queues go to disk, and so does any body that
         // would take the broker over its memory budget (then kept on disk only).
-        let durable = message.persistent && queues.iter().any(|q| q.is_recoverable());
+        let classic = || queues.iter().filter(|q| q.stream().is_none());
+        let durable = message.persistent && classic().any(|q| q.is_recoverable());
         let page = vhost.persistence.should_page(message.body.len(), durable);
-        let ids: Option<Vec<u64>> = queues.iter().map(|q| q.store_id).collect();
+        let ids: Option<Vec<u64>> = classic().map(|q| q.store_id).collect();
+        let ids = ids.filter(|ids| !ids.is_empty());
         if let (true, Some(ids)) = (durable || page, ids) {
-            match storage.append(&message, durable, ids, on_durable(durable)) {
+            let callback: Callback = match (&join, on_durable.take()) {
+                (Some(join), _) if durable => join.part(),
+                (Some(_), _) => Box::new(|_| {}),
+                (None, Some(f)) => f(durable),
+                (None, None) => Box::new(|_| {}),
+            };
+            match storage.append(&message, durable, ids, callback) {
                 Ok(r) => {
                     message.stored = Some(r);
-                    published.on_disk = durable;
+                    published.on_disk |= durable;
                     if page {
                         message.paged_len = Some(message.body.len());
                         message.body = Bytes::new();
@@ -223,14 +246,20 @@ pub fn route_and_enqueue(
                     tracing::warn!(error = %e, "message store append failed");
                     queues.clear();
                     published.accepted = false;
+                    if let Some(join) = join {
+                        join.finish(false);
+                    }
                     return Ok(published);
                 }
                 Err(e) => tracing::debug!(error = %e, "could not page a message out"),
             }
         }
     }
+    if let Some(join) = join {
+        join.release();
+    }
     let message = Arc::new(message);
-    for q in queues.iter() {
+    for q in queues.iter().filter(|q| q.stream().is_none()) {
         if q.publish(message.clone()) == PushOutcome::Rejected {
             published.accepted = false;
         }
@@ -238,9 +267,86 @@ pub fn route_and_enqueue(
     Ok(published)
 }
 
+/// One publisher callback for several stores (streams, the message store): it runs once
+/// every part has reported, with an error if any part failed. The creator holds a part of
+/// its own until it has handed out all the others ([`Join::release`]).
+struct Join {
+    remaining: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
+    done: parking_lot::Mutex<Option<Callback>>,
+}
+
+impl Join {
+    fn new(done: Callback) -> Arc<Self> {
+        Arc::new(Join {
+            remaining: std::sync::atomic::AtomicUsize::new(1),
+            failed: std::sync::atomic::AtomicBool::new(false),
+            done: parking_lot::Mutex::new(Some(done)),
+        })
+    }
+
+    fn part(self: &Arc<Self>) -> Callback {
+        self.remaining
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let me = self.clone();
+        Box::new(move |r| me.finish(r.is_ok()))
+    }
+
+    /// The creator's own part: everything has been handed out.
+    fn release(&self) {
+        self.finish(true);
+    }
+
+    fn finish(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if !ok {
+            self.failed.store(true, Ordering::Release);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(done) = self.done.lock().take() {
+                // The callee only tells stored from not stored.
+                done(if self.failed.load(Ordering::Acquire) {
+                    Err(warren_journal::JournalError::Closed)
+                } else {
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_join_reports_once_every_part_has() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let outcome = |failing: bool| {
+            let calls = Arc::new(AtomicU32::new(0));
+            let ok = Arc::new(AtomicU32::new(0));
+            let (c, o) = (calls.clone(), ok.clone());
+            let join = Join::new(Box::new(move |r| {
+                c.fetch_add(1, Ordering::SeqCst);
+                if r.is_ok() {
+                    o.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+            let a = join.part();
+            let b = join.part();
+            join.release();
+            a(Ok(()));
+            assert_eq!(calls.load(Ordering::SeqCst), 0, "one part still out");
+            b(if failing {
+                Err(warren_journal::JournalError::Closed)
+            } else {
+                Ok(())
+            });
+            (calls.load(Ordering::SeqCst), ok.load(Ordering::SeqCst))
+        };
+        assert_eq!(outcome(false), (1, 1));
+        assert_eq!(outcome(true), (1, 0), "a failed part fails the whole");
+    }
 
     #[test]
     fn expiration_texts_follow_rabbitmq() {

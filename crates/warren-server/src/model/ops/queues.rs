@@ -6,7 +6,7 @@ use amq_protocol::types::FieldTable;
 
 use crate::{
     model::{
-        args::{self, QueueKind},
+        args::QueueKind,
         broker::Broker,
         equivalence::{check_args_equivalent, check_flag, EQUIVALENCE_ARGS},
         limits::queue_limit_reached,
@@ -100,12 +100,8 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
     }
     let what = format!("queue '{name}' in vhost '{}'", vhost.name);
     let settings = broker.queue_settings_with_policy(&vhost.name, name, spec.arguments)?;
-    if args::is_stream(spec.arguments) {
-        return Err(AmqpError::precondition(format_args!(
-            "invalid arg 'x-queue-type' for {what}: stream queues are not supported by warren"
-        )));
-    }
-    if settings.kind == QueueKind::Quorum {
+    if matches!(settings.kind, QueueKind::Quorum | QueueKind::Stream) {
+        // rabbit_stream_queue:declare runs the same checks, in the same order.
         check_quorum_declare(&spec, &what)?;
     }
     let queue = Queue::new(
@@ -130,6 +126,16 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
         },
         vhost,
     );
+    if queue.is_stream {
+        let root = match vhost.persistence.stream_root.get() {
+            Some(root) => root.clone(),
+            None => std::env::temp_dir().join("warren-streams"),
+        };
+        if let Err(e) = queue.open_stream(&root) {
+            queue.deleted.store(true, Ordering::Release);
+            return Err(AmqpError::internal("cannot open the stream's log").caused_by(e));
+        }
+    }
     {
         let mut topo = vhost.topology.write();
         // Another declaration may have won the race since the look above.
@@ -137,6 +143,7 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
             drop(topo);
             // Ours never existed: its x-expires timer must not fire.
             queue.deleted.store(true, Ordering::Release);
+            queue.drop_stream();
             check_equivalent(&existing, &spec, &vhost.name)?;
             return Ok(Declared::Existing(existing));
         }
@@ -145,6 +152,7 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
             if topo.queues.len() as u64 >= max {
                 drop(topo);
                 queue.deleted.store(true, Ordering::Release);
+                queue.drop_stream();
                 return Err(queue_limit_reached(name, &vhost.name, max));
             }
         }
@@ -182,6 +190,7 @@ fn discard(vhost: &VHost, queue: &Arc<Queue>) {
         }
     }
     queue.deleted.store(true, Ordering::Release);
+    queue.drop_stream();
     let _ = vhost.record(vhost.queue_deleted_op(queue));
 }
 

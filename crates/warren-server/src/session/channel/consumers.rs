@@ -254,6 +254,15 @@ impl Channel {
 
     pub(super) fn reject(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
+        if let Some(q) = entries
+            .iter()
+            .find_map(|u| u.queue.as_ref().filter(|q| q.is_stream))
+        {
+            return Err(AmqpError::not_implemented(format_args!(
+                "basic.nack and basic.reject not supported by stream queues queue '{}' in vhost '{}'",
+                q.name, q.vhost
+            )));
+        }
         self.settle(
             entries,
             if requeue {
@@ -292,6 +301,9 @@ impl Channel {
                 st.remove_consumer(c.id);
                 (st.consumer_count() == 0, was_active)
             };
+            if let Some(stream) = q.stream() {
+                stream.remove_consumer(c.id);
+            }
             if was_active {
                 // Single active consumer: what the leaving consumer held goes back to the
                 // queue for the next one, as RabbitMQ does.
@@ -401,10 +413,12 @@ impl Channel {
         let qname = self.expand_queue_name(m.queue.as_str())?;
         ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
-        let priority = args::consumer_priority(
-            &m.arguments,
-            &format!("queue '{}' in vhost '{}'", q.name, vhost.name),
-        )?;
+        let what = format!("queue '{}' in vhost '{}'", q.name, vhost.name);
+        let priority = args::consumer_priority(&m.arguments, &what)?;
+        let stream_start = match q.stream() {
+            Some(stream) => Some(self.stream_start(stream, &m, &what)?),
+            None => None,
+        };
         {
             let mut st = q.state.lock();
             // Quorum queues do not enforce exclusive consumers.
@@ -443,6 +457,20 @@ impl Channel {
                 },
             });
         }
+        if let (Some(stream), Some(start)) = (q.stream(), stream_start) {
+            stream.add_consumer(
+                consumer_id,
+                tag.clone(),
+                ConsumerHandle {
+                    conn: ctx.handle.clone(),
+                    channel: self.id,
+                    shared: self.shared.clone(),
+                    no_ack: false,
+                },
+                start,
+                u32::from(self.consumer_prefetch),
+            );
+        }
         q.had_consumer.store(true, Ordering::Release);
         q.touch();
         self.consumers.insert(
@@ -456,11 +484,44 @@ impl Channel {
         Ok(())
     }
 
+    /// What rabbit_stream_queue:consume refuses, and where the consumer starts.
+    fn stream_start(
+        &self,
+        stream: &crate::model::stream::StreamQueue,
+        m: &basic::Consume,
+        what: &str,
+    ) -> AmqpResult<u64> {
+        // Consumer arguments are checked before the queue type's own rules.
+        if m.arguments.contains_key("x-priority") {
+            return Err(AmqpError::precondition(format_args!(
+                "invalid arg 'x-priority' for {what} of queue type rabbit_stream_queue"
+            )));
+        }
+        if m.no_ack {
+            return Err(AmqpError::not_implemented(format_args!(
+                "automatic acknowledgement not supported by stream queues {what}"
+            )));
+        }
+        if self.consumer_prefetch == 0 {
+            return Err(AmqpError::precondition(format_args!(
+                "consumer prefetch count is not set for '{what}'"
+            )));
+        }
+        let offset = args::stream_offset(&m.arguments, crate::util::clock::now_ms())?;
+        Ok(stream.start_offset(offset))
+    }
+
     pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: basic::Get) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let qname = self.expand_queue_name(m.queue.as_str())?;
         ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+        if q.is_stream {
+            return Err(AmqpError::not_implemented(format_args!(
+                "basic.get not supported by stream queues queue '{}' in vhost '{}'",
+                q.name, vhost.name
+            )));
+        }
         let got = q.get(!m.no_ack);
         // management stats
         q.stats.inc(match (&got, m.no_ack) {
@@ -517,19 +578,25 @@ impl Channel {
 /// message a quorum queue delivers again.
 pub(super) fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes {
     let raw = &entry.message.properties;
+    if queue.is_some_and(|q| q.is_stream) {
+        return with_header(raw, "x-stream-offset", entry.seq as i64);
+    }
     // Quorum queues add it to every basic.get, and to deliveries from the first return.
     if (entry.delivery_count == 0 && !get) || !queue.is_some_and(Queue::is_quorum) {
         return raw.clone();
     }
+    with_header(raw, "x-delivery-count", i64::from(entry.delivery_count))
+}
+
+/// The property block with `name` set in its headers (as a long), the headers sorted by
+/// key as rabbit_basic:add_header leaves them.
+fn with_header(raw: &Bytes, name: &str, value: i64) -> Bytes {
     let mut headers = PropertiesView::scan(raw)
         .ok()
         .and_then(|v| v.headers)
         .and_then(|r| warren_codec::Table::parse(raw.get(r)?).ok())
         .unwrap_or_default();
-    headers.set(
-        "x-delivery-count",
-        warren_codec::Value::I64(i64::from(entry.delivery_count)),
-    );
+    headers.set(name, warren_codec::Value::I64(value));
     headers.sort();
     let edit = PropertiesEdit {
         headers: Some(Some(headers.to_bytes())),

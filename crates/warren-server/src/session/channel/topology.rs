@@ -51,6 +51,12 @@ impl Channel {
                 let qname = self.expand_queue_name(m.queue.as_str())?;
                 ctx.check(Access::Read, Resource::Queue, &qname)?;
                 let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
+                if q.is_stream {
+                    return Err(AmqpError::not_implemented(format_args!(
+                        "queue.purge not supported by stream queues queue '{}' in vhost '{}'",
+                        q.name, vhost.name
+                    )));
+                }
                 let n = q.purge();
                 if !m.nowait {
                     ok(
