@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// from a loopback address that carries it acts as the node's operator. `None`: the
     /// tools need a user's credentials.
     pub cli_cookie: Option<String>,
+    /// Largest management API request body, in bytes (RabbitMQ's
+    /// `management.http.max_body_size`, 20 MiB by default).
+    pub management_max_body_size: u64,
 }
 
 impl ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             frame_max: 131_072,
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
+            management_max_body_size: 20 * 1024 * 1024,
             handshake_timeout_secs: 10,
             default_user: "guest".into(),
             default_pass: "guest".into(),

@@ -1112,8 +1112,13 @@ impl Connection {
                 let broker = self.ctx.broker.clone();
                 let gate = broker.admit_channel(&self.ctx.user)?;
                 self.closed_by_client.remove(&id);
-                self.channels.insert(id, Channel::new(id));
-                self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
+                let channel = Channel::new(id);
+                let shared = channel.shared.clone();
+                self.channels.insert(id, channel);
+                self.ctx
+                    .broker
+                    .admin
+                    .channel_opened(self.ctx.handle.id, id, shared);
                 drop(gate);
                 self.ctx.send_method(
                     id,

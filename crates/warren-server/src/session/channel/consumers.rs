@@ -238,6 +238,9 @@ impl Channel {
     pub(super) fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
         // management stats
+        self.shared
+            .stats
+            .add(crate::model::stats::Stat::Ack, entries.len() as u64);
         for u in &entries {
             if let Some(q) = &u.queue {
                 q.stats.inc(crate::model::stats::Stat::Ack);
@@ -457,12 +460,18 @@ impl Channel {
         ctx.check(Access::Read, Resource::Queue, &qname)?;
         let q = self.find_queue(ctx, &vhost, m.queue.as_str())?;
         let got = q.get(!m.no_ack);
-        // management stats
-        q.stats.inc(match (&got, m.no_ack) {
+        // management stats, the queue's and the channel's
+        let stat = match (&got, m.no_ack) {
             (None, _) => crate::model::stats::Stat::GetEmpty,
             (Some(_), true) => crate::model::stats::Stat::GetNoAck,
             (Some(_), false) => crate::model::stats::Stat::Get,
-        });
+        };
+        q.stats.inc(stat);
+        self.shared.stats.inc(stat);
+        if got.as_ref().is_some_and(|(entry, _)| entry.redelivered) {
+            q.stats.inc(crate::model::stats::Stat::Redeliver);
+            self.shared.stats.inc(crate::model::stats::Stat::Redeliver);
+        }
         let Some((entry, remaining)) = got else {
             ok(
                 ctx,
