@@ -203,8 +203,8 @@ pub struct ChannelShared {
     pub global_prefetch: AtomicU32,
     pub global_unacked: AtomicU32,
     /// The channel's message counters for the management API and Prometheus: one
-    /// uncontended relaxed add each, bumped by the channel's own task (publishes,
-    /// confirms, gets, acks) and by queues delivering to its consumers.
+    /// uncontended relaxed add each, bumped only by the connection task that owns the
+    /// channel (publishes, confirms, deliveries written, gets, acks); readers sum them.
     pub stats: crate::model::stats::Stats,
     /// confirm.select was accepted (the API's `confirm`).
     pub confirm: AtomicBool,

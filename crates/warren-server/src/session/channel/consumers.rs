@@ -147,6 +147,16 @@ impl Channel {
         };
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
+        // management stats, bumped here by the connection task that owns the channel so
+        // that no other thread writes its counters
+        self.shared.stats.inc(if d.no_ack {
+            crate::model::stats::Stat::DeliverNoAck
+        } else {
+            crate::model::stats::Stat::Deliver
+        });
+        if d.entry.redelivered {
+            self.shared.stats.inc(crate::model::stats::Stat::Redeliver);
+        }
         encode_deliver(
             &mut ctx.out,
             self.id,
