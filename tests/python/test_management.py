@@ -269,8 +269,9 @@ def test_connection_channel_consumer_shapes(state):
     assert_shape(fixture("connection")["body"], one)
     _, chans = api("GET", "/api/channels")
     ch = find(chans, name=mine["name"] + " (1)")
-    # Channel modes (confirm, tx) and per-channel message counters are not tracked yet.
-    assert_shape(fixture("channels")["body"][0], ch, ignore={"confirm", "message_stats"})
+    assert_shape(fixture("channels")["body"][0], ch)
+    assert ch["confirm"] is False and ch["transactional"] is False
+    assert ch["message_stats"]["publish"] == 5
     assert ch["consumer_count"] == 1 and ch["messages_unacknowledged"] == 1
     _, in_vhost = api("GET", "/api/vhosts/%2F/connections")
     assert mine["name"] in {c["name"] for c in in_vhost}

@@ -73,6 +73,31 @@ impl Authed {
         self.is_monitor() || self.cli || broker.has_vhost_access(&self.user, vhost)
     }
 
+    /// Whether list answers (queues, exchanges, bindings, policies, parameters) include
+    /// objects of this vhost: rabbit_mgmt_util's filter_vhost shows administrators every
+    /// vhost and everybody else, monitoring users included, only those they may log into.
+    pub fn lists_vhost(&self, broker: &Broker, vhost: &str) -> bool {
+        self.is_admin() || self.cli || broker.has_vhost_access(&self.user, vhost)
+    }
+
+    /// rabbit_mgmt_util's is_authorized_policies: administrators, or policymakers in a
+    /// vhost they may log into (`vhost`: the one the path names, if any).
+    pub fn require_policies(&self, broker: &Broker, vhost: Option<&str>) -> ApiResult<()> {
+        let allowed = self.is_admin()
+            || self.cli
+            || (self.is_policymaker()
+                && vhost.is_none_or(|v| {
+                    broker.vhost(v).is_none() || broker.has_vhost_access(&self.user, v)
+                }));
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::not_authorised(
+                "User not authorised to access object",
+            ))
+        }
+    }
+
     /// For operations inside a vhost: it must exist (404) and the user needs access (401).
     pub fn require_vhost(&self, broker: &Broker, vhost: &str) -> ApiResult<()> {
         if broker.vhost(vhost).is_none() {

@@ -244,6 +244,9 @@ async fn sample_rates(broker: Arc<Broker>) {
         tick.tick().await;
         for conn in broker.admin.connection_list() {
             conn.io.sample();
+            for (_, channel) in conn.channel_states() {
+                channel.stats.sample();
+            }
         }
         for vhost in broker.vhosts() {
             vhost.sample_stats();

@@ -221,7 +221,149 @@ fn render_mode(b: &Broker, mode: Mode) -> String {
     queue_metrics(&mut out, &rows, mode);
     object_metrics(&mut out, &b.admin, &rows);
     global_metrics(&mut out, b, &rows);
+    channel_metrics(&mut out, b, mode);
     out
+}
+
+/// One open channel's numbers for the `rabbitmq_channel_` families.
+struct ChannelRow {
+    name: String,
+    vhost: String,
+    consumers: u64,
+    unacked: u64,
+    unconfirmed: u64,
+    prefetch: u64,
+    counts: [u64; warren_server::stats::STAT_COUNT],
+}
+
+fn channel_rows(b: &Broker) -> Vec<ChannelRow> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut consumers: std::collections::HashMap<(u64, u16), (u64, u64, u64)> =
+        std::collections::HashMap::new();
+    for vh in b.vhosts() {
+        for q in vh.queues() {
+            for c in q.view_with_consumers().consumers {
+                let e = consumers.entry((c.conn, c.channel)).or_default();
+                e.0 += 1;
+                e.1 += u64::from(c.unacked);
+                e.2 = e.2.max(u64::from(c.prefetch));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for conn in b.admin.connection_list() {
+        for (n, shared) in conn.channel_states() {
+            let (count, unacked, prefetch) =
+                consumers.get(&(conn.id, n)).copied().unwrap_or_default();
+            let global = u64::from(shared.global_prefetch.load(Relaxed));
+            rows.push(ChannelRow {
+                name: format!("{} ({n})", conn.name),
+                vhost: conn.vhost.clone(),
+                consumers: count,
+                unacked,
+                unconfirmed: shared.unconfirmed.load(Relaxed),
+                prefetch: if global > 0 { global } else { prefetch },
+                counts: std::array::from_fn(|i| {
+                    warren_server::stats::STAT_ALL
+                        .get(i)
+                        .map_or(0, |s| shared.stats.get(*s))
+                }),
+            });
+        }
+    }
+    rows
+}
+
+type ChannelFn = fn(&ChannelRow) -> u64;
+
+/// rabbitmq_prometheus's channel gauges (labelled `channel` per object).
+const CHANNEL_GAUGES: &[(&str, &str, ChannelFn)] = &[
+    (
+        "rabbitmq_channel_consumers",
+        "Consumers on a channel",
+        |r| r.consumers,
+    ),
+    (
+        "rabbitmq_channel_messages_unacked",
+        "Delivered but not yet acknowledged messages",
+        |r| r.unacked,
+    ),
+    (
+        "rabbitmq_channel_messages_unconfirmed",
+        "Published but not yet confirmed messages",
+        |r| r.unconfirmed,
+    ),
+    (
+        "rabbitmq_channel_messages_uncommitted",
+        "Messages received in a transaction but not yet committed",
+        |_| 0,
+    ),
+    (
+        "rabbitmq_channel_acks_uncommitted",
+        "Message acknowledgements in a transaction not yet committed",
+        |_| 0,
+    ),
+    (
+        "rabbitmq_channel_prefetch",
+        "Total limit of unacknowledged messages for all consumers on a channel",
+        |r| r.prefetch,
+    ),
+];
+
+/// rabbitmq_prometheus's channel counters, with the channel counter each one reads.
+const CHANNEL_COUNTERS: &[(&str, &str, Stat)] = &[
+    ("rabbitmq_channel_messages_published_total", "Total number of messages published into an exchange on a channel", Stat::Publish),
+    ("rabbitmq_channel_messages_confirmed_total", "Total number of messages published into an exchange and confirmed on the channel", Stat::Confirm),
+    ("rabbitmq_channel_messages_unroutable_returned_total", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", Stat::ReturnUnroutable),
+    ("rabbitmq_channel_messages_unroutable_dropped_total", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", Stat::DropUnroutable),
+    ("rabbitmq_channel_get_ack_total", "Total number of messages fetched with basic.get in manual acknowledgement mode", Stat::Get),
+    ("rabbitmq_channel_get_total", "Total number of messages fetched with basic.get in automatic acknowledgement mode", Stat::GetNoAck),
+    ("rabbitmq_channel_messages_delivered_ack_total", "Total number of messages delivered to consumers in manual acknowledgement mode", Stat::Deliver),
+    ("rabbitmq_channel_messages_delivered_total", "Total number of messages delivered to consumers in automatic acknowledgement mode", Stat::DeliverNoAck),
+    ("rabbitmq_channel_messages_redelivered_total", "Total number of messages redelivered to consumers", Stat::Redeliver),
+    ("rabbitmq_channel_messages_acked_total", "Total number of messages acknowledged by consumers", Stat::Ack),
+    ("rabbitmq_channel_get_empty_total", "Total number of times basic.get operations fetched no message", Stat::GetEmpty),
+];
+
+/// The `rabbitmq_channel_` families: sums over the open channels (as RabbitMQ's
+/// aggregated page), or one line per channel. Per object, warren labels the counters
+/// with `channel` and `vhost`: it counts per channel, not per channel and exchange or
+/// queue as RabbitMQ does.
+fn channel_metrics(out: &mut String, b: &Broker, mode: Mode) {
+    let rows = channel_rows(b);
+    for (name, help, f) in CHANNEL_GAUGES {
+        header(out, name, "gauge", help);
+        match mode {
+            Mode::Aggregated => {
+                let _ = writeln!(out, "{name} {}", rows.iter().map(f).sum::<u64>());
+            }
+            Mode::PerObject => {
+                for r in &rows {
+                    let _ = writeln!(out, "{name}{{channel=\"{}\"}} {}", label(&r.name), f(r));
+                }
+            }
+        }
+    }
+    for (name, help, stat) in CHANNEL_COUNTERS {
+        header(out, name, "counter", help);
+        let value = |r: &ChannelRow| r.counts[*stat as usize];
+        match mode {
+            Mode::Aggregated => {
+                let _ = writeln!(out, "{name} {}", rows.iter().map(value).sum::<u64>());
+            }
+            Mode::PerObject => {
+                for r in &rows {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{channel=\"{}\",vhost=\"{}\"}} {}",
+                        label(&r.name),
+                        label(&r.vhost),
+                        value(r)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// `rabbitmq_identity_info` and `rabbitmq_build_info`.
@@ -332,6 +474,49 @@ fn process_metrics(out: &mut String, b: &Broker) {
         "",
         fds,
     );
+    metric(
+        out,
+        "rabbitmq_process_open_tcp_sockets",
+        "gauge",
+        "Open TCP sockets",
+        "",
+        b.admin.connection_count(),
+    );
+    let max_fds = max_open_files().unwrap_or(0);
+    metric(
+        out,
+        "rabbitmq_process_max_fds",
+        "gauge",
+        "Open file descriptors limit",
+        "",
+        max_fds,
+    );
+    metric(
+        out,
+        "rabbitmq_process_max_tcp_sockets",
+        "gauge",
+        "Open TCP sockets limit",
+        "",
+        max_tcp_sockets(max_fds),
+    );
+}
+
+/// The soft limit on open files (`Max open files` in /proc/self/limits).
+fn max_open_files() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
+/// RabbitMQ's socket limit from the file limit (file_handle_cache: 100 descriptors kept
+/// for other uses, 90% of the rest for sockets).
+fn max_tcp_sockets(max_fds: u64) -> u64 {
+    max_fds.saturating_sub(100) * 9 / 10
 }
 
 /// RabbitMQ 3.10's alarm and limit gauges (rabbitmq_prometheus core metrics).
@@ -386,6 +571,14 @@ fn queue_metrics(out: &mut String, rows: &[QueueRow], mode: Mode) {
                 "",
                 consumers,
             );
+            metric(
+                out,
+                "rabbitmq_queue_messages_published_total",
+                "counter",
+                "Total number of messages published to queues",
+                "",
+                rows.iter().map(|r| r.published).sum::<u64>(),
+            );
         }
         Mode::PerObject => {
             for (name, help, f) in QUEUE_COARSE {
@@ -398,6 +591,14 @@ fn queue_metrics(out: &mut String, rows: &[QueueRow], mode: Mode) {
                 "Consumers on a queue",
                 rows,
                 |r| r.consumers,
+            );
+            family_lines(
+                out,
+                "rabbitmq_queue_messages_published_total",
+                "counter",
+                "Total number of messages published to queues",
+                rows,
+                |r| r.published,
             );
         }
     }
@@ -467,6 +668,8 @@ fn global_metrics(out: &mut String, b: &Broker, rows: &[QueueRow]) {
         ("rabbitmq_global_messages_unroutable_dropped_total", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", proto, dropped),
         ("rabbitmq_global_messages_unroutable_returned_total", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", proto, returned),
         ("rabbitmq_global_messages_confirmed_total", "Total number of messages confirmed to publishers", proto, g.count(Stat::Confirm)),
+        // warren counts a confirm when it takes the publish on a confirm channel.
+        ("rabbitmq_global_messages_received_confirm_total", "Total number of messages received from publishers expecting confirmations", proto, g.count(Stat::Confirm)),
         ("rabbitmq_global_messages_delivered_total", "Total number of messages delivered to consumers", qproto, q.deliver_get().0),
         ("rabbitmq_global_messages_delivered_consume_manual_ack_total", "Total number of messages delivered to consumers using basic.consume with manual acknowledgment", qproto, q.count(Stat::Deliver)),
         ("rabbitmq_global_messages_delivered_consume_auto_ack_total", "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment", qproto, q.count(Stat::DeliverNoAck)),
@@ -511,10 +714,14 @@ mod tests {
             "rabbitmq_disk_space_available_limit_bytes",
             "rabbitmq_resident_memory_limit_bytes",
             "rabbitmq_process_open_fds",
+            "rabbitmq_process_open_tcp_sockets",
+            "rabbitmq_process_max_fds",
+            "rabbitmq_process_max_tcp_sockets",
             "rabbitmq_queue_messages_ready",
             "rabbitmq_queue_messages_unacked",
             "rabbitmq_queue_messages",
             "rabbitmq_queue_consumers",
+            "rabbitmq_queue_messages_published_total",
             "rabbitmq_connections",
             "rabbitmq_channels",
             "rabbitmq_consumers",
@@ -525,6 +732,7 @@ mod tests {
             "rabbitmq_global_messages_unroutable_dropped_total",
             "rabbitmq_global_messages_unroutable_returned_total",
             "rabbitmq_global_messages_confirmed_total",
+            "rabbitmq_global_messages_received_confirm_total",
             "rabbitmq_global_messages_delivered_total",
             "rabbitmq_global_messages_delivered_consume_manual_ack_total",
             "rabbitmq_global_messages_delivered_consume_auto_ack_total",
@@ -533,6 +741,23 @@ mod tests {
             "rabbitmq_global_messages_get_empty_total",
             "rabbitmq_global_messages_redelivered_total",
             "rabbitmq_global_messages_acknowledged_total",
+            "rabbitmq_channel_consumers",
+            "rabbitmq_channel_messages_unacked",
+            "rabbitmq_channel_messages_unconfirmed",
+            "rabbitmq_channel_messages_uncommitted",
+            "rabbitmq_channel_acks_uncommitted",
+            "rabbitmq_channel_prefetch",
+            "rabbitmq_channel_messages_published_total",
+            "rabbitmq_channel_messages_confirmed_total",
+            "rabbitmq_channel_messages_unroutable_returned_total",
+            "rabbitmq_channel_messages_unroutable_dropped_total",
+            "rabbitmq_channel_get_ack_total",
+            "rabbitmq_channel_get_total",
+            "rabbitmq_channel_messages_delivered_ack_total",
+            "rabbitmq_channel_messages_delivered_total",
+            "rabbitmq_channel_messages_redelivered_total",
+            "rabbitmq_channel_messages_acked_total",
+            "rabbitmq_channel_get_empty_total",
         ];
         let b = Broker::new(warren_server::ServerConfig::default());
         for mode in [Mode::Aggregated, Mode::PerObject] {
@@ -545,6 +770,13 @@ mod tests {
             assert_eq!(types, FAMILIES);
         }
         assert!(render(&b).contains("\nrabbitmq_queues 0\n"));
+    }
+
+    #[test]
+    fn socket_limit_follows_the_file_limit() {
+        assert_eq!(max_tcp_sockets(1_048_576), 943_628);
+        assert_eq!(max_tcp_sockets(50), 0);
+        assert!(max_open_files().is_some_and(|n| n > 0));
     }
 
     #[test]

@@ -47,33 +47,86 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
         )
 }
 
-/// RabbitMQ's `properties_key`: the routing key, URL-quoted, plus `~hash` of the
-/// arguments when there are any ("~" alone for an empty key without arguments).
-fn properties_key(key: &str, args: &warren_codec::FieldTable) -> String {
-    let mut quoted = String::new();
-    for b in key.bytes() {
+/// RabbitMQ's `quote_plus` (rabbit_http_util) with `~` escaped too (quote_binding):
+/// letters, digits and `.-_` stay, a space becomes `+`, anything else `%XX`.
+fn quote_binding(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len());
+    for b in text.bytes() {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => quoted.push(b as char),
             b' ' => quoted.push('+'),
-            other => quoted.push_str(&format!("%25{other:02X}")),
+            other => quoted.push_str(&format!("%{other:02X}")),
         }
     }
+    quoted
+}
+
+/// RabbitMQ's `unquote` (qs_revdecode): `+` is a space, `%XX` a byte.
+fn unquote(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A stable hash of a binding's arguments, base64url as RabbitMQ's `args_hash` writes
+/// its (erlang:phash2) value: the value differs, the purpose is the same (telling
+/// bindings with equal keys apart in URLs).
+fn args_hash(args: &warren_codec::FieldTable) -> String {
+    use base64::Engine;
+    let text = table_to_json(args).to_string();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_be_bytes())
+}
+
+/// RabbitMQ's `properties_key` (pack_binding_props): the quoted routing key, plus
+/// `~hash` of the arguments when there are any; `~` alone for an empty key without
+/// arguments. It goes into URLs as one path segment (clients quote it once more).
+fn properties_key(key: &str, args: &warren_codec::FieldTable) -> String {
     if args.inner().is_empty() {
-        if quoted.is_empty() {
+        if key.is_empty() {
             "~".into()
         } else {
-            quoted
+            quote_binding(key)
         }
     } else {
-        // A stable hash of the arguments (RabbitMQ uses erlang:phash2; the value differs but
-        // serves the same purpose: telling bindings with equal keys apart in URLs).
-        let text = table_to_json(args).to_string();
-        let mut h: u32 = 0x811c_9dc5;
-        for b in text.bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-        format!("{quoted}~{h}")
+        format!("{}~{}", quote_binding(key), quote_binding(&args_hash(args)))
+    }
+}
+
+/// Whether a binding is the one a `properties_key` path segment names (RabbitMQ's
+/// unpack: the key unquoted, the arguments by their hash; no hash, no arguments).
+fn names_binding(props: &str, key: &str, args: &warren_codec::FieldTable) -> bool {
+    let (key_part, hash) = match props.split_once('~') {
+        Some((k, h)) => (k, Some(h)),
+        None => (props, None),
+    };
+    if unquote(key_part) != key {
+        return false;
+    }
+    match hash.filter(|h| !h.is_empty()) {
+        None => args.inner().is_empty(),
+        Some(h) => !args.inner().is_empty() && unquote(h) == args_hash(args),
     }
 }
 
@@ -109,7 +162,7 @@ async fn bindings(
     let who = auth(&b, &headers, peer)?;
     let mut all = Vec::new();
     for vh in b.vhosts() {
-        if who.can_see_vhost(&b, &vh.name) {
+        if who.lists_vhost(&b, &vh.name) {
             all.extend(vh.bindings().iter().map(|r| binding_json(&vh.name, r)));
         }
     }
@@ -263,8 +316,7 @@ fn find_binding(
             r.source.as_ref() == src
                 && r.to_queue() == is_queue
                 && r.destination_name() == dst
-                && properties_key(&r.routing_key, &r.arguments).replace("%25", "%")
-                    == props.replace("%25", "%")
+                && names_binding(props, &r.routing_key, &r.arguments)
         })
         .ok_or_else(ApiError::not_found)
 }
@@ -316,9 +368,38 @@ mod tests {
         let empty = warren_codec::FieldTable::default();
         assert_eq!(properties_key("k1", &empty), "k1");
         assert_eq!(properties_key("", &empty), "~");
-        assert_eq!(properties_key("a/b", &empty), "a%252Fb");
+        // As RabbitMQ 3.10.8 answers (tests/fixtures/management/completeness.json).
+        assert_eq!(properties_key("a/b c", &empty), "a%2Fb+c");
+        assert_eq!(properties_key("x.*", &empty), "x.%2A");
+        assert_eq!(properties_key("order.#", &empty), "order.%23");
+        assert_eq!(properties_key("a~b", &empty), "a%7Eb");
         let mut args = warren_codec::FieldTable::default();
         args.insert("x".into(), warren_codec::AMQPValue::Boolean(true));
-        assert!(properties_key("k", &args).starts_with("k~"));
+        let with_args = properties_key("k", &args);
+        assert!(
+            with_args.starts_with("k~") && with_args.len() == 8,
+            "{with_args}"
+        );
+        assert!(properties_key("", &args).starts_with('~'));
+    }
+
+    #[test]
+    fn properties_keys_name_their_bindings() {
+        let empty = warren_codec::FieldTable::default();
+        let mut args = warren_codec::FieldTable::default();
+        args.insert("x".into(), warren_codec::AMQPValue::Boolean(true));
+        for (key, a) in [
+            ("a/b c", &empty),
+            ("x.*", &empty),
+            ("", &empty),
+            ("k", &args),
+            ("", &args),
+        ] {
+            assert!(names_binding(&properties_key(key, a), key, a), "{key}");
+        }
+        assert!(!names_binding("k", "k", &args), "arguments need their hash");
+        assert!(!names_binding("k~AAAAAA", "k", &args));
+        assert!(!names_binding("x.%2A", "x.#", &empty));
+        assert_eq!(unquote("a%2Fb+c%"), "a/b c%");
     }
 }

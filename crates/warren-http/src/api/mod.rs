@@ -19,9 +19,12 @@ mod exchanges;
 mod health;
 mod limits;
 mod list;
+mod misc;
 mod nodes;
+mod operator_policies;
 mod orphans;
 mod overview;
+mod parameters;
 mod permissions;
 mod policies;
 mod queues;
@@ -53,7 +56,10 @@ type Peer = ConnectInfo<SocketAddr>;
 type Q = Query<HashMap<String, String>>;
 
 /// Every resource's routes in one router; any other path answers 404 `Object Not Found`.
+/// Request bodies up to `management_max_body_size` (RabbitMQ's
+/// `management.http.max_body_size`); error answers are JSON (see [`json_errors`]).
 pub fn router(broker: Arc<Broker>) -> Router {
+    let max_body = usize::try_from(broker.config.management_max_body_size).unwrap_or(usize::MAX);
     Router::new()
         .merge(overview::routes())
         .merge(whoami::routes())
@@ -79,11 +85,49 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(alarms::routes())
         // The web UI's static files (no auth; the page logs in through the API).
         .merge(crate::ui::routes())
+        .merge(parameters::routes())
+        .merge(operator_policies::routes())
+        .merge(misc::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(axum::middleware::from_fn(
             crate::ui::no_auth_prompt_for_page,
         ))
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(broker)
+}
+
+/// Errors produced before a handler runs, in RabbitMQ's JSON form: a body over the
+/// limit is RabbitMQ's 400 `Exceeded HTTP request body size limit`, axum's plain-text
+/// rejections (a path segment that is not UTF-8, ...) become `bad_request` with the text.
+/// 405 keeps its empty body, as RabbitMQ answers it.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::bad_request("Exceeded HTTP request body size limit").into_response();
+    }
+    let plain_text = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain_text {
+        return resp;
+    }
+    let reason = match axum::body::to_bytes(resp.into_body(), 64 * 1024).await {
+        Ok(text) => String::from_utf8_lossy(&text).into_owned(),
+        Err(_) => String::new(),
+    };
+    let error = if status.is_server_error() {
+        "internal_server_error"
+    } else {
+        "bad_request"
+    };
+    ApiError {
+        status,
+        error,
+        reason,
+    }
+    .into_response()
 }
 
 fn auth(b: &Broker, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Authed> {
@@ -102,12 +146,13 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Parses a request body; an empty body is `{}` as in RabbitMQ.
+/// Parses a request body; an empty body is `{}` as in RabbitMQ, and one that is not JSON
+/// is RabbitMQ's 400 `not_json`.
 fn body_json(body: &Bytes) -> ApiResult<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{e}")))
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))
 }
 
 fn bool_field(v: &Value, key: &str, default: bool) -> ApiResult<bool> {

@@ -37,7 +37,7 @@ async fn policies(State(b): B, ConnectInfo(peer): Peer, headers: HeaderMap) -> A
         .policies
         .list(None)
         .iter()
-        .filter(|p| who.can_see_vhost(&b, &p.vhost))
+        .filter(|p| who.lists_vhost(&b, &p.vhost))
         .map(|p| policy_json(p))
         .collect();
     Ok(Json(Value::Array(list)).into_response())

@@ -13,8 +13,10 @@ use axum::{
 use serde_json::{json, Value};
 use warren_server::{
     admin::GetMode,
+    args::QueueKind,
     auth::{Access, Resource},
     queue::Queue,
+    views::QueueView,
     Broker,
 };
 
@@ -46,11 +48,8 @@ pub(super) fn routes() -> Router<Arc<Broker>> {
 
 fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
     let snap = q.stats.snapshot();
-    let view = if detailed {
-        q.view_with_consumers()
-    } else {
-        q.view()
-    };
+    let view = q.view_with_consumers();
+    let utilisation = consumer_utilisation(&view);
     let (ready, unacked, ready_bytes, consumers) = (
         view.ready,
         view.unacked,
@@ -68,9 +67,11 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
         "exclusive": q.exclusive_owner.is_some(),
         "arguments": table_to_json(&q.arguments),
         "node": node_name(),
-        "type": if q.is_stream { "stream" } else if q.is_quorum() { "quorum" } else { "classic" },
+        "type": queue_type(q),
         "state": "running",
         "consumers": consumers,
+        "consumer_utilisation": utilisation,
+        "consumer_capacity": utilisation,
         "exclusive_consumer_tag": Value::Null,
         "single_active_consumer_tag": Value::Null,
         "policy": policy.as_ref().map(|p| p.name.clone()),
@@ -96,6 +97,12 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
         "message_bytes_paged_out": 0,
         "message_stats": message_stats(&snap, QUEUE_STATS, true),
     });
+    if queue_type(q) == "quorum" {
+        // A one-node cluster: this node leads and is the only member.
+        v["leader"] = json!(node_name());
+        v["members"] = json!([node_name()]);
+        v["online"] = json!([node_name()]);
+    }
     if detailed {
         let details: Vec<Value> = view
             .consumers
@@ -121,6 +128,47 @@ fn queue_json(b: &Broker, q: &Queue, detailed: bool) -> Value {
     v
 }
 
+/// RabbitMQ's `consumer_utilisation` (and `consumer_capacity`): the share of the time
+/// the queue could hand a message to a consumer at once. warren samples it when asked:
+/// 0 without consumers, 1 when nothing waits, else the share of consumers with room
+/// under their prefetch.
+fn consumer_utilisation(view: &QueueView) -> f64 {
+    if view.consumer_count == 0 {
+        return 0.0;
+    }
+    if view.ready == 0 || view.consumers.is_empty() {
+        return 1.0;
+    }
+    let free = view
+        .consumers
+        .iter()
+        .filter(|c| c.prefetch == 0 || c.unacked < c.prefetch)
+        .count();
+    free as f64 / view.consumers.len() as f64
+}
+
+/// The queue's type as RabbitMQ names it (`x-queue-type`).
+fn queue_type(q: &Queue) -> &'static str {
+    if q.is_stream {
+        return "stream";
+    }
+    match q.settings().kind {
+        QueueKind::Quorum => "quorum",
+        _ => "classic",
+    }
+}
+
+/// RabbitMQ's refusal of a queue name longer than a shortstr (its text, newline and all).
+pub(super) fn check_name_length(kind: &str, name: &str) -> ApiResult<()> {
+    if name.len() > 255 {
+        return Err(ApiError::bad_request(format!(
+            "{kind} should be less than 255 bytes, actually was {}\n",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 /// 404 unless the queue exists (RabbitMQ checks existence before permissions).
 fn require_queue(b: &Broker, vhost: &str, name: &str) -> ApiResult<()> {
     match b.vhost(vhost).and_then(|v| v.queue(name)) {
@@ -138,7 +186,7 @@ async fn queues(
     let who = auth(&b, &headers, peer)?;
     let mut all = Vec::new();
     for vh in b.vhosts() {
-        if who.can_see_vhost(&b, &vh.name) {
+        if who.lists_vhost(&b, &vh.name) {
             all.extend(vh.queues());
         }
     }
@@ -197,6 +245,7 @@ async fn put_queue(
     let who = auth(&b, &headers, peer)?;
     who.require_vhost(&b, &vhost)?;
     let v = body_json(&body)?;
+    check_name_length("queue", &name)?;
     who.check(&b, &vhost, Access::Configure, Resource::Queue, &name)?;
     let durable = bool_field(&v, "durable", true)?;
     let auto_delete = bool_field(&v, "auto_delete", false)?;

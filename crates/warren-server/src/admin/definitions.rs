@@ -95,7 +95,11 @@ pub fn export(b: &Broker, vhost: Option<&str>) -> Value {
         "permissions": permissions,
         "topic_permissions": export_topic_permissions(b),
         "parameters": parameters,
-        "global_parameters": [],
+        "global_parameters": b
+            .global_parameters()
+            .into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect::<Vec<_>>(),
         "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
@@ -276,7 +280,8 @@ type PlannedLimits = Vec<(String, Limits)>;
 /// Vhost, name, exchange.
 type PlannedExchange = (String, String, ExchangeMeta);
 /// Vhost, name, durable, auto_delete, arguments.
-type PlannedQueue = (String, String, bool, bool, FieldTable);
+/// vhost, name, durable, auto_delete, arguments, and whether it exists already (skipped).
+type PlannedQueue = (String, String, bool, bool, FieldTable, bool);
 /// Vhost, source, destination, routing key, arguments.
 type PlannedBinding = (String, String, Destination, String, FieldTable);
 
@@ -697,12 +702,10 @@ fn plan_queue(
     let durable = flag(e, "durable", true).map_err(fail)?;
     let auto_delete = flag(e, "auto_delete", false).map_err(fail)?;
     let args = json_to_table(e.get("arguments").unwrap_or(&Value::Null));
-    if let Some(q) = b.vhost(&vhost).and_then(|v| v.queue(name)) {
-        if q.durable != durable || q.auto_delete != auto_delete {
-            return Err(fail("exists with different durable/auto_delete".into()));
-        }
-    }
-    Ok((vhost, name.to_string(), durable, auto_delete, args))
+    // RabbitMQ (rabbit_definitions:add_queue_int) keeps an existing queue as it is,
+    // whatever the file says about its flags or arguments: the import skips it.
+    let exists = b.vhost(&vhost).and_then(|v| v.queue(name)).is_some();
+    Ok((vhost, name.to_string(), durable, auto_delete, args, exists))
 }
 
 fn plan_bindings(
@@ -832,28 +835,28 @@ fn plan_binding(known: &Known, i: usize, e: &Value) -> Result<PlannedBinding, De
 /// Importing the same file again once the disk is back completes it.
 pub fn import(b: &Broker, doc: &Value, vhost: Option<&str>) -> Result<(), DefinitionsError> {
     let p = plan(b, doc, vhost)?;
-    // Global parameters (cluster name and the like, no restrictions) have no
-    // counterpart in warren: say so rather than drop them silently. RabbitMQ always
-    // exports its internal cluster id; nothing to warn about there.
-    let global = doc
-        .get("global_parameters")
-        .and_then(Value::as_array)
-        .map_or(0, |a| {
-            a.iter()
-                .filter(|p| p.get("name").and_then(Value::as_str) != Some("internal_cluster_id"))
-                .count()
-        });
-    if global > 0 {
-        tracing::warn!(
-            entries = global,
-            "definitions: global_parameters ignored (not supported)"
-        );
-    }
-    let applied = apply_plan(b, p);
+    let applied = apply_plan(b, p).and_then(|()| import_global_parameters(b, doc));
     for vh in b.vhosts() {
         b.admin.policies.apply(&vh);
     }
     applied
+}
+
+/// The file's `global_parameters` (`{name, value}` entries), set as
+/// `PUT /api/global-parameters/{name}` sets them; entries without a name are skipped.
+fn import_global_parameters(b: &Broker, doc: &Value) -> Result<(), DefinitionsError> {
+    let Some(list) = doc.get("global_parameters").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for e in list {
+        let Some(name) = e.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let value = e.get("value").cloned().unwrap_or(Value::Null);
+        b.set_global_parameter(name, value)
+            .map_err(not_recorded(format!("global parameter '{name}'")))?;
+    }
+    Ok(())
 }
 
 /// An operation's failure as an import error: a failed write (500) names the entry it
@@ -912,7 +915,10 @@ fn apply_plan(b: &Broker, p: Plan) -> Result<(), DefinitionsError> {
         b.admin_declare_exchange(&v, &name, meta)
             .map_err(not_applied(format!("exchange '{name}' in vhost '{v}'")))?;
     }
-    for (v, name, durable, auto_delete, args) in p.queues {
+    for (v, name, durable, auto_delete, args, exists) in p.queues {
+        if exists {
+            continue;
+        }
         b.admin_declare_queue(&v, &name, durable, auto_delete, args)
             .map_err(not_applied(format!("queue '{name}' in vhost '{v}'")))?;
     }

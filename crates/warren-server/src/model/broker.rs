@@ -134,6 +134,9 @@ pub struct Broker {
     pub(crate) meta_writes: Mutex<()>,
     /// Vhost and user limits (`model::limits`); changed under `meta_writes`.
     pub(crate) limits: RwLock<crate::model::limits::LimitTables>,
+    /// Global parameters and operator policies (`model::params`); changed under
+    /// `meta_writes`.
+    pub(crate) params: RwLock<crate::model::params::ParamTables>,
     /// Held from a connection's or channel's limit check until it is registered.
     pub(crate) limits_gate: Mutex<()>,
     next_id: AtomicU64,
@@ -167,6 +170,7 @@ impl Broker {
             ),
             meta_writes: Mutex::new(()),
             limits: RwLock::new(Default::default()),
+            params: RwLock::new(Default::default()),
             limits_gate: Mutex::new(()),
             next_id: AtomicU64::new(1),
             config,
@@ -563,6 +567,10 @@ impl Broker {
         // Its policies too, here rather than in the management operation, so a replayed
         // deletion drops them as well.
         self.admin.policies.remove_vhost(name);
+        self.params
+            .write()
+            .operator_policies
+            .retain(|(v, _), _| v != name);
         self.permissions_changed();
         Ok(Some(removed))
     }

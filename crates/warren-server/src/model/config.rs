@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Milliseconds a client has to finish the TLS handshake (RabbitMQ's
     /// ssl_handshake_timeout, default 5000); the AMQP handshake timeout starts after it.
     pub ssl_handshake_timeout_ms: u64,
+    /// Largest management API request body, in bytes (RabbitMQ's
+    /// `management.http.max_body_size`, 20 MiB by default).
+    pub management_max_body_size: u64,
 }
 
 impl ServerConfig {
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             frame_max: 131_072,
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
+            management_max_body_size: 20 * 1024 * 1024,
             handshake_timeout_secs: 10,
             default_user: "guest".into(),
             default_pass: "guest".into(),

@@ -202,6 +202,16 @@ pub struct ChannelShared {
     /// basic.qos global=true: limit of unacked deliveries over all consumers of the channel.
     pub global_prefetch: AtomicU32,
     pub global_unacked: AtomicU32,
+    /// The channel's message counters for the management API and Prometheus: one
+    /// uncontended relaxed add each, bumped only by the connection task that owns the
+    /// channel (publishes, confirms, deliveries written, gets, acks); readers sum them.
+    pub stats: crate::model::stats::Stats,
+    /// confirm.select was accepted (the API's `confirm`).
+    pub confirm: AtomicBool,
+    /// tx.select was accepted (the API's `transactional`).
+    pub transactional: AtomicBool,
+    /// Publishes not confirmed yet (the API's `messages_unconfirmed`).
+    pub unconfirmed: std::sync::atomic::AtomicU64,
 }
 
 impl ChannelShared {

@@ -12,6 +12,7 @@ pub mod equivalence;
 pub mod handles;
 pub mod limits;
 pub mod ops;
+pub mod params;
 pub mod policy;
 pub mod queue;
 pub mod registry;

@@ -505,7 +505,7 @@ impl Queue {
         }) {
             let conn = d.consumer.handle.conn.clone();
             delivered_now += 1;
-            // management stats
+            // management stats (the channel counts its own when it writes the delivery)
             self.stats.inc(if d.consumer.no_ack {
                 crate::model::stats::Stat::DeliverNoAck
             } else {

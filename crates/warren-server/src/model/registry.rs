@@ -3,7 +3,7 @@
 //! counters that outlive the objects they count.
 
 use std::{
-    collections::BTreeSet,
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU16, AtomicU64, Ordering},
@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::model::{
     broker::Broker,
-    handles::ConnHandle,
+    handles::{ChannelShared, ConnHandle},
     policy::PolicyStore,
     queue::Queue,
     stats::{StatsSnapshot, STAT_COUNT},
@@ -139,8 +139,8 @@ pub struct ConnInfo {
     /// Milliseconds since the Unix epoch.
     pub connected_at: u64,
     pub handle: Arc<ConnHandle>,
-    /// Numbers of the open channels.
-    pub channels: Mutex<BTreeSet<u16>>,
+    /// The open channels by number, with the state they share (counters, flags).
+    pub channels: Mutex<BTreeMap<u16, Arc<ChannelShared>>>,
     /// Socket counters, shared with the connection task.
     pub io: Arc<IoCounters>,
     /// The TLS session, for connections on a TLS listener.
@@ -210,16 +210,16 @@ impl AdminState {
         }
     }
 
-    pub fn channel_opened(&self, conn: u64, channel: u16) {
+    pub fn channel_opened(&self, conn: u64, channel: u16, shared: Arc<ChannelShared>) {
         if let Some(info) = self.connections.get(&conn) {
-            info.channels.lock().insert(channel);
+            info.channels.lock().insert(channel, shared);
             self.channels_opened.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn channel_closed(&self, conn: u64, channel: u16) {
         if let Some(info) = self.connections.get(&conn) {
-            if info.channels.lock().remove(&channel) {
+            if info.channels.lock().remove(&channel).is_some() {
                 self.channels_closed.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -40,6 +40,23 @@ pub enum Stat {
 
 pub const STAT_COUNT: usize = 13;
 
+/// Every counter, in index order.
+pub const STAT_ALL: [Stat; STAT_COUNT] = [
+    Stat::Publish,
+    Stat::Deliver,
+    Stat::DeliverNoAck,
+    Stat::Get,
+    Stat::GetNoAck,
+    Stat::GetEmpty,
+    Stat::Ack,
+    Stat::Redeliver,
+    Stat::ReturnUnroutable,
+    Stat::DropUnroutable,
+    Stat::Confirm,
+    Stat::PublishIn,
+    Stat::PublishOut,
+];
+
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "publish",
     "deliver",
@@ -291,6 +308,13 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_all_is_in_index_order() {
+        for (i, s) in STAT_ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+    }
 
     #[test]
     fn stripes_sum_up() {

@@ -242,7 +242,16 @@ impl ConnInfo {
     /// Numbers of the connection's open channels, ascending. Holds its channel set's lock
     /// while copying.
     pub fn channel_numbers(&self) -> Vec<u16> {
-        self.channels.lock().iter().copied().collect()
+        self.channels.lock().keys().copied().collect()
+    }
+
+    /// The open channels with their shared state (counters, flags), by number.
+    pub fn channel_states(&self) -> Vec<(u16, Arc<crate::model::handles::ChannelShared>)> {
+        self.channels
+            .lock()
+            .iter()
+            .map(|(n, s)| (*n, s.clone()))
+            .collect()
     }
 
     /// How many channels the connection has open.
@@ -510,7 +519,8 @@ mod tests {
             tls: None,
         });
         for ch in [3, 1, 2] {
-            b.admin.channel_opened(42, ch);
+            b.admin
+                .channel_opened(42, ch, Arc::new(ChannelShared::new()));
         }
         let c = b.admin.connection(42).expect("open");
         assert_eq!(c.channel_numbers(), [1, 2, 3]);

@@ -124,6 +124,24 @@ pub enum MetaOp {
         key: String,
         arguments: String,
     },
+    /// A global runtime parameter (`/api/global-parameters`); its value as JSON text.
+    GlobalParameter {
+        name: String,
+        value: String,
+    },
+    ClearGlobalParameter {
+        name: String,
+    },
+    /// An operator policy, as the management API shows it (JSON).
+    OperatorPolicy {
+        vhost: String,
+        name: String,
+        policy: String,
+    },
+    DeleteOperatorPolicy {
+        vhost: String,
+        name: String,
+    },
 }
 
 pub fn encode_args(t: &FieldTable) -> String {

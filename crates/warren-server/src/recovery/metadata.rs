@@ -72,6 +72,33 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         MetaOp::DeletePolicy { vhost, name } => {
             broker.admin.policies.remove(vhost, name)?;
         }
+        MetaOp::GlobalParameter { name, value } => {
+            // A value that no longer parses is kept as the text it was.
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+            broker.set_global_parameter(name, value)?;
+        }
+        MetaOp::ClearGlobalParameter { name } => {
+            broker.clear_global_parameter(name)?;
+        }
+        MetaOp::OperatorPolicy {
+            vhost,
+            name,
+            policy,
+        } => {
+            let parsed = serde_json::from_str(policy)
+                .map_err(|e| e.to_string())
+                .and_then(|v| crate::model::params::operator_policy_from_json(vhost, name, &v));
+            match parsed {
+                Ok(p) => {
+                    broker.put_operator_policy(p)?;
+                }
+                Err(e) => warn!(%vhost, %name, error = %e, "operator policy not recovered"),
+            }
+        }
+        MetaOp::DeleteOperatorPolicy { vhost, name } => {
+            broker.delete_operator_policy(vhost, name)?;
+        }
         MetaOp::Exchange {
             vhost,
             name,
@@ -408,6 +435,7 @@ pub fn snapshot(broker: &Broker) -> Vec<MetaOp> {
             limits: limits.to_stored(),
         });
     }
+    ops.extend(crate::model::params::snapshot(broker));
     ops
 }
 

@@ -1235,11 +1235,13 @@ impl Connection {
                 let broker = self.ctx.broker.clone();
                 let gate = broker.admit_channel(&self.ctx.user)?;
                 self.closed_by_client.remove(&id);
-                self.channels.insert(
-                    id,
-                    Channel::new(id, self.ctx.broker.config.consumer_timeout_ms),
-                );
-                self.ctx.broker.admin.channel_opened(self.ctx.handle.id, id);
+                let channel = Channel::new(id, self.ctx.broker.config.consumer_timeout_ms);
+                let shared = channel.shared.clone();
+                self.channels.insert(id, channel);
+                self.ctx
+                    .broker
+                    .admin
+                    .channel_opened(self.ctx.handle.id, id, shared);
                 drop(gate);
                 self.ctx.send_method(
                     id,

@@ -386,7 +386,8 @@ fn apply_rabbit(
         channel_max,
         frame_max,
         heartbeat,
-        max_message_size
+        max_message_size,
+        management_max_body_size
     );
     if let Some(p) = &s.default_permissions {
         cfg.default_permissions = [p.configure.clone(), p.write.clone(), p.read.clone()];
@@ -506,6 +507,7 @@ fn apply_toml(
         frame_max,
         heartbeat,
         max_message_size,
+        management_max_body_size,
         handshake_timeout_secs,
         fsync,
         memory_budget_mb,

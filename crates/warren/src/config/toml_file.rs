@@ -16,6 +16,7 @@ pub(crate) struct FileConfig {
     pub frame_max: Option<u32>,
     pub heartbeat: Option<u16>,
     pub max_message_size: Option<u64>,
+    pub management_max_body_size: Option<u64>,
     pub handshake_timeout_secs: Option<u64>,
     pub consumer_timeout_ms: Option<u64>,
     pub channel_tick_interval_ms: Option<u64>,

@@ -16,6 +16,7 @@ impl Channel {
                         "cannot switch from tx to confirm mode",
                     ));
                 }
+                self.shared.confirm.store(true, Ordering::Relaxed);
                 if self.confirms.is_none() {
                     self.confirms = Some(Confirms {
                         next: 1,
@@ -64,6 +65,9 @@ impl Channel {
         }
         c.written = upto;
         c.nacked = c.nacked.split_off(&(upto + 1));
+        self.shared
+            .unconfirmed
+            .store((c.next - 1).saturating_sub(upto), Ordering::Relaxed);
     }
 
     /// Publish number `seq` was refused (by a queue, or by the disk): it is nacked, in

@@ -147,6 +147,16 @@ impl Channel {
         };
         let tag = self.next_delivery_tag;
         self.next_delivery_tag += 1;
+        // management stats, bumped here by the connection task that owns the channel so
+        // that no other thread writes its counters
+        self.shared.stats.inc(if d.no_ack {
+            crate::model::stats::Stat::DeliverNoAck
+        } else {
+            crate::model::stats::Stat::Deliver
+        });
+        if d.entry.redelivered {
+            self.shared.stats.inc(crate::model::stats::Stat::Redeliver);
+        }
         encode_deliver(
             &mut ctx.out,
             self.id,
@@ -243,6 +253,9 @@ impl Channel {
     pub(super) fn ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
         let entries = self.take_unacked(tag, multiple)?;
         // management stats
+        self.shared
+            .stats
+            .add(crate::model::stats::Stat::Ack, entries.len() as u64);
         for u in &entries {
             if let Some(q) = &u.queue {
                 q.stats.inc(crate::model::stats::Stat::Ack);
@@ -523,12 +536,18 @@ impl Channel {
             )));
         }
         let got = q.get(!m.no_ack);
-        // management stats
-        q.stats.inc(match (&got, m.no_ack) {
+        // management stats, the queue's and the channel's
+        let stat = match (&got, m.no_ack) {
             (None, _) => crate::model::stats::Stat::GetEmpty,
             (Some(_), true) => crate::model::stats::Stat::GetNoAck,
             (Some(_), false) => crate::model::stats::Stat::Get,
-        });
+        };
+        q.stats.inc(stat);
+        self.shared.stats.inc(stat);
+        if got.as_ref().is_some_and(|(entry, _)| entry.redelivered) {
+            q.stats.inc(crate::model::stats::Stat::Redeliver);
+            self.shared.stats.inc(crate::model::stats::Stat::Redeliver);
+        }
         let Some((entry, remaining)) = got else {
             ok(
                 ctx,

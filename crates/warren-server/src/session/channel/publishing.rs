@@ -163,6 +163,12 @@ impl Channel {
             c.next += 1;
             s
         });
+        if let Some(c) = &self.confirms {
+            // management stats: publishes whose confirm is not written yet
+            self.shared
+                .unconfirmed
+                .store((c.next - 1).saturating_sub(c.written), Ordering::Relaxed);
+        }
         let token = seq.map(DurableToken::Confirm);
         let routed = self.route_and_deliver(ctx, &vhost, publish, &view, token)?;
         if seq.is_some() {
@@ -170,6 +176,7 @@ impl Channel {
             vhost
                 .stats
                 .inc_at(ctx.handle.id, crate::model::stats::Stat::Confirm);
+            self.shared.stats.inc(crate::model::stats::Stat::Confirm);
         }
         if let Some(s) = seq {
             if !routed.accepted {
@@ -231,6 +238,15 @@ impl Channel {
         }
         ctx.route_buf = queues;
         let published = published?;
+        // management stats of the channel (the vhost's are counted while routing)
+        self.shared.stats.inc(crate::model::stats::Stat::Publish);
+        if published.unroutable.is_some() {
+            self.shared.stats.inc(if mandatory {
+                crate::model::stats::Stat::ReturnUnroutable
+            } else {
+                crate::model::stats::Stat::DropUnroutable
+            });
+        }
         if let (true, Some(message)) = (mandatory, &published.unroutable) {
             self.send_return(ctx, message);
         }

@@ -19,6 +19,7 @@ impl Channel {
                 if self.tx.is_none() {
                     self.tx = Some(Vec::new());
                 }
+                self.shared.transactional.store(true, Ordering::Relaxed);
                 ok(
                     ctx,
                     id,

@@ -66,6 +66,8 @@ pub struct Settings {
     pub frame_max: Option<u32>,
     pub heartbeat: Option<u16>,
     pub max_message_size: Option<u64>,
+    /// `management.http.max_body_size`, in bytes.
+    pub management_max_body_size: Option<u64>,
     /// `handshake_timeout`, in milliseconds as RabbitMQ takes it.
     pub handshake_timeout_ms: Option<u64>,
     /// `consumer_timeout`, in milliseconds (at least 1, as RabbitMQ's schema requires).
@@ -258,6 +260,9 @@ impl Mapper {
             "frame_max" => integer(value).map(|v| s.frame_max = Some(v)),
             "heartbeat" => integer(value).map(|v| s.heartbeat = Some(v)),
             "max_message_size" => integer(value).map(|v| s.max_message_size = Some(v)),
+            "management.http.max_body_size" => {
+                integer(value).map(|v| s.management_max_body_size = Some(v))
+            }
             "handshake_timeout" => integer(value).map(|v| s.handshake_timeout_ms = Some(v)),
             "consumer_timeout" => integer(value).and_then(|v: u64| {
                 if v >= 1 {
