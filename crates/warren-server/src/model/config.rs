@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Milliseconds a client has to finish the TLS handshake (RabbitMQ's
     /// ssl_handshake_timeout, default 5000); the AMQP handshake timeout starts after it.
     pub ssl_handshake_timeout_ms: u64,
+    /// TTLs, `x-expires` and `x-death` times read a clock that `/api/warren/clock` can
+    /// advance or freeze: for test suites only, never for production.
+    pub test_clock: bool,
 }
 
 impl ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
             ssl_cert_login_from: "distinguished_name".into(),
             ssl_handshake_timeout_ms: 5000,
+            test_clock: false,
         }
     }
 }

@@ -22,14 +22,14 @@ use crate::{
     model::vhost::VHost,
     persist::storage::Storage,
     persist::Persistence,
-    util::clock::now_ms,
+    util::clock::Clock,
 };
 
 /// The time to run queue rules at: the wall clock when some deadline is involved, else
 /// 0 (nothing can expire, and reading the clock per message costs measurable time).
-fn clock_for(state: &QueueState<ConsumerHandle>, message_expires: bool) -> u64 {
+fn clock_for(clock: &Clock, state: &QueueState<ConsumerHandle>, message_expires: bool) -> u64 {
     if message_expires || state.config().message_ttl.is_some() || state.next_deadline().is_some() {
-        now_ms()
+        clock.now_ms()
     } else {
         0
     }
@@ -175,13 +175,18 @@ impl Queue {
             home: Arc::downgrade(home),
             timers: home.timers.clone(),
             scheduled: AtomicU64::new(u64::MAX),
-            last_used: AtomicU64::new(now_ms()),
+            last_used: AtomicU64::new(home.timers.now_ms()),
             flow_pressure: AtomicU8::new(FLOW_NONE),
             delivered: AtomicU64::new(0),
             last_active: AtomicU64::new(0),
         });
         queue.touch();
         queue
+    }
+
+    /// The clock its TTLs and `x-expires` are read on.
+    pub fn clock(&self) -> &Clock {
+        self.timers.clock()
     }
 
     pub fn home(&self) -> Option<Arc<VHost>> {
@@ -202,7 +207,7 @@ impl Queue {
         if *self.settings() == settings {
             return;
         }
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -293,7 +298,7 @@ impl Queue {
     /// Records a use for `x-expires` and arms its timer.
     pub fn touch(self: &Arc<Self>) {
         if let Some(expires) = self.settings().expires {
-            let now = now_ms();
+            let now = self.timers.now_ms();
             self.last_used.store(now, Ordering::Release);
             self.schedule(now.saturating_add(expires));
         }
@@ -341,7 +346,7 @@ impl Queue {
     pub fn publish_collect(self: &Arc<Self>, message: Arc<Message>) -> (PushOutcome, Vec<Dead>) {
         let mut dead = Vec::new();
         let mut state = self.state.lock();
-        let now = clock_for(&state, message.expiration.is_some());
+        let now = clock_for(self.timers.clock(), &state, message.expiration.is_some());
         let before = dead.len();
         let outcome = state.push(message.clone(), now, &mut dead);
         self.stats.inc(crate::model::stats::Stat::Publish); // management stats
@@ -408,7 +413,7 @@ impl Queue {
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
-            let now = clock_for(&state, false);
+            let now = clock_for(self.timers.clock(), &state, false);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
         dead_letter(self, dead);
@@ -482,7 +487,7 @@ impl Queue {
 
     /// basic.get: the head message, and how many remain.
     pub fn get(self: &Arc<Self>, track: bool) -> Option<(Entry, u32)> {
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         let got = {
             let mut state = self.state.lock();
@@ -497,12 +502,27 @@ impl Queue {
         got
     }
 
+    /// Up to `max` ready messages in delivery order, left in place and unchanged; what
+    /// has expired by now is expired (and dead-lettered) first, so it does not show.
+    pub fn peek(self: &Arc<Self>, max: usize) -> Vec<Entry> {
+        let mut dead = Vec::new();
+        let seen = {
+            let mut state = self.state.lock();
+            if state.next_deadline().is_some() {
+                state.expire(self.timers.now_ms(), &mut dead);
+            }
+            state.peek(max)
+        };
+        dead_letter(self, dead);
+        seen
+    }
+
     /// Settles `count` deliveries and lets more flow.
     pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
-            let now = clock_for(&state, false);
+            let now = clock_for(self.timers.clock(), &state, false);
             state.settle(consumer, count);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
@@ -528,7 +548,7 @@ impl Queue {
 
     /// Returns deliveries to the queue (marked redelivered) and lets them flow again.
     pub fn requeue(self: &Arc<Self>, consumer: Option<ConsumerId>, entries: Vec<Entry>) {
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -579,7 +599,7 @@ impl Queue {
             return;
         }
         self.scheduled.store(u64::MAX, Ordering::Release);
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         let consumers = {
             let mut state = self.state.lock();

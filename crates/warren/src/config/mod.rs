@@ -183,6 +183,9 @@ fn load_into(
     if let Some(dir) = &cli.data_dir {
         cfg.data_dir = dir.clone();
     }
+    if cli.test_clock {
+        cfg.test_clock = true;
+    }
     let pick = |flag: &Option<String>, side: Option<String>, default: &str| {
         flag.clone().or(side).unwrap_or_else(|| default.to_string())
     };
@@ -513,7 +516,8 @@ fn apply_toml(
         default_pass,
         default_vhost,
         default_user_tags,
-        loopback_users
+        loopback_users,
+        test_clock
     );
     if let Some(p) = file.default_permissions {
         cfg.default_permissions = [p.configure, p.write, p.read];
