@@ -2,7 +2,8 @@
 # Builds the warren-broker wheel around an already built warren (target/debug/warren by
 # default, or $WARREN_WHEEL_BINARY), installs it into a fresh venv with the pinned test
 # requirements, and runs the plugin's own tests and examples/pytest-project against it.
-# WARREN_EXAMPLE_CELERY=1 also installs Celery for the example's celery test.
+# Celery (pinned as in tests/clients) is installed for the example's celery_config test;
+# WARREN_EXAMPLE_CELERY=0 leaves it out (the test is then skipped).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ echo "built $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
 "$python" -m venv "$work/venv"
 pip=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" -r "$here/requirements-test.txt"
-if [ "${WARREN_EXAMPLE_CELERY:-0}" = 1 ]; then
+if [ "${WARREN_EXAMPLE_CELERY:-1}" = 1 ]; then
     "${pip[@]}" celery==5.7.0 kombu==5.7.0 amqp==5.4.2
 fi
 "${pip[@]}" "$wheel"
