@@ -640,6 +640,20 @@ mod tests {
     }
 
     #[test]
+    fn the_test_clock_is_off_unless_a_flag_or_the_toml_file_asks() {
+        let env = Env::from_pairs(&[]);
+        let (dir, cli) = setup("clock-off", "", None, &[]);
+        assert!(!load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, cli) = setup("clock-flag", "", None, &["--test-clock"]);
+        assert!(load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, cli) = setup("clock-toml", "", Some("test_clock = true\n"), &[]);
+        assert!(load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn warren_settings_win_over_rabbitmq_ones() {
         let conf = "default_user = conf\ndefault_vhost = conf\nheartbeat = 11\n\
                     listeners.tcp.default = 127.0.0.1:1111\nmanagement.tcp.port = 2222\n\
