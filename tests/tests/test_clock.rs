@@ -269,3 +269,37 @@ async fn the_clock_api_is_absent_without_the_flag_and_checks_its_input() {
     let gap = after["now_ms"].as_u64().unwrap() - before["now_ms"].as_u64().unwrap();
     assert!((5000..6000).contains(&gap), "advanced by {gap} ms");
 }
+
+#[tokio::test]
+async fn consumer_timeout_counts_the_test_clock() {
+    // Default consumer_timeout (30 min); the channel tick (real time) every 50 ms.
+    let toml = std::env::temp_dir().join(format!("warren-clock-ct-{}.toml", std::process::id()));
+    std::fs::write(&toml, "test_clock = true\nchannel_tick_interval_ms = 50\n").unwrap();
+    let broker = Broker::start_with(&["--config", toml.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&toml);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    declare(&ch, "slow", FieldTable::default()).await;
+    publish(&ch, "", "slow", b"m").await;
+    clock(&broker, r#"{"freeze": true}"#).await;
+    let mut consumer = consume(&ch, "slow", "c", false).await;
+    let _unacked = next_delivery(&mut consumer).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ch.status().connected(), "closed before the clock moved");
+    clock(&broker, r#"{"advance_ms": 1860000}"#).await;
+    // Checked at the next channel tick (real time), against the moved clock.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ch.status().connected() {
+        assert!(
+            Instant::now() < deadline,
+            "channel still open 31 min (test clock) later"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let probe = channel(&conn).await;
+    assert_eq!(
+        ready(&probe, "slow").await,
+        1,
+        "the delivery went back to the queue"
+    );
+}
