@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of warren: unit tests, lapin integration tests, the pika suite, the
-# web UI suite (tests/ui, headless Chromium), the seed client scripts and the
+# web UI suite (tests/ui, headless Chromium), the warren-broker wheel with its pytest
+# plugin (python/warren-broker), the seed client scripts and the
 # client-library compatibility suite (tests/clients: pika, aio-pika, kombu/Celery, the
 # Java client incl. the Spring-AMQP-style check, amqplib, amqp091-go, lapin, amqprs,
 # Bunny, php-amqplib, amqp-tools), and the Docker image tests (tests/docker).
@@ -95,6 +96,15 @@ log "web UI (tests/ui, headless Chromium)"
 set +e
 tests/ui/run.sh -q
 record "web UI" $?
+set -e
+
+# The pip-installable package: wheel built around target/debug/warren, installed into a
+# fresh venv, the pytest plugin's tests and examples/pytest-project run with it (each
+# session starts its own warren on free ports).
+log "warren-broker wheel and pytest plugin (python/warren-broker)"
+set +e
+WARREN_WHEEL_BINARY="$root/target/debug/warren" python/warren-broker/run_tests.sh
+record "warren-broker wheel" $?
 set -e
 
 # Each client gets its own warren on a free port (restarted under it for the recovery

@@ -449,6 +449,19 @@ impl<C> QueueState<C> {
         self.acct.bytes
     }
 
+    /// Up to `max` ready messages in the order they would be delivered, left in place
+    /// and unchanged (not marked redelivered). Only the in-memory window is looked at:
+    /// entries in the tail store are not read back for it.
+    pub fn peek(&self, max: usize) -> Vec<Entry> {
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|deque| deque.iter().filter_map(|s| s.entry.as_ref()))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
     pub fn unacked_len(&self) -> usize {
         self.unacked
     }
@@ -853,6 +866,38 @@ mod tests {
             self.requeue(c, e, &mut dead);
             assert!(dead.is_empty());
         }
+    }
+
+    #[test]
+    fn peek_shows_delivery_order_and_changes_nothing() {
+        let mut q: QueueState<ConsumerId> = QueueState::with_config(QueueConfig {
+            max_priority: Some(5),
+            ..QueueConfig::default()
+        });
+        q.push0(pmsg("low", 0, None));
+        q.push0(pmsg("high", 5, None));
+        q.push0(pmsg("low2", 0, None));
+        let first = q.get0(true).expect("head");
+        q.requeue0(None, vec![first]);
+        let bodies = |v: &[Entry]| {
+            v.iter()
+                .map(|e| String::from_utf8_lossy(&e.message.body).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let seen = q.peek(10);
+        assert_eq!(bodies(&seen), ["high", "low", "low2"]);
+        assert_eq!(
+            seen.iter().map(|e| e.redelivered).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        assert_eq!(bodies(&q.peek(2)), ["high", "low"]);
+        // Twice in a row: peeking marks nothing and removes nothing.
+        assert_eq!(bodies(&q.peek(10)), ["high", "low", "low2"]);
+        assert_eq!(q.ready_len(), 3);
+        assert_eq!(q.unacked_len(), 0);
+        let next = q.get0(false).expect("head");
+        assert_eq!(&next.message.body[..], b"high");
+        assert!(!q.peek(10).iter().any(|e| &e.message.body[..] == b"high"));
     }
 
     fn slot(id: ConsumerId, prefetch: u32, no_ack: bool) -> ConsumerSlot<ConsumerId> {

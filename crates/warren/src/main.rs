@@ -47,6 +47,10 @@ struct Cli {
     /// readable, copy the damaged files aside (`meta/*.damaged-<ms>`) and log what is lost.
     #[arg(long, env = "WARREN_REPAIR_METADATA")]
     repair_metadata: bool,
+    /// For test suites only: message TTLs, x-expires and x-death times read a clock that
+    /// `POST /api/warren/clock` advances or freezes. Never use it in production.
+    #[arg(long, env = "WARREN_TEST_CLOCK")]
+    test_clock: bool,
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warren_server=debug`;
     /// default: rabbitmq.conf's `log.console.level`, else `info`.
     #[arg(long, env = "WARREN_LOG", value_name = "FILTER")]
@@ -309,6 +313,9 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         },
         None => None,
     };
+    if cfg.test_clock {
+        warn!("test clock enabled: TTLs and x-expires follow POST /api/warren/clock, not the wall clock; for test suites only, never for production");
+    }
     // With definitions to import, RabbitMQ creates no default user or vhost: nor do we.
     let broker = if extras.load_definitions.is_some() {
         Broker::new_blank(cfg)

@@ -29,6 +29,7 @@ mod permissions;
 mod policies;
 mod queues;
 mod stats;
+mod testing;
 mod topic_permissions;
 mod users;
 mod vhosts;
@@ -83,6 +84,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(health::routes())
         .merge(aliveness::routes())
         .merge(alarms::routes())
+        .merge(testing::routes())
         // The web UI's static files (no auth; the page logs in through the API).
         .merge(crate::ui::routes())
         .merge(parameters::routes())

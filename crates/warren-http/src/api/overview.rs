@@ -237,5 +237,11 @@ async fn overview(
     if let Some(Value::Object(totals)) = v.get_mut("queue_totals") {
         depth.fields(totals);
     }
+    // Only on a broker started with --test-clock, so it can't go unnoticed.
+    if b.timers.clock().is_test() {
+        if let Value::Object(m) = &mut v {
+            m.insert("warren_test_clock".into(), json!(true));
+        }
+    }
     Ok(Json(with_columns(v, &q)).into_response())
 }

@@ -285,6 +285,36 @@ async fn purge_queue(
     Ok(no_content())
 }
 
+/// One message as `POST .../get` shows it (and `/api/warren/.../peek`).
+pub(super) fn got_json(
+    m: &warren_server::admin::GotMessage,
+    encoding: &str,
+    truncate: Option<usize>,
+) -> Value {
+    let body = &m.message.body;
+    let shown = match truncate {
+        Some(n) if n < body.len() => &body[..n],
+        _ => &body[..],
+    };
+    let (payload, enc) = match (encoding, std::str::from_utf8(shown)) {
+        ("auto", Ok(s)) => (s.to_string(), "string"),
+        _ => {
+            use base64::{engine::general_purpose::STANDARD, Engine};
+            (STANDARD.encode(shown), "base64")
+        }
+    };
+    json!({
+        "payload_bytes": body.len(),
+        "redelivered": m.redelivered,
+        "exchange": m.message.exchange.as_ref(),
+        "routing_key": m.message.routing_key.as_ref(),
+        "message_count": m.remaining,
+        "properties": properties_to_json(&m.message.properties),
+        "payload": payload,
+        "payload_encoding": enc,
+    })
+}
+
 async fn queue_get(
     State(b): B,
     ConnectInfo(peer): Peer,
@@ -317,30 +347,7 @@ async fn queue_get(
     let got = b.admin_get(&vhost, &name, count, mode)?;
     let out: Vec<Value> = got
         .iter()
-        .map(|m| {
-            let body = &m.message.body;
-            let shown = match truncate {
-                Some(n) if n < body.len() => &body[..n],
-                _ => &body[..],
-            };
-            let (payload, enc) = match (encoding, std::str::from_utf8(shown)) {
-                ("auto", Ok(s)) => (s.to_string(), "string"),
-                _ => {
-                    use base64::{engine::general_purpose::STANDARD, Engine};
-                    (STANDARD.encode(shown), "base64")
-                }
-            };
-            json!({
-                "payload_bytes": body.len(),
-                "redelivered": m.redelivered,
-                "exchange": m.message.exchange.as_ref(),
-                "routing_key": m.message.routing_key.as_ref(),
-                "message_count": m.remaining,
-                "properties": properties_to_json(&m.message.properties),
-                "payload": payload,
-                "payload_encoding": enc,
-            })
-        })
+        .map(|m| got_json(m, encoding, truncate))
         .collect();
     Ok(Json(Value::Array(out)).into_response())
 }

@@ -4,6 +4,7 @@
 
 pub mod definitions;
 pub mod orphans;
+pub mod testing;
 
 pub use crate::model::registry::{AdminState, ConnInfo, IoCounters, IoSnapshot};
 

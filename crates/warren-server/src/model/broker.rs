@@ -162,7 +162,11 @@ impl Broker {
             permission_generation: AtomicU64::new(0),
             admin: crate::model::registry::AdminState::default(),
             reply_to: DashMap::new(),
-            timers: Timers::new(),
+            timers: Timers::with_clock(if config.test_clock {
+                crate::util::clock::Clock::test()
+            } else {
+                crate::util::clock::Clock::real()
+            }),
             alarms: Arc::new(crate::model::alarm::Alarms::new(config.disk_free_limit)),
             persistence: Persistence::new(
                 usize::try_from(config.memory_budget_mb.saturating_mul(1 << 20))

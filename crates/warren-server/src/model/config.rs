@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// Largest management API request body, in bytes (RabbitMQ's
     /// `management.http.max_body_size`, 20 MiB by default).
     pub management_max_body_size: u64,
+    /// TTLs, `x-expires` and `x-death` times read a clock that `/api/warren/clock` can
+    /// advance or freeze: for test suites only, never for production.
+    pub test_clock: bool,
 }
 
 impl ServerConfig {
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
             ssl_cert_login_from: "distinguished_name".into(),
             ssl_handshake_timeout_ms: 5000,
+            test_clock: false,
         }
     }
 }

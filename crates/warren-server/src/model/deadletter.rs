@@ -10,7 +10,7 @@ use tracing::debug;
 use warren_codec::{rewrite_properties, PropertiesEdit, PropertiesView, Table, Value};
 use warren_store::{Dead, DeathReason, Message};
 
-use crate::{model::queue::Queue, model::vhost::VHost, util::clock::now_secs};
+use crate::{model::queue::Queue, model::vhost::VHost};
 
 /// Upper bound of republishes for one batch, a guard against pathological topologies
 /// (RabbitMQ's own cycle rules already stop automatic loops).
@@ -227,7 +227,10 @@ fn death_info(
     let mut info = vec![
         (b"reason".as_slice(), Value::long_str(dead.reason.as_str())),
         (b"queue".as_slice(), Value::long_str(queue.name.as_bytes())),
-        (b"time".as_slice(), Value::Timestamp(now_secs())),
+        (
+            b"time".as_slice(),
+            Value::Timestamp(queue.clock().now_secs()),
+        ),
         (
             b"exchange".as_slice(),
             Value::long_str(old.exchange.as_bytes()),

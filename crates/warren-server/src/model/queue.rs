@@ -23,14 +23,14 @@ use crate::{
     model::vhost::VHost,
     persist::storage::Storage,
     persist::Persistence,
-    util::clock::now_ms,
+    util::clock::Clock,
 };
 
 /// The time to run queue rules at: the wall clock when some deadline is involved, else
 /// 0 (nothing can expire, and reading the clock per message costs measurable time).
-fn clock_for(state: &QueueState<ConsumerHandle>, message_expires: bool) -> u64 {
+fn clock_for(clock: &Clock, state: &QueueState<ConsumerHandle>, message_expires: bool) -> u64 {
     if message_expires || state.config().message_ttl.is_some() || state.next_deadline().is_some() {
-        now_ms()
+        clock.now_ms()
     } else {
         0
     }
@@ -184,7 +184,7 @@ impl Queue {
             home: Arc::downgrade(home),
             timers: home.timers.clone(),
             scheduled: AtomicU64::new(u64::MAX),
-            last_used: AtomicU64::new(now_ms()),
+            last_used: AtomicU64::new(home.timers.now_ms()),
             flow_pressure: AtomicU8::new(FLOW_NONE),
             delivered: AtomicU64::new(0),
             last_active: AtomicU64::new(0),
@@ -228,6 +228,11 @@ impl Queue {
         }
     }
 
+    /// The clock its TTLs and `x-expires` are read on.
+    pub fn clock(&self) -> &Clock {
+        self.timers.clock()
+    }
+
     pub fn home(&self) -> Option<Arc<VHost>> {
         self.home.upgrade()
     }
@@ -253,7 +258,7 @@ impl Queue {
             *self.settings.write() = Arc::new(settings);
             return;
         }
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -355,7 +360,7 @@ impl Queue {
     /// Records a use for `x-expires` and arms its timer.
     pub fn touch(self: &Arc<Self>) {
         if let Some(expires) = self.settings().expires {
-            let now = now_ms();
+            let now = self.timers.now_ms();
             self.last_used.store(now, Ordering::Release);
             self.schedule(now.saturating_add(expires));
         }
@@ -409,7 +414,7 @@ impl Queue {
         }
         let mut dead = Vec::new();
         let mut state = self.state.lock();
-        let now = clock_for(&state, message.expiration.is_some());
+        let now = clock_for(self.timers.clock(), &state, message.expiration.is_some());
         let before = dead.len();
         let outcome = state.push(message.clone(), now, &mut dead);
         self.stats.inc(crate::model::stats::Stat::Publish); // management stats
@@ -480,7 +485,7 @@ impl Queue {
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
-            let now = clock_for(&state, false);
+            let now = clock_for(self.timers.clock(), &state, false);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
         dead_letter(self, dead);
@@ -554,7 +559,7 @@ impl Queue {
 
     /// basic.get: the head message, and how many remain.
     pub fn get(self: &Arc<Self>, track: bool) -> Option<(Entry, u32)> {
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         let got = {
             let mut state = self.state.lock();
@@ -569,6 +574,21 @@ impl Queue {
         got
     }
 
+    /// Up to `max` ready messages in delivery order, left in place and unchanged; what
+    /// has expired by now is expired (and dead-lettered) first, so it does not show.
+    pub fn peek(self: &Arc<Self>, max: usize) -> Vec<Entry> {
+        let mut dead = Vec::new();
+        let seen = {
+            let mut state = self.state.lock();
+            if state.next_deadline().is_some() {
+                state.expire(self.timers.now_ms(), &mut dead);
+            }
+            state.peek(max)
+        };
+        dead_letter(self, dead);
+        seen
+    }
+
     /// Settles `count` deliveries and lets more flow.
     pub fn settle(self: &Arc<Self>, consumer: Option<ConsumerId>, count: u32) {
         if let Some(stream) = self.stream() {
@@ -578,7 +598,7 @@ impl Queue {
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
-            let now = clock_for(&state, false);
+            let now = clock_for(self.timers.clock(), &state, false);
             state.settle(consumer, count);
             self.dispatch_locked(&mut state, now, &mut dead);
         }
@@ -613,7 +633,7 @@ impl Queue {
             stream.credit(consumer, entries.len() as u32);
             return;
         }
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         {
             let mut state = self.state.lock();
@@ -675,7 +695,7 @@ impl Queue {
             return;
         }
         self.scheduled.store(u64::MAX, Ordering::Release);
-        let now = now_ms();
+        let now = self.timers.now_ms();
         let mut dead = Vec::new();
         let consumers = {
             let mut state = self.state.lock();

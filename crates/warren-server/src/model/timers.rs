@@ -4,6 +4,10 @@
 //! earliest one of all, then tells that queue to run its expiry. A queue whose messages
 //! all share one TTL registers only when its earliest deadline moves earlier, so the
 //! common case costs no message to this task per publish.
+//!
+//! The deadlines are read on the broker's [`Clock`]: the wall clock, or a test clock
+//! that `/api/warren/clock` moves; [`Timers::fire_due`] lets an advance run every expiry
+//! it made due before it answers.
 
 use std::{
     cmp::Reverse,
@@ -15,7 +19,7 @@ use std::{
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::{model::queue::Queue, util::clock::now_ms};
+use crate::{model::queue::Queue, util::clock::Clock};
 
 struct Due {
     at: u64,
@@ -44,11 +48,83 @@ impl Ord for Due {
 pub struct Timers {
     heap: Mutex<(BinaryHeap<Reverse<Due>>, u64)>,
     wake: Notify,
+    clock: Clock,
+    /// Held while due timers are taken and run, so that a caller of `fire_due` returns
+    /// only once every timer due by then has run, even those the task took first.
+    firing: Mutex<()>,
 }
 
 impl Timers {
     pub fn new() -> Arc<Self> {
         Arc::new(Timers::default())
+    }
+
+    pub fn with_clock(clock: Clock) -> Arc<Self> {
+        Arc::new(Timers {
+            clock,
+            ..Timers::default()
+        })
+    }
+
+    /// The clock every deadline here is on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Moves the test clock forward and runs every expiry that made due (with its
+    /// dead-lettering) before returning.
+    pub fn advance(
+        &self,
+        ms: u64,
+    ) -> Result<crate::util::clock::ClockState, crate::util::clock::NotTestClock> {
+        let state = self.clock.advance(ms)?;
+        self.fire_due();
+        self.wake.notify_one();
+        Ok(state)
+    }
+
+    /// Stops or restarts the test clock; the timer task recomputes its sleep.
+    pub fn freeze(
+        &self,
+        frozen: bool,
+    ) -> Result<crate::util::clock::ClockState, crate::util::clock::NotTestClock> {
+        let state = self.clock.freeze(frozen)?;
+        self.fire_due();
+        self.wake.notify_one();
+        Ok(state)
+    }
+
+    /// Runs every timer due now, and those that running them made due (a dead-lettered
+    /// message can land in a queue whose deadline has passed); returns how long until
+    /// the next one, if any.
+    pub fn fire_due(&self) -> Option<u64> {
+        let _firing = self.firing.lock();
+        loop {
+            let mut due = Vec::new();
+            let now = self.clock.now_ms();
+            let next = {
+                let mut guard = self.heap.lock();
+                let (heap, _) = &mut *guard;
+                while heap.peek().is_some_and(|Reverse(top)| top.at <= now) {
+                    if let Some(Reverse(d)) = heap.pop() {
+                        due.push(d.queue);
+                    }
+                }
+                heap.peek().map(|Reverse(top)| top.at.saturating_sub(now))
+            };
+            if due.is_empty() {
+                return next;
+            }
+            for q in due {
+                if let Some(q) = q.upgrade() {
+                    q.on_timer();
+                }
+            }
+        }
     }
 
     /// Asks for `queue.on_timer()` at `at` (ms on the wall clock) or soon after.
@@ -73,32 +149,20 @@ impl Timers {
     /// Runs forever: fires due timers, sleeps until the next one or a new earlier one.
     pub async fn run(self: Arc<Self>) {
         loop {
-            let mut due = Vec::new();
-            let next = {
-                let now = now_ms();
-                let mut guard = self.heap.lock();
-                let (heap, _) = &mut *guard;
-                while heap.peek().is_some_and(|Reverse(top)| top.at <= now) {
-                    if let Some(Reverse(d)) = heap.pop() {
-                        due.push(d.queue);
-                    }
-                }
-                heap.peek().map(|Reverse(top)| top.at.saturating_sub(now))
-            };
-            for q in due {
-                if let Some(q) = q.upgrade() {
-                    q.on_timer();
-                }
-            }
             let notified = self.wake.notified();
+            tokio::pin!(notified);
+            // Registered before the heap is read, so a schedule in between still wakes us.
+            notified.as_mut().enable();
+            let next = self.fire_due();
             match next {
-                Some(ms) => {
+                // A frozen clock moves only by an advance, which wakes the task.
+                Some(ms) if !self.clock.is_frozen() => {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(ms.max(1))) => {}
                         _ = notified => {}
                     }
                 }
-                None => notified.await,
+                _ => notified.await,
             }
         }
     }

@@ -18,7 +18,6 @@ use crate::{
     model::broker::Broker,
     model::queue::Queue,
     persist::storage::{to_ref, Storage},
-    util::clock::now_ms,
 };
 
 /// A stored message as recovery reads it: the body only while memory allows.
@@ -155,7 +154,7 @@ fn restore_queue(
     messages: Vec<RecoveredMessage>,
 ) -> usize {
     let mut restored = 0usize;
-    let now = now_ms();
+    let now = q.clock().now_ms();
     let mut state = q.state.lock();
     for m in &messages {
         let stored = match read_stored(broker, journal, m.location) {

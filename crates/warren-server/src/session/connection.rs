@@ -830,7 +830,9 @@ impl Connection {
     /// later while they hold deliveries.
     fn channel_ticks(&mut self, now: Instant) {
         let interval = Duration::from_millis(self.ctx.broker.config.channel_tick_interval_ms);
-        let now_ms = crate::util::clock::now_ms();
+        // Delivery ages are on the broker's TTL clock, so a test clock's advance counts;
+        // the ticks themselves keep real time.
+        let now_ms = self.ctx.broker.timers.now_ms();
         let mut next: Option<Instant> = None;
         for ch in self.channels.values_mut() {
             let Some(at) = ch.tick_at else { continue };

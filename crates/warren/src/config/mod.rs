@@ -183,6 +183,9 @@ fn load_into(
     if let Some(dir) = &cli.data_dir {
         cfg.data_dir = dir.clone();
     }
+    if cli.test_clock {
+        cfg.test_clock = true;
+    }
     let pick = |flag: &Option<String>, side: Option<String>, default: &str| {
         flag.clone().or(side).unwrap_or_else(|| default.to_string())
     };
@@ -515,7 +518,8 @@ fn apply_toml(
         default_pass,
         default_vhost,
         default_user_tags,
-        loopback_users
+        loopback_users,
+        test_clock
     );
     if let Some(p) = file.default_permissions {
         cfg.default_permissions = [p.configure, p.write, p.read];
@@ -635,6 +639,20 @@ mod tests {
         assert_eq!(ServerConfig::default().consumer_timeout_ms, Some(1_800_000));
         let _ = std::fs::remove_dir_all(dir);
         let _ = std::fs::remove_dir_all(dir2);
+    }
+
+    #[test]
+    fn the_test_clock_is_off_unless_a_flag_or_the_toml_file_asks() {
+        let env = Env::from_pairs(&[]);
+        let (dir, cli) = setup("clock-off", "", None, &[]);
+        assert!(!load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, cli) = setup("clock-flag", "", None, &["--test-clock"]);
+        assert!(load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, cli) = setup("clock-toml", "", Some("test_clock = true\n"), &[]);
+        assert!(load(&cli, &env).ok().unwrap().cfg.test_clock);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub(crate) struct FileConfig {
     pub http_listen: Option<String>,
     pub prometheus_listen: Option<String>,
     pub load_definitions: Option<PathBuf>,
+    /// Test suites only: TTLs read the clock `/api/warren/clock` moves.
+    pub test_clock: Option<bool>,
     /// `false`: no plaintext AMQP listener (rabbitmq.conf's `listeners.tcp = none`).
     pub plaintext: Option<bool>,
     /// AMQP over TLS (`listeners.ssl.default`), ADDR:PORT or `off`.

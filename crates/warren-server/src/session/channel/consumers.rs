@@ -182,7 +182,7 @@ impl Channel {
                     queue: d.queue,
                     consumer_id: Some(d.consumer_id),
                     entry: d.entry,
-                    delivered_at: crate::util::clock::now_ms(),
+                    delivered_at: ctx.broker.timers.now_ms(),
                 },
             );
             self.arm_tick(ctx);
@@ -584,7 +584,7 @@ impl Channel {
                     queue: Some(q),
                     consumer_id: None,
                     entry,
-                    delivered_at: crate::util::clock::now_ms(),
+                    delivered_at: ctx.broker.timers.now_ms(),
                 },
             );
             self.arm_tick(ctx);
