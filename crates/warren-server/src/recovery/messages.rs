@@ -38,8 +38,14 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
     let _ = broker.persistence.spill_root.set(spill);
     open_streams(broker, &dir.join("streams"));
     let live = recoverable_queue_ids(broker);
+    // The writer's queue holds bodies already taken out of the memory budget (paged out):
+    // keep it a sixteenth of the budget (8-64 MiB) so a flood stays near the budget.
+    let budget = broker.config.memory_budget_mb.saturating_mul(1 << 20);
     let opts = JournalOptions {
         sync,
+        max_pending_bytes: usize::try_from(budget / 16)
+            .unwrap_or(usize::MAX)
+            .clamp(8 << 20, 64 << 20),
         ..Default::default()
     };
     let (journal, mut recovery) = Journal::open(dir, opts, &live)?;
