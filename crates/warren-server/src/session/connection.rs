@@ -700,38 +700,8 @@ impl Connection {
                     if ready.is_err() {
                         return;
                     }
-                    // Memory for the read is taken only once there is something to read.
-                    let limit = match large_frame_pending(&buf) {
-                        // A large frame is read into an allocation of its own size and
-                        // no further: its body is kept as a slice of that buffer, and
-                        // bytes of the next frames sharing it would keep it alive (and
-                        // count nowhere) after the message has gone to disk.
-                        Some(total) => {
-                            if buf.capacity() < total {
-                                let mut own = BytesMut::with_capacity(total);
-                                own.extend_from_slice(&buf);
-                                buf = own;
-                            }
-                            total - buf.len()
-                        }
-                        None => {
-                            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                                buf.reserve(READ_CHUNK);
-                            }
-                            usize::MAX
-                        }
-                    };
-                    match rd.try_read_buf(&mut buf, limit) {
-                        Ok(0) => {
-                            debug!(peer = %self.peer, name = %self.name, "client closed the socket");
-                            return;
-                        }
-                        Ok(n) => {
-                            self.last_recv = Instant::now();
-                            self.io.received(n); // management stats
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
+                    if !self.read_available(&mut rd, &mut buf) {
+                        return;
                     }
                 },
                 event = inbox.recv() => match event {
@@ -748,6 +718,45 @@ impl Connection {
                     self.next_tick = self.tick_after();
                 }
             }
+        }
+    }
+
+    /// Reads what the socket has into `buf`; false when the connection is over (the
+    /// client closed the socket, or reading failed).
+    fn read_available(&mut self, rd: &mut impl ConnRead, buf: &mut BytesMut) -> bool {
+        // Memory for the read is taken only once there is something to read.
+        let limit = match large_frame_pending(buf) {
+            // A large frame is read into an allocation of its own size and no further:
+            // its body is kept as a slice of that buffer, and bytes of the next frames
+            // sharing it would keep it alive (and count nowhere) after the message has
+            // gone to disk.
+            Some(total) => {
+                if buf.capacity() < total {
+                    let mut own = BytesMut::with_capacity(total);
+                    own.extend_from_slice(buf);
+                    *buf = own;
+                }
+                total - buf.len()
+            }
+            None => {
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+                usize::MAX
+            }
+        };
+        match rd.try_read_buf(buf, limit) {
+            Ok(0) => {
+                debug!(peer = %self.peer, name = %self.name, "client closed the socket");
+                false
+            }
+            Ok(n) => {
+                self.last_recv = Instant::now();
+                self.io.received(n); // management stats
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(_) => false,
         }
     }
 
