@@ -153,22 +153,30 @@ async fn a_publisher_outrunning_delivery_is_held_back_and_loses_nothing() {
 
 #[tokio::test]
 async fn consumers_without_credit_do_not_hold_publishers_back() {
+    // A worker with prefetch 1 that never acks: the queue grows, as in RabbitMQ.
+    flood_past_a_consumer_that_never_acks("slow-worker", 1).await;
+}
+
+/// Publishes 30,000 messages past the flow mark to a queue whose only consumer takes
+/// `prefetch` and never acks: the publisher must get through, and the rest is queued.
+async fn flood_past_a_consumer_that_never_acks(queue: &str, prefetch: u16) {
     let broker = Broker::start();
     let conn = connect(&broker.amqp_url()).await;
     let ch = channel(&conn).await;
-    declare_queue(&ch, "slow-worker", QueueDeclareOptions::default()).await;
-    // A worker with prefetch 1 that never acks: the queue grows, as in RabbitMQ.
-    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let _worker = consume(&ch, "slow-worker", "w", false).await;
+    declare_queue(&ch, queue, QueueDeclareOptions::default()).await;
+    ch.basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let _consumer = consume(&ch, queue, "stuck", false).await;
     let n = 30_000;
     let publisher = raw_open(broker.port, false).await;
     within(
-        "publishing past the flow mark",
-        publish_flood(publisher, "slow-worker".to_string(), n),
+        "publishing past the flow mark to a consumer that never acks",
+        publish_flood(publisher, queue.to_string(), n),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ready(broker.http_port, "slow-worker") < (n - 1) as u64 {
+    while ready(broker.http_port, queue) < (n - usize::from(prefetch)) as u64 {
         assert!(Instant::now() < deadline, "messages missing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -221,27 +229,8 @@ async fn bulk_consumers_at_their_prefetch_hold_publishers_back() {
 
 #[tokio::test]
 async fn a_bulk_consumer_that_stopped_acking_does_not_hold_publishers_back() {
-    let broker = Broker::start();
-    let conn = connect(&broker.amqp_url()).await;
-    let ch = channel(&conn).await;
-    declare_queue(&ch, "stalled", QueueDeclareOptions::default()).await;
-    ch.basic_qos(1000, BasicQosOptions::default())
-        .await
-        .unwrap();
     // Takes its 1,000 and never acks.
-    let _consumer = consume(&ch, "stalled", "stalled", false).await;
-    let n = 30_000;
-    let publisher = raw_open(broker.port, false).await;
-    within(
-        "publishing past the flow mark to a stalled consumer",
-        publish_flood(publisher, "stalled".to_string(), n),
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ready(broker.http_port, "stalled") < (n - 1000) as u64 {
-        assert!(Instant::now() < deadline, "messages missing");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    flood_past_a_consumer_that_never_acks("stalled", 1000).await;
 }
 
 #[tokio::test]
