@@ -276,6 +276,21 @@ struct Connection {
     blocked_notify: bool,
     /// The TLS session when the connection came in on a TLS listener.
     tls: Option<warren_tls::SessionInfo>,
+    /// A body frame being read straight into its message's body buffer.
+    direct_body: Option<DirectBody>,
+}
+
+/// A large body frame of a body that spans several frames: its payload goes from the
+/// socket into the message's body buffer, not into a frame buffer that would then be
+/// copied there (one copy fewer per body byte).
+struct DirectBody {
+    channel: u16,
+    /// Payload bytes still to come from the socket; then the frame end marker.
+    left: usize,
+    /// The frame's payload size.
+    payload: usize,
+    /// The channel went away meanwhile: the rest of the payload is read and dropped.
+    discard: bool,
 }
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
@@ -398,6 +413,7 @@ where
         fatal_close: false,
         silent_close_delay,
         out_hint: 4096,
+        direct_body: None,
         input_held: false,
         started: now,
         last_recv: now,
@@ -724,6 +740,40 @@ impl Connection {
     /// Reads what the socket has into `buf`; false when the connection is over (the
     /// client closed the socket, or reading failed).
     fn read_available(&mut self, rd: &mut impl ConnRead, buf: &mut BytesMut) -> bool {
+        if self.direct_body.is_none() {
+            self.start_direct_body(buf);
+        }
+        if let Some(direct) = self.direct_body.as_mut().filter(|d| d.left > 0) {
+            let sink = self
+                .channels
+                .get_mut(&direct.channel)
+                .filter(|ch| !ch.closing && !direct.discard)
+                .and_then(|ch| ch.body_sink(direct.left));
+            let mut scratch = BytesMut::new();
+            let target = match sink {
+                Some(body) => body,
+                None => {
+                    direct.discard = true;
+                    scratch.reserve(direct.left.min(READ_CHUNK));
+                    &mut scratch
+                }
+            };
+            let limit = direct.left;
+            return match rd.try_read_buf(target, limit) {
+                Ok(0) => {
+                    debug!(peer = %self.peer, name = %self.name, "client closed the socket");
+                    false
+                }
+                Ok(n) => {
+                    direct.left -= n.min(direct.left);
+                    self.last_recv = Instant::now();
+                    self.io.received(n);
+                    true
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+                Err(_) => false,
+            };
+        }
         // Memory for the read is taken only once there is something to read.
         let limit = match large_frame_pending(buf) {
             // A large frame is read into an allocation of its own size and no further:
@@ -758,6 +808,90 @@ impl Connection {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
             Err(_) => false,
         }
+    }
+
+    /// Switches to reading the body frame at the front of `buf` straight into its
+    /// message's body buffer, when it is a large frame of a body that spans several
+    /// frames on an open channel (see [`DirectBody`]). Anything else (and every error)
+    /// stays with the normal path.
+    fn start_direct_body(&mut self, buf: &mut BytesMut) {
+        let Some(total) = large_frame_pending(buf) else {
+            return;
+        };
+        if self.phase != Phase::Open || buf.len() < 7 || buf[0] != warren_codec::FRAME_BODY {
+            return;
+        }
+        let channel = u16::from_be_bytes([buf[1], buf[2]]);
+        if channel == 0 || self.closed_by_client.contains(&channel) {
+            return;
+        }
+        let payload = total - 8;
+        let Some(sink) = self
+            .channels
+            .get_mut(&channel)
+            .filter(|ch| !ch.closing)
+            .and_then(|ch| ch.body_sink(payload))
+        else {
+            return;
+        };
+        // The payload bytes that came with the frame header move over once.
+        let arrived = (buf.len() - 7).min(payload);
+        sink.extend_from_slice(&buf[7..7 + arrived]);
+        buf.clear();
+        self.direct_body = Some(DirectBody {
+            channel,
+            left: payload - arrived,
+            payload,
+            discard: false,
+        });
+    }
+
+    /// The end marker of a body frame read straight into its body buffer: checked, then
+    /// the body is handed on as the normal path would. False when the connection stops
+    /// reading (a wrong marker closes it, as a frame error).
+    fn finish_direct_body(&mut self, buf: &mut BytesMut) -> bool {
+        if self.reading_paused() && !buf.is_empty() {
+            // Like a buffered frame, the finished body waits until reading resumes.
+            self.input_held = true;
+            return true;
+        }
+        let Some(direct) = self.direct_body.take_if(|d| d.left == 0 && !buf.is_empty()) else {
+            return true;
+        };
+        let end = buf[0];
+        let _ = buf.split_to(1);
+        if end != warren_codec::FRAME_END {
+            let payload = self
+                .channels
+                .get_mut(&direct.channel)
+                .and_then(|ch| ch.body_sink(0))
+                .map(|body| {
+                    let from = body.len().saturating_sub(direct.payload);
+                    Bytes::copy_from_slice(&body[from..])
+                })
+                .unwrap_or_default();
+            self.on_codec_error(
+                &CodecError::BadFrameEnd {
+                    frame_type: warren_codec::FRAME_BODY,
+                    payload,
+                    end,
+                },
+                buf,
+            );
+            return false;
+        }
+        if direct.discard || self.phase != Phase::Open {
+            return true;
+        }
+        if let Err(err) = self.with_channel(direct.channel, |ch, ctx| ch.on_body_appended(ctx)) {
+            self.close_with(&err);
+        }
+        if self.phase == Phase::Open {
+            if let Some(notice) = self.throttle.on_content() {
+                self.on_throttle(notice);
+            }
+        }
+        true
     }
 
     fn tick_after(&self) -> Instant {
@@ -1000,6 +1134,9 @@ impl Connection {
         if !buf.is_empty() {
             self.reserve_out();
         }
+        if !self.finish_direct_body(buf) {
+            return;
+        }
         loop {
             if self.phase == Phase::Done {
                 return;
@@ -1044,29 +1181,7 @@ impl Connection {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    if self.phase == Phase::Closing {
-                        // Out of sync with a peer we are closing on: stop reading.
-                        self.phase = Phase::Done;
-                        return;
-                    }
-                    match codec_error(&e) {
-                        CodecVerdict::Close(err) => {
-                            self.close_with(&err);
-                            // Errors in the framing itself (not in a method's arguments).
-                            self.fatal_close = matches!(
-                                e,
-                                CodecError::FrameTooLarge { .. }
-                                    | CodecError::BadFrameEnd { .. }
-                                    | CodecError::UnknownFrame { .. }
-                            );
-                        }
-                        CodecVerdict::Drop => {
-                            debug!(peer = %self.peer, error = %e, "dropping connection");
-                            self.phase = Phase::Done;
-                        }
-                    }
-                    // The stream cannot be resynchronised; discard what is buffered.
-                    buf.clear();
+                    self.on_codec_error(&e, buf);
                     return;
                 }
             }
@@ -1074,6 +1189,33 @@ impl Connection {
         self.process_local_cancels();
         for ch in self.channels.values_mut() {
             ch.flush_confirms(&mut self.ctx.out);
+        }
+    }
+
+    /// A frame that cannot be decoded: the connection closes (or drops), and what is
+    /// buffered is discarded, since the stream cannot be resynchronised.
+    fn on_codec_error(&mut self, e: &CodecError, buf: &mut BytesMut) {
+        buf.clear();
+        if self.phase == Phase::Closing {
+            // Out of sync with a peer we are closing on: stop reading.
+            self.phase = Phase::Done;
+            return;
+        }
+        match codec_error(e) {
+            CodecVerdict::Close(err) => {
+                self.close_with(&err);
+                // Errors in the framing itself (not in a method's arguments).
+                self.fatal_close = matches!(
+                    e,
+                    CodecError::FrameTooLarge { .. }
+                        | CodecError::BadFrameEnd { .. }
+                        | CodecError::UnknownFrame { .. }
+                );
+            }
+            CodecVerdict::Drop => {
+                debug!(peer = %self.peer, error = %e, "dropping connection");
+                self.phase = Phase::Done;
+            }
         }
     }
 

@@ -80,6 +80,46 @@ impl Channel {
         Ok(())
     }
 
+    /// Where the payload of a body frame of `frame_payload` bytes can be read straight
+    /// from the socket: the message's body buffer, when the body is assembled from several
+    /// frames and this frame fits the declared size. `None` leaves the frame to the normal
+    /// path ([`Self::on_body`]), which also reports every error.
+    pub fn body_sink(&mut self, frame_payload: usize) -> Option<&mut BytesMut> {
+        let content = self.content.as_mut()?;
+        let (size, _) = content.header.as_ref()?;
+        let size = usize::try_from(*size).ok()?;
+        if content.single.is_some() {
+            return None;
+        }
+        let have = content.body.len();
+        // One frame holding the whole body stays a slice of its read buffer (no copy).
+        if have == 0 && frame_payload == size {
+            return None;
+        }
+        if have + frame_payload > size {
+            return None;
+        }
+        if content.body.capacity() < size {
+            content.body.reserve(size - have);
+        }
+        Some(&mut content.body)
+    }
+
+    /// A body frame's payload was read into [`Self::body_sink`]'s buffer and its frame
+    /// end checked: the message is published once the body is whole.
+    pub fn on_body_appended(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(content) = self.content.as_ref() else {
+            return Ok(());
+        };
+        let Some((size, _)) = content.header.as_ref() else {
+            return Ok(());
+        };
+        if content.body.len() as u64 == *size {
+            return self.finish_content(ctx);
+        }
+        Ok(())
+    }
+
     pub(super) fn finish_content(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
         let Some(content) = self.content.take() else {
             return Ok(());
