@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Bodies from this size on do not share the connection's read buffer (their frames are
+/// read into buffers of their own size; see the connection's read loop).
+const OWN_BUFFER_BODY: u64 = 32 * 1024;
+
 impl Channel {
     pub fn on_header(
         &mut self,
@@ -36,6 +40,14 @@ impl Channel {
             ))
             .with_method(60, 40));
         }
+        // A large body comes in frames read into buffers of their own, so the properties
+        // would be the only thing left in the shared read buffer they are a slice of, and
+        // would keep all of it (16 KiB or more) alive with the message, unaccounted.
+        let properties = if body_size >= OWN_BUFFER_BODY {
+            Bytes::copy_from_slice(&properties)
+        } else {
+            properties
+        };
         content.header = Some((body_size, properties));
         if body_size == 0 {
             return self.finish_content(ctx);
