@@ -95,7 +95,15 @@ fn props(headers: &[(&str, AMQPValue)]) -> BasicProperties {
 }
 
 async fn send(ch: &Channel, x: &str, key: &str, body: &str, p: BasicProperties) {
-    let c = publish_with(ch, x, key, BasicPublishOptions::default(), body.as_bytes(), p).await;
+    let c = publish_with(
+        ch,
+        x,
+        key,
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        p,
+    )
+    .await;
     assert!(c.is_ack(), "{c:?}");
 }
 
@@ -126,13 +134,41 @@ async fn messages_are_routed_in_due_order_once_the_clock_passes() {
     declare_queue(&ch, "q", QueueDeclareOptions::default()).await;
     bind(&ch, "q", "dx", "k", FieldTable::default()).await;
     clock(&b, r#"{"freeze": true}"#).await;
-    send(&ch, "dx", "k", "c", props(&[("x-delay", AMQPValue::LongInt(3000))])).await;
-    send(&ch, "dx", "k", "a", props(&[("x-delay", AMQPValue::LongInt(1000))])).await;
+    send(
+        &ch,
+        "dx",
+        "k",
+        "c",
+        props(&[("x-delay", AMQPValue::LongInt(3000))]),
+    )
+    .await;
+    send(
+        &ch,
+        "dx",
+        "k",
+        "a",
+        props(&[("x-delay", AMQPValue::LongInt(1000))]),
+    )
+    .await;
     send(&ch, "dx", "k", "b", props(&[("x-delay", s("2000"))])).await;
     // Without the header, or with zero or a negative delay: routed at once, unchanged.
     send(&ch, "dx", "k", "now", BasicProperties::default()).await;
-    send(&ch, "dx", "k", "zero", props(&[("x-delay", AMQPValue::LongInt(0))])).await;
-    send(&ch, "dx", "k", "neg", props(&[("x-delay", AMQPValue::LongInt(-5))])).await;
+    send(
+        &ch,
+        "dx",
+        "k",
+        "zero",
+        props(&[("x-delay", AMQPValue::LongInt(0))]),
+    )
+    .await;
+    send(
+        &ch,
+        "dx",
+        "k",
+        "neg",
+        props(&[("x-delay", AMQPValue::LongInt(-5))]),
+    )
+    .await;
     assert_eq!(drain(&ch, "q").await, ["now", "zero", "neg"]);
     assert_eq!(messages_delayed(&b, "dx"), 3);
 
@@ -147,7 +183,11 @@ async fn messages_are_routed_in_due_order_once_the_clock_passes() {
     advance(&b, 5000).await;
     let b2 = get(&ch, "q", true).await.expect("b");
     assert_eq!(b2.delivery.data, b"b");
-    assert_eq!(x_delay(&b2), Some(AMQPValue::LongInt(-2000)), "string delays too");
+    assert_eq!(
+        x_delay(&b2),
+        Some(AMQPValue::LongInt(-2000)),
+        "string delays too"
+    );
     assert_eq!(drain(&ch, "q").await, ["c"]);
     assert_eq!(messages_delayed(&b, "dx"), 0);
 }
@@ -166,9 +206,30 @@ async fn each_delayed_type_routes_as_that_type_with_the_bindings_of_release_time
     }
     // Published before any binding exists: bindings are read when the delay is over.
     let delay = AMQPValue::LongInt(500);
-    send(&ch, "direct", "a.b", "m", props(&[("x-delay", delay.clone())])).await;
-    send(&ch, "fanout", "any", "m", props(&[("x-delay", delay.clone())])).await;
-    send(&ch, "topic", "a.b", "m", props(&[("x-delay", delay.clone())])).await;
+    send(
+        &ch,
+        "direct",
+        "a.b",
+        "m",
+        props(&[("x-delay", delay.clone())]),
+    )
+    .await;
+    send(
+        &ch,
+        "fanout",
+        "any",
+        "m",
+        props(&[("x-delay", delay.clone())]),
+    )
+    .await;
+    send(
+        &ch,
+        "topic",
+        "a.b",
+        "m",
+        props(&[("x-delay", delay.clone())]),
+    )
+    .await;
     let h = [("x-delay", delay.clone()), ("color", s("red"))];
     send(&ch, "headers", "", "m", props(&h)).await;
     let none = FieldTable::default;
@@ -310,10 +371,7 @@ async fn mandatory_delayed_messages_are_confirmed_and_not_returned() {
         BasicProperties::default(),
     )
     .await;
-    assert!(
-        matches!(c, lapin::Confirmation::Ack(Some(_))),
-        "{c:?}"
-    );
+    assert!(matches!(c, lapin::Confirmation::Ack(Some(_))), "{c:?}");
 }
 
 #[tokio::test]
@@ -367,12 +425,18 @@ async fn confirmed_durable_delayed_messages_survive_restarts() {
         clock(&b, r#"{"freeze": true}"#).await;
         let n = 50;
         for i in 0..n {
-            let p = props(&[("x-delay", AMQPValue::LongInt(600_000 + i))])
-                .with_delivery_mode(2);
+            let p = props(&[("x-delay", AMQPValue::LongInt(600_000 + i))]).with_delivery_mode(2);
             send(&ch, "dx", "k", &format!("p{i}"), p).await;
         }
         // A transient one is held in memory only.
-        send(&ch, "dx", "k", "t", props(&[("x-delay", AMQPValue::LongInt(600_000))])).await;
+        send(
+            &ch,
+            "dx",
+            "k",
+            "t",
+            props(&[("x-delay", AMQPValue::LongInt(600_000))]),
+        )
+        .await;
         assert_eq!(messages_delayed(&b, "dx"), n + 1);
         drop(conn);
         let b = b.restart(kill);
@@ -386,9 +450,15 @@ async fn confirmed_durable_delayed_messages_survive_restarts() {
         let first = get(&ch, "q", false).await.expect("released");
         assert_eq!(x_delay(&first), Some(AMQPValue::LongInt(-600_000)));
         assert!(first.delivery.properties.delivery_mode() == &Some(2));
-        within("nack", first.delivery.nack(BasicNackOptions { requeue: true, ..Default::default() }))
-            .await
-            .expect("requeue");
+        within(
+            "nack",
+            first.delivery.nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("requeue");
         assert_eq!(drain(&ch, "q").await, want, "kill={kill}");
         assert_eq!(messages_delayed(&b, "dx"), 0);
         // Released records are gone from the store: nothing comes back after another restart.

@@ -303,9 +303,15 @@ mod tests {
             AMQPValue::LongString(LongString::from("topic")),
         );
         assert_eq!(delayed_type_name(&args).as_deref(), Some("topic"));
-        assert_eq!(delayed_base(ExchangeKind::Delayed, &args), ExchangeKind::Topic);
+        assert_eq!(
+            delayed_base(ExchangeKind::Delayed, &args),
+            ExchangeKind::Topic
+        );
         // Other kinds ignore the argument.
-        assert_eq!(delayed_base(ExchangeKind::Fanout, &args), ExchangeKind::Fanout);
+        assert_eq!(
+            delayed_base(ExchangeKind::Fanout, &args),
+            ExchangeKind::Fanout
+        );
         args.insert(
             ShortString::from("x-delayed-type"),
             AMQPValue::ShortString(ShortString::from("x-delayed-message")),
@@ -314,10 +320,7 @@ mod tests {
             delayed_base(ExchangeKind::Delayed, &args),
             ExchangeKind::Direct
         );
-        args.insert(
-            ShortString::from("x-delayed-type"),
-            AMQPValue::LongInt(1),
-        );
+        args.insert(ShortString::from("x-delayed-type"), AMQPValue::LongInt(1));
         assert_eq!(delayed_type_name(&args), None);
         assert_eq!(
             ExchangeKind::Delayed.plugin(),

@@ -347,7 +347,10 @@ mod tests {
         assert_eq!(d(AMQPValue::ShortInt(300)), Some(300));
         assert_eq!(d(AMQPValue::ShortShortUInt(7)), Some(7));
         assert_eq!(d(AMQPValue::LongUInt(u32::MAX)), Some(MAX_DELAY_MS));
-        assert_eq!(d(AMQPValue::LongString(LongString::from("1500"))), Some(1500));
+        assert_eq!(
+            d(AMQPValue::LongString(LongString::from("1500"))),
+            Some(1500)
+        );
         assert_eq!(d(AMQPValue::LongString(LongString::from("+15"))), Some(15));
         assert_eq!(d(AMQPValue::LongString(LongString::from("15 "))), None);
         assert_eq!(d(AMQPValue::LongString(LongString::from("abc"))), None);

@@ -47,9 +47,9 @@ impl Prepared {
     /// `x-delay`), and the headers routing reads from them.
     pub(crate) fn set_properties(&mut self, properties: Bytes) {
         if let Ok(view) = PropertiesView::scan(&properties) {
-            self.headers = view.headers.and_then(|r| {
-                warren_codec::parse_table_bounded(properties.get(r)?).ok()
-            });
+            self.headers = view
+                .headers
+                .and_then(|r| warren_codec::parse_table_bounded(properties.get(r)?).ok());
         }
         self.message.properties = properties;
     }
