@@ -468,3 +468,34 @@ async fn confirmed_durable_delayed_messages_survive_restarts() {
         assert_eq!(messages_delayed(&b, "dx"), 0, "kill={kill}");
     }
 }
+
+/// A test suite's vhost reset drops held messages: a redeclared exchange does not get
+/// those of the one the reset deleted.
+#[tokio::test]
+async fn a_vhost_reset_drops_held_messages() {
+    let b = broker();
+    let conn = connect(&b.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    delayed_of_type(&ch, "dx", "fanout", true).await;
+    clock(&b, r#"{"freeze": true}"#).await;
+    let p = props(&[("x-delay", AMQPValue::LongInt(1000))]).with_delivery_mode(2);
+    send(&ch, "dx", "", "old", p).await;
+    let port = b.http_port;
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        http_request(port, "POST", "/api/warren/vhosts/%2F/reset", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    delayed_of_type(&ch, "dx", "fanout", true).await;
+    assert_eq!(messages_delayed(&b, "dx"), 0);
+    declare_queue(&ch, "q", QueueDeclareOptions::default()).await;
+    bind(&ch, "q", "dx", "", FieldTable::default()).await;
+    advance(&b, 1000).await;
+    assert_eq!(ready(&ch, "q").await, 0);
+    // Nor after a restart: the stored record went with it.
+    drop(conn);
+    b.sync_store();
+    let b = b.restart(true);
+    assert_eq!(messages_delayed(&b, "dx"), 0);
+}
