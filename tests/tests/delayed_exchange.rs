@@ -499,3 +499,53 @@ async fn a_vhost_reset_drops_held_messages() {
     let b = b.restart(true);
     assert_eq!(messages_delayed(&b, "dx"), 0);
 }
+
+/// The alternate exchange gets a held message only if it is unroutable when released
+/// (the plugin hands it over at publish time as well).
+#[tokio::test]
+async fn the_alternate_exchange_is_consulted_at_release() {
+    let b = broker();
+    let conn = connect(&b.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    within(
+        "exchange.declare",
+        ch.exchange_declare(
+            "ae".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("ae");
+    declare_queue(&ch, "aeq", QueueDeclareOptions::default()).await;
+    bind(&ch, "aeq", "ae", "", FieldTable::default()).await;
+    let args = table(&[
+        ("x-delayed-type", s("direct")),
+        ("alternate-exchange", s("ae")),
+    ]);
+    declare_delayed(&ch, "dx", args, false).await.expect("dx");
+    declare_queue(&ch, "q", QueueDeclareOptions::default()).await;
+    bind(&ch, "q", "dx", "k", FieldTable::default()).await;
+    clock(&b, r#"{"freeze": true}"#).await;
+    send(
+        &ch,
+        "dx",
+        "k",
+        "routed",
+        props(&[("x-delay", AMQPValue::LongInt(10))]),
+    )
+    .await;
+    send(
+        &ch,
+        "dx",
+        "none",
+        "alt",
+        props(&[("x-delay", AMQPValue::LongInt(10))]),
+    )
+    .await;
+    assert_eq!(ready(&ch, "aeq").await, 0, "not while held");
+    advance(&b, 10).await;
+    assert_eq!(drain(&ch, "q").await, ["routed"]);
+    assert_eq!(drain(&ch, "aeq").await, ["alt"]);
+}
