@@ -55,7 +55,8 @@ done
 data_dir="$(mktemp -d)"
 broker_log="$data_dir/warren.log"
 log "starting warren on 127.0.0.1:$port (log: $broker_log)"
-NO_COLOR=1 WARREN_RABBITMQ_ETC=off target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
+# The delayed-message exchange's plugin on, for tests/python/test_delayed_exchange.py.
+NO_COLOR=1 WARREN_RABBITMQ_ETC=off RABBITMQ_ENABLED_PLUGINS=rabbitmq_management,rabbitmq_delayed_message_exchange target/debug/warren --listen "127.0.0.1:$port" --data-dir "$data_dir/data" \
     --http-listen "127.0.0.1:$http_port" --prometheus-listen "127.0.0.1:$metrics_port" >"$broker_log" 2>&1 &
 broker_pid=$!
 cleanup() {

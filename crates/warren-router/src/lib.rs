@@ -35,6 +35,35 @@ pub enum ExchangeKind {
     Headers,
     /// `x-consistent-hash` (rabbitmq_consistent_hash_exchange).
     ConsistentHash,
+    /// `x-delayed-message` (rabbitmq_delayed_message_exchange): holds messages with an
+    /// `x-delay` header, then routes as the exchange type its `x-delayed-type` argument
+    /// names ([`delayed_base`]).
+    Delayed,
+}
+
+/// The `x-delayed-type` argument of a delayed exchange: the plugin takes any string
+/// (short or long), and refuses the declaration without one.
+pub fn delayed_type_name(arguments: &FieldTable) -> Option<String> {
+    match arguments.inner().get("x-delayed-type") {
+        Some(amq_protocol::types::AMQPValue::LongString(s)) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        Some(amq_protocol::types::AMQPValue::ShortString(s)) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// The kind a delayed exchange routes as (its `x-delayed-type`); `kind` itself for
+/// every other kind. An argument that names no routing kind (refused at declaration,
+/// so only a hand-edited data directory has one) routes as direct.
+pub fn delayed_base(kind: ExchangeKind, arguments: &FieldTable) -> ExchangeKind {
+    if kind != ExchangeKind::Delayed {
+        return kind;
+    }
+    delayed_type_name(arguments)
+        .and_then(|t| ExchangeKind::parse(&t))
+        .filter(|k| *k != ExchangeKind::Delayed)
+        .unwrap_or(ExchangeKind::Direct)
 }
 
 impl ExchangeKind {
@@ -46,6 +75,7 @@ impl ExchangeKind {
             "topic" => Some(ExchangeKind::Topic),
             "headers" => Some(ExchangeKind::Headers),
             "x-consistent-hash" => Some(ExchangeKind::ConsistentHash),
+            "x-delayed-message" => Some(ExchangeKind::Delayed),
             _ => None,
         }
     }
@@ -72,6 +102,7 @@ impl ExchangeKind {
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
             ExchangeKind::ConsistentHash => "x-consistent-hash",
+            ExchangeKind::Delayed => "x-delayed-message",
         }
     }
 
@@ -79,6 +110,7 @@ impl ExchangeKind {
     pub fn plugin(&self) -> Option<&'static str> {
         match self {
             ExchangeKind::ConsistentHash => Some("rabbitmq_consistent_hash_exchange"),
+            ExchangeKind::Delayed => Some("rabbitmq_delayed_message_exchange"),
             _ => None,
         }
     }
@@ -241,6 +273,7 @@ mod tests {
             ExchangeKind::Topic,
             ExchangeKind::Headers,
             ExchangeKind::ConsistentHash,
+            ExchangeKind::Delayed,
         ] {
             assert_eq!(ExchangeKind::parse(k.as_str()), Some(k));
         }
@@ -254,6 +287,45 @@ mod tests {
             Some("rabbitmq_consistent_hash_exchange")
         );
         assert_eq!(ExchangeKind::parse(""), None);
+    }
+
+    #[test]
+    fn delayed_exchanges_route_as_their_delayed_type() {
+        use amq_protocol::types::{AMQPValue, LongString, ShortString};
+        let mut args = FieldTable::default();
+        assert_eq!(delayed_type_name(&args), None);
+        assert_eq!(
+            delayed_base(ExchangeKind::Delayed, &args),
+            ExchangeKind::Direct
+        );
+        args.insert(
+            ShortString::from("x-delayed-type"),
+            AMQPValue::LongString(LongString::from("topic")),
+        );
+        assert_eq!(delayed_type_name(&args).as_deref(), Some("topic"));
+        assert_eq!(
+            delayed_base(ExchangeKind::Delayed, &args),
+            ExchangeKind::Topic
+        );
+        // Other kinds ignore the argument.
+        assert_eq!(
+            delayed_base(ExchangeKind::Fanout, &args),
+            ExchangeKind::Fanout
+        );
+        args.insert(
+            ShortString::from("x-delayed-type"),
+            AMQPValue::ShortString(ShortString::from("x-delayed-message")),
+        );
+        assert_eq!(
+            delayed_base(ExchangeKind::Delayed, &args),
+            ExchangeKind::Direct
+        );
+        args.insert(ShortString::from("x-delayed-type"), AMQPValue::LongInt(1));
+        assert_eq!(delayed_type_name(&args), None);
+        assert_eq!(
+            ExchangeKind::Delayed.plugin(),
+            Some("rabbitmq_delayed_message_exchange")
+        );
     }
 
     #[test]

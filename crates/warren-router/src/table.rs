@@ -82,7 +82,9 @@ pub struct RoutingTable {
 impl RoutingTable {
     pub fn new(kind: ExchangeKind) -> Self {
         let index = match kind {
-            ExchangeKind::Direct => Index::Direct(HashMap::new()),
+            // A delayed exchange's table is built for its delayed type (`for_exchange`);
+            // without arguments it routes as direct, as a missing type falls back to.
+            ExchangeKind::Direct | ExchangeKind::Delayed => Index::Direct(HashMap::new()),
             ExchangeKind::Fanout => Index::Fanout(DestSet::default()),
             ExchangeKind::Topic => Index::Topic(Trie::default()),
             ExchangeKind::Headers => Index::Headers(BTreeMap::new()),
@@ -104,7 +106,7 @@ impl RoutingTable {
     /// `hash-header` / `hash-property`; invalid ones were refused at declaration and
     /// fall back to the routing key here).
     pub fn for_exchange(kind: ExchangeKind, arguments: &FieldTable) -> Self {
-        let mut table = RoutingTable::new(kind);
+        let mut table = RoutingTable::new(crate::delayed_base(kind, arguments));
         if let Index::ConsistentHash { on, .. } = &mut table.index {
             *on = HashOn::from_arguments(arguments).unwrap_or(HashOn::RoutingKey);
         }
@@ -358,7 +360,7 @@ impl RoutingTable {
     ) {
         match self.kind {
             ExchangeKind::Fanout | ExchangeKind::Headers => self.route_message_into("", msg, out),
-            ExchangeKind::Direct | ExchangeKind::Topic => {
+            ExchangeKind::Direct | ExchangeKind::Topic | ExchangeKind::Delayed => {
                 for key in routing_keys {
                     self.route_message_into(key, msg, out);
                 }
@@ -424,6 +426,28 @@ mod tests {
         assert!(route(&t, "K", None).is_empty());
         assert!(route(&t, "k.", None).is_empty());
         assert!(route(&t, "*", None).is_empty());
+    }
+
+    #[test]
+    fn a_delayed_table_routes_as_its_delayed_type() {
+        let mut t = RoutingTable::for_exchange(
+            ExchangeKind::Delayed,
+            &args(&[("x-delayed-type", "topic")]),
+        );
+        assert_eq!(t.kind(), ExchangeKind::Topic);
+        assert!(t.bind(q("a"), "a.*", &none()));
+        assert_eq!(route(&t, "a.b", None), vec![q("a")]);
+        let mut t = RoutingTable::for_exchange(
+            ExchangeKind::Delayed,
+            &args(&[("x-delayed-type", "fanout")]),
+        );
+        assert!(t.bind(q("f"), "ignored", &none()));
+        assert_eq!(route(&t, "anything", None), vec![q("f")]);
+        // Without a valid type (refused at declaration) it routes as direct.
+        let mut t = RoutingTable::for_exchange(ExchangeKind::Delayed, &none());
+        assert!(t.bind(q("d"), "k", &none()));
+        assert_eq!(route(&t, "k", None), vec![q("d")]);
+        assert!(route(&t, "j", None).is_empty());
     }
 
     #[test]

@@ -55,6 +55,11 @@ fn exchange_json(b: &Broker, vhost: &str, x: &ExchangeView) -> Value {
     if let Some(p) = b.admin.policies.effective(vhost, name, false) {
         v["policy"] = json!(p.name);
     }
+    // The plugin adds its exchanges' held count to their info items.
+    if meta.kind == warren_router::ExchangeKind::Delayed {
+        let held = b.vhost(vhost).map_or(0, |vh| vh.delayed.count(name));
+        v["messages_delayed"] = json!(held);
+    }
     v
 }
 

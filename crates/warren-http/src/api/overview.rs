@@ -54,6 +54,15 @@ pub(super) fn exchange_types(b: &Broker) -> Value {
             "enabled": true,
         }));
     }
+    if b.config
+        .plugin_enabled(ExchangeKind::Delayed.plugin().unwrap_or_default())
+    {
+        v.push(json!({
+            "name": ExchangeKind::Delayed.as_str(),
+            "description": "Delayed Message Exchange.",
+            "enabled": true,
+        }));
+    }
     Value::Array(v)
 }
 

@@ -27,7 +27,8 @@ pub struct Depth {
 impl Broker {
     /// Empties `vhost`: its policies, queues (with their messages and consumers, who get
     /// basic.cancel), exchanges other than the default and `amq.*` ones, and the bindings
-    /// left between those. Users' permissions, limits and connections stay.
+    /// left between those, and the messages delayed exchanges held. Users' permissions,
+    /// limits and connections stay.
     pub fn admin_reset_vhost(&self, vhost: &str) -> AdminResult<ResetCounts> {
         let vh = self.vhost(vhost).ok_or(AdminError::NotFound)?;
         let mut counts = ResetCounts::default();
@@ -56,6 +57,8 @@ impl Broker {
                 counts.exchanges += 1;
             }
         }
+        // Messages the deleted delayed exchanges held would reach a redeclared one.
+        vh.delayed.clear();
         // What remains are bindings among the amq.* exchanges.
         for b in vh.bindings() {
             if let Destination::Exchange(_) = &b.destination {

@@ -196,11 +196,7 @@ impl Broker {
         let vhost = self.config.default_vhost.clone();
         self.vhosts.write().insert(
             vhost.clone(),
-            Arc::new(VHost::new(
-                &vhost,
-                self.timers.clone(),
-                self.persistence.clone(),
-            )),
+            VHost::new(&vhost, self.timers.clone(), self.persistence.clone()),
         );
         // Without a random source there is no salt: the user is left out rather than
         // given a guessable hash; one can be added through the API or warren ctl.
@@ -286,11 +282,7 @@ impl Broker {
                 name: name.to_string(),
             }],
         )?;
-        let vhost = Arc::new(VHost::new(
-            name,
-            self.timers.clone(),
-            self.persistence.clone(),
-        ));
+        let vhost = VHost::new(name, self.timers.clone(), self.persistence.clone());
         self.vhosts.write().insert(name.to_string(), vhost.clone());
         Ok((vhost, true))
     }
@@ -738,7 +730,7 @@ mod tests {
         assert_eq!(kept.configure.source, ".*", "not replaced");
         b.vhosts.write().insert(
             "other".into(),
-            Arc::new(VHost::new("other", b.timers.clone(), b.persistence.clone())),
+            VHost::new("other", b.timers.clone(), b.persistence.clone()),
         );
         assert!(failed(b.set_permission("guest", "other", narrow)));
         assert!(!b.has_vhost_access("guest", "other"), "not added");

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod deadletter;
+pub mod delayed;
 pub mod equivalence;
 pub mod handles;
 pub mod limits;

@@ -1,4 +1,5 @@
-//! One timer task for every queue deadline in the broker: message expiry and `x-expires`.
+//! One timer task for every deadline in the broker: message expiry, `x-expires`, and the
+//! release of delayed messages (`x-delayed-message` exchanges).
 //!
 //! Queues register the earliest deadline they care about; the task sleeps until the
 //! earliest one of all, then tells that queue to run its expiry. A queue whose messages
@@ -21,10 +22,21 @@ use tokio::sync::Notify;
 
 use crate::{model::queue::Queue, util::clock::Clock};
 
+/// What a deadline wakes: a queue (expiry) or a vhost's delayed messages.
+pub trait TimerTarget: Send + Sync {
+    fn on_timer(self: Arc<Self>);
+}
+
+impl TimerTarget for Queue {
+    fn on_timer(self: Arc<Self>) {
+        Queue::on_timer(&self);
+    }
+}
+
 struct Due {
     at: u64,
     seq: u64,
-    queue: Weak<Queue>,
+    queue: Weak<dyn TimerTarget>,
 }
 
 impl PartialEq for Due {
@@ -121,14 +133,16 @@ impl Timers {
             }
             for q in due {
                 if let Some(q) = q.upgrade() {
-                    q.on_timer();
+                    TimerTarget::on_timer(q);
                 }
             }
         }
     }
 
     /// Asks for `queue.on_timer()` at `at` (ms on the wall clock) or soon after.
-    pub fn schedule(&self, at: u64, queue: &Arc<Queue>) {
+    pub fn schedule<T: TimerTarget + 'static>(&self, at: u64, queue: &Arc<T>) {
+        let weak: Weak<T> = Arc::downgrade(queue);
+        let queue: Weak<dyn TimerTarget> = weak;
         let earliest = {
             let mut guard = self.heap.lock();
             let (heap, seq) = &mut *guard;
@@ -137,7 +151,7 @@ impl Timers {
             heap.push(Reverse(Due {
                 at,
                 seq: *seq,
-                queue: Arc::downgrade(queue),
+                queue,
             }));
             earlier
         };

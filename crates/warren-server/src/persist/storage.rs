@@ -65,6 +65,30 @@ impl Storage {
         self.journal.append(record, on_durable).map(to_ref)
     }
 
+    /// Appends a message held by a delayed exchange under the store id `holder`; the
+    /// record keeps its due time (in `expires_at_ms`) and, in `exchange`, the field
+    /// `crate::model::delayed::record_exchange` makes.
+    pub fn append_delayed(
+        &self,
+        message: &Message,
+        exchange: String,
+        holder: u64,
+        due_ms: u64,
+        on_durable: Callback,
+    ) -> Result<StoredRef, JournalError> {
+        let record = NewRecord {
+            msg_id: 0,
+            persistent: true,
+            expires_at_ms: Some(due_ms),
+            queues: vec![QueueId(holder)],
+            exchange,
+            routing_key: message.routing_key.to_string(),
+            properties: message.properties.clone(),
+            body: message.body.clone(),
+        };
+        self.journal.append(record, on_durable).map(to_ref)
+    }
+
     /// A whole stored record (checksums verified).
     pub fn read_message(
         &self,

@@ -62,6 +62,11 @@ pub fn open(broker: &Arc<Broker>, dir: &Path, sync: SyncPolicy) -> Result<usize,
             restored += restore_queue(broker, &journal, &q, QueueId(id), messages);
         }
     }
+    let holder = QueueId(crate::model::delayed::DELAYED_STORE_ID);
+    if let Some(held) = recovery.queues.remove(&holder) {
+        let n = restore_delayed(broker, &journal, held);
+        info!(messages = n, "delayed messages recovered");
+    }
     info!(
         messages = restored,
         segments = recovery.report.segments_scanned,
@@ -114,6 +119,8 @@ fn keep_orphans(broker: &Broker, orphans: HashMap<QueueId, Vec<RecoveredMessage>
 /// The store ids of the queues whose messages survive a restart.
 fn recoverable_queue_ids(broker: &Broker) -> HashSet<QueueId> {
     let mut live = HashSet::new();
+    // The held messages of durable delayed exchanges, every vhost's.
+    live.insert(QueueId(crate::model::delayed::DELAYED_STORE_ID));
     for vhost in broker.vhosts() {
         for q in vhost.topology.read().queues.values() {
             if let (true, Some(id)) = (q.is_recoverable(), q.store_id) {
@@ -122,6 +129,52 @@ fn recoverable_queue_ids(broker: &Broker) -> HashSet<QueueId> {
         }
     }
     live
+}
+
+/// Holds again the persistent messages durable delayed exchanges held, until the due
+/// time each record keeps (one that passed while the broker was down is routed at the
+/// timer task's first turn). A record whose vhost is gone is released. Returns how many
+/// it held again.
+fn restore_delayed(broker: &Broker, journal: &Journal, held: Vec<RecoveredMessage>) -> usize {
+    use crate::model::{
+        delayed::{delay_of, parse_record_exchange, Held, DELAYED_STORE_ID},
+        ops::publish::{prepare, Publication},
+    };
+    let holder = QueueId(DELAYED_STORE_ID);
+    let mut n = 0usize;
+    for m in held {
+        let restored = journal.read(m.location).ok().and_then(|s| {
+            let (vhost, exchange) = parse_record_exchange(&s.exchange)?;
+            let vhost = broker.vhost(vhost)?;
+            let view = warren_codec::PropertiesView::scan(&s.properties).ok()?;
+            let publication = Publication {
+                exchange: Arc::from(exchange),
+                routing_key: Arc::from(s.routing_key),
+                mandatory: false,
+                properties: s.properties,
+                body: s.body,
+            };
+            let prepared = prepare(publication, &view).ok()?;
+            let delay = delay_of(prepared.headers())?;
+            Some((vhost, prepared, delay))
+        });
+        let Some((vhost, prepared, delay)) = restored else {
+            warn!(location = %m.location, "held delayed message unreadable or of a vhost that is gone; dropped");
+            journal.ack(holder, m.location);
+            continue;
+        };
+        let due = m.expires_at_ms.unwrap_or(0);
+        vhost.delayed.hold(
+            due,
+            Held {
+                prepared,
+                delay,
+                stored: Some(to_ref(m.location)),
+            },
+        );
+        n += 1;
+    }
+    n
 }
 
 /// Warns of messages lost to damaged records, naming the queues that lost them.

@@ -51,7 +51,7 @@ pub fn bind(
         .read()
         .exchanges
         .get(source)
-        .map(|x| x.meta.kind);
+        .map(|x| warren_router::delayed_base(x.meta.kind, &x.meta.arguments));
     match kind {
         None => return Err(AmqpError::no_exchange(source, &vhost.name)),
         Some(ExchangeKind::Headers) => {

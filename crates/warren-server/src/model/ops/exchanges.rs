@@ -54,7 +54,11 @@ pub fn declare_exchange(
             "exchange name '{name}' contains reserved prefix 'amq.*'"
         )));
     }
-    if meta.kind == warren_router::ExchangeKind::ConsistentHash {
+    if meta.kind == warren_router::ExchangeKind::Delayed {
+        check_delayed_type(broker, &meta.arguments)?;
+    }
+    let routes_as = warren_router::delayed_base(meta.kind, &meta.arguments);
+    if routes_as == warren_router::ExchangeKind::ConsistentHash {
         warren_router::HashOn::from_arguments(&meta.arguments).map_err(AmqpError::precondition)?;
     }
     let op = meta.durable.then(|| MetaOp::Exchange {
@@ -82,6 +86,27 @@ pub fn declare_exchange(
         return Err(e);
     }
     Ok(true)
+}
+
+/// The plugin's `validate/1`: `x-delayed-type` must name an exchange type that exists
+/// (and whose plugin is enabled) other than `x-delayed-message` itself.
+fn check_delayed_type(
+    broker: &Broker,
+    arguments: &amq_protocol::types::FieldTable,
+) -> AmqpResult<()> {
+    match warren_router::delayed_type_name(arguments).as_deref() {
+        None => Err(AmqpError::precondition(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        )),
+        Some("x-delayed-message") => Err(AmqpError::precondition(
+            "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+        )),
+        Some(t) => broker
+            .config
+            .exchange_kind(t)
+            .map(|_| ())
+            .map_err(AmqpError::command_invalid),
+    }
 }
 
 fn check_equivalent(

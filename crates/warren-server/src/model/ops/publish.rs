@@ -32,6 +32,27 @@ pub struct Prepared {
     pub message: Message,
     headers: Option<FieldTable>,
     extra_keys: Vec<String>,
+    /// Released by a delayed exchange: routed now whatever its `x-delay` says (the
+    /// negated delay the plugin writes can wrap to a positive 32-bit value on the wire).
+    pub(crate) released: bool,
+}
+
+impl Prepared {
+    /// The headers table routing reads.
+    pub fn headers(&self) -> Option<&FieldTable> {
+        self.headers.as_ref()
+    }
+
+    /// Replaces the message's properties (a released delayed message's swapped
+    /// `x-delay`), and the headers routing reads from them.
+    pub(crate) fn set_properties(&mut self, properties: Bytes) {
+        if let Ok(view) = PropertiesView::scan(&properties) {
+            self.headers = view
+                .headers
+                .and_then(|r| warren_codec::parse_table_bounded(properties.get(r)?).ok());
+        }
+        self.message.properties = properties;
+    }
 }
 
 /// What became of a publication.
@@ -143,6 +164,7 @@ pub fn prepare(p: Publication, view: &PropertiesView) -> AmqpResult<Prepared> {
         message,
         headers,
         extra_keys,
+        released: false,
     })
 }
 
@@ -163,25 +185,36 @@ pub fn route_and_enqueue(
         mut message,
         headers,
         extra_keys,
+        released,
     } = prepared;
     queues.clear();
     let msg = warren_router::MessageRef {
         headers: headers.as_ref(),
         properties: &message.properties,
     };
-    if extra_keys.is_empty() {
-        vhost.route(
+    let hold = if extra_keys.is_empty() {
+        vhost.route_publish(
             &message.exchange,
             &[message.routing_key.as_ref()],
             &msg,
             queues,
-        )?;
+            !released,
+        )?
     } else {
         let mut keys: Vec<&str> = vec![message.routing_key.as_ref()];
         keys.extend(extra_keys.iter().map(String::as_str));
-        vhost.route(&message.exchange, &keys, &msg, queues)?;
-    }
+        vhost.route_publish(&message.exchange, &keys, &msg, queues, !released)?
+    };
     vhost.stats.inc_at(publisher, Stat::Publish); // management stats
+    if let Some(hold) = hold {
+        let prepared = Prepared {
+            message,
+            headers,
+            extra_keys,
+            released,
+        };
+        return Ok(hold_delayed(vhost, prepared, hold, on_durable));
+    }
     let mut published = Published {
         routed: !queues.is_empty(),
         accepted: true,
@@ -265,6 +298,55 @@ pub fn route_and_enqueue(
         }
     }
     Ok(published)
+}
+
+/// Holds a message for a delayed exchange. A persistent message of a durable exchange
+/// is stored first, and its confirm waits for the sync, as for a durable queue. The
+/// publish counts as routed: no basic.return and no alternate exchange now (the plugin
+/// returns such a message as unroutable at once; see docs/compatibility.md).
+fn hold_delayed(
+    vhost: &VHost,
+    prepared: Prepared,
+    hold: crate::model::vhost::DelayedHold,
+    on_durable: impl FnOnce(bool) -> Callback,
+) -> Published {
+    use crate::model::delayed::{record_exchange, Held, DELAYED_STORE_ID};
+    let mut published = Published {
+        routed: true,
+        accepted: true,
+        on_disk: false,
+        unroutable: None,
+    };
+    let due = vhost.timers.now_ms().saturating_add(hold.delay);
+    let mut stored = None;
+    let message = &prepared.message;
+    if let (true, true, Some(storage)) = (
+        hold.durable,
+        message.persistent,
+        vhost.persistence.storage(),
+    ) {
+        let field = record_exchange(&vhost.name, &message.exchange);
+        match storage.append_delayed(message, field, DELAYED_STORE_ID, due, on_durable(true)) {
+            Ok(r) => {
+                stored = Some(r);
+                published.on_disk = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "message store append of a delayed message failed");
+                published.accepted = false;
+                return published;
+            }
+        }
+    }
+    vhost.delayed.hold(
+        due,
+        Held {
+            prepared,
+            delay: hold.delay,
+            stored,
+        },
+    );
+    published
 }
 
 /// One publisher callback for several stores (streams, the message store): it runs once

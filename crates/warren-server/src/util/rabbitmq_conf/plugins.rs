@@ -11,8 +11,9 @@ pub const BUILT_IN_PLUGINS: [&str; 4] = [
 ];
 
 /// Plugins warren implements that are off until enabled, as in RabbitMQ.
-pub const OPTIONAL_PLUGINS: [&str; 2] = [
+pub const OPTIONAL_PLUGINS: [&str; 3] = [
     "rabbitmq_consistent_hash_exchange",
+    "rabbitmq_delayed_message_exchange",
     "rabbitmq_auth_mechanism_ssl",
 ];
 
