@@ -64,6 +64,8 @@ pub struct VHost {
     pub persistence: Arc<Persistence>,
     /// Publish-side message counters of this vhost (management API, stats.rs).
     pub stats: crate::model::stats::Stats,
+    /// The broker's event sink (the event exchange).
+    pub events: Arc<crate::model::events::Events>,
 }
 
 fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
@@ -75,13 +77,19 @@ fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
 }
 
 impl VHost {
-    pub fn new(name: &str, timers: Arc<Timers>, persistence: Arc<Persistence>) -> Self {
+    pub fn new(
+        name: &str,
+        timers: Arc<Timers>,
+        persistence: Arc<Persistence>,
+        events: Arc<crate::model::events::Events>,
+    ) -> Self {
         let vhost = VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
             timers,
             persistence,
             stats: crate::model::stats::Stats::striped(),
+            events,
         };
         {
             let mut topo = vhost.topology.write();
@@ -259,6 +267,11 @@ impl VHost {
         queue
             .deleted
             .store(true, std::sync::atomic::Ordering::Release);
+        self.events.emit("queue.deleted", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("name", name)
+                .str("vhost", &*self.name);
+        });
         let count = queue.purge();
         queue.forget_stored();
         let consumers = queue.state.lock().drain_consumers();

@@ -81,7 +81,25 @@ pub fn declare_exchange(
         let _ = vhost.record(Vec::new());
         return Err(e);
     }
+    if let Some(meta) = vhost.exchange_meta(name) {
+        exchange_created_event(vhost, name, &meta);
+    }
     Ok(true)
+}
+
+/// `exchange.created` for the event exchange.
+pub fn exchange_created_event(vhost: &VHost, name: &str, meta: &ExchangeMeta) {
+    vhost.events.emit("exchange.created", |h| {
+        h.str("user_who_performed_action", crate::model::events::actor())
+            .str("policy", "")
+            .erl_table("arguments", &meta.arguments)
+            .bool("internal", meta.internal)
+            .bool("auto_delete", meta.auto_delete)
+            .bool("durable", meta.durable)
+            .str("type", meta.kind.as_str())
+            .str("name", name)
+            .str("vhost", &*vhost.name);
+    });
 }
 
 fn check_equivalent(
