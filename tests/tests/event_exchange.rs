@@ -413,8 +413,65 @@ async fn management_operations_publish_rabbitmqs_events() {
     );
     assert!(keys.iter().filter(|k| *k == "exchange.deleted").count() >= 6);
 
+    call(
+        "PUT",
+        "/api/users/ev-t",
+        Some(r#"{"password":"pw","tags":""}"#),
+    );
+    events(&ch, &q).await;
+    call(
+        "PUT",
+        "/api/topic-permissions/%2F/ev-t",
+        Some(r#"{"exchange":"amq.topic","write":"^a","read":"^b"}"#),
+    );
+    assert_like(
+        "set_topic_permissions ev-u amq.topic",
+        &events(&ch, &q).await,
+    );
+    call("DELETE", "/api/topic-permissions/%2F/ev-t", None);
+    assert_like("clear_topic_permissions ev-u", &events(&ch, &q).await);
+
     call("DELETE", "/api/users/ev-u", None);
     assert_like("delete_user ev-u", &events(&ch, &q).await);
+}
+
+/// The memory alarm set and cleared (the monitor samples once a second).
+#[tokio::test]
+async fn alarms_publish_rabbitmqs_events() {
+    let broker = with_plugin();
+    let (_conn, ch, q) = listen(&broker).await;
+    let port = broker.http_port;
+    let watermark = |body: &str| {
+        let (status, text) = http_request(
+            port,
+            "PUT",
+            "/api/warren/vm-memory-high-watermark",
+            Some(body),
+        );
+        assert!(status < 300, "{status} {text}");
+    };
+    let wait_for = |key: &'static str| {
+        let (ch, q) = (ch.clone(), q.clone());
+        async move {
+            for _ in 0..20 {
+                let got = events(&ch, &q).await;
+                if !got.is_empty() {
+                    assert_eq!(got[0].key, key);
+                    return got;
+                }
+            }
+            panic!("no {key}")
+        }
+    };
+    watermark(r#"{"absolute": 1}"#);
+    let got = wait_for("alarm.set").await;
+    assert_like("set_vm_memory_high_watermark 0.0000001", &got);
+    assert_eq!(got[0].str("source"), "memory");
+    watermark(r#"{"relative": 0.4}"#);
+    assert_like(
+        "set_vm_memory_high_watermark 0.4",
+        &wait_for("alarm.cleared").await,
+    );
 }
 
 #[tokio::test]
