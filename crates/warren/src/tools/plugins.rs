@@ -54,7 +54,7 @@ const COMMANDS: &[PluginCommand] = &[
     ("list", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] list [pattern] [--verbose] [--minimal] [--enabled] [--implicitly-enabled]", &["enabled", "implicitly-enabled", "verbose", "minimal"], (0, 1), list),
     ("enable", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] enable <plugin1> [ <plugin2>] | --all [--offline] [--online]", &["offline", "online", "all"], (0, usize::MAX), enable),
     ("disable", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] disable <plugin1> [ <plugin2>] | --all [--offline] [--online]", &["offline", "online", "all"], (0, usize::MAX), disable),
-    ("set", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] set [<plugin>] [--offline] [--online]", &["offline", "online"], (0, usize::MAX), enable),
+    ("set", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] set [<plugin>] [--offline] [--online]", &["offline", "online"], (0, usize::MAX), set),
     ("is_enabled", "rabbitmq-plugins [--node <node>] [--longnames] [--quiet] is_enabled <plugin1> [ <plugin2>] [--offline] [--online]", &["offline", "online"], (1, usize::MAX), is_enabled),
 ];
 
@@ -293,6 +293,25 @@ fn enable(ctx: &Ctx) -> Result<(), Failure> {
             optional.push(n.clone());
         }
     }
+    switch(ctx, optional, true)
+}
+
+/// `set`: exactly the named plugins (and the built-in ones) enabled.
+fn set(ctx: &Ctx) -> Result<(), Failure> {
+    let names = ctx.p.args();
+    if !ctx.p.quiet() {
+        println!("Enabling plugins on node {}:", ctx.node());
+        for n in names {
+            println!("{n}");
+        }
+    }
+    check_known(names)?;
+    state_or_down(ctx)?;
+    let optional: Vec<String> = names
+        .iter()
+        .filter(|n| OPTIONAL_PLUGINS.contains(&n.as_str()))
+        .cloned()
+        .collect();
     switch(ctx, optional, true)
 }
 
