@@ -633,3 +633,45 @@ async fn rabbitmq_plugins_switches_plugins_at_runtime() {
     assert_eq!(unknown.code, 70);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A durable queue's binding to the event exchange survives a restart, as in RabbitMQ
+/// (the exchange is durable).
+#[tokio::test]
+async fn durable_bindings_to_the_event_exchange_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("warren-events-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = dir.join("warren.toml");
+    std::fs::write(&toml, "plugins = [\"rabbitmq_event_exchange\"]\n").unwrap();
+    let broker = Broker::start_with(&["--config", toml.to_str().unwrap()], &[]);
+    {
+        let conn = connect(&broker.amqp_url()).await;
+        let ch = channel(&conn).await;
+        declare_queue(
+            &ch,
+            "audit",
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+        )
+        .await;
+        ch.queue_bind(
+            "audit".into(),
+            EVENTS.into(),
+            "queue.created".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        conn.close(200, "bye".into()).await.unwrap();
+    }
+    let broker = broker.restart(false);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    declare_queue(&ch, "after-restart", QueueDeclareOptions::default()).await;
+    let got = events(&ch, "audit").await;
+    let names: Vec<String> = got.iter().map(|g| g.str("name")).collect();
+    assert_eq!(names, ["after-restart"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 
-use crate::model::{
-    broker::Broker,
-    events,
-    vhost::{ExchangeMeta, VHost},
+use crate::{
+    model::{
+        broker::Broker,
+        events,
+        vhost::{ExchangeMeta, VHost},
+    },
+    persist::{encode_args, MetaOp},
 };
 
 impl Broker {
@@ -76,31 +79,48 @@ impl Broker {
     }
 }
 
-/// `amq.rabbitmq.event` as the plugin declares it: a durable internal topic exchange.
-/// It is not written to the metadata log: the plugin declares it at each boot.
+/// `amq.rabbitmq.event` as the plugin declares it: a durable internal topic exchange,
+/// recorded like any durable exchange so that durable bindings to it survive restarts.
 fn declare_event_exchange(vhost: &Arc<VHost>) {
-    let mut topo = vhost.topology.write();
-    if topo.exchanges.contains_key(events::EXCHANGE) {
-        return;
+    {
+        let mut topo = vhost.topology.write();
+        if topo.exchanges.contains_key(events::EXCHANGE) {
+            return;
+        }
+        topo.insert_exchange(
+            events::EXCHANGE,
+            ExchangeMeta {
+                kind: warren_router::ExchangeKind::Topic,
+                durable: true,
+                auto_delete: false,
+                internal: true,
+                arguments: FieldTable::default(),
+            },
+        );
     }
-    topo.insert_exchange(
-        events::EXCHANGE,
-        ExchangeMeta {
-            kind: warren_router::ExchangeKind::Topic,
-            durable: true,
-            auto_delete: false,
-            internal: true,
-            arguments: FieldTable::default(),
-        },
-    );
+    let op = MetaOp::Exchange {
+        vhost: vhost.name.to_string(),
+        name: events::EXCHANGE.to_string(),
+        kind: "topic".into(),
+        auto_delete: false,
+        internal: true,
+        arguments: encode_args(&FieldTable::default()),
+    };
+    if let Err(e) = vhost.record(vec![op]) {
+        tracing::warn!(error = %e.text, "amq.rabbitmq.event not recorded; declared again at the next start while the plugin is enabled");
+    }
 }
 
 /// Disabling the plugin deletes the exchange and its bindings (rabbit_exchange_type_event
-/// unregister).
+/// unregister); the deletion is recorded.
 fn delete_event_exchange(vhost: &Arc<VHost>) {
-    let mut topo = vhost.topology.write();
-    topo.remove_exchange(events::EXCHANGE);
-    topo.removed_durable.retain(|x| &**x != events::EXCHANGE);
+    if !vhost.has_exchange(events::EXCHANGE) {
+        return;
+    }
+    vhost.topology.write().remove_exchange(events::EXCHANGE);
+    if let Err(e) = vhost.record(Vec::new()) {
+        tracing::warn!(error = %e.text, "deletion of amq.rabbitmq.event not recorded");
+    }
 }
 
 #[cfg(test)]
