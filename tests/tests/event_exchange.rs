@@ -293,6 +293,35 @@ async fn amqp_operations_publish_rabbitmqs_events() {
     assert_like("connection close", &got);
     assert_eq!(got[0].str("pid"), conn_pid);
 
+    // A queue deleted with a binding: the binding goes as rmq-internal's, then the queue.
+    declare_queue(&ch, "ev-q2", QueueDeclareOptions::default()).await;
+    ch.queue_bind(
+        "ev-q2".into(),
+        "amq.direct".into(),
+        "k".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    events(&ch, &q).await;
+    ch.queue_delete("ev-q2".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let got = events(&ch, &q).await;
+    let want: Vec<_> = recorded("queue.delete ev-q (with consumer)")
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("consumer."))
+        .map(sorted)
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| sorted(g.shape())).collect::<Vec<_>>(),
+        want
+    );
+    assert_eq!(got[0].str("user_who_performed_action"), "rmq-internal");
+    assert_eq!(got[0].str("source_name"), "amq.direct");
+    assert_eq!(got[1].str("user_who_performed_action"), "guest");
+
     // A refused login: user.authentication.failure (the reason as a char list) and
     // connection.closed.
     let bad = format!("amqp://nobody:x@127.0.0.1:{}/%2F", broker.port);

@@ -258,9 +258,39 @@ impl VHost {
                 .record(&op)
                 .map_err(|e| AmqpError::internal("cannot record metadata").caused_by(e))?;
         }
+        // The bindings it takes with it, for the event exchange (only while it is on).
+        let bindings: Vec<(Arc<str>, warren_router::Binding)> = if self.events.enabled() {
+            let dest = Destination::Queue(Arc::from(name));
+            let topo = self.topology.read();
+            topo.exchanges
+                .iter()
+                .filter(|(_, x)| x.router.table.has_destination(&dest))
+                .flat_map(|(source, x)| {
+                    x.router
+                        .table
+                        .bindings()
+                        .into_iter()
+                        .filter(|b| b.destination == dest)
+                        .map(move |b| (Arc::from(&**source), b))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let Some(queue) = self.topology.write().remove_queue(name) else {
             return Ok(None);
         };
+        for (source, b) in &bindings {
+            crate::model::ops::bindings::binding_event_as(
+                self,
+                "binding.deleted",
+                "rmq-internal",
+                source,
+                &b.destination,
+                &b.routing_key,
+                &b.arguments,
+            );
+        }
         if let Err(e) = self.record(Vec::new()) {
             tracing::warn!(queue = %name, error = %e.text, cause = e.cause.as_deref().unwrap_or(""), "auto-deleted exchanges not recorded");
         }

@@ -142,12 +142,27 @@ fn binding_event(
     key: &str,
     arguments: &FieldTable,
 ) {
+    let who = crate::model::events::actor();
+    binding_event_as(vhost, key_name, &who, source, destination, key, arguments);
+}
+
+/// [`binding_event`] performed by `who` (`rmq-internal` for the bindings a deleted
+/// queue takes with it).
+pub fn binding_event_as(
+    vhost: &VHost,
+    key_name: &'static str,
+    who: &str,
+    source: &str,
+    destination: &Destination,
+    key: &str,
+    arguments: &FieldTable,
+) {
     vhost.events.emit(key_name, |h| {
         let (kind, name) = match destination {
             Destination::Queue(q) => ("queue", q),
             Destination::Exchange(x) => ("exchange", x),
         };
-        h.str("user_who_performed_action", crate::model::events::actor())
+        h.str("user_who_performed_action", who)
             .str("vhost", &*vhost.name)
             .erl_table("arguments", arguments)
             .str("routing_key", key)
