@@ -704,3 +704,25 @@ async fn durable_bindings_to_the_event_exchange_survive_a_restart() {
     assert_eq!(names, ["after-restart"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The exchange as the plugin declares it, and nothing published while nothing is bound
+/// (the plugin skips events then: no message stats).
+#[tokio::test]
+async fn the_event_exchange_as_declared_and_quiet_while_unbound() {
+    let broker = with_plugin();
+    let x = warren_integration::api(broker.http_port, "/api/exchanges/%2F/amq.rabbitmq.event");
+    assert_eq!(x["type"], "topic");
+    assert_eq!(x["durable"], true);
+    assert_eq!(x["internal"], true);
+    assert_eq!(x["auto_delete"], false);
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = channel(&conn).await;
+    declare_queue(&ch, "unheard", QueueDeclareOptions::default()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let x = warren_integration::api(broker.http_port, "/api/exchanges/%2F/amq.rabbitmq.event");
+    let published = x["message_stats"]["publish_in"].as_u64().unwrap_or(0);
+    assert_eq!(published, 0, "{x}");
+    let overview = warren_integration::api(broker.http_port, "/api/overview");
+    let publishes = overview["message_stats"]["publish"].as_u64().unwrap_or(0);
+    assert_eq!(publishes, 0, "{overview}");
+}

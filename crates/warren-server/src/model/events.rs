@@ -455,7 +455,14 @@ pub fn publish(broker: &crate::model::broker::Broker, event: &Event) {
     let Some(vhost) = broker.vhost(&broker.config.default_vhost) else {
         return;
     };
-    if !vhost.has_exchange(EXCHANGE) {
+    // Like the plugin, publish nothing while nothing is bound (no stats, no routing).
+    let bound = vhost
+        .topology
+        .read()
+        .exchanges
+        .get(EXCHANGE)
+        .is_some_and(|x| !x.router.table.is_empty());
+    if !bound {
         return;
     }
     let properties = properties(event);
