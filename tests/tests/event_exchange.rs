@@ -460,6 +460,15 @@ async fn management_operations_publish_rabbitmqs_events() {
     call("DELETE", "/api/topic-permissions/%2F/ev-t", None);
     assert_like("clear_topic_permissions ev-u", &events(&ch, &q).await);
 
+    call(
+        "PUT",
+        "/api/vhost-limits/%2F/max-connections",
+        Some(r#"{"value": 100}"#),
+    );
+    assert_like("set_vhost_limits /", &events(&ch, &q).await);
+    call("DELETE", "/api/vhost-limits/%2F/max-connections", None);
+    assert_like("clear_vhost_limits /", &events(&ch, &q).await);
+
     call("DELETE", "/api/users/ev-u", None);
     assert_like("delete_user ev-u", &events(&ch, &q).await);
 }
