@@ -63,6 +63,13 @@ pub async fn serve_listeners(
     let mut tasks = tokio::task::JoinSet::new();
     let timers = tokio::spawn(broker.timers.clone().run());
     let alarms = tokio::spawn(crate::model::alarm::monitor(broker.clone()));
+    // The enabled plugins take effect now that recovery is done (the event exchange).
+    broker.apply_plugins();
+    let events = broker
+        .admin
+        .events
+        .take_receiver()
+        .map(|rx| tokio::spawn(crate::model::events::run(broker.clone(), rx)));
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::channel(64);
     let mut acceptors = tokio::task::JoinSet::new();
     for l in listeners {
@@ -108,6 +115,9 @@ pub async fn serve_listeners(
     }
     timers.abort();
     alarms.abort();
+    if let Some(events) = events {
+        events.abort();
+    }
 }
 
 type Accepted = (

@@ -138,10 +138,7 @@ async fn put_exchange(
     // and no delivery from it could carry it (a shortstr): refused as queue names are.
     super::queues::check_name_length("exchange", &name)?;
     let type_name = str_field(&v, "type").unwrap_or("");
-    let kind = b
-        .config
-        .exchange_kind(type_name)
-        .map_err(ApiError::bad_request)?;
+    let kind = b.exchange_kind(type_name).map_err(ApiError::bad_request)?;
     who.check(&b, &vhost, Access::Configure, Resource::Exchange, &name)?;
     let meta = ExchangeMeta {
         kind,

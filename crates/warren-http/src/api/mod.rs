@@ -26,6 +26,7 @@ mod orphans;
 mod overview;
 mod parameters;
 mod permissions;
+mod plugins;
 mod policies;
 mod queues;
 mod stats;
@@ -90,13 +91,37 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .merge(parameters::routes())
         .merge(operator_policies::routes())
         .merge(misc::routes())
+        .merge(plugins::routes())
         .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            broker.clone(),
+            with_actor,
+        ))
         .layer(axum::middleware::from_fn(
             crate::ui::no_auth_prompt_for_page,
         ))
         .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(broker)
+}
+
+/// Runs the request as its user (`rmq-cli` for the CLI tools), the events'
+/// `user_who_performed_action`; only looked up while the event exchange is on.
+async fn with_actor(
+    State(b): B,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let who = if b.admin.events.enabled() {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .and_then(|ConnectInfo(peer)| authenticate(&b, req.headers(), *peer).ok())
+            .map(|a| a.user)
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    warren_server::model::events::acting_as(who, next.run(req)).await
 }
 
 /// Errors produced before a handler runs, in RabbitMQ's JSON form: a body over the

@@ -45,9 +45,7 @@ pub(super) fn exchange_types(b: &Broker) -> Value {
             "enabled": true,
         }));
     }
-    if b.config
-        .plugin_enabled(ExchangeKind::ConsistentHash.plugin().unwrap_or_default())
-    {
+    if b.plugin_enabled(ExchangeKind::ConsistentHash.plugin().unwrap_or_default()) {
         v.push(json!({
             "name": ExchangeKind::ConsistentHash.as_str(),
             "description": "Consistent Hashing Exchange",

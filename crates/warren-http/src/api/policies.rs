@@ -91,7 +91,9 @@ async fn put_policy(
     let p = Policy::from_json(&vhost, &name, &v).map_err(ApiError::bad_request)?;
     // Recorded before it takes effect: a failed write leaves the policies as they were
     // (500), and nothing is re-applied.
+    let event = p.clone();
     let is_new = b.admin.policies.put(p).map_err(AdminError::from_amqp)?;
+    warren_server::model::events::policy_set(&b.admin.events, &event);
     if let Some(vh) = b.vhost(&vhost) {
         b.admin.policies.apply(&vh);
     }
@@ -115,6 +117,7 @@ async fn delete_policy(
     {
         return Err(ApiError::not_found());
     }
+    warren_server::model::events::policy_cleared(&b.admin.events, &vhost, &name);
     if let Some(vh) = b.vhost(&vhost) {
         b.admin.policies.apply(&vh);
     }

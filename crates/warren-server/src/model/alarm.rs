@@ -344,7 +344,10 @@ pub async fn monitor(broker: Arc<Broker>) {
         // Both limits may change at runtime (set_disk_free_limit and friends).
         let disk_limit = alarms.disk_free_limit.load(Ordering::Relaxed);
         let mem_limit = Some(alarms.mem_limit.load(Ordering::Relaxed)).filter(|l| *l > 0);
-        if alarms.set(evaluate(sample, disk_limit, mem_limit)) {
+        let before = alarms.current();
+        let after = evaluate(sample, disk_limit, mem_limit);
+        if alarms.set(after) {
+            crate::model::events::alarms_changed(&broker.admin.events, before, after);
             for conn in broker.admin.connections.iter() {
                 let _ = conn.handle.inbox.send(ConnEvent::AlarmsChanged);
             }

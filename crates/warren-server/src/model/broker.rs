@@ -140,6 +140,8 @@ pub struct Broker {
     /// Held from a connection's or channel's limit check until it is registered.
     pub(crate) limits_gate: Mutex<()>,
     next_id: AtomicU64,
+    /// The optional plugins enabled now (`model::plugins`).
+    pub(crate) plugins: RwLock<Vec<String>>,
 }
 
 impl Broker {
@@ -177,6 +179,7 @@ impl Broker {
             params: RwLock::new(Default::default()),
             limits_gate: Mutex::new(()),
             next_id: AtomicU64::new(1),
+            plugins: RwLock::new(config.plugins.clone()),
             config,
         };
         broker
@@ -196,7 +199,12 @@ impl Broker {
         let vhost = self.config.default_vhost.clone();
         self.vhosts.write().insert(
             vhost.clone(),
-            VHost::new(&vhost, self.timers.clone(), self.persistence.clone()),
+            VHost::new(
+                &vhost,
+                self.timers.clone(),
+                self.persistence.clone(),
+                self.admin.events.clone(),
+            ),
         );
         // Without a random source there is no salt: the user is left out rather than
         // given a guessable hash; one can be added through the API or warren ctl.
@@ -282,9 +290,109 @@ impl Broker {
                 name: name.to_string(),
             }],
         )?;
-        let vhost = VHost::new(name, self.timers.clone(), self.persistence.clone());
+        let vhost = VHost::new(
+            name,
+            self.timers.clone(),
+            self.persistence.clone(),
+            self.admin.events.clone(),
+        );
         self.vhosts.write().insert(name.to_string(), vhost.clone());
+        self.vhost_created_events(&vhost);
         Ok((vhost, true))
+    }
+
+    /// What RabbitMQ 3.10.8 emits for a new vhost: its default exchanges created, then
+    /// `vhost.created`.
+    fn vhost_created_events(&self, vhost: &VHost) {
+        let events = &self.admin.events;
+        if !events.enabled() {
+            return;
+        }
+        let default = crate::model::vhost::ExchangeMeta {
+            kind: warren_router::ExchangeKind::Direct,
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+        };
+        crate::model::ops::exchanges::exchange_created_event(vhost, "", &default);
+        // RabbitMQ's order (rabbit_vhost:add), then any others.
+        const ORDER: [&str; 6] = [
+            "amq.direct",
+            "amq.topic",
+            "amq.match",
+            "amq.headers",
+            "amq.fanout",
+            "amq.rabbitmq.trace",
+        ];
+        let mut names: Vec<String> = vhost
+            .topology
+            .read()
+            .exchanges
+            .keys()
+            .map(|x| x.to_string())
+            .collect();
+        names.sort_by_key(|n| {
+            (
+                ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()),
+                n.clone(),
+            )
+        });
+        for x in names {
+            if let Some(meta) = vhost.exchange_meta(&x) {
+                crate::model::ops::exchanges::exchange_created_event(vhost, &x, &meta);
+            }
+        }
+        let node = crate::model::events::node_name();
+        events.emit("vhost.created", |h| {
+            h.str("tags", "")
+                .str("description", "")
+                .str("user_who_performed_action", crate::model::events::actor())
+                .value(
+                    "cluster_state",
+                    warren_codec::Value::Table(warren_codec::Table(vec![(
+                        bytes::Bytes::from(node.clone().into_bytes()),
+                        warren_codec::Value::long_str("running"),
+                    )])),
+                )
+                .bool("tracing", false)
+                .str("metadata", "#{description => <<>>,tags => <<>>}")
+                .str("default_queue_type", "undefined")
+                .str("name", &*vhost.name);
+        });
+    }
+
+    /// `user.created`, `user.password.changed` / `.cleared`, `user.tags.set`.
+    fn user_events(&self, previous: Option<&User>, user: &User) {
+        let events = &self.admin.events;
+        if !events.enabled() {
+            return;
+        }
+        let who = crate::model::events::actor();
+        let plain = |key: &'static str| {
+            events.emit(key, |h| {
+                h.str("user_who_performed_action", &who)
+                    .str("name", &user.name);
+            });
+        };
+        let Some(previous) = previous else {
+            plain("user.created");
+            return;
+        };
+        if previous.password_hash != user.password_hash {
+            plain(if user.password_hash.is_empty() {
+                "user.password.cleared"
+            } else {
+                "user.password.changed"
+            });
+        }
+        if previous.tags != user.tags {
+            events.emit("user.tags.set", |h| {
+                h.str("user_who_performed_action", &who)
+                    .strs("tags", &user.tags)
+                    .str("name", &user.name);
+            });
+        }
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
@@ -304,6 +412,7 @@ impl Broker {
         };
         self.persistence
             .record_or_undo(&[user_op(&user)], &[undo])?;
+        self.user_events(previous.as_ref(), &user);
         self.users.write().insert(user.name.clone(), user);
         self.permissions_changed();
         Ok(previous.is_none())
@@ -328,6 +437,14 @@ impl Broker {
         };
         self.persistence
             .record_or_undo(&[permission_op(user, vhost, &permission)], &[undo])?;
+        self.admin.events.emit("permission.created", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("read", &permission.read.source)
+                .str("write", &permission.write.source)
+                .str("configure", &permission.configure.source)
+                .str("vhost", vhost)
+                .str("user", user);
+        });
         self.permissions
             .write()
             .insert((user.to_string(), vhost.to_string()), Arc::new(permission));
@@ -379,6 +496,11 @@ impl Broker {
             .write()
             .remove(&(user.to_string(), vhost.to_string()));
         self.permissions_changed();
+        self.admin.events.emit("permission.deleted", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("vhost", vhost)
+                .str("user", user);
+        });
         Ok(true)
     }
 
@@ -430,6 +552,14 @@ impl Broker {
         };
         self.persistence
             .record_or_undo(&[topic_permission_op(user, vhost, &permission)], &[undo])?;
+        self.admin.events.emit("topic.permission.created", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("read", &permission.read.source)
+                .str("write", &permission.write.source)
+                .str("exchange", &permission.exchange)
+                .str("vhost", vhost)
+                .str("user", user);
+        });
         let is_new = set
             .insert(permission.exchange.clone(), permission)
             .is_none();
@@ -475,6 +605,11 @@ impl Broker {
             self.topic_permissions.write().insert(key, Arc::new(kept));
         }
         self.permissions_changed();
+        self.admin.events.emit("topic.permission.deleted", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("vhost", vhost)
+                .str("user", user);
+        });
         Ok(true)
     }
 
@@ -523,6 +658,12 @@ impl Broker {
         self.topic_permissions.write().retain(|(u, _), _| u != name);
         self.limits.write().users.remove(name);
         self.permissions_changed();
+        if user.is_some() {
+            self.admin.events.emit("user.deleted", |h| {
+                h.str("user_who_performed_action", crate::model::events::actor())
+                    .str("name", name);
+            });
+        }
         Ok(user.is_some())
     }
 
@@ -553,6 +694,27 @@ impl Broker {
         let Some(removed) = self.vhosts.write().remove(name) else {
             return Ok(None);
         };
+        if self.admin.events.enabled() {
+            let exchanges: Vec<String> = removed
+                .topology
+                .read()
+                .exchanges
+                .keys()
+                .map(|x| x.to_string())
+                .collect();
+            for x in std::iter::once(String::new()).chain(exchanges) {
+                crate::model::ops::bindings::exchange_deleted_events(&removed, &x);
+            }
+            let who = crate::model::events::actor();
+            self.admin.events.emit("vhost.deleted", |h| {
+                h.str("user_who_performed_action", &who).str("name", name);
+            });
+            self.admin.events.emit("vhost.down", |h| {
+                h.str("user_who_performed_action", "rmq-internal")
+                    .str("node", crate::model::events::node_name())
+                    .str("name", name);
+            });
+        }
         // Its durable queues' messages go with it.
         for q in removed.topology.read().queues.values() {
             q.forget_stored();
@@ -730,7 +892,12 @@ mod tests {
         assert_eq!(kept.configure.source, ".*", "not replaced");
         b.vhosts.write().insert(
             "other".into(),
-            VHost::new("other", b.timers.clone(), b.persistence.clone()),
+            VHost::new(
+                "other",
+                b.timers.clone(),
+                b.persistence.clone(),
+                b.admin.events.clone(),
+            ),
         );
         assert!(failed(b.set_permission("guest", "other", narrow)));
         assert!(!b.has_vhost_access("guest", "other"), "not added");

@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// Plugins enabled beyond the built-in ones (enabled_plugins, `plugins` in TOML):
     /// `rabbitmq_consistent_hash_exchange` makes `x-consistent-hash` declarable.
     pub plugins: Vec<String>,
+    /// The enabled_plugins file read at boot (or where it would be): `rabbitmq-plugins`
+    /// switches rewrite it, as RabbitMQ's do. `None`: switches change the running broker
+    /// only.
+    pub enabled_plugins_file: Option<PathBuf>,
     /// The SASL mechanisms offered, in order (RabbitMQ's auth_mechanisms): PLAIN,
     /// AMQPLAIN, and EXTERNAL (offered on TLS connections only).
     pub auth_mechanisms: Vec<String>,
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             consumer_timeout_ms: Some(1_800_000),
             channel_tick_interval_ms: 60_000,
             plugins: Vec::new(),
+            enabled_plugins_file: None,
             auth_mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into()],
             ssl_cert_login_from: "distinguished_name".into(),
             ssl_handshake_timeout_ms: 5000,

@@ -305,6 +305,7 @@ impl Broker {
             &[vhost_limits_op(vhost, &limits)],
             &[vhost_limits_op(vhost, &previous)],
         )?;
+        self.vhost_limits_events(vhost, &limits);
         let mut all = self.limits.write();
         if limits.is_empty() {
             all.vhosts.remove(vhost);
@@ -312,6 +313,56 @@ impl Broker {
             all.vhosts.insert(vhost.to_string(), limits);
         }
         Ok(())
+    }
+
+    /// What 3.10.8 emits for a vhost's limits: the `vhost-limits` parameter set (or
+    /// cleared), then `vhost.limits.set` (each limit a header) or `vhost.limits.cleared`.
+    fn vhost_limits_events(&self, vhost: &str, limits: &Limits) {
+        use crate::model::events;
+        let ev = &self.admin.events;
+        if !ev.enabled() {
+            return;
+        }
+        let who = events::actor();
+        if limits.is_empty() {
+            ev.emit("parameter.cleared", |h| {
+                h.str("user_who_performed_action", &who)
+                    .str("name", "limits")
+                    .str("component", "vhost-limits")
+                    .str("vhost", vhost);
+            });
+            ev.emit("vhost.limits.cleared", |h| {
+                h.str("user_who_performed_action", &who)
+                    .str("name", "limits");
+            });
+            return;
+        }
+        let stored = limits.to_stored();
+        let table = warren_codec::Table(
+            stored
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        bytes::Bytes::copy_from_slice(k.as_bytes()),
+                        warren_codec::Value::I64(*v),
+                    )
+                })
+                .collect(),
+        );
+        ev.emit("parameter.set", |h| {
+            h.str("user_who_performed_action", &who)
+                .value("value", warren_codec::Value::Table(table))
+                .str("name", "limits")
+                .str("component", "vhost-limits")
+                .str("vhost", vhost);
+        });
+        ev.emit("vhost.limits.set", |h| {
+            for (k, v) in &stored {
+                h.long(k, *v);
+            }
+            h.str("user_who_performed_action", &who)
+                .str("name", "limits");
+        });
     }
 
     /// Replaces `user`'s limits (an empty set clears them). Recorded first, as

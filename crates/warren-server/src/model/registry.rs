@@ -18,11 +18,27 @@ use parking_lot::Mutex;
 
 use crate::model::{
     broker::Broker,
+    events,
     handles::{ChannelShared, ConnHandle},
     policy::PolicyStore,
     queue::Queue,
     stats::{StatsSnapshot, STAT_COUNT},
 };
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `connection_name` a client gave in its properties.
+fn user_provided_name(props: &FieldTable) -> Option<String> {
+    match props.inner().get("connection_name")? {
+        amq_protocol::types::AMQPValue::LongString(s) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        amq_protocol::types::AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
 
 /// Bytes and frames-ish counts of one connection's socket (its own atomics: only its task
 /// writes them), with a rate window like [`Stats`]'.
@@ -173,6 +189,8 @@ pub struct AdminState {
     retired: Mutex<[u64; STAT_COUNT]>,
     /// Publish-side counters of deleted vhosts, for the same reason.
     pub(crate) retired_vhosts: Mutex<[u64; STAT_COUNT]>,
+    /// The event exchange's sink (`model::events`).
+    pub events: Arc<crate::model::events::Events>,
 }
 
 impl Default for AdminState {
@@ -192,6 +210,7 @@ impl Default for AdminState {
             amqp_port: AtomicU16::new(0),
             retired: Mutex::new([0; STAT_COUNT]),
             retired_vhosts: Mutex::new([0; STAT_COUNT]),
+            events: Default::default(),
         }
     }
 }
@@ -199,14 +218,61 @@ impl Default for AdminState {
 impl AdminState {
     pub fn connection_opened(&self, info: ConnInfo) {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        self.events.emit("connection.created", |h| {
+            h.str("user_who_performed_action", &info.user)
+                .str("node", events::node_name())
+                .long("connected_at", to_i64(info.connected_at))
+                .erl_table("client_properties", &info.client_properties)
+                .long("channel_max", i64::from(info.channel_max))
+                .long("frame_max", i64::from(info.frame_max))
+                .long("timeout", i64::from(info.heartbeat))
+                .str("vhost", &info.vhost)
+                .str("user", &info.user)
+                .str("protocol", "{0,9,1}");
+            for k in ["ssl_hash", "ssl_cipher", "ssl_key_exchange", "ssl_protocol"] {
+                h.str(k, "");
+            }
+            h.str("auth_mechanism", &info.auth_mechanism);
+            for k in [
+                "peer_cert_validity",
+                "peer_cert_issuer",
+                "peer_cert_subject",
+            ] {
+                h.str(k, "");
+            }
+            h.bool("ssl", info.tls.is_some())
+                .str("peer_host", events::erl_ip(info.peer.ip()))
+                .str("host", events::erl_ip(info.local.ip()))
+                .long("peer_port", i64::from(info.peer.port()))
+                .long("port", i64::from(info.local.port()))
+                .str("name", &info.name)
+                .str("pid", self.events.pid(info.id, 0))
+                .str("type", "network");
+            if let Some(name) = user_provided_name(&info.client_properties) {
+                h.str("user_provided_name", name);
+            }
+        });
         self.connections.insert(info.id, Arc::new(info));
     }
 
     pub fn connection_closed(&self, id: u64) {
         if let Some((_, info)) = self.connections.remove(&id) {
             self.connections_closed.fetch_add(1, Ordering::Relaxed);
-            let open = info.channels.lock().len() as u64;
-            self.channels_closed.fetch_add(open, Ordering::Relaxed);
+            let open: Vec<u16> = info.channels.lock().keys().copied().collect();
+            self.channels_closed
+                .fetch_add(open.len() as u64, Ordering::Relaxed);
+            for ch in open {
+                self.emit_channel_closed(&info, ch);
+            }
+            self.events.emit("connection.closed", |h| {
+                h.erl_table("client_properties", &info.client_properties)
+                    .str("node", events::node_name())
+                    .str("pid", self.events.pid(info.id, 0))
+                    .str("name", &info.name);
+                if let Some(name) = user_provided_name(&info.client_properties) {
+                    h.str("user_provided_name", name);
+                }
+            });
         }
     }
 
@@ -214,6 +280,15 @@ impl AdminState {
         if let Some(info) = self.connections.get(&conn) {
             info.channels.lock().insert(channel, shared);
             self.channels_opened.fetch_add(1, Ordering::Relaxed);
+            self.events.emit("channel.created", |h| {
+                h.str("user_who_performed_action", &info.user)
+                    .str("vhost", &info.vhost)
+                    .str("user", &info.user)
+                    .long("number", i64::from(channel))
+                    .str("connection", self.events.pid(info.id, 0))
+                    .str("name", format!("{} ({channel})", info.name))
+                    .str("pid", self.events.pid(info.id, channel));
+            });
         }
     }
 
@@ -221,8 +296,16 @@ impl AdminState {
         if let Some(info) = self.connections.get(&conn) {
             if info.channels.lock().remove(&channel).is_some() {
                 self.channels_closed.fetch_add(1, Ordering::Relaxed);
+                self.emit_channel_closed(&info, channel);
             }
         }
+    }
+
+    fn emit_channel_closed(&self, info: &ConnInfo, channel: u16) {
+        self.events.emit("channel.closed", |h| {
+            h.str("user_who_performed_action", &info.user)
+                .str("pid", self.events.pid(info.id, channel));
+        });
     }
 
     /// A queue is gone: its counters stay in the broker-wide totals.

@@ -66,6 +66,8 @@ pub struct VHost {
     pub stats: crate::model::stats::Stats,
     /// Messages held by its `x-delayed-message` exchanges.
     pub delayed: Arc<crate::model::delayed::DelayedMessages>,
+    /// The broker's event sink (the event exchange).
+    pub events: Arc<crate::model::events::Events>,
 }
 
 /// A publish a delayed exchange holds instead of routing it now.
@@ -86,7 +88,12 @@ fn alternate_exchange(args: &FieldTable) -> Option<Arc<str>> {
 }
 
 impl VHost {
-    pub fn new(name: &str, timers: Arc<Timers>, persistence: Arc<Persistence>) -> Arc<Self> {
+    pub fn new(
+        name: &str,
+        timers: Arc<Timers>,
+        persistence: Arc<Persistence>,
+        events: Arc<crate::model::events::Events>,
+    ) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: Arc::from(name),
             topology: RwLock::new(Topology::default()),
@@ -94,6 +101,7 @@ impl VHost {
             timers,
             persistence,
             stats: crate::model::stats::Stats::striped(),
+            events,
         });
         {
             let mut topo = vhost.topology.write();
@@ -288,15 +296,50 @@ impl VHost {
                 .record(&op)
                 .map_err(|e| AmqpError::internal("cannot record metadata").caused_by(e))?;
         }
+        // The bindings it takes with it, for the event exchange (only while it is on).
+        let bindings: Vec<(Arc<str>, warren_router::Binding)> = if self.events.enabled() {
+            let dest = Destination::Queue(Arc::from(name));
+            let topo = self.topology.read();
+            topo.exchanges
+                .iter()
+                .filter(|(_, x)| x.router.table.has_destination(&dest))
+                .flat_map(|(source, x)| {
+                    x.router
+                        .table
+                        .bindings()
+                        .into_iter()
+                        .filter(|b| b.destination == dest)
+                        .map(move |b| (Arc::from(&**source), b))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let Some(queue) = self.topology.write().remove_queue(name) else {
             return Ok(None);
         };
+        for (source, b) in &bindings {
+            crate::model::ops::bindings::binding_event_as(
+                self,
+                "binding.deleted",
+                "rmq-internal",
+                source,
+                &b.destination,
+                &b.routing_key,
+                &b.arguments,
+            );
+        }
         if let Err(e) = self.record(Vec::new()) {
             tracing::warn!(queue = %name, error = %e.text, cause = e.cause.as_deref().unwrap_or(""), "auto-deleted exchanges not recorded");
         }
         queue
             .deleted
             .store(true, std::sync::atomic::Ordering::Release);
+        self.events.emit("queue.deleted", |h| {
+            h.str("user_who_performed_action", crate::model::events::actor())
+                .str("name", name)
+                .str("vhost", &*self.name);
+        });
         let count = queue.purge();
         queue.forget_stored();
         let consumers = queue.state.lock().drain_consumers();

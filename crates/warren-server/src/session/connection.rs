@@ -368,6 +368,15 @@ where
     R: ConnRead,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // The connection's user performs what it does (events' user_who_performed_action).
+    crate::model::events::acting_as(String::new(), run_connection(rd, wr, ends, broker)).await
+}
+
+async fn run_connection<R, W>(rd: R, wr: W, ends: Ends, broker: Arc<Broker>)
+where
+    R: ConnRead,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let Ends {
         peer,
         local,
@@ -1572,8 +1581,42 @@ impl Connection {
             (user, result)
         };
         let (user, result) = checked;
+        let events = &self.ctx.broker.admin.events;
+        let facts = crate::model::events::AuthFacts {
+            user: &user,
+            mechanism,
+            peer: self.peer,
+            local: self.local,
+            tls: self.tls.is_some(),
+        };
+        match &result {
+            Ok(()) => events.emit("user.authentication.success", |h| {
+                crate::model::events::auth_headers(h, &facts)
+            }),
+            Err(e) => {
+                let reason = match e {
+                    AuthError::BadCredentials => format!("user '{user}' - invalid credentials"),
+                    AuthError::LoopbackOnly => {
+                        format!("user '{user}' can only connect via localhost")
+                    }
+                };
+                events.emit("user.authentication.failure", |h| {
+                    h.value("error", crate::model::events::char_list(&reason));
+                    crate::model::events::auth_headers(h, &facts);
+                });
+                events.emit("connection.closed", |h| {
+                    h.erl_table("client_properties", &ok.client_properties)
+                        .str("node", crate::model::events::node_name())
+                        .str("pid", events.pid(self.ctx.handle.id, 0))
+                        .str(
+                            "name",
+                            crate::model::events::connection_name(self.peer, self.local),
+                        );
+                });
+            }
+        }
         match result {
-            Ok(()) => {}
+            Ok(()) => crate::model::events::set_actor(&user),
             Err(AuthError::BadCredentials) if mechanism == "EXTERNAL" => {
                 warn!(peer = %self.peer, "EXTERNAL login refused: user '{user}' - invalid credentials");
                 return Err(refused());

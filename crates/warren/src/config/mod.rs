@@ -160,6 +160,10 @@ fn load_into(
     let mut sides = Sides::default();
     apply_rabbit(&mut cfg, &mut sides, &rabbit.settings, notes).map_err(|e| vec![e])?;
     cfg.plugins = rabbit.plugins.clone();
+    cfg.enabled_plugins_file = env
+        .get("RABBITMQ_ENABLED_PLUGINS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| etc.as_ref().map(|d| d.join("enabled_plugins")));
     let external_plugin = rabbit
         .plugins
         .iter()

@@ -68,6 +68,15 @@ pub fn bind(
     match topo.exchanges.get_mut(source) {
         Some(entry) => {
             entry.router.table.bind(destination.clone(), key, arguments);
+            drop(topo);
+            binding_event(
+                vhost,
+                "binding.created",
+                source,
+                destination,
+                key,
+                arguments,
+            );
             Ok(())
         }
         // Deleted meanwhile: its deletion, recorded after our record, wins on replay too.
@@ -113,7 +122,55 @@ pub fn unbind(
         topo.maybe_auto_delete(source);
     }
     record_cascade(vhost);
+    binding_event(
+        vhost,
+        "binding.deleted",
+        source,
+        destination,
+        key,
+        arguments,
+    );
     Ok(true)
+}
+
+/// `binding.created` / `binding.deleted` for the event exchange.
+fn binding_event(
+    vhost: &VHost,
+    key_name: &'static str,
+    source: &str,
+    destination: &Destination,
+    key: &str,
+    arguments: &FieldTable,
+) {
+    let who = crate::model::events::actor();
+    binding_event_as(vhost, key_name, &who, source, destination, key, arguments);
+}
+
+/// [`binding_event`] performed by `who` (`rmq-internal` for the bindings a deleted
+/// queue takes with it).
+pub fn binding_event_as(
+    vhost: &VHost,
+    key_name: &'static str,
+    who: &str,
+    source: &str,
+    destination: &Destination,
+    key: &str,
+    arguments: &FieldTable,
+) {
+    vhost.events.emit(key_name, |h| {
+        let (kind, name) = match destination {
+            Destination::Queue(q) => ("queue", q),
+            Destination::Exchange(x) => ("exchange", x),
+        };
+        h.str("user_who_performed_action", who)
+            .str("vhost", &*vhost.name)
+            .erl_table("arguments", arguments)
+            .str("routing_key", key)
+            .str("destination_kind", kind)
+            .str("destination_name", &**name)
+            .str("source_kind", "exchange")
+            .str("source_name", source);
+    });
 }
 
 /// Deletes exchange `name`; false when there was none. System exchanges (`amq.*`) and the
@@ -160,7 +217,32 @@ pub fn delete_exchange(vhost: &VHost, name: &str, if_unused: bool) -> AmqpResult
         topo.removed_durable.retain(|x| &**x != name);
     }
     record_cascade(vhost);
+    exchange_deleted_events(vhost, name);
     Ok(true)
+}
+
+/// What RabbitMQ 3.10.8 emits for a deleted exchange: the `exchange-delete-in-progress`
+/// parameter set, `exchange.deleted`, the parameter cleared.
+pub fn exchange_deleted_events(vhost: &VHost, name: &str) {
+    let who = crate::model::events::actor();
+    vhost.events.emit("parameter.set", |h| {
+        h.str("user_who_performed_action", &who)
+            .bool("value", true)
+            .str("name", name)
+            .str("component", "exchange-delete-in-progress")
+            .str("vhost", &*vhost.name);
+    });
+    vhost.events.emit("exchange.deleted", |h| {
+        h.str("user_who_performed_action", &who)
+            .str("name", name)
+            .str("vhost", &*vhost.name);
+    });
+    vhost.events.emit("parameter.cleared", |h| {
+        h.str("user_who_performed_action", &who)
+            .str("name", name)
+            .str("component", "exchange-delete-in-progress")
+            .str("vhost", &*vhost.name);
+    });
 }
 
 /// Records durable auto-delete exchanges that a change left without bindings. They are

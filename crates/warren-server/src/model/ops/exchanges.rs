@@ -85,6 +85,9 @@ pub fn declare_exchange(
         let _ = vhost.record(Vec::new());
         return Err(e);
     }
+    if let Some(meta) = vhost.exchange_meta(name) {
+        exchange_created_event(vhost, name, &meta);
+    }
     Ok(true)
 }
 
@@ -102,11 +105,25 @@ fn check_delayed_type(
             "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
         )),
         Some(t) => broker
-            .config
             .exchange_kind(t)
             .map(|_| ())
             .map_err(AmqpError::command_invalid),
     }
+}
+
+/// `exchange.created` for the event exchange.
+pub fn exchange_created_event(vhost: &VHost, name: &str, meta: &ExchangeMeta) {
+    vhost.events.emit("exchange.created", |h| {
+        h.str("user_who_performed_action", crate::model::events::actor())
+            .str("policy", "")
+            .erl_table("arguments", &meta.arguments)
+            .bool("internal", meta.internal)
+            .bool("auto_delete", meta.auto_delete)
+            .bool("durable", meta.durable)
+            .str("type", meta.kind.as_str())
+            .str("name", name)
+            .str("vhost", &*vhost.name);
+    });
 }
 
 fn check_equivalent(

@@ -181,6 +181,31 @@ pub fn route_and_enqueue(
     queues: &mut Vec<Arc<Queue>>,
     on_durable: impl FnOnce(bool) -> Callback,
 ) -> AmqpResult<Published> {
+    enqueue(
+        vhost, prepared, mandatory, publisher, queues, on_durable, false,
+    )
+}
+
+/// [`route_and_enqueue`] for the broker's own messages (the event exchange's), which
+/// may start at an internal exchange; not mandatory, counted under publisher 0.
+pub fn route_and_enqueue_internal(
+    vhost: &VHost,
+    prepared: Prepared,
+    queues: &mut Vec<Arc<Queue>>,
+    on_durable: impl FnOnce(bool) -> Callback,
+) -> AmqpResult<Published> {
+    enqueue(vhost, prepared, false, 0, queues, on_durable, true)
+}
+
+fn enqueue(
+    vhost: &VHost,
+    prepared: Prepared,
+    mandatory: bool,
+    publisher: u64,
+    queues: &mut Vec<Arc<Queue>>,
+    on_durable: impl FnOnce(bool) -> Callback,
+    internal: bool,
+) -> AmqpResult<Published> {
     let Prepared {
         mut message,
         headers,
@@ -192,7 +217,15 @@ pub fn route_and_enqueue(
         headers: headers.as_ref(),
         properties: &message.properties,
     };
-    let hold = if extra_keys.is_empty() {
+    let hold = if internal {
+        vhost.route_internal(
+            &message.exchange,
+            &[message.routing_key.as_ref()],
+            &msg,
+            queues,
+        )?;
+        None
+    } else if extra_keys.is_empty() {
         vhost.route_publish(
             &message.exchange,
             &[message.routing_key.as_ref()],

@@ -172,6 +172,21 @@ pub fn declare_queue(broker: &Broker, vhost: &Arc<VHost>, spec: QueueSpec) -> Am
         }
     }
     broker.admin.queues_declared.fetch_add(1, Ordering::Relaxed); // management stats
+    broker.admin.events.emit("queue.created", |h| {
+        h.str("user_who_performed_action", crate::model::events::actor())
+            .bool("exclusive", spec.exclusive_owner.is_some())
+            .str(
+                "owner_pid",
+                spec.exclusive_owner
+                    .map(|c| broker.admin.events.pid(c, 0))
+                    .unwrap_or_default(),
+            )
+            .erl_table("arguments", spec.arguments)
+            .bool("auto_delete", spec.auto_delete)
+            .bool("durable", spec.durable)
+            .str("name", name)
+            .str("vhost", &*vhost.name);
+    });
     Ok(Declared::Created(queue))
 }
 

@@ -308,6 +308,7 @@ impl Channel {
             return false;
         };
         if let Some(q) = c.queue {
+            consumer_deleted(ctx, self.id, &q, tag);
             let (now_empty, was_active) = {
                 let mut st = q.state.lock();
                 let was_active = st.active_consumer() == Some(c.id);
@@ -348,7 +349,11 @@ impl Channel {
     /// A queue this channel consumed from was deleted: forget the consumer and tell the
     /// client if it understands basic.cancel.
     pub fn on_consumer_cancelled(&mut self, ctx: &mut ConnCtx, tag: &Arc<str>) {
-        if self.consumers.remove(tag).is_some() && ctx.cancel_notify && !self.closing {
+        let removed = self.consumers.remove(tag);
+        if let Some(q) = removed.as_ref().and_then(|c| c.queue.as_ref()) {
+            consumer_deleted(ctx, self.id, q, tag);
+        }
+        if removed.is_some() && ctx.cancel_notify && !self.closing {
             ok(
                 ctx,
                 self.id,
@@ -486,6 +491,20 @@ impl Channel {
         }
         q.had_consumer.store(true, Ordering::Release);
         q.touch();
+        ctx.broker.admin.events.emit("consumer.created", |h| {
+            h.str("user_who_performed_action", &ctx.user)
+                .erl_table("arguments", &m.arguments)
+                .long("prefetch_count", i64::from(self.consumer_prefetch))
+                .str("queue", &*q.name)
+                .str("vhost", &*vhost.name)
+                .str(
+                    "channel",
+                    ctx.broker.admin.events.pid(ctx.handle.id, self.id),
+                )
+                .bool("ack_required", !m.no_ack)
+                .bool("exclusive", m.exclusive)
+                .str("consumer_tag", &*tag);
+        });
         self.consumers.insert(
             tag,
             ChannelConsumer {
@@ -595,6 +614,21 @@ impl Channel {
 
 /// The property block a delivery carries: as published, plus `x-delivery-count` for a
 /// message a quorum queue delivers again.
+/// `consumer.deleted` for the event exchange.
+fn consumer_deleted(ctx: &ConnCtx, channel: u16, q: &Queue, tag: &str) {
+    let events = &ctx.broker.admin.events;
+    events.emit("consumer.deleted", |h| {
+        h.str("user_who_performed_action", &ctx.user)
+            .str("queue", &*q.name)
+            .str(
+                "vhost",
+                q.home().map(|v| v.name.to_string()).unwrap_or_default(),
+            )
+            .str("channel", events.pid(ctx.handle.id, channel))
+            .str("consumer_tag", tag);
+    });
+}
+
 pub(super) fn delivery_properties(queue: Option<&Queue>, entry: &Entry, get: bool) -> Bytes {
     let raw = &entry.message.properties;
     if queue.is_some_and(|q| q.is_stream) {

@@ -142,7 +142,6 @@ impl Channel {
         } else {
             let kind = ctx
                 .broker
-                .config
                 .exchange_kind(m.kind.as_str())
                 .map_err(AmqpError::command_invalid)?;
             if name == DEFAULT_EXCHANGE {

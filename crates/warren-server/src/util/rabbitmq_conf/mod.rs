@@ -21,7 +21,9 @@ mod plugins;
 mod settings;
 
 pub use keys::{is_rabbitmq_key, RABBITMQ_KEYS_VERSION};
-pub use plugins::{parse_enabled_plugins, PluginsError, BUILT_IN_PLUGINS, OPTIONAL_PLUGINS};
+pub use plugins::{
+    parse_enabled_plugins, render_enabled_plugins, PluginsError, BUILT_IN_PLUGINS, OPTIONAL_PLUGINS,
+};
 pub use settings::{
     settings, ConfProblem, DiskFreeLimit, Listener, MemoryWatermark, Permissions, Settings,
     SettingsReport, SslListener,

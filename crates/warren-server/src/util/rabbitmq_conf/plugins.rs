@@ -11,10 +11,11 @@ pub const BUILT_IN_PLUGINS: [&str; 4] = [
 ];
 
 /// Plugins warren implements that are off until enabled, as in RabbitMQ.
-pub const OPTIONAL_PLUGINS: [&str; 3] = [
+pub const OPTIONAL_PLUGINS: [&str; 4] = [
     "rabbitmq_consistent_hash_exchange",
     "rabbitmq_delayed_message_exchange",
     "rabbitmq_auth_mechanism_ssl",
+    "rabbitmq_event_exchange",
 ];
 
 /// An enabled_plugins text that is not a list of atoms.
@@ -100,6 +101,21 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The enabled_plugins text after a runtime switch: the names of `old` that are not
+/// optional plugins, plus the optional plugins `enabled` now, sorted, as
+/// `rabbitmq-plugins` writes the file (`[a,b].`).
+pub fn render_enabled_plugins(old: &[String], enabled: &[String]) -> String {
+    let mut names: Vec<&str> = old
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !OPTIONAL_PLUGINS.contains(n))
+        .chain(enabled.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    format!("[{}].\n", names.join(","))
+}
+
 /// The plugin names of an enabled_plugins file, in order.
 pub fn parse_enabled_plugins(text: &str) -> Result<Vec<String>, PluginsError> {
     let mut s = Scanner {
@@ -154,6 +170,22 @@ mod tests {
                 "rabbitmq_mqtt".to_string()
             ])
         );
+    }
+
+    #[test]
+    fn a_switch_keeps_the_other_names_and_sorts() {
+        let old = vec![
+            "rabbitmq_management".to_string(),
+            "rabbitmq_consistent_hash_exchange".to_string(),
+            "rabbitmq_shovel".to_string(),
+        ];
+        assert_eq!(
+            render_enabled_plugins(&old, &["rabbitmq_event_exchange".to_string()]),
+            "[rabbitmq_event_exchange,rabbitmq_management,rabbitmq_shovel].\n"
+        );
+        assert_eq!(render_enabled_plugins(&[], &[]), "[].\n");
+        let text = render_enabled_plugins(&old, &old);
+        assert_eq!(parse_enabled_plugins(&text).map(|l| l.len()), Ok(3));
     }
 
     #[test]
