@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: install-tools run build release docker-image test-docker soak test test-repeat test-rust test-clients bench bench-ab bench-durability lint fmt clean fuzz fuzz-build
+.PHONY: install-tools run build release docker-image test-docker soak test test-repeat test-rust test-clients bench bench-ab bench-durability bench-testing wheel test-wheel lint fmt clean fuzz fuzz-build
 
 run: ## Run the broker in the foreground (AMQP on 0.0.0.0:5672, data in ./warren-data)
 	$(CARGO) run --release -p warren --
@@ -41,6 +41,16 @@ soak: ## Mixed load for SOAK_SECONDS (3600) with a SIGKILL every SOAK_KILL_EVERY
 	$(CARGO) build --release -p warren
 	test -x target/soak-venv/bin/python || (python3 -m venv target/soak-venv && target/soak-venv/bin/pip install -q pika==1.3.2)
 	target/soak-venv/bin/python scripts/soak.py
+
+bench-testing: ## warren's pytest fixtures vs pytest-rabbitmq vs Testcontainers (docs/testing.md#measured); PARTS="warren rabbitmq testcontainers"
+	$(CARGO) build -p warren
+	scripts/bench_testing/run.sh
+
+wheel: ## The release wheel of python/warren-broker (maturin, release build of warren); its path on stdout
+	python/warren-broker/build_release.sh
+
+test-wheel: ## The release wheel installed into a fresh venv, then the plugin's tests and examples/pytest-project
+	wheel="$$(python/warren-broker/build_release.sh)" && WARREN_WHEEL="$$wheel" python/warren-broker/run_tests.sh
 
 bench-durability: ## Backlog, restart and drain with 1M persistent messages, warren vs RabbitMQ
 	cargo build --release -p warren

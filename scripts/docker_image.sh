@@ -12,7 +12,7 @@ cargo build --release -p warren
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 # The release profile keeps line tables for profiling; the image does not need them.
-strip -o "$ctx/warren" target/release/warren
+strip -o "$ctx/warren" "${CARGO_TARGET_DIR:-target}/release/warren"
 mkdir "$ctx/docker"
 cp -r docker/etc docker/rootfs.sh "$ctx/docker/"
 docker build -q -f docker/Dockerfile.prebuilt -t "$image" "$ctx" >/dev/null

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the warren-broker wheel around an already built warren (target/debug/warren by
-# default, or $WARREN_WHEEL_BINARY), installs it into a fresh venv with the pinned test
+# default, or $WARREN_WHEEL_BINARY), or takes a built one ($WARREN_WHEEL, e.g. the release
+# wheel of build_release.sh: `make test-wheel`), installs it into a fresh venv with the pinned test
 # requirements, and runs the plugin's own tests and examples/pytest-project against it.
 # Celery (pinned as in tests/clients) is installed for the example's celery_config test;
 # WARREN_EXAMPLE_CELERY=0 leaves it out (the test is then skipped).
@@ -11,14 +12,18 @@ root="$(cd "$here/../.." && pwd)"
 binary="${WARREN_WHEEL_BINARY:-${CARGO_TARGET_DIR:-$root/target}/debug/warren}"
 python="${PYTHON:-python3}"
 
-if [ ! -x "$binary" ]; then
-    echo "no warren executable at $binary (cargo build -p warren first)" >&2
-    exit 1
-fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-wheel="$("$python" "$here/build_wheel.py" --binary "$binary" --out "$work/dist")"
+if [ -n "${WARREN_WHEEL:-}" ]; then
+    wheel="$WARREN_WHEEL"
+else
+    if [ ! -x "$binary" ]; then
+        echo "no warren executable at $binary (cargo build -p warren first)" >&2
+        exit 1
+    fi
+    wheel="$("$python" "$here/build_wheel.py" --binary "$binary" --out "$work/dist")"
+fi
 echo "built $(basename "$wheel") ($(du -h "$wheel" | cut -f1))"
 
 # Fresh venv every run: the point is that the wheel installs and works on its own.

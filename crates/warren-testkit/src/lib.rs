@@ -8,7 +8,8 @@
 //! # async fn demo() -> Result<(), warren_testkit::Error> {
 //! let broker = warren_testkit::Broker::start().await?;
 //! let vhost = broker.vhost().await?; // a fresh vhost for this test, deleted on drop
-//! let url = vhost.amqp_url(); // amqp://guest:guest@127.0.0.1:PORT/NAME for lapin, amqprs...
+//! let url = vhost.amqp_url(); // amqp://guest:guest@127.0.0.1:PORT/NAME for lapin (amqprs:
+//!                             // port() and name(), see examples/amqprs_ttl.rs)
 //! // ... publish to a queue with x-message-ttl = 30000 ...
 //! broker.advance(std::time::Duration::from_secs(30))?; // TTLs ran out, dead letters routed
 //! # Ok(()) }
