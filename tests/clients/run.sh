@@ -160,7 +160,9 @@ free_port() {
 }
 
 start_warren() { # uses broker_dir, broker_port
-    NO_COLOR=1 WARREN_RABBITMQ_ETC=off "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
+    # The delayed-message exchange's plugin on, for the Java client's check of it.
+    NO_COLOR=1 WARREN_RABBITMQ_ETC=off RABBITMQ_ENABLED_PLUGINS=rabbitmq_management,rabbitmq_delayed_message_exchange \
+        "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
         --http-listen off --prometheus-listen off >>"$broker_dir/warren.log" 2>&1 &
     broker_pid=$!
     local i

@@ -1,7 +1,9 @@
 // RabbitMQ Java client (Debian's librabbitmq-client-java): what tests/java/SpringStyleTest
 // does not cover. Dead-lettering as Spring's listener container does it (reject with
 // requeue=false, read x-death), and, with `recovery`, the client's automatic connection and
-// topology recovery (on by default in the plain client) across a broker restart.
+// topology recovery (on by default in the plain client) across a broker restart. Streams
+// (x-queue-type stream read from offsets by independent consumers) and the delayed-message
+// exchange (needs rabbitmq_delayed_message_exchange enabled, as tests/clients/run.sh does).
 import com.rabbitmq.client.*;
 
 import java.nio.charset.StandardCharsets;
@@ -96,6 +98,92 @@ public class ClientTest {
         }
     }
 
+    static void stream() throws Exception {
+        try (Connection c = factory().newConnection("ClientTest-stream")) {
+            Channel ch = c.createChannel();
+            String q = name("stream");
+            ch.queueDeclare(q, true, false, false, Map.of("x-queue-type", "stream"));
+            ch.confirmSelect();
+            for (int i = 0; i < 10; i++) ch.basicPublish("", q, null, ("m" + i).getBytes(StandardCharsets.UTF_8));
+            ch.waitForConfirmsOrDie(10_000);
+            // Two consumers read the same stream independently, acks only move their credit.
+            List<String> fromFirst = Collections.synchronizedList(new ArrayList<>());
+            List<Object> offsets = Collections.synchronizedList(new ArrayList<>());
+            BlockingQueue<String> fromFive = new LinkedBlockingQueue<>();
+            Channel a = c.createChannel();
+            a.basicQos(3);
+            CountDownLatch all = new CountDownLatch(10);
+            a.basicConsume(q, false, Map.of("x-stream-offset", "first"), (tag, d) -> {
+                fromFirst.add(new String(d.getBody(), StandardCharsets.UTF_8));
+                offsets.add(d.getProperties().getHeaders().get("x-stream-offset"));
+                a.basicAck(d.getEnvelope().getDeliveryTag(), false);
+                all.countDown();
+            }, tag -> { });
+            Channel b = c.createChannel();
+            b.basicQos(100);
+            b.basicConsume(q, false, Map.of("x-stream-offset", 5), (tag, d) -> {
+                fromFive.add(new String(d.getBody(), StandardCharsets.UTF_8));
+                b.basicAck(d.getEnvelope().getDeliveryTag(), false);
+            }, tag -> { });
+            expect(all.await(10, TimeUnit.SECONDS), "from first: only " + fromFirst);
+            List<String> want = new ArrayList<>();
+            List<Object> wantOffsets = new ArrayList<>();
+            for (int i = 0; i < 10; i++) { want.add("m" + i); wantOffsets.add((long) i); }
+            eq("bodies from first", want, fromFirst);
+            eq("x-stream-offset headers", wantOffsets, offsets);
+            List<String> five = new ArrayList<>();
+            for (int i = 0; i < 5; i++) five.add(fromFive.poll(10, TimeUnit.SECONDS));
+            eq("bodies from offset 5", want.subList(5, 10), five);
+            // Stream consumers must ack manually: auto-ack closes the whole connection
+            // with 540 NOT_IMPLEMENTED, as RabbitMQ 3.10 does.
+            try (Connection other = factory().newConnection("ClientTest-stream-no-ack")) {
+                Channel n = other.createChannel();
+                n.basicQos(10);
+                try {
+                    n.basicConsume(q, true, (tag, d) -> { }, tag -> { });
+                    throw new AssertionError("auto-ack consumer on a stream accepted");
+                } catch (java.io.IOException e) {
+                    ShutdownSignalException sig = (ShutdownSignalException) e.getCause();
+                    expect(sig.isHardError(), "a connection error");
+                    eq("auto-ack refusal code", 540, ((AMQP.Connection.Close) sig.getReason()).getReplyCode());
+                }
+            } catch (AlreadyClosedException closed) {
+                // the broker closed it already
+            }
+            ch.queueDelete(q);
+        }
+    }
+
+    static void delayed() throws Exception {
+        try (Connection c = factory().newConnection("ClientTest-delayed")) {
+            Channel ch = c.createChannel();
+            String x = name("delayed"), q = ch.queueDeclare().getQueue();
+            ch.exchangeDeclare(x, "x-delayed-message", false, true, Map.of("x-delayed-type", "direct"));
+            ch.queueBind(q, x, "k");
+            BlockingQueue<String> got = new LinkedBlockingQueue<>();
+            Map<String, Long> at = new ConcurrentHashMap<>();
+            List<Object> delays = Collections.synchronizedList(new ArrayList<>());
+            ch.basicConsume(q, true, (tag, d) -> {
+                String body = new String(d.getBody(), StandardCharsets.UTF_8);
+                at.put(body, System.nanoTime());
+                Map<String, Object> h = d.getProperties().getHeaders();
+                delays.add(h == null ? null : h.get("x-delay"));
+                got.add(body);
+            }, tag -> { });
+            long start = System.nanoTime();
+            ch.basicPublish(x, "k", new AMQP.BasicProperties.Builder().headers(Map.of("x-delay", 800)).build(),
+                    "late".getBytes(StandardCharsets.UTF_8));
+            ch.basicPublish(x, "k", null, "now".getBytes(StandardCharsets.UTF_8));
+            eq("first delivered", "now", got.poll(5, TimeUnit.SECONDS));
+            eq("then the delayed one", "late", got.poll(5, TimeUnit.SECONDS));
+            long heldMs = (at.get("late") - start) / 1_000_000;
+            expect(heldMs >= 800, "held only " + heldMs + " ms");
+            // The plugin hands the delay back negated.
+            eq("x-delay on delivery", Arrays.asList(null, -800), delays);
+            ch.exchangeDelete(x);
+        }
+    }
+
     static void recovery() throws Exception {
         ConnectionFactory f = factory();
         f.setAutomaticRecoveryEnabled(true);
@@ -146,6 +234,8 @@ public class ClientTest {
             check("recovery", ClientTest::recovery);
         } else {
             check("dead-letter", ClientTest::deadLetter);
+            check("stream", ClientTest::stream);
+            check("delayed-message exchange", ClientTest::delayed);
         }
         System.out.println(passed + " passed, " + failed + " failed");
         System.exit(failed == 0 ? 0 : 1);
