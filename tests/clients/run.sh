@@ -11,12 +11,16 @@
 # "PASS name" / "FAIL name: why" line per check, non-zero exit on any failure), and for
 # libraries with automatic connection recovery runs the program in recovery mode,
 # restarts warren under it on the same port and data dir, and checks that the client
-# reconnects, redeclares its topology and goes on.
+# reconnects, redeclares its topology and goes on. For java and amqplib it also makes a
+# test CA and certificates with openssl and gives that warren an AMQPS listener, for the
+# clients' TLS checks (TlsTest.java, node/tls.js).
 #
 # To run against a broker you started yourself (e.g. RabbitMQ as the reference), set
 # WARREN_AMQP_PORT (and WARREN_AMQP_HOST); recovery tests then need
 # WARREN_RESTART_CMD, a command that restarts that broker (e.g. rabbitmqctl stop_app &&
-# rabbitmqctl start_app). A client whose toolchain cannot be installed fails the run.
+# rabbitmqctl start_app), and for the TLS checks WARREN_AMQPS_PORT and WARREN_TLS_DIR
+# (the files make_pki writes, the broker configured with them). A client whose
+# toolchain cannot be installed fails the run.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -115,9 +119,12 @@ java_cp() {
 java_build() {
     local b="$here/java/build"
     mkdir -p "$b"
-    if [ ! -f "$b/ClientTest.class" ] || [ "$here/java/ClientTest.java" -nt "$b/ClientTest.class" ]; then
-        javac -nowarn -encoding UTF-8 -cp "$(java_cp)" -d "$b" "$here/java/ClientTest.java" || return 1
-    fi
+    local t
+    for t in ClientTest TlsTest; do
+        if [ ! -f "$b/$t.class" ] || [ "$here/java/$t.java" -nt "$b/$t.class" ]; then
+            javac -nowarn -encoding UTF-8 -cp "$(java_cp)" -d "$b" "$here/java/$t.java" || return 1
+        fi
+    done
 }
 run_java() {
     # The Spring-AMQP-style program (tests/java) covers the template/container/admin
@@ -125,13 +132,16 @@ run_java() {
     local rc=0
     "${T[@]}" "$root/tests/java/run.sh" || rc=1
     { java_build && timeout -k 5 90 java -cp "$here/java/build:$(java_cp)" ClientTest; } || rc=1
+    run_tls java_tls || rc=1
     return "$rc"
 }
+java_tls() { java_build && timeout -k 5 90 java -cp "$here/java/build:$(java_cp)" TlsTest; }
 recover_java() { java_build && "${TR[@]}" java -cp "$here/java/build:$(java_cp)" ClientTest recovery; }
 run_amqplib() {
     local rc=0
     "${T[@]}" node "$here/node/promise_api.js" || rc=1
     "${T[@]}" node "$here/node/callback_api.js" || rc=1
+    run_tls "${T[@]}" node "$here/node/tls.js" || rc=1
     return "$rc"
 }
 recover_amqplib() { "${TR[@]}" node "$here/node/promise_api.js" recovery; }
@@ -146,6 +156,21 @@ recover_bunny() { "${TR[@]}" ruby "$here/ruby/bunny_client.rb" recovery; }
 run_php-amqplib() { "${T[@]}" php "$here/php/client.php"; }
 run_amqp-tools() { "${T[@]}" bash "$here/amqp-tools/client.sh"; }
 
+# The TLS programs run against our own warren (AMQPS beside plaintext, see make_pki), or
+# against an external broker when WARREN_AMQPS_PORT and WARREN_TLS_DIR name its TLS port
+# and the files it was configured with; otherwise they are skipped, and say so.
+run_tls() { # command...
+    if [ -n "${WARREN_AMQPS_PORT:-}" ] && [ -n "${WARREN_TLS_DIR:-}" ]; then
+        "$@"
+        return
+    fi
+    if [ "${tls_broken:-0}" = 1 ]; then
+        echo "FAIL tls: no test certificates (openssl failed)"
+        return 1
+    fi
+    echo "SKIP tls: the external broker has no WARREN_AMQPS_PORT / WARREN_TLS_DIR"
+}
+
 # ---------------------------------------------------------------- brokers
 
 external=0
@@ -159,11 +184,46 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-start_warren() { # uses broker_dir, broker_port
+# The TLS test set-up (openssl from Debian): a CA, the server's certificate (localhost,
+# 127.0.0.1), a client certificate, and a second CA with a "stranger" client certificate
+# of its own; PKCS#12 copies of the client keys for Java (password changeit).
+make_pki() { # dir
+    command -v openssl >/dev/null || apt_install openssl || return 1
+    (
+        set -e
+        cd "$1"
+        ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        for ca in ca other-ca; do
+            openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=warren clients test $ca" \
+                -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+                -keyout "$ca.key" -out "$ca.pem" 2>/dev/null
+        done
+        issue() { # name CN CA extensions
+            openssl req "${ec[@]}" -subj "/CN=$2/O=Warren Test" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+            printf '%s\n' "$4" >"$1.ext"
+            openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days 2 \
+                -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+        }
+        issue server localhost ca "subjectAltName=DNS:localhost,IP:127.0.0.1
+extendedKeyUsage=serverAuth"
+        issue client client ca "extendedKeyUsage=clientAuth"
+        issue stranger stranger other-ca "extendedKeyUsage=clientAuth"
+        for c in client stranger; do
+            openssl pkcs12 -export -in "$c.pem" -inkey "$c.key" -passout pass:changeit -out "$c.p12"
+        done
+    )
+}
+
+start_warren() { # uses broker_dir, broker_port (and tls_port with tls_dir: AMQPS beside)
+    local tls=()
+    if [ -n "${tls_dir:-}" ]; then
+        tls=(--listen-tls "127.0.0.1:$tls_port" --tls-cert "$tls_dir/server.pem" --tls-key "$tls_dir/server.key"
+            --tls-ca "$tls_dir/ca.pem" --tls-verify verify_peer)
+    fi
     # The delayed-message exchange's plugin on, for the Java client's check of it.
     NO_COLOR=1 WARREN_RABBITMQ_ETC=off RABBITMQ_ENABLED_PLUGINS=rabbitmq_management,rabbitmq_delayed_message_exchange \
         "$warren_bin" --listen "127.0.0.1:$broker_port" --data-dir "$broker_dir/data" \
-        --http-listen off --prometheus-listen off >>"$broker_dir/warren.log" 2>&1 &
+        --http-listen off --prometheus-listen off "${tls[@]}" >>"$broker_dir/warren.log" 2>&1 &
     broker_pid=$!
     local i
     for i in $(seq 1 100); do
@@ -189,9 +249,12 @@ broker_up() {
     fi
     broker_dir="$(mktemp -d)"
     broker_port="$(free_port)"
+    tls_port="$(free_port)"
     starts=1
     start_warren 1 || return 1
     export WARREN_AMQP_HOST=127.0.0.1 WARREN_AMQP_PORT="$broker_port"
+    [ -n "${tls_dir:-}" ] && export WARREN_AMQPS_PORT="$tls_port" WARREN_TLS_DIR="$tls_dir"
+    return 0
 }
 broker_restart() {
     if [ "$external" = 1 ]; then
@@ -266,6 +329,12 @@ failed=()
 t_all=$(date +%s)
 broker_dir_tmp="$(mktemp -d)"
 export WARREN_CLIENTS_RESTARTED_FILE="$broker_dir_tmp/restarted"
+tls_dir=""
+if [ "$external" = 0 ] && [[ " ${clients[*]} " == *" java "* || " ${clients[*]} " == *" amqplib "* ]]; then
+    tls_dir="$broker_dir_tmp/tls"
+    mkdir -p "$tls_dir"
+    make_pki "$tls_dir" || { tls_broken=1; tls_dir=""; }
+fi
 for c in "${clients[@]}"; do
     log "client $c"
     t0=$(date +%s)

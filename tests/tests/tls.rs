@@ -644,3 +644,170 @@ fn start_errors_name_the_file() {
     assert_ne!(code, Some(0));
     assert!(out.contains("does not match certfile"), "{out}");
 }
+
+/// The server key encrypted by Debian's openssl: PKCS#8 (PBES2, PBKDF2 + AES-256-CBC, as
+/// `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes) or OpenSSL's legacy PEM
+/// (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: AES-256-CBC`; an `EC PRIVATE KEY`, rcgen's keys
+/// being ECDSA).
+fn encrypted_server_key(pki: &Pki, legacy: bool, password: &str) -> std::path::PathBuf {
+    let out = pki.dir.join(if legacy {
+        "legacy-enc.key"
+    } else {
+        "pkcs8-enc.key"
+    });
+    let pass = format!("pass:{password}");
+    let key = path(&pki.server.key);
+    let args: Vec<&str> = if legacy {
+        vec![
+            "ec",
+            "-in",
+            key,
+            "-aes256",
+            "-passout",
+            &pass,
+            "-out",
+            path(&out),
+        ]
+    } else {
+        vec![
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            key,
+            "-passout",
+            &pass,
+            "-out",
+            path(&out),
+        ]
+    };
+    let st = std::process::Command::new("openssl")
+        .args(&args)
+        .output()
+        .expect("openssl (Debian's openssl package)");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains(if legacy {
+        "Proc-Type: 4,ENCRYPTED"
+    } else {
+        "BEGIN ENCRYPTED PRIVATE KEY"
+    }));
+    out
+}
+
+/// A TLS client that logs in and gets connection.open-ok.
+async fn opens(pki: &Pki, port: u16) {
+    let cfg = pki.client_config(false, None, all_versions());
+    let mut tls = pki.connect(port, cfg).await.unwrap();
+    start_mechanisms(&mut tls).await;
+    let opened = login(&mut tls, "PLAIN", b"\0guest\0guest").await;
+    assert!(
+        matches!(
+            opened,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))
+        ),
+        "{opened:?}"
+    );
+}
+
+#[tokio::test]
+async fn encrypted_keys_with_the_password_from_flag_or_rabbitmq_conf() {
+    let pki = Pki::generate("enc-key");
+    // --tls-password with a PKCS#8 encrypted key.
+    let p8 = encrypted_server_key(&pki, false, "s3cret phrase");
+    let broker = Broker::start_with(
+        &[
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&pki.server.cert),
+            "--tls-key",
+            path(&p8),
+            "--tls-password",
+            "s3cret phrase",
+        ],
+        &[],
+    );
+    let port = broker.listen_port("AMQPS");
+    assert_ne!(port, 0, "{:?}", broker.log());
+    opens(&pki, port).await;
+    drop(broker);
+
+    // ssl_options.password in rabbitmq.conf with a legacy OpenSSL key.
+    let legacy = encrypted_server_key(&pki, true, "legacy pw");
+    let conf = pki.dir.join("enc-rabbitmq.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listeners.tcp.default = 127.0.0.1:0\nlisteners.ssl.default = 127.0.0.1:0\n\
+             ssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+             ssl_options.password = legacy pw\n",
+            path(&pki.server.cert),
+            path(&legacy)
+        ),
+    )
+    .unwrap();
+    let broker = Broker::start_configured(
+        std::env::temp_dir().join(format!("warren-tls-enc-{}", std::process::id())),
+        true,
+        &["--http-listen", "off", "--prometheus-listen", "off"],
+        &[("RABBITMQ_CONFIG_FILE", path(&conf))],
+    );
+    let port = broker.listen_port("AMQPS");
+    assert_ne!(port, 0, "{:?}", broker.log());
+    opens(&pki, port).await;
+}
+
+#[test]
+fn encrypted_key_without_or_with_a_wrong_password_names_the_file() {
+    let pki = Pki::generate("enc-errors");
+    let key = encrypted_server_key(&pki, false, "right");
+    let run = |password: Option<&str>| {
+        let data = pki.dir.join("data");
+        let mut args = vec![
+            "--data-dir",
+            path(&data),
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+            "--prometheus-listen",
+            "off",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&pki.server.cert),
+            "--tls-key",
+            path(&key),
+        ];
+        if let Some(p) = password {
+            args.extend_from_slice(&["--tls-password", p]);
+        }
+        let (code, out) = run_to_exit(&args, &[]);
+        assert_ne!(code, Some(0), "{out}");
+        out
+    };
+    let out = run(None);
+    assert!(
+        out.contains(&format!(
+            "ssl_options.keyfile {} holds an encrypted private key but no password is set \
+             (ssl_options.password)",
+            key.display()
+        )),
+        "{out}"
+    );
+    let out = run(Some("wrong"));
+    assert!(
+        out.contains(&format!(
+            "ssl_options.keyfile {} cannot decrypt the private key: wrong password \
+             (ssl_options.password)?",
+            key.display()
+        )),
+        "{out}"
+    );
+}

@@ -8,12 +8,10 @@ use amq_protocol::{
 };
 use bytes::{BufMut, BytesMut};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-        TcpStream,
-    },
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
 };
+use tokio_rustls::{rustls::pki_types::ServerName, TlsConnector};
 use warren_codec::{decode_frame, encode_method, Frame, PROTOCOL_HEADER};
 
 fn proto(e: impl std::fmt::Display) -> io::Error {
@@ -22,7 +20,7 @@ fn proto(e: impl std::fmt::Display) -> io::Error {
 
 /// Reading side of a connection.
 pub struct Reader {
-    rd: OwnedReadHalf,
+    rd: Box<dyn AsyncRead + Send + Unpin>,
     buf: BytesMut,
 }
 
@@ -60,7 +58,7 @@ impl Reader {
 
 /// Writing side: frames are gathered in `out` and sent with one write.
 pub struct Writer {
-    wr: OwnedWriteHalf,
+    wr: Box<dyn AsyncWrite + Send + Unpin>,
     pub out: BytesMut,
     pub frame_max: u32,
 }
@@ -98,16 +96,36 @@ impl Writer {
     }
 }
 
-/// Opens a connection and channel 1.
+/// Where to connect: the address and, for `amqps`, the TLS client and server name.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+/// Opens a connection (TLS when the target says so) and channel 1.
 pub async fn connect(
-    addr: SocketAddr,
+    target: &Target,
     user: &str,
     pass: &str,
     vhost: &str,
 ) -> io::Result<(Reader, Writer)> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = TcpStream::connect(target.addr).await?;
     stream.set_nodelay(true)?;
-    let (rd, wr) = stream.into_split();
+    type Halves = (
+        Box<dyn AsyncRead + Send + Unpin>,
+        Box<dyn AsyncWrite + Send + Unpin>,
+    );
+    let (rd, wr): Halves = match &target.tls {
+        None => {
+            let (rd, wr) = stream.into_split();
+            (Box::new(rd), Box::new(wr))
+        }
+        Some((connector, name)) => {
+            let tls = connector.connect(name.clone(), stream).await?;
+            let (rd, wr) = tokio::io::split(tls);
+            (Box::new(rd), Box::new(wr))
+        }
+    };
     let mut r = Reader {
         rd,
         buf: BytesMut::with_capacity(64 * 1024),

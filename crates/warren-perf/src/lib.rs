@@ -7,9 +7,11 @@
 mod client;
 pub mod relay;
 mod stats;
+mod target;
+
+pub use target::{parse_uri, Uri};
 
 use std::{
-    net::{SocketAddr, ToSocketAddrs},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -38,9 +40,26 @@ pub enum ExchangeType {
 /// Load generator options.
 #[derive(Debug, Clone, Args)]
 pub struct PerfArgs {
-    /// Broker address.
+    /// Broker: `HOST:PORT`, or an AMQP URI `amqp[s]://[USER[:PASS]@]HOST[:PORT][/VHOST]`
+    /// (user, password and vhost in the URI replace the flags').
     #[arg(long, default_value = "127.0.0.1:5672")]
     pub uri: String,
+    /// TLS (as an `amqps://` URI does).
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificates (PEM) the broker's certificate must chain to; without it any
+    /// server certificate is accepted, as PerfTest does.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM), for brokers with verify_peer.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM; PKCS#8, PKCS#1 or SEC1, encrypted or not).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Passphrase of an encrypted --tls-key.
+    #[arg(long, value_name = "PASSWORD")]
+    pub tls_key_password: Option<String>,
     #[arg(long, default_value = "guest")]
     pub user: String,
     #[arg(long, default_value = "guest")]
@@ -149,7 +168,7 @@ fn queue_name(i: u32) -> String {
 const EXCHANGE: &str = "perf-x";
 
 struct Plan {
-    addr: SocketAddr,
+    target: client::Target,
     args: PerfArgs,
 }
 
@@ -167,7 +186,7 @@ impl Plan {
 
 async fn setup(plan: &Plan) -> std::io::Result<()> {
     let a = &plan.args;
-    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    let (mut r, mut w) = client::connect(&plan.target, &a.user, &a.password, &a.vhost).await?;
     if a.exchange_type != ExchangeType::Default {
         let kind = match a.exchange_type {
             ExchangeType::Direct => "direct",
@@ -230,7 +249,7 @@ async fn teardown(plan: &Plan) -> std::io::Result<()> {
     if a.keep {
         return Ok(());
     }
-    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    let (mut r, mut w) = client::connect(&plan.target, &a.user, &a.password, &a.vhost).await?;
     for q in 0..a.queues {
         client::rpc(&mut r, &mut w, client::delete_queue(&queue_name(q))).await?;
     }
@@ -247,7 +266,7 @@ async fn producer(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let a = &plan.args;
-    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    let (mut r, mut w) = client::connect(&plan.target, &a.user, &a.password, &a.vhost).await?;
     let confirms = a.confirm > 0;
     if confirms {
         client::rpc(&mut r, &mut w, client::confirm_select()).await?;
@@ -375,7 +394,7 @@ async fn consumer(
 ) -> std::io::Result<()> {
     let a = &plan.args;
     let queue = id % a.queues;
-    let (mut r, mut w) = client::connect(plan.addr, &a.user, &a.password, &a.vhost).await?;
+    let (mut r, mut w) = client::connect(&plan.target, &a.user, &a.password, &a.vhost).await?;
     if !a.auto_ack || a.stream {
         client::rpc(&mut r, &mut w, client::qos(a.prefetch)).await?;
     }
@@ -453,12 +472,27 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
             "--queues, and --producers or --consumers, must be at least 1".into(),
         ));
     }
-    let addr = args
-        .uri
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| PerfError::Address(args.uri.clone()))?;
+    let mut args = args;
+    let uri = parse_uri(&args.uri)?;
+    let target = target::target(
+        &uri,
+        &target::TlsFlags {
+            tls: args.tls,
+            ca: args.tls_ca.clone(),
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            key_password: args.tls_key_password.clone(),
+        },
+    )?;
+    if let Some(u) = uri.user {
+        args.user = u;
+    }
+    if let Some(p) = uri.password {
+        args.password = p;
+    }
+    if let Some(v) = uri.vhost {
+        args.vhost = v;
+    }
     let fanout = if args.stream {
         u64::from((args.consumers / args.queues).max(1))
     } else if args.exchange_type == ExchangeType::Fanout {
@@ -467,7 +501,7 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
         1
     };
     let plan = Arc::new(Plan {
-        addr,
+        target,
         args: args.clone(),
     });
     setup(&plan).await?;

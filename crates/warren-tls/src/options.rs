@@ -36,7 +36,7 @@ pub struct TlsOptions {
     pub cacertfile: Option<PathBuf>,
     pub certfile: Option<PathBuf>,
     pub keyfile: Option<PathBuf>,
-    /// The key's passphrase: set, it is refused at start (rustls reads no encrypted key).
+    /// The key's passphrase, for an encrypted PKCS#8 or legacy OpenSSL PEM key.
     pub password: Option<String>,
     pub verify: Verify,
     /// With `verify_peer`: refuse a client that presents no certificate.

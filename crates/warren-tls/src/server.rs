@@ -19,6 +19,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 use crate::{
     cert::{CertSummary, PeerCert},
+    key::{parse_private_key, KeyError},
     options::{TlsOptions, Verify},
 };
 
@@ -41,14 +42,12 @@ pub enum TlsError {
         path: PathBuf,
         reason: String,
     },
-    #[error("{setting} {path} holds no private key (PEM: PKCS#8, PKCS#1 or SEC1)")]
-    NoKey { setting: String, path: PathBuf },
-    #[error(
-        "{setting} {path} holds an encrypted private key: warren cannot decrypt keys \
-         (ssl_options.password); store it decrypted, e.g. `openssl pkey -in {} -out key.pem`",
-        path.display()
-    )]
-    EncryptedKey { setting: String, path: PathBuf },
+    #[error("{setting} {path} {source}")]
+    Key {
+        setting: String,
+        path: PathBuf,
+        source: KeyError,
+    },
     #[error("keyfile {key} does not match certfile {cert}: {reason}")]
     Mismatch {
         key: PathBuf,
@@ -340,20 +339,17 @@ fn certificates(setting: &str, path: &Path) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
-fn private_key(setting: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+fn private_key(
+    prefix: &str,
+    setting: &str,
+    path: &Path,
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(setting, path)?;
-    let text = String::from_utf8_lossy(&bytes);
-    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || text.contains("Proc-Type: 4,ENCRYPTED")
-    {
-        return Err(TlsError::EncryptedKey {
-            setting: setting.to_string(),
-            path: path.to_path_buf(),
-        });
-    }
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::NoKey {
+    parse_private_key(&bytes, password, prefix).map_err(|source| TlsError::Key {
         setting: setting.to_string(),
         path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -368,16 +364,8 @@ fn build(prefix: &str, o: &TlsOptions, alpn: &[Vec<u8>]) -> Result<Loaded, TlsEr
     let key_setting = format!("{prefix}.keyfile");
     let cert_path = required(prefix, "certfile", &o.certfile)?;
     let key_path = required(prefix, "keyfile", &o.keyfile)?;
-    if o.password.is_some() {
-        return Err(TlsError::Invalid {
-            setting: format!("{prefix}.password"),
-            reason: "encrypted private keys are not supported; store the key decrypted \
-                     (`openssl pkey -in encrypted.pem -out key.pem`) and drop the password"
-                .into(),
-        });
-    }
     let certs = certificates(&cert_setting, cert_path)?;
-    let key = private_key(&key_setting, key_path)?;
+    let key = private_key(prefix, &key_setting, key_path, o.password.as_deref())?;
     let provider = Arc::new(provider(prefix, &o.ciphers)?);
     let mismatch = |reason: String| TlsError::Mismatch {
         key: key_path.to_path_buf(),
@@ -469,6 +457,113 @@ pub fn client_config(cacertfile: &Path) -> Result<rustls::ClientConfig, TlsError
             setting: "TLS client".into(),
             reason: e.to_string(),
         })
+}
+
+/// What a TLS client (`warren perf`) presents and trusts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// CA certificates the server must chain to; `None` accepts any server certificate
+    /// (still checking the handshake's signatures), as PerfTest does for `amqps://`.
+    pub cacertfile: Option<PathBuf>,
+    /// A client certificate chain and its key (encrypted with `password`, or not).
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub password: Option<String>,
+}
+
+/// A client configuration from [`ClientOptions`].
+pub fn client_config_with(o: &ClientOptions) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(ring_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Invalid {
+            setting: "TLS client".into(),
+            reason: e.to_string(),
+        })?;
+    let builder = match &o.cacertfile {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certificates("CA file", ca)? {
+                roots.add(c).map_err(|e| TlsError::BadCertificate {
+                    setting: "CA file".into(),
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
+    };
+    match (&o.certfile, &o.keyfile) {
+        (Some(cert), Some(key)) => {
+            let certs = certificates("client certificate", cert)?;
+            let key = private_key("client", "client key", key, o.password.as_deref())?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| TlsError::Mismatch {
+                    key: o.keyfile.clone().unwrap_or_default(),
+                    cert: cert.clone(),
+                    reason: e.to_string(),
+                })
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
+        _ => Err(TlsError::Invalid {
+            setting: "TLS client".into(),
+            reason: "a client certificate needs both a certificate and a key file".into(),
+        }),
+    }
+}
+
+/// Accepts any server certificate but still verifies the handshake signatures, so that
+/// a load test pays for the same cryptography as a verifying client.
+#[derive(Debug)]
+struct AnyServerCert(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

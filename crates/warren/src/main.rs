@@ -72,6 +72,15 @@ struct Cli {
     /// Server private key, PEM: PKCS#8, PKCS#1 or SEC1 (ssl_options.keyfile).
     #[arg(long, env = "WARREN_TLS_KEY", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Passphrase of an encrypted --tls-key: PKCS#8 `ENCRYPTED PRIVATE KEY` or OpenSSL's
+    /// legacy `Proc-Type: 4,ENCRYPTED` PEM (ssl_options.password).
+    #[arg(
+        long,
+        env = "WARREN_TLS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    tls_password: Option<String>,
     /// CA certificates that client certificates must chain to (ssl_options.cacertfile).
     #[arg(long, env = "WARREN_TLS_CA", value_name = "FILE")]
     tls_ca: Option<PathBuf>,

@@ -186,15 +186,9 @@ fn start_errors_name_the_file() {
     let mut o = options(&pki, Verify::VerifyNone, false);
     o.ciphers = vec!["RC4-MD5".into()];
     assert!(err(o).starts_with("ssl_options.ciphers: RC4-MD5"));
-    let encrypted = pki.dir.join("encrypted.key");
-    std::fs::write(
-        &encrypted,
-        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
-    )
-    .unwrap();
     let mut o = options(&pki, Verify::VerifyNone, false);
-    o.keyfile = Some(encrypted);
-    assert!(err(o).contains("holds an encrypted private key"));
+    o.keyfile = Some(pki.dir.join("missing.key"));
+    assert!(err(o).starts_with("cannot read ssl_options.keyfile "));
 }
 
 #[tokio::test]
@@ -222,4 +216,92 @@ async fn reload_serves_new_connections_with_the_new_certificate() {
     std::fs::write(&pki.server.key, "not a key").unwrap();
     assert!(server.reload().is_err());
     assert_eq!(server.certificates()[0].subject, "O=Renewed,CN=localhost");
+}
+
+/// The server key encrypted by Debian's openssl, in PKCS#8 (PBES2, AES-256-CBC) or in
+/// OpenSSL's legacy PEM (`Proc-Type: 4,ENCRYPTED`, RSA only: rcgen's keys are ECDSA, so
+/// the legacy form is written as `EC PRIVATE KEY`).
+fn encrypt_key(pki: &Pki, legacy: bool, password: &str) -> std::path::PathBuf {
+    let out = pki.dir.join(if legacy {
+        "legacy.key"
+    } else {
+        "pkcs8-enc.key"
+    });
+    let pass = format!("pass:{password}");
+    let (key, out_s) = (pki.server.key.to_str().unwrap(), out.to_str().unwrap());
+    let args: Vec<&str> = if legacy {
+        vec![
+            "ec", "-in", key, "-aes256", "-passout", &pass, "-out", out_s,
+        ]
+    } else {
+        vec![
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            key,
+            "-passout",
+            &pass,
+            "-out",
+            out_s,
+        ]
+    };
+    let st = std::process::Command::new("openssl")
+        .args(&args)
+        .output()
+        .expect("openssl");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+#[tokio::test]
+async fn encrypted_keys_load_with_the_password_and_name_the_file_without() {
+    let pki = Pki::generate("unit-encrypted");
+    for legacy in [false, true] {
+        let file = encrypt_key(&pki, legacy, "pass phrase");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains(if legacy {
+                "Proc-Type: 4,ENCRYPTED"
+            } else {
+                "BEGIN ENCRYPTED PRIVATE KEY"
+            }),
+            "{text}"
+        );
+        let mut o = options(&pki, Verify::VerifyNone, false);
+        o.keyfile = Some(file.clone());
+        let e = TlsServer::load("ssl_options", o.clone())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "ssl_options.keyfile {} holds an encrypted private key but no password is set \
+                 (ssl_options.password)",
+                file.display()
+            )
+        );
+        o.password = Some("wrong".into());
+        let e = TlsServer::load("ssl_options", o.clone())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "ssl_options.keyfile {} cannot decrypt the private key: wrong password \
+                 (ssl_options.password)?",
+                file.display()
+            )
+        );
+        o.password = Some("pass phrase".into());
+        let server = TlsServer::load("ssl_options", o).unwrap();
+        let (info, ok) = handshake(&server, pki.client_config(false, None, all_versions())).await;
+        assert!(ok, "legacy={legacy}");
+        assert_eq!(info.unwrap().protocol, "tlsv1.3");
+    }
 }

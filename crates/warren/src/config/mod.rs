@@ -262,6 +262,9 @@ fn apply_tls_flags(
     if let Some(p) = &cli.tls_key {
         o.keyfile = Some(p.clone());
     }
+    if let Some(p) = &cli.tls_password {
+        o.password = Some(p.clone());
+    }
     if let Some(p) = &cli.tls_ca {
         o.cacertfile = Some(p.clone());
     }
@@ -738,6 +741,41 @@ mod tests {
         assert_eq!(o.keyfile, Some(PathBuf::from("/conf.key")));
         assert_eq!(o.verify, warren_tls::Verify::VerifyPeer);
         assert_eq!(o.versions, ["tlsv1.3"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tls_password_from_conf_toml_and_flag() {
+        let conf = "listeners.ssl.default = 127.0.0.1:5999\nssl_options.certfile = /c.pem\n\
+                    ssl_options.keyfile = /enc.key\nssl_options.password = from conf\n";
+        let (dir, cli) = setup("tls-pw-conf", conf, None, &[]);
+        let l = load(&cli, &Env::from_pairs(&[])).ok().unwrap();
+        assert_eq!(
+            l.extras.amqps.unwrap().1.password.as_deref(),
+            Some("from conf")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+
+        let toml = "[tls]\npassword = \"from toml\"\n";
+        let (dir, cli) = setup("tls-pw-toml", conf, Some(toml), &[]);
+        let l = load(&cli, &Env::from_pairs(&[])).ok().unwrap();
+        assert_eq!(
+            l.extras.amqps.unwrap().1.password.as_deref(),
+            Some("from toml")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+
+        let (dir, cli) = setup(
+            "tls-pw-flag",
+            conf,
+            Some(toml),
+            &["--tls-password", "from flag"],
+        );
+        let l = load(&cli, &Env::from_pairs(&[])).ok().unwrap();
+        assert_eq!(
+            l.extras.amqps.unwrap().1.password.as_deref(),
+            Some("from flag")
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
