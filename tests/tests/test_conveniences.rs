@@ -111,6 +111,7 @@ async fn reset_empties_a_vhost_and_keeps_it_usable() {
             "amq.fanout",
             "amq.headers",
             "amq.match",
+            "amq.rabbitmq.trace",
             "amq.topic"
         ]
     );

@@ -19,7 +19,8 @@ pub mod util;
 // The paths other crates use.
 pub use admin::definitions;
 pub use model::{
-    alarm, args, auth, broker, config, limits, params, policy, queue, stats, timers, vhost, views,
+    alarm, args, auth, broker, config, limits, params, policy, queue, stats, timers, trace, vhost,
+    views,
 };
 pub use persist::{spill, storage};
 pub use util::{error, json, mailbox};

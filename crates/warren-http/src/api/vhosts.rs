@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::{
+    body::Bytes,
     extract::{ConnectInfo, Path, Query, State},
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
@@ -13,7 +14,7 @@ use serde_json::{json, Value};
 use warren_server::{admin::AdminError, auth::Permission, vhost::VHost, Broker};
 
 use super::{
-    auth, created,
+    auth, body_json, created,
     list::list_reply,
     no_content, node_name,
     stats::{message_stats, vhost_totals, CHANNEL_STATS},
@@ -41,7 +42,7 @@ fn vhost_json(b: &Broker, vh: &VHost) -> Value {
         "tags": [],
         "metadata": {"description": description, "tags": []},
         "default_queue_type": "undefined",
-        "tracing": false,
+        "tracing": vh.tracing(),
         "cluster_state": {node_name(): "running"},
         "message_stats": message_stats(&snap, CHANNEL_STATS, true),
     });
@@ -103,9 +104,17 @@ async fn put_vhost(
     ConnectInfo(peer): Peer,
     headers: HeaderMap,
     Path(name): Path<String>,
+    body: Bytes,
 ) -> ApiResult<Response> {
     let who = auth(&b, &headers, peer)?;
     who.require_admin()?;
+    let tracing = match tracing_field(&body_json(&body)?) {
+        Ok(t) => t,
+        Err(bad) => {
+            let reason = json!({"error": "bad_request", "reason": ["not_boolean", bad]});
+            return Ok((StatusCode::BAD_REQUEST, Json(reason)).into_response());
+        }
+    };
     let is_new = b.admin_add_vhost(&name)?;
     if is_new && !who.cli {
         // As RabbitMQ's management plugin: the creating user gets full permissions there.
@@ -115,7 +124,23 @@ async fn put_vhost(
         b.set_permission(&who.user, &name, Permission::allow_all())
             .map_err(AdminError::from_amqp)?;
     }
+    if let (Some(on), Some(vh)) = (tracing, b.vhost(&name)) {
+        warren_server::trace::set(&vh, on);
+    }
     Ok(created(is_new))
+}
+
+/// `tracing` as rabbit_mgmt_util:parse_bool reads it: absent leaves tracing as it is;
+/// anything but true/false (or their strings) is a 400 whose reason is RabbitMQ's
+/// `{not_boolean, Value}` (the value comes back as the error).
+fn tracing_field(v: &Value) -> Result<Option<bool>, Value> {
+    match v.get("tracing") {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+        Some(other) => Err(other.clone()),
+    }
 }
 
 async fn delete_vhost(

@@ -766,6 +766,7 @@ impl Known<'_> {
                     "amq.topic",
                     "amq.headers",
                     "amq.match",
+                    "amq.rabbitmq.trace",
                 ]
                 .contains(&n))
     }

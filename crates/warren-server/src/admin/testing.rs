@@ -196,6 +196,7 @@ mod tests {
                 "amq.fanout",
                 "amq.headers",
                 "amq.match",
+                "amq.rabbitmq.trace",
                 "amq.topic"
             ]
         );

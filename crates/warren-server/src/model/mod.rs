@@ -22,5 +22,6 @@ pub mod registry;
 pub mod stats;
 pub mod stream;
 pub mod timers;
+pub mod trace;
 pub mod vhost;
 pub mod views;

@@ -68,6 +68,9 @@ pub struct VHost {
     pub delayed: Arc<crate::model::delayed::DelayedMessages>,
     /// The broker's event sink (the event exchange).
     pub events: Arc<crate::model::events::Events>,
+    /// Firehose tracing (trace.rs) is on: the one flag the publish and delivery paths
+    /// read. Not persisted: RabbitMQ 3.10 forgets it on restart too.
+    tracing: std::sync::atomic::AtomicBool,
 }
 
 /// A publish a delayed exchange holds instead of routing it now.
@@ -102,6 +105,7 @@ impl VHost {
             persistence,
             stats: crate::model::stats::Stats::striped(),
             events,
+            tracing: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut topo = vhost.topology.write();
@@ -121,8 +125,28 @@ impl VHost {
                 };
                 topo.insert_exchange(name, meta);
             }
+            // RabbitMQ declares the firehose exchange in every vhost (rabbit_vhost:do_add).
+            let trace = ExchangeMeta {
+                kind: ExchangeKind::Topic,
+                durable: true,
+                auto_delete: false,
+                internal: true,
+                arguments: FieldTable::default(),
+            };
+            topo.insert_exchange(crate::model::trace::TRACE_EXCHANGE, trace);
         }
         vhost
+    }
+
+    /// Whether firehose tracing is on (one relaxed load: free when off).
+    #[inline]
+    pub fn tracing(&self) -> bool {
+        self.tracing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turns firehose tracing on or off; true when that changed it.
+    pub fn set_tracing(&self, on: bool) -> bool {
+        self.tracing.swap(on, std::sync::atomic::Ordering::Relaxed) != on
     }
 
     pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {

@@ -389,7 +389,7 @@ mod tests {
             vh.counts(),
             VHostCounts {
                 queues: 3,
-                exchanges: 5,
+                exchanges: 6,
                 consumers: 1,
             }
         );
@@ -419,6 +419,7 @@ mod tests {
                 "amq.fanout",
                 "amq.headers",
                 "amq.match",
+                "amq.rabbitmq.trace",
                 "amq.topic",
                 "logs"
             ]

@@ -66,6 +66,8 @@ pub(crate) struct ConnCtx {
     pub handle: Arc<ConnHandle>,
     pub vhost: Option<Arc<VHost>>,
     pub user: String,
+    /// The connection's name (`peer -> local`), for firehose trace headers.
+    pub name: Arc<str>,
     /// Output of the current round, flushed to the writer task at its end...
     pub out: BytesMut,
     /// ...after these buffers, which come before it: large bodies, not copied (see
@@ -396,6 +398,7 @@ where
             handle,
             vhost: None,
             user: String::new(),
+            name: Arc::from(""),
             // Allocated for each round of output (see `flush`): idle connections hold none.
             out: BytesMut::new(),
             out_chunks: Vec::new(),
@@ -1702,6 +1705,7 @@ impl Connection {
             .with_method(10, 40));
         }
         self.ctx.vhost = Some(vhost);
+        self.ctx.name = Arc::from(format!("{} -> {}", self.peer, self.local));
         self.ctx.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
@@ -1713,7 +1717,7 @@ impl Connection {
             .admin
             .connection_opened(crate::model::registry::ConnInfo {
                 id: self.ctx.handle.id,
-                name: format!("{} -> {}", self.peer, self.local),
+                name: self.ctx.name.to_string(),
                 peer: self.peer,
                 local: self.local,
                 user: self.ctx.user.clone(),

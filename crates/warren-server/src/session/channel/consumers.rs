@@ -168,6 +168,9 @@ impl Channel {
         );
         let properties = delivery_properties(d.queue.as_deref(), &d.entry, false);
         ctx.put_content(self.id, &properties, &body);
+        if let (Some(q), true) = (&d.queue, ctx.vhost.as_ref().is_some_and(|v| v.tracing())) {
+            self.trace_deliver(ctx, q, &d.entry, &properties, &body);
+        }
         if let Some(q) = &d.queue {
             if d.no_ack {
                 q.release(m);
@@ -591,6 +594,9 @@ impl Channel {
         let properties = delivery_properties(Some(&q), &entry, true);
         let body = q.load_body(msg).unwrap_or_default();
         ctx.put_content(self.id, &properties, &body);
+        if vhost.tracing() {
+            self.trace_deliver(ctx, &q, &entry, &properties, &body);
+        }
         if m.no_ack {
             q.release(msg);
         } else {

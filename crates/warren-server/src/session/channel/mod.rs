@@ -17,6 +17,7 @@ use warren_store::{ConsumerId, ConsumerSlot, Entry, Message};
 
 mod confirms;
 mod consumers;
+mod firehose;
 mod publishing;
 mod topology;
 mod transactions;

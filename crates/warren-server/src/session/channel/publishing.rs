@@ -257,9 +257,15 @@ impl Channel {
     ) -> AmqpResult<Routed> {
         let mandatory = publish.mandatory;
         let prepared = publish::prepare(publish, view)?;
+        // Firehose: one flag read per publish; the copy keeps what enqueueing consumes.
+        let traced = (vhost.tracing() && !crate::model::trace::is_trace_copy(&prepared.message))
+            .then(|| prepared.message.clone());
         // Replies to a direct reply-to requester go straight to its channel.
         if &*prepared.message.exchange == DEFAULT_EXCHANGE {
             if let Some(token) = prepared.message.routing_key.strip_prefix(REPLY_TO_PREFIX) {
+                if let Some(m) = &traced {
+                    self.trace_publish(ctx, vhost, m, &[]);
+                }
                 let target = ctx.broker.reply_to.get(token).map(|t| t.clone());
                 match target {
                     Some(target) => deliver_reply(target, Arc::new(prepared.message)),
@@ -282,6 +288,9 @@ impl Channel {
             &mut queues,
             |durable| durable_callback(ctx, channel, token.filter(|_| durable)),
         );
+        if let (Some(m), true) = (&traced, published.is_ok()) {
+            self.trace_publish(ctx, vhost, m, &queues);
+        }
         // Credit flow: the connection stops reading until pressured queues catch up.
         for q in queues.drain(..) {
             if q.flow_pressured() && !ctx.flow_queues.iter().any(|f| Arc::ptr_eq(f, &q)) {
