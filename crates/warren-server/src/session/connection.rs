@@ -771,20 +771,18 @@ impl Connection {
                 }
             };
             let limit = direct.left;
-            return match rd.try_read_buf(target, limit) {
-                Ok(0) => {
-                    debug!(peer = %self.peer, name = %self.name, "client closed the socket");
-                    false
-                }
-                Ok(n) => {
-                    direct.left -= n.min(direct.left);
-                    self.last_recv = Instant::now();
-                    self.io.received(n);
-                    true
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-                Err(_) => false,
-            };
+            let read = rd.try_read_buf(target, limit);
+            return self.after_read(read);
+        }
+        // After a payload read into its body buffer: its frame end and the next frame's
+        // header only, so that a next body frame's payload goes straight to the body
+        // buffer too rather than through `buf` (one small read per large frame).
+        if self.direct_body.is_some() {
+            if buf.capacity() - buf.len() < 8 {
+                buf.reserve(READ_CHUNK);
+            }
+            let read = rd.try_read_buf(buf, 8 - buf.len().min(7));
+            return self.after_read(read);
         }
         // Memory for the read is taken only once there is something to read.
         let limit = match large_frame_pending(buf) {
@@ -807,12 +805,21 @@ impl Connection {
                 usize::MAX
             }
         };
-        match rd.try_read_buf(buf, limit) {
+        let read = rd.try_read_buf(buf, limit);
+        self.after_read(read)
+    }
+
+    /// Accounts for a read; false when the connection is over.
+    fn after_read(&mut self, read: std::io::Result<usize>) -> bool {
+        match read {
             Ok(0) => {
                 debug!(peer = %self.peer, name = %self.name, "client closed the socket");
                 false
             }
             Ok(n) => {
+                if let Some(direct) = self.direct_body.as_mut().filter(|d| d.left > 0) {
+                    direct.left -= n.min(direct.left);
+                }
                 self.last_recv = Instant::now();
                 self.io.received(n); // management stats
                 true
