@@ -22,6 +22,8 @@ pub struct Authority {
     cert: rcgen::Certificate,
     key: KeyPair,
     pub pem: PathBuf,
+    /// Signed by another authority (not a root).
+    intermediate: bool,
 }
 
 /// A certificate and key written as `NAME.pem` / `NAME.key`.
@@ -71,7 +73,40 @@ impl Authority {
         let cert = p.self_signed(&key).expect("self-sign CA");
         let pem = dir.join(format!("{name}.pem"));
         std::fs::write(&pem, cert.pem()).expect("write CA");
-        Authority { cert, key, pem }
+        Authority {
+            cert,
+            key,
+            pem,
+            intermediate: false,
+        }
+    }
+
+    /// An intermediate CA signed by this one; what it issues (see [`Authority::issue`])
+    /// carries it in the certificate file, after the leaf, as a chain.
+    pub fn intermediate(&self, dir: &Path, name: &str, cn: &str) -> Authority {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        p.distinguished_name = dn(&[
+            (DnType::OrganizationName, "Warren Test"),
+            (DnType::CommonName, cn),
+        ]);
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign intermediate");
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, cert.pem()).expect("write intermediate");
+        Authority {
+            cert,
+            key,
+            pem,
+            intermediate: true,
+        }
     }
 
     /// Issues a certificate for `subject` (server certificates get localhost SANs).
@@ -107,7 +142,12 @@ impl Authority {
             cert: dir.join(format!("{name}.pem")),
             key: dir.join(format!("{name}.key")),
         };
-        std::fs::write(&issued.cert, cert.pem()).expect("write cert");
+        // Issued by an intermediate: the chain up to (not including) the root.
+        let mut chain = cert.pem();
+        if self.intermediate {
+            chain.push_str(&self.cert.pem());
+        }
+        std::fs::write(&issued.cert, chain).expect("write cert");
         std::fs::write(&issued.key, key.serialize_pem()).expect("write key");
         issued
     }

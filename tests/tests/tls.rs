@@ -811,3 +811,48 @@ fn encrypted_key_without_or_with_a_wrong_password_names_the_file() {
         "{out}"
     );
 }
+
+/// `ssl_options.depth` ([tls] depth) as Erlang's ssl counts it: 0 wants the client's
+/// certificate signed by a trusted CA itself, 1 allows one intermediate CA in between;
+/// without it, webpki's own limit applies.
+#[tokio::test]
+async fn depth_limits_the_client_certificate_path() {
+    let pki = Pki::generate("depth");
+    let intermediate = pki
+        .ca
+        .intermediate(&pki.dir, "intermediate", "Warren Test Intermediate");
+    let chained = intermediate.issue(
+        &pki.dir,
+        "chained",
+        &[(certs::Dn::CommonName, "chained")],
+        false,
+        None,
+    );
+    for (depth, chained_accepted) in [(Some(0), false), (Some(1), true), (None, true)] {
+        let conf = pki.dir.join(format!("depth-{depth:?}.toml"));
+        let text = depth.map_or(String::new(), |d| format!("[tls]\ndepth = {d}\n"));
+        std::fs::write(&conf, text).unwrap();
+        let (_broker, port) = start_tls(
+            &pki,
+            &[
+                "--tls-verify",
+                "verify_peer",
+                "--tls-fail-if-no-peer-cert",
+                "--config",
+                path(&conf),
+            ],
+            &[],
+        );
+        let direct = pki.client_config(false, Some(&pki.client), all_versions());
+        assert!(
+            !refused(&pki, port, direct).await,
+            "depth {depth:?}: a certificate signed by the CA itself"
+        );
+        let via = pki.client_config(false, Some(&chained), all_versions());
+        assert_eq!(
+            !refused(&pki, port, via).await,
+            chained_accepted,
+            "depth {depth:?}: a certificate under one intermediate"
+        );
+    }
+}

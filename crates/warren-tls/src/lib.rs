@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cert;
+mod depth;
 mod key;
 mod options;
 mod server;

@@ -19,6 +19,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 use crate::{
     cert::{CertSummary, PeerCert},
+    depth::DepthLimited,
     key::{parse_private_key, KeyError},
     options::{TlsOptions, Verify},
 };
@@ -420,7 +421,13 @@ fn build(prefix: &str, o: &TlsOptions, alpn: &[Vec<u8>]) -> Result<Loaded, TlsEr
                 setting: ca_setting.clone(),
                 reason: e.to_string(),
             })?;
-            builder.with_client_cert_verifier(verifier)
+            match o.depth {
+                Some(depth) => builder.with_client_cert_verifier(Arc::new(DepthLimited {
+                    inner: verifier,
+                    depth: usize::try_from(depth).unwrap_or(usize::MAX),
+                })),
+                None => builder.with_client_cert_verifier(verifier),
+            }
         }
     };
     let summaries = certs
