@@ -268,6 +268,11 @@ def test_close_connection_from_the_ui_drops_the_client(ui, broker, shots):
             conn.process_data_events(time_limit=0.1)
     assert err.value.reply_code == 320
     assert "closed by the UI test" in err.value.reply_text
+    # The broker drops the connection from its registry once the client's close-ok is in,
+    # a moment after the client saw the close.
+    deadline = time.time() + 5
+    while broker.api("GET", "/connections")[1] != [] and time.time() < deadline:
+        time.sleep(0.05)
     assert broker.api("GET", "/connections")[1] == []
 
 
