@@ -9,7 +9,7 @@ mod memory;
 mod tls;
 mod tools;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use config::Extras;
@@ -273,6 +273,135 @@ fn run_perf(args: warren_perf::PerfArgs) -> ExitCode {
     }
 }
 
+/// The AMQP listeners, plaintext and TLS, bound; `None` (logged) when one cannot listen.
+async fn bind_amqp(
+    cfg: &ServerConfig,
+    extras: &Extras,
+    tls: &tls::Loaded,
+) -> Option<(
+    Option<tokio::net::TcpListener>,
+    Option<tokio::net::TcpListener>,
+)> {
+    let listener = if extras.amqp_tcp {
+        match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen on {}: {e}", cfg.listen);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let amqps_listener = match &tls.amqps {
+        Some((addr, _)) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                error!("cannot listen for AMQPS on {addr}: {e}");
+                return None;
+            }
+        },
+        None => None,
+    };
+    Some((listener, amqps_listener))
+}
+
+/// The bound AMQP listeners as the server takes them; the TLS one is registered for the
+/// management API's listener list.
+fn amqp_listeners(
+    listener: Option<tokio::net::TcpListener>,
+    amqps_listener: Option<tokio::net::TcpListener>,
+    tls: &tls::Loaded,
+    broker: &Arc<Broker>,
+) -> Vec<warren_server::AmqpListener> {
+    let mut amqp = Vec::new();
+    if let Some(l) = listener {
+        amqp.push(warren_server::AmqpListener {
+            listener: l,
+            tls: None,
+        });
+    }
+    if let (Some(l), Some((_, server))) = (amqps_listener, &tls.amqps) {
+        match l.local_addr() {
+            Ok(bound) => {
+                broker
+                    .admin
+                    .add_tls_listener("amqp/ssl", bound, server.clone());
+                info!("listening for AMQPS on {bound}");
+            }
+            Err(e) => warn!("AMQPS listener address unknown: {e}"),
+        }
+        amqp.push(warren_server::AmqpListener {
+            listener: l,
+            tls: Some(server.clone()),
+        });
+    }
+    amqp
+}
+
+/// The management API and Prometheus listeners, plaintext and TLS; `None` (logged) when
+/// one cannot listen.
+async fn start_http_listeners(
+    extras: &Extras,
+    tls: &tls::Loaded,
+    broker: &Arc<Broker>,
+    shutdown: &Shutdown,
+) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+    let mut side = Vec::new();
+    for (what, addr, metrics) in [
+        ("HTTP", extras.http_listen, false),
+        ("Prometheus", extras.prometheus_listen, true),
+    ] {
+        let Some(addr) = addr else { continue };
+        let l = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen for {what} on {addr}: {e}");
+                return None;
+            }
+        };
+        let bound = l.local_addr().map_or(addr, |a| a);
+        info!("listening for {what} on {bound}");
+        let stop = shutdown.subscribe();
+        side.push(if metrics {
+            tokio::spawn(warren_http::serve_metrics(l, broker.clone(), stop))
+        } else {
+            tokio::spawn(warren_http::serve(l, broker.clone(), stop))
+        });
+    }
+    let management = warren_http::TlsApp::Management {
+        sample: extras.http_listen.is_none(),
+    };
+    for (what, slot, app) in [
+        ("HTTPS", &tls.https, management),
+        (
+            "Prometheus TLS",
+            &tls.prometheus_tls,
+            warren_http::TlsApp::Prometheus,
+        ),
+    ] {
+        let Some((addr, server)) = slot else { continue };
+        let l = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen for {what} on {addr}: {e}");
+                return None;
+            }
+        };
+        let bound = l.local_addr().map_or(*addr, |a| a);
+        info!("listening for {what} on {bound}");
+        let stop = shutdown.subscribe();
+        side.push(tokio::spawn(warren_http::serve_tls(
+            l,
+            broker.clone(),
+            stop,
+            server.clone(),
+            app,
+        )));
+    }
+    Some(side)
+}
+
 async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
         error!(
@@ -297,31 +426,13 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = if extras.amqp_tcp {
-        match tokio::net::TcpListener::bind(cfg.listen).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                error!("cannot listen on {}: {e}", cfg.listen);
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        None
+    let Some((listener, amqps_listener)) = bind_amqp(&cfg, &extras, &tls).await else {
+        return ExitCode::FAILURE;
     };
     let local = listener
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .unwrap_or(cfg.listen);
-    let amqps_listener = match &tls.amqps {
-        Some((addr, _)) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                error!("cannot listen for AMQPS on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        None => None,
-    };
     if cfg.test_clock {
         warn!("test clock enabled: TTLs and x-expires follow POST /api/warren/clock, not the wall clock; for test suites only, never for production");
     }
@@ -370,80 +481,10 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
     memory::watch(broker.persistence.resident.clone());
     let shutdown = Shutdown::new();
     let broker_handle = broker.clone();
-    let mut side = Vec::new();
-    for (what, addr, metrics) in [
-        ("HTTP", extras.http_listen, false),
-        ("Prometheus", extras.prometheus_listen, true),
-    ] {
-        let Some(addr) = addr else { continue };
-        let l = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                error!("cannot listen for {what} on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let bound = l.local_addr().map_or(addr, |a| a);
-        info!("listening for {what} on {bound}");
-        let stop = shutdown.subscribe();
-        side.push(if metrics {
-            tokio::spawn(warren_http::serve_metrics(l, broker.clone(), stop))
-        } else {
-            tokio::spawn(warren_http::serve(l, broker.clone(), stop))
-        });
-    }
-    let management = warren_http::TlsApp::Management {
-        sample: extras.http_listen.is_none(),
+    let Some(side) = start_http_listeners(&extras, &tls, &broker, &shutdown).await else {
+        return ExitCode::FAILURE;
     };
-    for (what, slot, app) in [
-        ("HTTPS", &tls.https, management),
-        (
-            "Prometheus TLS",
-            &tls.prometheus_tls,
-            warren_http::TlsApp::Prometheus,
-        ),
-    ] {
-        let Some((addr, server)) = slot else { continue };
-        let l = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                error!("cannot listen for {what} on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let bound = l.local_addr().map_or(*addr, |a| a);
-        info!("listening for {what} on {bound}");
-        let stop = shutdown.subscribe();
-        side.push(tokio::spawn(warren_http::serve_tls(
-            l,
-            broker.clone(),
-            stop,
-            server.clone(),
-            app,
-        )));
-    }
-    let mut amqp = Vec::new();
-    if let Some(l) = listener {
-        amqp.push(warren_server::AmqpListener {
-            listener: l,
-            tls: None,
-        });
-    }
-    if let (Some(l), Some((_, server))) = (amqps_listener, &tls.amqps) {
-        match l.local_addr() {
-            Ok(bound) => {
-                broker
-                    .admin
-                    .add_tls_listener("amqp/ssl", bound, server.clone());
-                info!("listening for AMQPS on {bound}");
-            }
-            Err(e) => warn!("AMQPS listener address unknown: {e}"),
-        }
-        amqp.push(warren_server::AmqpListener {
-            listener: l,
-            tls: Some(server.clone()),
-        });
-    }
+    let amqp = amqp_listeners(listener, amqps_listener, &tls, &broker);
     tls::watch_reload(tls.servers());
     let server = tokio::spawn(warren_server::serve_listeners(
         amqp,

@@ -197,6 +197,43 @@ pub fn route_and_enqueue_internal(
     enqueue(vhost, prepared, false, 0, queues, on_durable, true)
 }
 
+/// How a publish is routed: from an internal exchange (the broker's own messages), and
+/// whether a delayed exchange may hold it (not when it is being released).
+struct Route {
+    internal: bool,
+    hold_ok: bool,
+}
+
+impl Route {
+    /// Fills `queues` with the publish's destinations; `Some` when a delayed exchange holds
+    /// it instead.
+    fn run(
+        &self,
+        vhost: &VHost,
+        message: &Message,
+        headers: Option<&FieldTable>,
+        extra_keys: &[String],
+        queues: &mut Vec<Arc<Queue>>,
+    ) -> AmqpResult<Option<crate::model::vhost::DelayedHold>> {
+        queues.clear();
+        let msg = warren_router::MessageRef {
+            headers,
+            properties: &message.properties,
+        };
+        let key = message.routing_key.as_ref();
+        if self.internal {
+            vhost.route_internal(&message.exchange, &[key], &msg, queues)?;
+            return Ok(None);
+        }
+        if extra_keys.is_empty() {
+            return vhost.route_publish(&message.exchange, &[key], &msg, queues, self.hold_ok);
+        }
+        let mut keys: Vec<&str> = vec![key];
+        keys.extend(extra_keys.iter().map(String::as_str));
+        vhost.route_publish(&message.exchange, &keys, &msg, queues, self.hold_ok)
+    }
+}
+
 fn enqueue(
     vhost: &VHost,
     prepared: Prepared,
@@ -212,32 +249,11 @@ fn enqueue(
         extra_keys,
         released,
     } = prepared;
-    queues.clear();
-    let msg = warren_router::MessageRef {
-        headers: headers.as_ref(),
-        properties: &message.properties,
+    let route = Route {
+        internal,
+        hold_ok: !released,
     };
-    let hold = if internal {
-        vhost.route_internal(
-            &message.exchange,
-            &[message.routing_key.as_ref()],
-            &msg,
-            queues,
-        )?;
-        None
-    } else if extra_keys.is_empty() {
-        vhost.route_publish(
-            &message.exchange,
-            &[message.routing_key.as_ref()],
-            &msg,
-            queues,
-            !released,
-        )?
-    } else {
-        let mut keys: Vec<&str> = vec![message.routing_key.as_ref()];
-        keys.extend(extra_keys.iter().map(String::as_str));
-        vhost.route_publish(&message.exchange, &keys, &msg, queues, !released)?
-    };
+    let hold = route.run(vhost, &message, headers.as_ref(), &extra_keys, queues)?;
     vhost.stats.inc_at(publisher, Stat::Publish); // management stats
     if let Some(hold) = hold {
         let prepared = Prepared {

@@ -385,6 +385,46 @@ impl Channel {
         }
     }
 
+    /// basic.consume on `amq.rabbitmq.reply-to`: this channel's direct reply-to consumer.
+    fn consume_replies(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: &basic::Consume,
+        tag: Arc<str>,
+    ) -> AmqpResult<()> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+        }
+        if self.consumers.values().any(|c| c.queue.is_none()) {
+            return Err(AmqpError::precondition("reply consumer already set"));
+        }
+        let token = self
+            .reply_token
+            .get_or_insert_with(names::random_suffix)
+            .clone();
+        ctx.broker.reply_to.insert(
+            token,
+            ReplyTarget {
+                conn: ctx.handle.clone(),
+                channel: self.id,
+                consumer_tag: tag.clone(),
+                shared: self.shared.clone(),
+            },
+        );
+        self.consumers
+            .insert(tag.clone(), ChannelConsumer { id: 0, queue: None });
+        if !m.nowait {
+            ok(
+                ctx,
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: tag.as_ref().into(),
+                })),
+            );
+        }
+        Ok(())
+    }
+
     pub(super) fn basic_consume(&mut self, ctx: &mut ConnCtx, m: basic::Consume) -> AmqpResult<()> {
         let vhost = ctx.vhost()?;
         let tag: Arc<str> = if m.consumer_tag.as_str().is_empty() {
@@ -399,37 +439,7 @@ impl Channel {
         }
         let consumer_id = ctx.broker.next_id();
         if m.queue.as_str() == REPLY_TO_QUEUE {
-            if !m.no_ack {
-                return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
-            }
-            if self.consumers.values().any(|c| c.queue.is_none()) {
-                return Err(AmqpError::precondition("reply consumer already set"));
-            }
-            let token = self
-                .reply_token
-                .get_or_insert_with(names::random_suffix)
-                .clone();
-            ctx.broker.reply_to.insert(
-                token,
-                ReplyTarget {
-                    conn: ctx.handle.clone(),
-                    channel: self.id,
-                    consumer_tag: tag.clone(),
-                    shared: self.shared.clone(),
-                },
-            );
-            self.consumers
-                .insert(tag.clone(), ChannelConsumer { id: 0, queue: None });
-            if !m.nowait {
-                ok(
-                    ctx,
-                    self.id,
-                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                        consumer_tag: tag.as_ref().into(),
-                    })),
-                );
-            }
-            return Ok(());
+            return self.consume_replies(ctx, &m, tag);
         }
         let qname = self.expand_queue_name(m.queue.as_str())?;
         ctx.check(Access::Read, Resource::Queue, &qname)?;
