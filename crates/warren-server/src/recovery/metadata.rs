@@ -27,6 +27,78 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         MetaOp::DeleteVhost { name } => {
             broker.delete_vhost(name)?;
         }
+        MetaOp::Exchange {
+            vhost,
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        } => apply_exchange(
+            broker,
+            vhost,
+            name,
+            kind,
+            *auto_delete,
+            *internal,
+            arguments,
+        )?,
+        MetaOp::DeleteExchange { vhost, name } => {
+            if let Some(v) = broker.vhost(vhost) {
+                v.topology.write().remove_exchange(name);
+            }
+        }
+        MetaOp::Queue {
+            vhost,
+            name,
+            auto_delete,
+            arguments,
+            id,
+        } => apply_queue(broker, vhost, name, *auto_delete, arguments, *id)?,
+        MetaOp::DeleteQueue { vhost, name } => {
+            if let Some(v) = broker.vhost(vhost) {
+                v.topology.write().remove_queue(name);
+            }
+        }
+        MetaOp::Bind {
+            vhost,
+            source,
+            destination,
+            to_queue,
+            key,
+            arguments,
+        } => apply_bind(
+            broker,
+            vhost,
+            source,
+            destination_of(destination, *to_queue),
+            key,
+            arguments,
+        ),
+        MetaOp::Unbind {
+            vhost,
+            source,
+            destination,
+            to_queue,
+            key,
+            arguments,
+        } => apply_unbind(
+            broker,
+            vhost,
+            source,
+            destination_of(destination, *to_queue),
+            key,
+            arguments,
+        ),
+        _ => apply_settings(broker, op)?,
+    }
+    Ok(())
+}
+
+/// Users, permissions, limits, policies and parameters (what [`apply`] leaves: the
+/// topology is its own).
+fn apply_settings(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
+    match op {
         MetaOp::User {
             name,
             password_hash,
@@ -99,69 +171,8 @@ pub fn apply(broker: &Broker, op: &MetaOp) -> AmqpResult<()> {
         MetaOp::DeleteOperatorPolicy { vhost, name } => {
             broker.delete_operator_policy(vhost, name)?;
         }
-        MetaOp::Exchange {
-            vhost,
-            name,
-            kind,
-            auto_delete,
-            internal,
-            arguments,
-        } => apply_exchange(
-            broker,
-            vhost,
-            name,
-            kind,
-            *auto_delete,
-            *internal,
-            arguments,
-        )?,
-        MetaOp::DeleteExchange { vhost, name } => {
-            if let Some(v) = broker.vhost(vhost) {
-                v.topology.write().remove_exchange(name);
-            }
-        }
-        MetaOp::Queue {
-            vhost,
-            name,
-            auto_delete,
-            arguments,
-            id,
-        } => apply_queue(broker, vhost, name, *auto_delete, arguments, *id)?,
-        MetaOp::DeleteQueue { vhost, name } => {
-            if let Some(v) = broker.vhost(vhost) {
-                v.topology.write().remove_queue(name);
-            }
-        }
-        MetaOp::Bind {
-            vhost,
-            source,
-            destination,
-            to_queue,
-            key,
-            arguments,
-        } => apply_bind(
-            broker,
-            vhost,
-            source,
-            destination_of(destination, *to_queue),
-            key,
-            arguments,
-        ),
-        MetaOp::Unbind {
-            vhost,
-            source,
-            destination,
-            to_queue,
-            key,
-            arguments,
-        } => apply_unbind(
-            broker,
-            vhost,
-            source,
-            destination_of(destination, *to_queue),
-            key,
-            arguments,
-        ),
+        // Vhosts, exchanges, queues and bindings: applied by `apply`.
+        _ => {}
     }
     Ok(())
 }
