@@ -50,7 +50,10 @@ SCENARIOS = [
 # The sizes table: uncapped, auto-ack, one producer and one consumer, for each body size;
 # msg/s and MB/s of bodies for each broker, its peak RSS during the run, and the floor
 # (`warren perf --relay-floor`: the same byte stream copied through a bare TCP relay).
-SIZES = [16, 1024, 4096, 65536, 1048576]
+SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "16,1024,4096,65536,1048576").split(",") if x]
+# Extra `warren perf` arguments for every run (e.g. `--copy-bodies` to reproduce figures
+# measured before the load generator sent large bodies without copying them).
+PERF_EXTRA = os.environ.get("BENCH_PERF_ARGS", "").split()
 
 # Scenarios that run longer than BENCH_DURATION: a p99 from 8,000 samples rests on its 80
 # slowest messages and moves by tens of microseconds from run to run; 20 s gives 200.
@@ -271,7 +274,7 @@ class PeakRss:
 
 
 def perf(broker, args, duration=DURATION):
-    cmd = [WARREN, "perf", "--uri", "127.0.0.1:%d" % broker.port, "--json", "--duration", str(duration)] + args
+    cmd = [WARREN, "perf", "--uri", "127.0.0.1:%d" % broker.port, "--json", "--duration", str(duration)] + args + PERF_EXTRA
     cpu0 = broker.cpu()
     try:
         with PeakRss(broker) as peak:
@@ -519,7 +522,7 @@ def write_report(brokers, results, boot, idle):
              " the tables show medians. While one broker is measured the others are frozen"
              " (SIGSTOP), so their idle wake-ups do not land in its figures." % (REPS, DURATION, LONGER["latency"]),
              "Ratios are warren / other (for latency and CPU: other / warren, so above 1 means warren is better).",
-             "", "Reproduce: `make bench` (`BENCH_REPS`, `BENCH_DURATION`, `BENCH_LATENCY_DURATION`, `BENCH_SCENARIOS` (e.g. `ack,sizes`), `BENCH_CONNECTIONS` tune it; `BENCH_REPORT` writes elsewhere).",
+             "", "Reproduce: `make bench` (`BENCH_REPS`, `BENCH_DURATION`, `BENCH_LATENCY_DURATION`, `BENCH_SCENARIOS` (e.g. `ack,sizes`), `BENCH_SIZES` (e.g. `65536,1048576`), `BENCH_PERF_ARGS`, `BENCH_CONNECTIONS` tune it; `BENCH_REPORT` writes elsewhere).",
              ""]
     for name, args, metric, desc in SCENARIOS:
         if not all(name in results[n] for n in names):

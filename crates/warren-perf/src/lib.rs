@@ -20,7 +20,7 @@ use std::{
 };
 
 use amq_protocol::protocol::{basic, connection, AMQPClass};
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -126,6 +126,11 @@ pub struct PerfArgs {
     /// only copies it from one socket to another (the machine's floor for any broker).
     #[arg(long)]
     pub relay_floor: bool,
+    /// Copy every body into the publisher's write buffer, as the load generator did before
+    /// 2026-12-05 (bodies of 32 KiB or more are otherwise sent from one shared buffer with
+    /// vectored writes); for comparing with figures measured that way.
+    #[arg(long)]
+    pub copy_bodies: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,6 +171,8 @@ fn queue_name(i: u32) -> String {
 }
 
 const EXCHANGE: &str = "perf-x";
+/// Bodies from this size on are sent from one shared buffer with vectored writes.
+const SHARED_BODY_MIN: usize = 32 * 1024;
 
 struct Plan {
     target: client::Target,
@@ -329,6 +336,9 @@ async fn producer(
     let started = Instant::now();
     let mut seq: u64 = 0;
     let mut body = vec![0u8; a.size.max(16)];
+    // Large bodies go out as slices of one buffer, not copied per message.
+    let filler =
+        (body.len() >= SHARED_BODY_MIN && !a.copy_bodies).then(|| Bytes::from(body.clone()));
     while !stop.load(Ordering::Relaxed) {
         let mut batch = 256u64;
         if a.pmessages > 0 {
@@ -361,7 +371,10 @@ async fn producer(
             let mut head = &mut body[..16];
             head.put_u64((u64::from(id) << 48) | seq);
             head.put_u64(now_nanos());
-            w.publish(&exchange, &key, props, &body);
+            match &filler {
+                Some(filler) => w.publish_shared(&exchange, &key, props, &body[..16], filler),
+                None => w.publish(&exchange, &key, props, &body),
+            }
         }
         if confirms {
             outstanding.fetch_add(batch, Ordering::Relaxed);
