@@ -41,8 +41,14 @@ tokio::task_local! {
 }
 
 /// Runs `fut` with its own actor (see [`ACTOR`]), initially `who`.
-pub async fn acting_as<F: std::future::Future>(who: String, fut: F) -> F::Output {
-    ACTOR.scope(std::cell::RefCell::new(who), fut).await
+///
+/// Not an `async fn`: that would hold `fut` twice in its state (the argument and the
+/// scope around it), doubling what every connection task allocates.
+pub fn acting_as<F: std::future::Future>(
+    who: String,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    ACTOR.scope(std::cell::RefCell::new(who), fut)
 }
 
 /// Sets the running task's actor, when it has one.
