@@ -220,6 +220,14 @@ class UI:
         self.click("#login-submit")
         self.find("#tabs a")
 
+    def as_guest(self):
+        """Logs in as guest unless this browser session already is: each test can run on
+        its own (`run.sh -k NAME`), not only after the login test."""
+        self.d.get(self.broker.url)
+        saved = self.d.execute_script("return sessionStorage.getItem('warren.auth')")
+        if not saved or json.loads(saved).get("name") != "guest":
+            self.login("guest", "guest")
+
     def logout(self):
         self.click("#logout")
         self.find("#login-user")

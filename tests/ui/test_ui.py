@@ -97,6 +97,7 @@ def test_login_and_overview(ui, broker, shots):
 
 
 def test_queue_exchange_bind_publish_get_purge_delete(ui, broker, shots):
+    ui.as_guest()
     ui.go("#/queues")
     ui.fill("#add-queue-name", "ui-q")
     ui.select("#add-queue-type", "classic")
@@ -192,6 +193,7 @@ def test_queue_exchange_bind_publish_get_purge_delete(ui, broker, shots):
 
 
 def test_admin_adds_a_monitoring_user_who_sees_no_admin_tab(ui, broker, shots):
+    ui.as_guest()
     ui.go("#/admin")
     ui.fill("#add-user-name", "watcher")
     ui.fill("#add-user-password", "watch-pw")
@@ -230,6 +232,7 @@ def test_admin_adds_a_monitoring_user_who_sees_no_admin_tab(ui, broker, shots):
 
 
 def test_policymaker_sees_policies_only(ui, broker):
+    ui.as_guest()
     assert broker.api("PUT", "/users/pm", {"password": "pm-pw", "tags": "policymaker"})[0] in (201, 204)
     assert broker.api("PUT", "/permissions/%2F/pm", {"configure": ".*", "write": ".*", "read": ".*"})[0] in (201, 204)
     ui.logout()
@@ -244,6 +247,7 @@ def test_policymaker_sees_policies_only(ui, broker):
 
 
 def test_close_connection_from_the_ui_drops_the_client(ui, broker, shots):
+    ui.as_guest()
     params = pika.ConnectionParameters("127.0.0.1", broker.amqp_port,
                                        client_properties={"connection_name": "held-by-test"})
     conn = pika.BlockingConnection(params)
@@ -277,6 +281,7 @@ def test_close_connection_from_the_ui_drops_the_client(ui, broker, shots):
 
 
 def test_admin_pages(ui, broker, shots):
+    ui.as_guest()
     ui.go("#/admin/vhosts")
     ui.fill("#add-vhost-name", "ui-vhost")
     ui.click("#add-vhost-submit")
@@ -308,11 +313,16 @@ def test_admin_pages(ui, broker, shots):
     assert limits[0]["value"] == {"max-queues": 7}
     shots(ui.d, "admin-limits")
     ui.go("#/admin/users")
-    ui.text_in("#users", "watcher")
+    # guest: always there (watcher too when the monitoring-user test ran first).
+    ui.text_in("#users", "guest")
     shots(ui.d, "admin-users")
 
 
 def test_definitions_export_and_import(ui, broker, tmp_path):
+    ui.as_guest()
+    # Its own queue and user to find in the export (not those of earlier tests).
+    assert broker.api("PUT", "/queues/%2F/ui-exported", {"durable": True})[0] in (201, 204)
+    assert broker.api("PUT", "/users/exported", {"password": "x-pw", "tags": ""})[0] in (201, 204)
     ui.go("#/")
     ui.click("#defs-export")
     deadline = time.time() + 10
@@ -325,8 +335,8 @@ def test_definitions_export_and_import(ui, broker, tmp_path):
     assert files, "no definitions file downloaded"
     with open(os.path.join(ui.d.downloads, files[0])) as f:
         exported = json.load(f)
-    assert "ui-overview" in [q["name"] for q in exported["queues"]]
-    assert "watcher" in [u["name"] for u in exported["users"]]
+    assert "ui-exported" in [q["name"] for q in exported["queues"]]
+    assert "exported" in [u["name"] for u in exported["users"]]
 
     defs = tmp_path / "defs.json"
     defs.write_text(json.dumps({"queues": [{"name": "ui-imported", "vhost": "/", "durable": True,
@@ -338,6 +348,7 @@ def test_definitions_export_and_import(ui, broker, tmp_path):
 
 
 def test_memory_alarm_shows_on_every_page(ui, broker):
+    ui.as_guest()
     code, _ = broker.api("PUT", "/warren/vm-memory-high-watermark", {"absolute": 1000})
     assert code in (200, 204)
     try:
@@ -353,6 +364,7 @@ def test_memory_alarm_shows_on_every_page(ui, broker):
 
 @pytest.mark.timeout(120)
 def test_ten_thousand_queues_page_stays_responsive(ui, broker, shots):
+    ui.as_guest()
     n = 10_000
     defs = {"queues": [{"name": f"bulk-{i:05}", "vhost": "/", "durable": False, "auto_delete": False,
                         "arguments": {}} for i in range(n)]}
