@@ -170,7 +170,16 @@ fn queue_name(i: u32) -> String {
     format!("perf-q-{i}")
 }
 
-const EXCHANGE: &str = "perf-x";
+/// The exchange of a run, one per type: a run cut short before its teardown (a broker
+/// that timed out) must not leave an exchange of another type in the next run's way.
+fn exchange_name(kind: ExchangeType) -> &'static str {
+    match kind {
+        ExchangeType::Default => "",
+        ExchangeType::Direct => "perf-x",
+        ExchangeType::Fanout => "perf-x-fanout",
+        ExchangeType::Topic => "perf-x-topic",
+    }
+}
 /// Bodies from this size on are sent from one shared buffer with vectored writes.
 const SHARED_BODY_MIN: usize = 32 * 1024;
 
@@ -182,11 +191,12 @@ struct Plan {
 impl Plan {
     fn target(&self, producer: u32) -> (String, String) {
         let q = producer % self.args.queues;
+        let exchange = exchange_name(self.args.exchange_type).to_string();
         match self.args.exchange_type {
-            ExchangeType::Default => (String::new(), queue_name(q)),
-            ExchangeType::Direct => (EXCHANGE.into(), queue_name(q)),
-            ExchangeType::Fanout => (EXCHANGE.into(), String::new()),
-            ExchangeType::Topic => (EXCHANGE.into(), format!("perf.{q}.0.key")),
+            ExchangeType::Default => (exchange, queue_name(q)),
+            ExchangeType::Direct => (exchange, queue_name(q)),
+            ExchangeType::Fanout => (exchange, String::new()),
+            ExchangeType::Topic => (exchange, format!("perf.{q}.0.key")),
         }
     }
 }
@@ -194,6 +204,7 @@ impl Plan {
 async fn setup(plan: &Plan) -> std::io::Result<()> {
     let a = &plan.args;
     let (mut r, mut w) = client::connect(&plan.target, &a.user, &a.password, &a.vhost).await?;
+    let exchange = exchange_name(a.exchange_type);
     if a.exchange_type != ExchangeType::Default {
         let kind = match a.exchange_type {
             ExchangeType::Direct => "direct",
@@ -203,7 +214,7 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
         client::rpc(
             &mut r,
             &mut w,
-            client::declare_exchange(EXCHANGE, kind, a.persistent),
+            client::declare_exchange(exchange, kind, a.persistent),
         )
         .await?;
     }
@@ -226,23 +237,23 @@ async fn setup(plan: &Plan) -> std::io::Result<()> {
         match a.exchange_type {
             ExchangeType::Default => {}
             ExchangeType::Direct => {
-                client::rpc(&mut r, &mut w, client::bind(&name, EXCHANGE, &name, false)).await?;
+                client::rpc(&mut r, &mut w, client::bind(&name, exchange, &name, false)).await?;
             }
             ExchangeType::Fanout => {
-                client::rpc(&mut r, &mut w, client::bind(&name, EXCHANGE, "", false)).await?;
+                client::rpc(&mut r, &mut w, client::bind(&name, exchange, "", false)).await?;
             }
             ExchangeType::Topic => {
                 // Many bindings per queue; only `perf.{q}.0.*` matches what is published.
                 for b in 0..a.topic_bindings {
                     w.method(
                         1,
-                        client::bind(&name, EXCHANGE, &format!("perf.{q}.{b}.*"), true),
+                        client::bind(&name, exchange, &format!("perf.{q}.{b}.*"), true),
                     )?;
                 }
                 client::rpc(
                     &mut r,
                     &mut w,
-                    client::bind(&name, EXCHANGE, &format!("perf.{q}.0.*"), false),
+                    client::bind(&name, exchange, &format!("perf.{q}.0.*"), false),
                 )
                 .await?;
             }
@@ -261,7 +272,12 @@ async fn teardown(plan: &Plan) -> std::io::Result<()> {
         client::rpc(&mut r, &mut w, client::delete_queue(&queue_name(q))).await?;
     }
     if a.exchange_type != ExchangeType::Default {
-        client::rpc(&mut r, &mut w, client::delete_exchange(EXCHANGE)).await?;
+        client::rpc(
+            &mut r,
+            &mut w,
+            client::delete_exchange(exchange_name(a.exchange_type)),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -664,4 +680,22 @@ pub async fn run(args: PerfArgs) -> Result<Summary, PerfError> {
         );
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_exchange_type_has_an_exchange_of_its_own() {
+        let kinds = [
+            ExchangeType::Direct,
+            ExchangeType::Fanout,
+            ExchangeType::Topic,
+        ];
+        let names: std::collections::HashSet<_> = kinds.iter().map(|k| exchange_name(*k)).collect();
+        assert_eq!(names.len(), kinds.len());
+        assert!(!names.contains(""));
+        assert_eq!(exchange_name(ExchangeType::Default), "");
+    }
 }
