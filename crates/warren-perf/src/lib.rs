@@ -191,13 +191,12 @@ struct Plan {
 impl Plan {
     fn target(&self, producer: u32) -> (String, String) {
         let q = producer % self.args.queues;
-        let exchange = exchange_name(self.args.exchange_type).to_string();
-        match self.args.exchange_type {
-            ExchangeType::Default => (exchange, queue_name(q)),
-            ExchangeType::Direct => (exchange, queue_name(q)),
-            ExchangeType::Fanout => (exchange, String::new()),
-            ExchangeType::Topic => (exchange, format!("perf.{q}.0.key")),
-        }
+        let key = match self.args.exchange_type {
+            ExchangeType::Default | ExchangeType::Direct => queue_name(q),
+            ExchangeType::Fanout => String::new(),
+            ExchangeType::Topic => format!("perf.{q}.0.key"),
+        };
+        (exchange_name(self.args.exchange_type).to_string(), key)
     }
 }
 
