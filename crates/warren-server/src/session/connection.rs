@@ -36,7 +36,7 @@ use crate::{
     model::handles::{ConnEvent, ConnHandle, Delivery},
     model::queue::Queue,
     model::vhost::VHost,
-    session::channel::Channel,
+    session::channel::{Channel, BODY_READ_AHEAD},
     session::stream::{read_some, ConnRead, StreamReader},
     util::error::{erlang_binary, AmqpError, AmqpResult, ReplyCode, Scope},
 };
@@ -280,6 +280,9 @@ struct Connection {
     tls: Option<warren_tls::SessionInfo>,
     /// A body frame being read straight into its message's body buffer.
     direct_body: Option<DirectBody>,
+    /// Normal reads still kept short after a body frame was read straight into its body
+    /// buffer (see `read_available`).
+    short_reads_left: u8,
 }
 
 /// A large body frame of a body that spans several frames: its payload goes from the
@@ -433,6 +436,7 @@ where
         silent_close_delay,
         out_hint: 4096,
         direct_body: None,
+        short_reads_left: 0,
         input_held: false,
         started: now,
         last_recv: now,
@@ -495,6 +499,13 @@ const WRITE_IOVECS: usize = 64;
 
 /// Frames from this size on are read into a buffer of their own (see the read loop).
 const LARGE_FRAME: usize = 32 * 1024;
+
+/// The most a normal read takes in just after a body frame went straight to its body
+/// buffer: room for a publish and a content header with its properties.
+const SHORT_READ: usize = 4 * 1024;
+
+/// How many normal reads after such a body frame are kept to [`SHORT_READ`].
+const SHORT_READS_AFTER_BODY: u8 = 4;
 
 /// The whole size of the frame at the front of `buf` when it is large and not all here
 /// yet. Only called after the buffer was decoded, so the size passed the frame_max check.
@@ -777,8 +788,22 @@ impl Connection {
                     &mut scratch
                 }
             };
-            let limit = direct.left;
+            // The frame end and the next frame's header come along with the payload when
+            // the buffer has room for them: one receive call per large frame, not two.
+            let payload_end = target.len() + direct.left;
+            let limit = if target.capacity() >= payload_end + BODY_READ_AHEAD {
+                direct.left + BODY_READ_AHEAD
+            } else {
+                direct.left
+            };
             let read = rd.try_read_buf(target, limit);
+            if target.len() > payload_end {
+                if buf.capacity() - buf.len() < BODY_READ_AHEAD {
+                    buf.reserve(READ_CHUNK);
+                }
+                buf.extend_from_slice(&target[payload_end..]);
+                target.truncate(payload_end);
+            }
             return self.after_read(read);
         }
         // After a payload read into its body buffer: its frame end and the next frame's
@@ -809,7 +834,18 @@ impl Connection {
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                usize::MAX
+                // A publisher of multi-frame bodies: what follows a body is the next
+                // message's method and header frames and then likely another large body
+                // frame, whose payload should go to its body buffer, not into `buf` (it
+                // would be copied from there, and a buffer grown large earlier would take
+                // in whole frames). A few short reads pick up those small frames; then
+                // reads are unbounded again, for a publisher that went on to small ones.
+                if self.short_reads_left > 0 {
+                    self.short_reads_left -= 1;
+                    SHORT_READ
+                } else {
+                    usize::MAX
+                }
             }
         };
         let read = rd.try_read_buf(buf, limit);
@@ -864,6 +900,7 @@ impl Connection {
         let arrived = (buf.len() - 7).min(payload);
         sink.extend_from_slice(&buf[7..7 + arrived]);
         buf.clear();
+        self.short_reads_left = SHORT_READS_AFTER_BODY;
         self.direct_body = Some(DirectBody {
             channel,
             left: payload - arrived,

@@ -22,6 +22,7 @@ mod publishing;
 mod topology;
 mod transactions;
 
+pub(crate) use publishing::BODY_READ_AHEAD;
 pub(crate) use topology::delete_queue_logged;
 
 use crate::{

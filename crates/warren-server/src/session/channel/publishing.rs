@@ -77,11 +77,11 @@ impl Channel {
             content.single = Some(payload);
         } else {
             if let Some(first) = content.single.take() {
-                content.body.reserve(size as usize);
+                content.body.reserve(size as usize + BODY_READ_AHEAD);
                 content.body.extend_from_slice(&first);
             }
             if content.body.is_empty() {
-                content.body.reserve(size as usize);
+                content.body.reserve(size as usize + BODY_READ_AHEAD);
             }
             content.body.extend_from_slice(&payload);
         }
@@ -111,8 +111,10 @@ impl Channel {
         if have + frame_payload > size {
             return None;
         }
-        if content.body.capacity() < size {
-            content.body.reserve(size - have);
+        // Room past the body for what follows its last frame's payload on the wire, so
+        // that the read of that payload can take it along (see the connection's read loop).
+        if content.body.capacity() < size + BODY_READ_AHEAD {
+            content.body.reserve(size + BODY_READ_AHEAD - have);
         }
         Some(&mut content.body)
     }
@@ -372,3 +374,7 @@ pub(super) fn deliver_reply(target: ReplyTarget, message: Arc<Message>) {
         },
     });
 }
+
+/// Bytes a body buffer has room for past the body: a frame end and the next frame's
+/// header, read together with a body frame's payload.
+pub(crate) const BODY_READ_AHEAD: usize = 8;
