@@ -995,3 +995,55 @@ async fn memory_freed_after_a_flood_goes_back_to_the_system() {
     }
     println!("idle {idle} KiB, peak {peak} KiB, after deleting {now} KiB");
 }
+
+/// Bodies of several frames are read into buffers the broker keeps for reuse while busy
+/// (the body pool). Once the traffic stops those buffers go back to the system too.
+#[tokio::test]
+async fn pooled_body_buffers_go_back_to_the_system_when_quiet() {
+    let broker = Broker::start();
+    let idle = resident_kib(broker.pid());
+    let conn = connect(&broker.amqp_url()).await;
+    let ch = confirm_channel(&conn).await;
+    declare_queue(&ch, "large-flood", QueueDeclareOptions::default()).await;
+    // 48 bodies of 1 MiB (9 frames each), all queued, then all fetched.
+    let body = vec![b'p'; 1 << 20];
+    let mut confirms = Vec::new();
+    for _ in 0..48 {
+        confirms.push(
+            ch.basic_publish(
+                "".into(),
+                "large-flood".into(),
+                BasicPublishOptions::default(),
+                &body,
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for c in confirms {
+        assert!(matches!(c.await.unwrap(), lapin::Confirmation::Ack(None)));
+    }
+    let peak = resident_kib(broker.pid());
+    assert!(
+        peak > idle + 40 * 1024,
+        "the flood shows: {idle} -> {peak} KiB"
+    );
+    for _ in 0..48 {
+        let m = get(&ch, "large-flood", true)
+            .await
+            .expect("a queued message");
+        assert_eq!(m.delivery.data.len(), body.len());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut now = resident_kib(broker.pid());
+    while now > idle + (peak - idle) / 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory stayed: idle {idle} KiB, peak {peak} KiB, after consuming {now} KiB"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        now = resident_kib(broker.pid());
+    }
+    println!("idle {idle} KiB, peak {peak} KiB, after consuming {now} KiB");
+}

@@ -779,7 +779,7 @@ impl Connection {
                 .get_mut(&direct.channel)
                 .filter(|ch| !ch.closing && !direct.discard)
                 .and_then(|ch| ch.body_sink(direct.left));
-            let mut scratch = BytesMut::new();
+            let mut scratch = Vec::new();
             let target = match sink {
                 Some(body) => body,
                 None => {

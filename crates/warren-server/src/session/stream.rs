@@ -8,11 +8,29 @@
 
 use std::{future::Future, io};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
     net::tcp::OwnedReadHalf,
 };
+
+/// A buffer reads append to: the read buffer, or a message's body buffer.
+pub(crate) trait ReadTarget: BufMut {
+    /// Bytes that fit before the buffer must grow.
+    fn spare(&self) -> usize;
+}
+
+impl ReadTarget for BytesMut {
+    fn spare(&self) -> usize {
+        self.capacity() - self.len()
+    }
+}
+
+impl ReadTarget for Vec<u8> {
+    fn spare(&self) -> usize {
+        self.capacity() - self.len()
+    }
+}
 
 /// What the connection task reads from.
 pub(crate) trait ConnRead: Send {
@@ -22,7 +40,7 @@ pub(crate) trait ConnRead: Send {
 
     /// Appends what can be read now to `buf`, at most `limit` bytes: `Ok(0)` at the end of
     /// the stream, `WouldBlock` when nothing is there yet.
-    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize>;
+    fn try_read_buf(&mut self, buf: &mut impl ReadTarget, limit: usize) -> io::Result<usize>;
 }
 
 impl ConnRead for OwnedReadHalf {
@@ -30,11 +48,11 @@ impl ConnRead for OwnedReadHalf {
         OwnedReadHalf::readable(self)
     }
 
-    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
-        if limit >= buf.capacity() - buf.len() {
+    fn try_read_buf(&mut self, buf: &mut impl ReadTarget, limit: usize) -> io::Result<usize> {
+        if limit >= buf.spare() {
             return OwnedReadHalf::try_read_buf(self, buf);
         }
-        let mut limited = bytes::BufMut::limit(&mut *buf, limit);
+        let mut limited = BufMut::limit(&mut *buf, limit);
         OwnedReadHalf::try_read_buf(self, &mut limited)
     }
 }
@@ -71,7 +89,7 @@ impl<R: AsyncRead + Unpin + Send> ConnRead for StreamReader<R> {
         Ok(())
     }
 
-    fn try_read_buf(&mut self, buf: &mut BytesMut, limit: usize) -> io::Result<usize> {
+    fn try_read_buf(&mut self, buf: &mut impl ReadTarget, limit: usize) -> io::Result<usize> {
         if self.pending.is_empty() {
             return if self.eof {
                 Ok(0)
@@ -80,7 +98,7 @@ impl<R: AsyncRead + Unpin + Send> ConnRead for StreamReader<R> {
             };
         }
         let n = self.pending.len().min(limit.max(1));
-        buf.extend_from_slice(&self.pending[..n]);
+        buf.put_slice(&self.pending[..n]);
         self.pending.advance(n);
         Ok(n)
     }

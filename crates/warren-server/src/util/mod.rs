@@ -2,6 +2,7 @@
 //! helpers, mailboxes, the AMQP error type, RabbitMQ's configuration formats). Imports
 //! nothing from the rest of the crate.
 
+pub mod body_pool;
 pub mod clock;
 pub mod error;
 pub mod json;

@@ -58,7 +58,7 @@ impl Channel {
                 self.content = Some(PendingContent {
                     publish: m,
                     header: None,
-                    body: BytesMut::new(),
+                    body: Vec::new(),
                     single: None,
                 });
                 Ok(())

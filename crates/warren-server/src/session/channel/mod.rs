@@ -38,6 +38,7 @@ use crate::{
     model::queue::Queue,
     model::vhost::{ExchangeMeta, VHost, DEFAULT_EXCHANGE},
     session::connection::ConnCtx,
+    util::body_pool::BODIES,
     util::error::{AmqpError, AmqpResult},
     util::names,
 };
@@ -49,7 +50,8 @@ const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 struct PendingContent {
     publish: basic::Publish,
     header: Option<(u64, Bytes)>,
-    body: BytesMut,
+    /// The body assembled from several frames, in a buffer of the body pool.
+    body: Vec<u8>,
     /// The whole body when it came in one frame: kept as a slice of the read buffer.
     single: Option<Bytes>,
 }

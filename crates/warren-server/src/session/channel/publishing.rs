@@ -77,11 +77,11 @@ impl Channel {
             content.single = Some(payload);
         } else {
             if let Some(first) = content.single.take() {
-                content.body.reserve(size as usize + BODY_READ_AHEAD);
+                content.body = BODIES.take(size as usize + BODY_READ_AHEAD);
                 content.body.extend_from_slice(&first);
             }
             if content.body.is_empty() {
-                content.body.reserve(size as usize + BODY_READ_AHEAD);
+                content.body = BODIES.take(size as usize + BODY_READ_AHEAD);
             }
             content.body.extend_from_slice(&payload);
         }
@@ -96,7 +96,7 @@ impl Channel {
     /// from the socket: the message's body buffer, when the body is assembled from several
     /// frames and this frame fits the declared size. `None` leaves the frame to the normal
     /// path ([`Self::on_body`]), which also reports every error.
-    pub fn body_sink(&mut self, frame_payload: usize) -> Option<&mut BytesMut> {
+    pub fn body_sink(&mut self, frame_payload: usize) -> Option<&mut Vec<u8>> {
         let content = self.content.as_mut()?;
         let (size, _) = content.header.as_ref()?;
         let size = usize::try_from(*size).ok()?;
@@ -114,7 +114,11 @@ impl Channel {
         // Room past the body for what follows its last frame's payload on the wire, so
         // that the read of that payload can take it along (see the connection's read loop).
         if content.body.capacity() < size + BODY_READ_AHEAD {
-            content.body.reserve(size + BODY_READ_AHEAD - have);
+            if have == 0 {
+                content.body = BODIES.take(size + BODY_READ_AHEAD);
+            } else {
+                content.body.reserve_exact(size + BODY_READ_AHEAD - have);
+            }
         }
         Some(&mut content.body)
     }
@@ -141,7 +145,7 @@ impl Channel {
         let (_, properties) = content.header.unwrap_or_default();
         let body = match content.single {
             Some(b) => b,
-            None => content.body.freeze(),
+            None => BODIES.freeze(content.body),
         };
         let publish = Publication {
             exchange: intern(&mut self.last_exchange, content.publish.exchange.as_str()),
