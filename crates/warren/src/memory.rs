@@ -97,6 +97,9 @@ pub(crate) fn watch(resident: Arc<AtomicUsize>) {
                     _ => false,
                 };
                 cpu_before = cpu_now;
+                // Pooled body buffers nobody needed for a whole look go back to glibc
+                // (which reuses them for anything, or returns them at the next trim).
+                BODIES.release_surplus();
                 let Some(now) = unexplained() else { continue };
                 floor = floor.min(now);
                 // Idle body buffers are kept for a busy broker only.

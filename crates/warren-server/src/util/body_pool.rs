@@ -30,6 +30,9 @@ const SLACK_QUARTERS: usize = 1;
 struct Idle {
     buffers: Vec<Vec<u8>>,
     bytes: usize,
+    /// The fewest idle bytes since the last [`BodyPool::release_surplus`]: buffers that
+    /// many bytes' worth were not needed all that time.
+    low_water: usize,
 }
 
 /// A pool of body buffers (the broker uses [`BODIES`]).
@@ -48,6 +51,7 @@ impl BodyPool {
             idle: Mutex::new(Idle {
                 buffers: Vec::new(),
                 bytes: 0,
+                low_water: 0,
             }),
             limit: AtomicUsize::new(DEFAULT_POOL_BYTES),
         }
@@ -80,6 +84,7 @@ impl BodyPool {
             {
                 let buf = idle.buffers.swap_remove(at);
                 idle.bytes -= buf.capacity();
+                idle.low_water = idle.low_water.min(idle.bytes);
                 return buf;
             }
         }
@@ -113,12 +118,33 @@ impl BodyPool {
         }
     }
 
+    /// Frees idle buffers that were not needed since the last call (the pool never went
+    /// below that many bytes), so buffers of a size no longer published do not stay for
+    /// as long as the broker is busy. Called once a second. Returns the bytes freed.
+    pub fn release_surplus(&self) -> usize {
+        let surplus = {
+            let mut idle = self.idle();
+            let mut surplus = Vec::new();
+            let mut freed = 0;
+            while freed < idle.low_water {
+                let Some(buf) = idle.buffers.pop() else { break };
+                freed += buf.capacity();
+                surplus.push(buf);
+            }
+            idle.bytes -= freed;
+            idle.low_water = idle.bytes;
+            surplus
+        };
+        surplus.iter().map(Vec::capacity).sum()
+    }
+
     /// Frees every idle buffer (the broker went quiet; the memory goes back to the
     /// system). Returns the bytes freed.
     pub fn release_idle(&self) -> usize {
         let buffers = {
             let mut idle = self.idle();
             idle.bytes = 0;
+            idle.low_water = 0;
             std::mem::take(&mut idle.buffers)
         };
         buffers.iter().map(Vec::capacity).sum()
@@ -206,6 +232,37 @@ mod tests {
         assert!(pool.idle_bytes() <= limit);
         assert!(pool.idle_bytes() > limit - 2 * size);
         assert!(pool.release_idle() > 0);
+        assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn buffers_not_needed_for_a_while_are_freed() {
+        let pool: &'static BodyPool = Box::leak(Box::new(BodyPool::new()));
+        let size = 2 * POOLED_MIN;
+        let lend = |n: usize| -> Vec<Bytes> {
+            (0..n)
+                .map(|_| {
+                    let mut b = pool.take(size);
+                    b.push(0);
+                    pool.freeze(b)
+                })
+                .collect()
+        };
+        drop(lend(6));
+        assert_eq!(pool.idle_bytes(), 6 * size);
+        // The first look only starts the count.
+        pool.release_surplus();
+        // Then two are in use at a time: four were never needed.
+        for _ in 0..3 {
+            drop(lend(2));
+        }
+        assert_eq!(pool.release_surplus(), 4 * size);
+        assert_eq!(pool.idle_bytes(), 2 * size);
+        // Those two are needed in the next interval: nothing is freed.
+        drop(lend(2));
+        assert_eq!(pool.release_surplus(), 0);
+        // Nobody needs them any more.
+        assert_eq!(pool.release_surplus(), 2 * size);
         assert_eq!(pool.idle_bytes(), 0);
     }
 }
