@@ -928,6 +928,50 @@ async fn messages_of_a_queue_the_metadata_lost_are_kept_until_the_operator_decid
     assert_eq!(got, want);
 }
 
+/// Publishes `count` copies of `body` to `queue` on a confirm channel, 100 at a time, and
+/// checks that each was acked.
+async fn publish_confirmed(ch: &lapin::Channel, queue: &str, body: &[u8], count: usize) {
+    for batch in 0..count.div_ceil(100) {
+        let mut confirms = Vec::new();
+        for _ in 0..(count - batch * 100).min(100) {
+            confirms.push(
+                ch.basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    lapin::BasicProperties::default(),
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for c in confirms {
+            assert!(
+                matches!(c.await.unwrap(), lapin::Confirmation::Ack(None)),
+                "batch {batch}"
+            );
+        }
+    }
+}
+
+/// Waits up to 15 s (the trimmer looks once a second) for the broker's resident memory to
+/// fall back to within a third of the way from `idle` to `peak`; returns it.
+async fn resident_falls_back(broker: &Broker, idle: u64, peak: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut now = resident_kib(broker.pid());
+    while now > idle + (peak - idle) / 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory stayed: idle {idle} KiB, peak {peak} KiB, now {now} KiB; {}",
+            broker.log().join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        now = resident_kib(broker.pid());
+    }
+    now
+}
+
 #[tokio::test]
 async fn memory_freed_after_a_flood_goes_back_to_the_system() {
     let config = std::env::temp_dir().join(format!("warren-trim-{}.toml", std::process::id()));
@@ -948,28 +992,7 @@ async fn memory_freed_after_a_flood_goes_back_to_the_system() {
     declare_queue(&ch, "flood", QueueDeclareOptions::default()).await;
     // 1,200 bodies of 64 KiB, 75 MiB: past the budget, the rest goes to disk.
     let body = vec![b'f'; 64 * 1024];
-    for batch in 0..12 {
-        let mut confirms = Vec::new();
-        for _ in 0..100 {
-            confirms.push(
-                ch.basic_publish(
-                    "".into(),
-                    "flood".into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    lapin::BasicProperties::default(),
-                )
-                .await
-                .unwrap(),
-            );
-        }
-        for c in confirms {
-            assert!(
-                matches!(c.await.unwrap(), lapin::Confirmation::Ack(None)),
-                "batch {batch}"
-            );
-        }
-    }
+    publish_confirmed(&ch, "flood", &body, 1_200).await;
     let peak = resident_kib(broker.pid());
     assert!(
         peak > idle + 40 * 1024,
@@ -981,18 +1004,8 @@ async fn memory_freed_after_a_flood_goes_back_to_the_system() {
     )
     .await
     .unwrap();
-    // The trimmer looks once a second; glibc alone would keep the peak.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let mut now = resident_kib(broker.pid());
-    while now > idle + (peak - idle) / 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "memory stayed: idle {idle} KiB, peak {peak} KiB, after deleting {now} KiB; {}",
-            broker.log().join("\n")
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        now = resident_kib(broker.pid());
-    }
+    // glibc alone would keep the peak.
+    let now = resident_falls_back(&broker, idle, peak).await;
     println!("idle {idle} KiB, peak {peak} KiB, after deleting {now} KiB");
 }
 
@@ -1007,23 +1020,7 @@ async fn pooled_body_buffers_go_back_to_the_system_when_quiet() {
     declare_queue(&ch, "large-flood", QueueDeclareOptions::default()).await;
     // 48 bodies of 1 MiB (9 frames each), all queued, then all fetched.
     let body = vec![b'p'; 1 << 20];
-    let mut confirms = Vec::new();
-    for _ in 0..48 {
-        confirms.push(
-            ch.basic_publish(
-                "".into(),
-                "large-flood".into(),
-                BasicPublishOptions::default(),
-                &body,
-                lapin::BasicProperties::default(),
-            )
-            .await
-            .unwrap(),
-        );
-    }
-    for c in confirms {
-        assert!(matches!(c.await.unwrap(), lapin::Confirmation::Ack(None)));
-    }
+    publish_confirmed(&ch, "large-flood", &body, 48).await;
     let peak = resident_kib(broker.pid());
     assert!(
         peak > idle + 40 * 1024,
@@ -1035,15 +1032,6 @@ async fn pooled_body_buffers_go_back_to_the_system_when_quiet() {
             .expect("a queued message");
         assert_eq!(m.delivery.data.len(), body.len());
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let mut now = resident_kib(broker.pid());
-    while now > idle + (peak - idle) / 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "memory stayed: idle {idle} KiB, peak {peak} KiB, after consuming {now} KiB"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        now = resident_kib(broker.pid());
-    }
+    let now = resident_falls_back(&broker, idle, peak).await;
     println!("idle {idle} KiB, peak {peak} KiB, after consuming {now} KiB");
 }
