@@ -478,14 +478,10 @@ async fn run(cfg: ServerConfig, extras: Extras) -> ExitCode {
         }
         info!("imported definitions from {}", path.display());
     }
-    // Idle body buffers kept for reuse: a quarter of the memory budget, at most 64 MiB.
-    let budget = usize::try_from(broker.config.memory_budget_mb.saturating_mul(1 << 20));
-    warren_server::util::body_pool::BODIES.set_limit(
-        budget
-            .map_or(usize::MAX, |b| b / 4)
-            .min(warren_server::util::body_pool::DEFAULT_POOL_BYTES),
+    memory::watch(
+        broker.persistence.resident.clone(),
+        broker.config.memory_budget_mb,
     );
-    memory::watch(broker.persistence.resident.clone());
     let shutdown = Shutdown::new();
     let broker_handle = broker.clone();
     let Some(side) = start_http_listeners(&extras, &tls, &broker, &shutdown).await else {

@@ -70,8 +70,16 @@ fn should_trim(grown: u64, busy: bool, since_trim: Duration) -> bool {
     grown >= GROWTH_WORTH_TRIMMING && (!busy || since_trim >= BUSY_TRIM_INTERVAL)
 }
 
-/// Starts the watcher over `resident` (the broker's body bytes in memory).
-pub(crate) fn watch(resident: Arc<AtomicUsize>) {
+/// Sizes the body pool from the memory budget, then starts the watcher over `resident`
+/// (the broker's body bytes in memory).
+pub(crate) fn watch(resident: Arc<AtomicUsize>, memory_budget_mb: u64) {
+    // Idle body buffers kept for reuse: a quarter of the memory budget, at most 64 MiB.
+    let budget = usize::try_from(memory_budget_mb.saturating_mul(1 << 20));
+    BODIES.set_limit(
+        budget
+            .map_or(usize::MAX, |b| b / 4)
+            .min(warren_server::util::body_pool::DEFAULT_POOL_BYTES),
+    );
     let spawned = std::thread::Builder::new()
         .name("warren-trim".into())
         .spawn(move || {
