@@ -57,6 +57,20 @@ fn body_frames(channel: u16, body: &[u8], frame_payload: usize) -> Vec<Vec<u8>> 
         .collect()
 }
 
+/// The next message in `queue` once the broker has routed it (the raw socket's publishes
+/// are not confirmed).
+async fn routed(ch: &lapin::Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    within("message routed", async {
+        loop {
+            if let Some(m) = get(ch, queue, true).await {
+                break m;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
 async fn open_channel(sock: &mut tokio::net::TcpStream, id: u16) {
     write_method(sock, id, 20, 10, &shortstr("")).await;
     match read_method(sock).await {
@@ -116,15 +130,7 @@ async fn multi_frame_bodies_arrive_intact_whatever_the_reads() {
     }
 
     for (queue, expected) in [("big-a", &body_a), ("big-b", &body_b), ("small", &small)] {
-        let message = within("message routed", async {
-            loop {
-                if let Some(m) = get(&ch, queue, true).await {
-                    break m;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        let message = routed(&ch, queue).await;
         assert_eq!(message.delivery.data.len(), expected.len(), "{queue} size");
         assert!(message.delivery.data == *expected, "{queue} bytes differ");
     }
@@ -280,15 +286,7 @@ async fn back_to_back_bodies_written_at_once_arrive_intact() {
     sock.flush().await.expect("flush");
 
     for (i, (body, header_len)) in expected.iter().enumerate() {
-        let message = within("message routed", async {
-            loop {
-                if let Some(m) = get(&ch, "at-once", true).await {
-                    break m;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        let message = routed(&ch, "at-once").await;
         assert_eq!(message.delivery.data.len(), body.len(), "message {i} size");
         assert!(message.delivery.data == *body, "message {i} bytes differ");
         let filler = message
